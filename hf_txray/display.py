@@ -80,7 +80,7 @@ def _batching_line(m) -> str:
     elif multiple and multiple > 1:
         limits += f"; widths rounded up to a multiple of {multiple}"
     # from the counts summed over every part: exact for a merged profile too
-    padding = f"; padding {1 - m.num_input_tokens / m.num_padded_tokens:.1%}" if m.num_padded_tokens else ""
+    padding = f"; padding {percent(1 - m.num_input_tokens / m.num_padded_tokens)}" if m.num_padded_tokens else ""
     return f"batching: {cut}; {limits}{padding}"
 
 
@@ -187,7 +187,8 @@ def neuron_text(profile: Profile, layer: int, neuron: int, top: int = 5, report:
         lines.append("credited activations: " + ", ".join(
             f"[{lo:.3g}, {hi:.3g}) {int(c)}" for lo, hi, c in zip(hist["low"], hist["high"], hist["count"])))
     if card.get("top_position", -1) >= 0:
-        lines.append(f"mass from its top token position ({card['top_position']}): {card['top_position_share']:.1%}")
+        # as the summary sentence writes it: 99.96% of the mass at one position read "100.0%" here (helper 348)
+        lines.append(f"mass from its top token position ({card['top_position']}): {percent(card['top_position_share'])}")
     examples = profile.top_examples(layer, neuron).head(top)
     if len(examples):
         shown = [shown_example(*x) for x in zip(examples["left"], examples["token"], examples["right"])]

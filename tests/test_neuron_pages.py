@@ -517,6 +517,29 @@ def test_cli_show_neuron_states_the_change_on_stage_b_s_page_as_the_exported_car
     assert "pretrained->zeroshot: shared" in next(p for p in pages if "(pretrained): " in p)
 
 
+def test_neuron_page_writes_shares_as_its_summary_does_never_a_rounded_100_percent(tmp_path):
+    """Helper 348: a neuron taking 99.96% of its mass from position 0 (a decoder's first-token neuron) read "99.96% of
+    its mass from token position 0" in its page's summary sentence but "mass from its top token position (0): 100.0%"
+    a few lines below, and `show`'s padding share read "0.0%" for one padded token in 100,000: both are now written
+    as hf_txray.tables.percent writes shares."""
+    from hf_txray.accumulators import PositionMass
+    from hf_txray.display import neuron_text, profile_text
+
+    model, tokenizer = tiny("bert")
+    profile = hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    live = profile.neuron_stats().sort_values("count", ascending=False).iloc[0]
+    layer, neuron = int(live["layer"]), int(live["neuron"])
+    row = profile._row(layer, neuron)
+    mass = PositionMass()
+    mass.add(np.array([row, row]), np.array([0, 3]), np.array([9996.0, 4.0]))
+    profile.position_mass = mass
+    page = neuron_text(profile, layer, neuron)
+    assert "99.96% of its mass from token position 0" in page.splitlines()[0]
+    assert "mass from its top token position (0): 99.96%" in page and "100.0%" not in page
+    profile.meta.num_input_tokens, profile.meta.num_padded_tokens = 99_999, 100_000
+    assert "; padding 0.001%" in profile_text(profile)
+
+
 def test_tables_show_an_untested_neuron_s_changed_flag_as_unknown_not_no(tmp_path):
     """A neuron the per-neuron test did not judge (no p-value) has changed_<ft> False: the card's, the terminal's and
     the viewer's most-changed tables showed it as False / "no", read as "unchanged" (19 of MiniLM PTB -> BBC's 20
