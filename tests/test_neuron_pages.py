@@ -180,7 +180,20 @@ def test_summary_leaves_out_clauses_whose_fields_are_absent():
         "Wins 0.04% of positions; prefers '<s>'; 98.0% of its mass from token position 0."
     assert neuron_summary(_card(count=0)) == "Never wins a position at this stage (dead)."
     p_large = neuron_summary(_card(), {"changed_pos": False, "p_hellinger_pos": 0.43}, ("a", "b"))
-    assert p_large.endswith("no change beyond noise between a and b (pos, p = 0.43).")
+    assert p_large.endswith("no change beyond noise between a and b (pos, p = 0.43 before the Benjamini-Hochberg "
+                            "correction).")
+
+
+def test_an_unflagged_neuron_s_sentence_says_its_p_value_is_before_the_correction():
+    """Helper 348: on MiniLM PTB -> WikiText, 36 tested pos neurons have a p-value below 0.05 but no 'changed' flag
+    (Benjamini-Hochberg over the report's neurons at alpha 0.05 flags p <= 0.0087 there); their sentence read "no
+    change beyond noise between pretrained and wiki (pos, p = 0.012)", a contradiction for anyone reading p against
+    alpha. It says the p-value is the neuron's own, before the correction; a flagged neuron's sentence is unchanged."""
+    unflagged = neuron_summary(_card(), {"changed_pos": False, "p_hellinger_pos": 0.0117}, ("pretrained", "wiki"))
+    assert unflagged.endswith("no change beyond noise between pretrained and wiki (pos, p = 0.012 before the "
+                              "Benjamini-Hochberg correction).")
+    flagged = neuron_summary(_card(), {"changed_pos": True, "p_hellinger_pos": 0.0087}, ("pretrained", "wiki"))
+    assert flagged.endswith("changed beyond noise between pretrained and wiki (pos, p = 0.009).")
 
 
 def test_neuron_card_fields_equal_the_exported_row_and_feed_the_summary(tmp_path):
