@@ -16,7 +16,8 @@ from .metrics import mean_length
 from .plots import default_feature_type
 from .provenance import (missing_provenance, needs_texts_again, pinned_texts, pruning_note, public_label, public_name,
                          public_record, recorded_pruning)
-from .tables import code_span, markdown_table, markdown_text, percent, shell_command, untested_unknown
+from .tables import (code_span, markdown_table, markdown_text, percent, shell_command, too_few_credits_text,
+                     untested_unknown)
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -198,7 +199,7 @@ def _report_tables(report: TransferReport) -> list[str]:
         keep += [c for c in (f"p_hellinger_{ft}", f"changed_{ft}") if c in changed]
         thin = report.too_few_credits(ft, min_count)
         out += [f"Most changed neurons ({markdown_text(ft)}), among those credited at least {min_count} times with a "
-                f"{markdown_text(ft)} value in both stages ({thin} shared neurons have too few credits and are not ranked):", "",
+                f"{markdown_text(ft)} value in both stages ({too_few_credits_text(thin)}):", "",
                 markdown_table(_names_shown(untested_unknown(changed[keep]), [ft])), ""]
     return out
 

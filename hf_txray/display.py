@@ -10,7 +10,8 @@ from .metrics import mean_length
 from .profile import Profile, batch_limits_of_parts
 from .provenance import original_neuron, pruning_note, recorded_pruning
 from .report import DEFAULT_MIN_COUNT, TransferReport, corpus_text
-from .tables import clip_left, clip_right, one_line, percent, shown_example, text_table, untested_unknown
+from .tables import (clip_left, clip_right, one_line, percent, shown_example, text_table, too_few_credits_text,
+                     untested_unknown)
 
 LEGEND = """\
 legend:
@@ -143,8 +144,8 @@ def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_M
                                                        if c in report.neurons] + [
         f"length_a_{ft}", f"length_b_{ft}", "count_a", "count_b"]
     thin = report.too_few_credits(ft, min_count)
-    lines += ["", f"most changed neurons ({ft}, credited >= {min_count} times with a {ft} value in both stages; {thin} shared neurons "
-                  f"have too few credits and are not ranked)",
+    lines += ["", f"most changed neurons ({ft}, credited >= {min_count} times with a {ft} value in both stages; "
+                  f"{too_few_credits_text(thin)})",
               text_table(untested_unknown(report.most_changed(top, ft, min_count=min_count)[keep]))]
     lines += ["", f"least changed neurons ({ft}, credited >= {min_count} times with a {ft} value in both stages)",
               text_table(untested_unknown(report.least_changed(top, ft, min_count=min_count)[keep]))]

@@ -100,6 +100,14 @@ def percent(share: float) -> str:
     return f"{value:.{decimals}f}%"
 
 
+def too_few_credits_text(count: int) -> str:
+    """How many shared neurons a ranking leaves out, as a clause whose verbs agree with the count: ``"1 shared neuron
+    has too few credits and is not ranked"`` (it read "1 shared neurons have ... and are not ranked"), ``"2169 shared
+    neurons have too few credits and are not ranked"``."""
+    return (f"{count} shared neuron has too few credits and is not ranked" if count == 1 else
+            f"{count} shared neurons have too few credits and are not ranked")
+
+
 def shell_command(*argv: Any) -> str:
     """`argv` as one bash command line, each word quoted where the shell would read it otherwise
     (``shlex.quote``): the card's ``hf-txray reproduce REPO --revision R`` and the push's retry hint wrote a branch

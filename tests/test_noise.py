@@ -625,6 +625,19 @@ def test_noise_floors_match_brute_force():
     assert list(table["figure"]) == ["mean Hellinger pos", "share lost", "share gained"]
 
 
+def test_one_neuron_left_out_of_the_rankings_is_said_in_the_singular():
+    """Helper 348: with one shared neuron under the credit floor, `hf-txray show`/`compare` and the dataset card said
+    "1 shared neurons have too few credits and are not ranked"; they say "1 shared neuron has ... and is not ranked"."""
+    from hf_txray.card import _report_tables
+
+    report = hf_txray.compare(hand_profile("A", 0), hand_profile("B", 1))
+    # credits (A, B) of the thin neurons: 2 (6, 8) and 4 (9, 12): at a floor of 9, neuron 2 alone is left out
+    assert report.too_few_credits("pos", 9) == 1
+    assert "; 1 shared neuron has too few credits and is not ranked)" in report_text(report, min_count=9)
+    report.DEFAULT_MIN_COUNT = 9  # the card ranks at the report's floor
+    assert "(1 shared neuron has too few credits and is not ranked):" in "\n".join(_report_tables(report))
+
+
 def test_rankings_respect_min_count(tmp_path):
     a, b = hand_profile("A", 0), hand_profile("B", 1)
     report = hf_txray.compare(a, b)
