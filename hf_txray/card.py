@@ -28,7 +28,7 @@ DEFAULT_CONFIG = "neuron_cards"  # the config the Hub's viewer and load_dataset(
 TAGS = ["hf-txray", "interpretability", "neuron-analysis"]
 OLD_TAG = "hf_txray"  # the probing cards' tag before 2026-12-03: still marks a card hf_txray wrote
 CONFIG_ROWS = {
-    "neuron_cards": ("stage, layer, neuron", "status, mass, count; per feature type: length, entropy, top features "
+    "neuron_cards": ("stage, layer, neuron", "status, mass, count; per feature type: length, entropy (nats), top features "
                      "with probabilities; top activating examples (snippet, highlighted span, activation); win rate, "
                      "histogram of credited activations, mass per token position and the top position's share; "
                      "promoted / suppressed tokens when computed; a one-sentence `summary`"),

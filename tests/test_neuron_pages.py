@@ -553,6 +553,19 @@ def test_neuron_page_writes_shares_as_its_summary_does_never_a_rounded_100_perce
     assert "; padding 0.001%" in profile_text(profile)
 
 
+def test_the_card_names_the_entropy_unit_of_the_neuron_cards(tmp_path):
+    """Helper 348: the dataset card described the neuron_cards columns as "length, entropy" with no unit, though
+    entropy_<ft> is in nats (a neuron split 0.60 / 0.24 / 0.16 has 0.944 there, 1.36 in bits): a reader of the card
+    could not tell which. It says nats, as the values are."""
+    from hf_txray.metrics import entropy
+
+    assert entropy(np.array([0.5, 0.5])) == pytest.approx(np.log(2))  # nats, not 1 bit
+    model, tokenizer = tiny("bert")
+    profile = hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    card = hf_txray.save_to_disk(tmp_path / "x", profiles=[profile], plots=False).joinpath("README.md").read_text()
+    assert "entropy (nats)" in card
+
+
 def test_tables_show_an_untested_neuron_s_changed_flag_as_unknown_not_no(tmp_path):
     """A neuron the per-neuron test did not judge (no p-value) has changed_<ft> False: the card's, the terminal's and
     the viewer's most-changed tables showed it as False / "no", read as "unchanged" (19 of MiniLM PTB -> BBC's 20
