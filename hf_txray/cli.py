@@ -853,12 +853,15 @@ SAVED_MODEL_EXTRAS = ("generation_config.json", "chat_template.jinja", "chat_tem
 def _not_prune_output(out: Path) -> list[str]:
     """The entries of an earlier prune's output `out` that no prune wrote there: anything but ``pruning_plan/`` and a
     saved model's and tokenizer's files (hidden entries left out, as :func:`~hf_txray.artifact.check_save_target`
-    leaves them)."""
+    leaves them). A tokenizer's files are those its class saves (:func:`~hf_txray.loading.saved_tokenizer_files`):
+    Marian's ``source.spm`` and ``target.spm`` were refused as a user's own (helper 344)."""
+    from .loading import saved_tokenizer_files
     from .provenance import is_model_file
 
+    saved = set(SAVED_MODEL_EXTRAS) | saved_tokenizer_files(out)
     return [entry.name + ("/" if entry.is_dir() else "") for entry in sorted(out.iterdir())
             if not entry.name.startswith(".") and entry.name != "pruning_plan"
-            and not (entry.is_file() and (is_model_file(entry.name) or entry.name in SAVED_MODEL_EXTRAS))]
+            and not (entry.is_file() and (is_model_file(entry.name) or entry.name in saved))]
 
 
 SWEEP_FILES = ("results.csv", "summary.csv", "results.md")  # what prune-sweep writes, beside plans/ and <metric>.png

@@ -718,6 +718,26 @@ def check_tokenizer_vocabulary(tokenizer: Any, source: str | None = None) -> Non
         "tokenizer=... (the tokenizer the model was trained with).")
 
 
+def saved_tokenizer_files(folder: str | Path) -> frozenset[str]:
+    """The names of the vocabulary files that the tokenizer saved in `folder` writes with ``save_pretrained``: the
+    ``vocab_files_names`` of the class its ``tokenizer_config.json`` names (Marian's ``source.spm`` and
+    ``target.spm``, RoCBert's ``word_shape.json``...), beside the ``tokenizer_config.json`` every tokenizer writes.
+    Empty where `folder` holds no tokenizer config, or names a class that cannot be imported here (Marian's without
+    ``sentencepiece``).
+
+    Args:
+        folder (`str` or `Path`): a folder a tokenizer was saved into.
+    """
+    from transformers.models.auto.tokenization_auto import tokenizer_class_from_name
+
+    try:
+        config = json.loads((Path(folder) / "tokenizer_config.json").read_text(encoding="utf-8"))
+        names = getattr(tokenizer_class_from_name(config["tokenizer_class"]), "vocab_files_names", None) or {}
+    except (OSError, ValueError, KeyError, TypeError, ImportError):
+        return frozenset()
+    return frozenset(name for name in names.values() if isinstance(name, str) and "/" not in name)
+
+
 def _as_stored(dataset: Any) -> Any:
     """`dataset` (a ``datasets.Dataset``) read as stored, as the run reads it (column by column, in Arrow).
 

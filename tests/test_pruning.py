@@ -2086,6 +2086,36 @@ def test_a_prune_remove_into_an_earlier_prunes_output_refuses_the_users_files_th
     assert PruningPlan.from_pretrained(out / "pruning_plan").total == 2
 
 
+def test_a_prune_remove_into_an_earlier_prunes_output_takes_the_files_its_tokenizer_saves_as_its_own(tmp_path, capsys):
+    """Helper 344: the files of an earlier --mode remove run's output were told from a user's by a fixed list of
+    names (tokenizer.json, vocab.txt, *.model...), so a tokenizer saving others (RoCBert's word_shape.json and
+    word_pronunciation.json, Marian's source.spm and target.spm, BERTweet's bpe.codes) made every later run into that
+    folder refuse them as "other files". The files the saved tokenizer's class writes now count as the output's own;
+    a user's file is still refused."""
+    from transformers import RoCBertTokenizer
+
+    from hf_txray.cli import main
+    from models import minilm_path
+
+    vocab_file = Path(minilm_path(), "vocab.txt")
+    ids = {word: i for i, word in enumerate(w for w in vocab_file.read_text(encoding="utf-8").split("\n") if w)}
+    (tmp_path / "shape.json").write_text(json.dumps(ids))
+    (tmp_path / "pronunciation.json").write_text(json.dumps(ids))
+    model_dir, report_dir, out = tmp_path / "model", tmp_path / "report", tmp_path / "pruned"
+    classifier(seed=1).save_pretrained(model_dir)
+    RoCBertTokenizer(vocab_file=str(vocab_file), word_shape_file=str(tmp_path / "shape.json"),
+                     word_pronunciation_file=str(tmp_path / "pronunciation.json")).save_pretrained(model_dir)
+    compare(make_profile("a", STAGE_A, num_neurons=48), make_profile("b", STAGE_B, num_neurons=48)).save_pretrained(report_dir)
+    prune_into = ["prune", str(model_dir), str(report_dir), "--strategy", "lost", "--out", str(out), "--mode", "remove"]
+    assert main(prune_into + ["--amount", "2"]) == 0
+    assert {"word_shape.json", "word_pronunciation.json"} <= {p.name for p in out.iterdir()}
+    assert main(prune_into + ["--amount", "1"]) == 0, capsys.readouterr().err
+    assert PruningPlan.from_pretrained(out / "pruning_plan").total == 2
+    (out / "word_shapes.json").write_text("{}")  # a user's file, not one the tokenizer writes
+    assert main(prune_into + ["--amount", "1"]) == 2
+    assert re.search(r"other files \(word_shapes.json\)", capsys.readouterr().err.replace("\n", " "))
+
+
 def _mount(folder: Path, bind: bool = False) -> bool:
     """Mount a tmpfs at `folder`, or with `bind` a folder of the same file system beside it (root on Linux only);
     False where that cannot be done."""
