@@ -207,16 +207,20 @@ def pruning_record(model: Any) -> dict[str, Any] | None:
 def profiled_pruning(record: Mapping[str, Any] | None, site: str, module_pattern: str | None,
                      widths: Mapping[int, int]) -> dict[str, Any] | None:
     """The ``mode="remove"`` `record` of a model (:func:`pruning_record`) as a profile of `site` keeps it
-    (``provenance["runtime"]["pruned"]``), None where the profiled units keep their numbers: the MLP site's neurons
-    are the units a removal renumbers; the automatic residual site's are the hidden units, which keep theirs; a
-    residual site through a `module_pattern` hooks the outputs of the modules it names, which are the renumbered
-    units where as wide as the neurons the record kept in their layer (`widths`: ``{layer: hooked width}``), as the
-    up projection's are, or twice as wide, as a fused ``[gate; up]`` projection's are (Phi-3's ``gate_up_proj``,
-    :data:`~hf_txray.pruning.remove.FUSED_GATE_UP`: a removed unit leaves both halves) (the record is then kept,
-    also where such a width is the hidden size too: when unsure, the profile is not matched by number with the
-    unpruned model's)."""
-    if not record or site == "mlp":
-        return dict(record) if record else None
+    (``provenance["runtime"]["pruned"]``), None where the profiled units keep their numbers: the automatic MLP site's
+    neurons are the units a removal renumbers; the automatic residual site's are the hidden units, which keep theirs;
+    a `module_pattern` hooks the outputs (residual site) or the inputs (MLP site) of the modules it names, which are
+    the renumbered units where as wide as the neurons the record kept in their layer (`widths`: ``{layer: hooked
+    width}``), as the up projection's outputs and the down projection's inputs are, or twice as wide, as a fused
+    ``[gate; up]`` projection's outputs are (Phi-3's ``gate_up_proj``, :data:`~hf_txray.pruning.remove.FUSED_GATE_UP`:
+    a removed unit leaves both halves) (the record is then kept, also where such a width is the hidden size too: when
+    unsure, the profile is not matched by number with the unpruned model's). A removal slices nothing else, so a
+    module of another width (an up or query projection's input, the hidden units: helper 344) kept its units and
+    their numbers."""
+    if not record:
+        return None
+    if site == "mlp" and not module_pattern:
+        return dict(record)
     kept = record.get("kept") or {}
     renumbered = module_pattern and any(width in (len(kept[str(layer)]), 2 * len(kept[str(layer)]))
                                         for layer, width in widths.items() if kept.get(str(layer)))

@@ -415,6 +415,46 @@ def test_residual_profiles_of_a_removed_model_keep_their_numbers():
     assert mlp.meta.provenance["runtime"]["pruned"] == pruned.config.hf_txray_pruned
 
 
+def test_mlp_profiles_through_a_pattern_of_hidden_width_modules_of_a_removed_model_keep_their_numbers():
+    """Helper 344: site='mlp' with a module_pattern hooks the inputs of the modules it names; on a model pruned with
+    mode='remove' every such profile recorded the removal, so the query or up projections' inputs (the 32 hidden
+    units, never renumbered) were refused by compare() against the unpruned model's ("46 of 48 neurons per layer
+    kept"). They now record None and compare; the down projections' inputs (the 46 kept units) still record it and
+    are refused, and so is a hidden-width pattern where the removal kept exactly as many units as the hidden size
+    (32 of 48: which units it hooks is not told by the width)."""
+    model, tokenizer = tiny("bert")
+    pruned = prune(copy.deepcopy(model), None, {0: [1, 2], 1: [3, 4]}, mode="remove")[0]
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False, site="mlp")
+
+    def profiles(first, second, pattern):
+        return tuple(hf_txray.analyze(m, TEXTS, stage=stage, module_pattern=pattern, **options)
+                     for m, stage in ((first, "unpruned"), (second, "pruned")))
+
+    inputs = {}  # the layer-0 query inputs of both models, hooked here: the same hidden units, the same values
+    for name, m in (("unpruned", model), ("pruned", pruned)):
+        handle = m.get_submodule("encoder.layer.0.attention.self.query").register_forward_pre_hook(
+            lambda module, args, name=name: inputs.__setitem__(name, args[0].detach().clone()))
+        forward(m, encode("bert"))
+        handle.remove()
+    assert torch.equal(inputs["unpruned"], inputs["pruned"])
+    a, b = profiles(model, pruned, r"attention\.self\.query$")
+    assert b.num_neurons == 32 and b.meta.provenance["runtime"]["pruned"] is None
+    assert compare(a, b).meta.num_neurons == 32
+    pd.testing.assert_frame_equal(a.neuron_stats().query("layer == 0").reset_index(drop=True),
+                                  b.neuron_stats().query("layer == 0").reset_index(drop=True))
+    a, b = profiles(model, pruned, r"intermediate\.dense$")
+    assert b.meta.provenance["runtime"]["pruned"] is None and compare(a, b).meta.num_neurons == 32
+    a, b = profiles(model, pruned, r"layer\.\d+\.output\.dense$")  # the down projections: the kept units
+    assert b.num_neurons == 46 and b.meta.provenance["runtime"]["pruned"] == pruned.config.hf_txray_pruned
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="not remap"):
+        compare(a, b)
+    as_wide = prune(copy.deepcopy(model), None, {0: list(range(16)), 1: list(range(16, 32))}, mode="remove")[0]
+    a, b = profiles(model, as_wide, r"attention\.self\.query$")  # 32 hooked, 32 kept: not told apart
+    assert b.meta.provenance["runtime"]["pruned"] == as_wide.config.hf_txray_pruned
+    with pytest.raises(hf_txray.IncompatibleProfilesError, match="not remap"):
+        compare(a, b)
+
+
 def test_residual_profiles_saved_with_the_mlp_removal_record_keep_their_numbers():
     """Helper 223: residual profiles saved before c52e137 hold the MLP's mode='remove' record; read as theirs, show
     --neuron 0:1 named hidden unit 1 'original neuron 3' (it is unit 1), and compare with the unpruned model's residual
