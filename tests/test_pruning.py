@@ -2126,6 +2126,56 @@ def test_a_prune_remove_into_an_earlier_prunes_output_refuses_the_users_files_th
     assert PruningPlan.from_pretrained(out / "pruning_plan").total == 2
 
 
+@pytest.mark.parametrize("kind", ["bart", "marian", "xlnet"])
+def test_remove_sets_the_width_attribute_the_site_search_reads_for_the_family(kind, tmp_path):
+    """Helper 344: mode='remove' looked for the MLP width among its own list of attributes (intermediate_size,
+    n_inner, ffn_dim...), not the one the site search reads (architectures.WIDTH_OVERRIDES), so BartForCausalLM and
+    MarianForCausalLM (decoder_ffn_dim) and XLNet (d_inner) were refused ("Could not find the config attribute holding
+    the MLP intermediate size (24)"). They now lose the units: the logits equal those of the unpruned model with the
+    units zeroed by a hook of the test's own (difference 0.0), and the saved model reloads to the same logits.
+    Bloom, whose class builds its MLP 4 x hidden_size wide whatever its config says, is still refused."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    built = {
+        "bart": lambda: (tf.BartForCausalLM(tf.BartConfig(
+            vocab_size=100, d_model=16, decoder_layers=2, decoder_attention_heads=2, decoder_ffn_dim=24,
+            encoder_ffn_dim=40, max_position_embeddings=32)), "model.decoder.layers.{}.fc2"),
+        "marian": lambda: (tf.MarianForCausalLM(tf.MarianConfig(
+            vocab_size=100, d_model=16, decoder_layers=2, decoder_attention_heads=2, decoder_ffn_dim=24,
+            encoder_ffn_dim=40, max_position_embeddings=32, pad_token_id=0, decoder_start_token_id=0)),
+            "model.decoder.layers.{}.fc2"),
+        "xlnet": lambda: (tf.XLNetLMHeadModel(tf.XLNetConfig(vocab_size=100, d_model=16, n_layer=2, n_head=2,
+                                                             d_inner=24)), "transformer.layer.{}.ff.layer_2"),
+    }
+    model, down = built[kind]()
+    model.eval()
+    neurons = {0: [1, 5], 1: [2, 7]}
+    ids = torch.randint(3, 100, (2, 7))
+
+    def zero(module, args, indices):
+        return (args[0].index_fill(-1, torch.tensor(indices), 0.0),)
+
+    handles = [model.get_submodule(down.format(layer)).register_forward_pre_hook(
+        lambda module, args, indices=indices: zero(module, args, indices)) for layer, indices in neurons.items()]
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+    for handle in handles:
+        handle.remove()
+    pruned = prune(copy.deepcopy(model), None, neurons, mode="remove")[0]
+    assert pruned.get_submodule(down.format(0)).weight.shape == (16, 22)
+    with torch.no_grad():
+        got = pruned(input_ids=ids).logits
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    pruned.save_pretrained(tmp_path / kind)
+    with torch.no_grad():
+        again = type(model).from_pretrained(tmp_path / kind).eval()(input_ids=ids).logits
+    torch.testing.assert_close(again, got, rtol=0, atol=0)
+    bloom = tf.BloomForCausalLM(tf.BloomConfig(vocab_size=100, hidden_size=16, n_head=2, n_layer=2)).eval()
+    with pytest.raises(ModelError, match="Could not find the config attribute holding the MLP intermediate size"):
+        prune(bloom, None, neurons, mode="remove")
+
+
 def test_a_prune_remove_into_an_earlier_prunes_output_takes_the_files_its_tokenizer_saves_as_its_own(tmp_path, capsys):
     """Helper 344: the files of an earlier --mode remove run's output were told from a user's by a fixed list of
     names (tokenizer.json, vocab.txt, *.model...), so a tokenizer saving others (RoCBert's word_shape.json and

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..architectures import DENSE_BLOCK_WIDTHS, hidden_size
+from ..architectures import DENSE_BLOCK_WIDTHS, expected_mlp_widths, hidden_size
 from ..distributed import refuse_offloaded
 from ..errors import ConfigurationError, ModelError
 from ..provenance import PRUNED_ATTRIBUTE, pruning_record
@@ -119,7 +119,11 @@ def _intermediate_attribute(config: Any, width: int) -> str:
         if (hasattr(config, name) and getattr(config, name) is None
                 and getattr(config, "intermediate_size", None) == width):
             return name
-    for name in (*dense, *INTERMEDIATE_SIZE_ATTRIBUTES):
+    # then the attribute the site search reads for this family (architectures.WIDTH_OVERRIDES: the decoder_ffn_dim of
+    # MarianForCausalLM and BartForCausalLM, XLNet's d_inner), which _check_rebuilds checks sets the width
+    declared = [name for name in expected_mlp_widths(config, None)[0] if hasattr(config, name)]
+    names = tuple(dict.fromkeys((*dense, *INTERMEDIATE_SIZE_ATTRIBUTES, *declared)))
+    for name in names:
         if not hasattr(config, name):
             continue
         value = getattr(config, name)
@@ -127,7 +131,7 @@ def _intermediate_attribute(config: Any, width: int) -> str:
             return name
     raise ModelError(
         f"Could not find the config attribute holding the MLP intermediate size ({width}) among "
-        f"{', '.join((*dense, *INTERMEDIATE_SIZE_ATTRIBUTES))}, so a model with removed neurons could not be saved and reloaded. "
+        f"{', '.join(names)}, so a model with removed neurons could not be saved and reloaded. "
         "Use mode='mask' (CLI: --mode mask)."
     )
 
