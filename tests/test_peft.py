@@ -775,3 +775,48 @@ def test_an_adapter_on_another_base_model_of_the_same_shapes_is_warned_once_nami
                              + "1" * 40)
     assert may_be_same_model("HuggingFaceTB/SmolLM2-135M", str(tmp_path / "SmolLM2-135M"))  # a local copy
     assert may_be_same_model("gpt2", "/data/hub/models--gpt2/snapshots/" + "2" * 40)  # a legacy id's snapshot
+
+
+def test_trainer_snapshots_of_a_lora_model_are_its_adapter_checkpoints_and_name_the_adapter_and_base(tmp_path):
+    """Helper 346: a LoRA model (``get_peft_model``) trained by a plain `Trainer` with `TXRayCallback`,
+    ``gradient_accumulation_steps=2`` and ``max_steps`` off the snapshot interval: each snapshot equals `analyze` of the
+    adapter checkpoint saved at its step (loaded as its base with the adapter), exactly, and its merged copy's credit
+    counts; the snapshot's record names the base model folder and the adapter (type, rank, targets)."""
+    import datasets
+    from transformers import DataCollatorForLanguageModeling, LlamaForCausalLM, Trainer, TrainingArguments
+
+    base_folder = tmp_path / "base"
+    tiny_llama_lm().save_pretrained(base_folder)
+    tokenizer = copy.deepcopy(bpe_tokenizer())
+    tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.save_pretrained(base_folder)
+    texts = [t for t in SAMPLE_TEXTS if t.strip()]
+    model = peft.get_peft_model(LlamaForCausalLM.from_pretrained(base_folder),
+                                peft.LoraConfig(r=4, target_modules=["up_proj", "down_proj"], lora_dropout=0.0))
+    data = datasets.Dataset.from_dict({"text": [texts[i % len(texts)] for i in range(16)]}).map(
+        lambda b: tokenizer(b["text"], truncation=True, max_length=24), batched=True, remove_columns=["text"])
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), per_device_train_batch_size=4,
+                             gradient_accumulation_steps=2, max_steps=5, learning_rate=3e-2, report_to="none",
+                             use_cpu=True, disable_tqdm=True, save_strategy="steps", save_steps=2, seed=0)
+    trainer = Trainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
+                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False))
+    callback = hf_txray.TXRayCallback(texts, trainer=trainer, steps=2, features=("token",))
+    trainer.add_callback(callback)
+    trainer.train()
+    assert list(callback.profiles) == ["step-0", "step-2", "step-4", "step-5"]
+    first = callback.profiles["step-0"]
+    for stage in ("step-2", "step-4", "step-5"):
+        profile, checkpoint = callback.profiles[stage], tmp_path / "run" / f"checkpoint-{stage[5:]}"
+        assert not np.array_equal(profile.neuron_mass, first.neuron_mass)  # the adapter moved the credits
+        saved = hf_txray.analyze(checkpoint, texts, **OPTIONS)
+        np.testing.assert_array_equal(profile.neuron_count, saved.neuron_count)
+        np.testing.assert_array_equal(profile.neuron_mass, saved.neuron_mass)
+        merged = peft.PeftModel.from_pretrained(LlamaForCausalLM.from_pretrained(base_folder), checkpoint)
+        merged = hf_txray.analyze(merged.merge_and_unload(), texts, tokenizer=tokenizer, **OPTIONS)
+        np.testing.assert_array_equal(profile.neuron_count, merged.neuron_count)
+        np.testing.assert_allclose(profile.neuron_mass, merged.neuron_mass, rtol=1e-5, atol=1e-5)
+        record = profile.meta.provenance["model"]
+        assert record["id"] == str(base_folder) and record["training_step"] == int(stage[5:])
+        adapter = record["adapters"]["default"]
+        assert (adapter["peft_type"], adapter["r"], adapter["active"]) == ("LORA", 4, True)
+        assert sorted(adapter["target_modules"]) == ["down_proj", "up_proj"]

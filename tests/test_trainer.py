@@ -18,6 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+import hf_txray
 from hf_txray import ConfigurationError, DatasetError, Profile, Profiler, TransferReport
 from hf_txray.trainer import TXRayArguments, TXRayCallback, TXRayTrainer
 
@@ -519,6 +520,52 @@ def test_callback_on_plain_trainer_equals_txray_trainer_and_does_not_change_trai
     for (name, a), b in zip(bare.model.state_dict().items(), txray.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
     assert txray.model.training  # train mode restored after every profile
+
+
+def test_seq2seq_trainer_snapshots_of_a_stack_with_accumulation_equal_analyze_of_its_checkpoints(tmp_path):
+    """Helper 346: `Seq2SeqTrainer` (generation at each evaluation) with `TXRayCallback(stack="decoder")`,
+    `gradient_accumulation_steps=2` and `max_steps` off the snapshot interval: each snapshot is the profile of the
+    checkpoint saved at its step (not of the weights one optimizer step before or after), and each report is
+    `compare` of the checkpoints profiled on their own (measured equal, as here, in helper 346's hunt)."""
+    import datasets
+    from transformers import (DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, T5Config,
+                              T5ForConditionalGeneration)
+
+    tokenizer = bert_tokenizer()
+
+    def build():
+        torch.manual_seed(0)
+        return T5ForConditionalGeneration(T5Config(vocab_size=tokenizer.vocab_size, d_model=32, d_ff=48, num_layers=2,
+                                                   num_heads=2, d_kv=16, decoder_start_token_id=0, pad_token_id=0))
+
+    def encode(batch):
+        labels = tokenizer([t[::-1][:40] for t in batch["text"]], truncation=True, max_length=16)["input_ids"]
+        return {**tokenizer(batch["text"], truncation=True, max_length=24), "labels": labels}
+
+    data = datasets.Dataset.from_dict({"text": [TEXTS[i % len(TEXTS)] for i in range(16)]}).map(
+        encode, batched=True, remove_columns=["text"])
+    args = Seq2SeqTrainingArguments(
+        output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, gradient_accumulation_steps=2, max_steps=5,
+        learning_rate=3e-3, report_to="none", use_cpu=True, disable_tqdm=True, save_strategy="steps", save_steps=2,
+        eval_strategy="steps", eval_steps=2, predict_with_generate=True, generation_max_length=6, seed=0)
+    model = build()
+    trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=data, eval_dataset=data.select(range(4)),
+                             processing_class=tokenizer, data_collator=DataCollatorForSeq2Seq(tokenizer, model=model))
+    callback = TXRayCallback(TEXTS, trainer=trainer, steps=2, features=("token",), stack="decoder")
+    trainer.add_callback(callback)
+    trainer.train()
+    assert list(callback.profiles) == ["step-0", "step-2", "step-4", "step-5"]
+
+    options = dict(tokenizer=tokenizer, features=("token",), stack="decoder", show_progress=False)
+    alone = {"step-0": hf_txray.analyze(build(), TEXTS, stage="step-0", **options)}
+    for stage in list(callback.profiles)[1:]:
+        saved = T5ForConditionalGeneration.from_pretrained(tmp_path / "run" / f"checkpoint-{stage[5:]}")
+        alone[stage] = hf_txray.analyze(saved, TEXTS, stage=stage, **options)
+    for stage, profile in callback.profiles.items():
+        assert profile.meta.config["stack"] == "decoder"
+        assert_same_profile(profile, alone[stage])
+    for name, report in callback.reports.items():
+        assert report.neurons.equals(hf_txray.compare(*(alone[s] for s in name.split("->"))).neurons), name
 
 
 class AveragingSGD(torch.optim.SGD):
