@@ -1203,17 +1203,20 @@ def load_named_dataset(name: str, split: str | None, streaming: bool = False):
 
 
 def _load_named(name: str, path: Path, split: str | None, streaming: bool):
-    """:func:`load_named_dataset`'s reading, its errors left to it."""
+    """:func:`load_named_dataset`'s reading, its errors left to it. datasets reads the resolved path: its fingerprint
+    of local files hashes their path as spelled, so ``data/../x.txt`` or a symlink gave the same file another
+    fingerprint than ``x.txt`` (``hf-txray show`` printed two corpora)."""
     import datasets
 
+    given, path = path, path.resolve()
     if path.is_file():
-        builder = data_file_builder(path)
+        builder = data_file_builder(given)  # by the name given: a symlink's target may be named otherwise
         if builder is None:
             raise DatasetError(f"Unsupported data file {name!r}: use one of {', '.join(DATA_FILE_BUILDERS)}; "
                                f".txt, .csv, .tsv, .json and .jsonl also compressed ({', '.join(COMPRESSIONS)}).")
         _check_split_of_file(name, split)
         _refuse_not_utf8_text(path)
-        separator = "\t" if _extensions(path)[0] == ".tsv" else None
+        separator = "\t" if _extensions(given)[0] == ".tsv" else None
         loaded = _read_data_files(builder, {"train": [str(path)]}, streaming, separator)
         return select_slice(loaded, split) if split_and_slice(split)[1] else loaded
     if path.is_dir() and _saved_to_disk(path):  # read as saved: load_dataset would merge a DatasetDict's
@@ -1224,7 +1227,7 @@ def _load_named(name: str, path: Path, split: str | None, streaming: bool):
         # chosen (and sliced) here, in memory: a stream's length is unknown, so it could not be sliced later
         return pick_split(saved, split).to_iterable_dataset() if streaming else saved
     if path.is_dir():
-        _check_data_files(path)
+        _check_data_files(given)
         one = _one_split_of_folder(path, split, streaming)
         if one is not None:
             return one

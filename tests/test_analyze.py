@@ -102,6 +102,21 @@ def test_dataset_forms_give_the_same_profile(tmp_path, text_file):
         np.testing.assert_allclose(other.neuron_mass, from_list.neuron_mass, rtol=1e-9)
 
 
+def test_one_local_file_spelled_otherwise_has_one_corpus_fingerprint(tmp_path, monkeypatch):
+    """datasets' fingerprint of a local file hashes its path as spelled: ``data/../data/x.txt`` and a symlink to
+    ``data/x.txt`` gave the same file two fingerprints (4a808a763f1ffa3b, bdf6c4f87931389b vs d92b4708a0b08256), which
+    ``hf-txray show`` printed as the corpus, while compare hashed the texts alike."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "x.txt").write_text("\n".join(TEXTS[:4]), encoding="utf-8")
+    (tmp_path / "link.txt").symlink_to(Path("data") / "x.txt")
+    monkeypatch.chdir(tmp_path)
+    spellings = ("data/x.txt", "./data/x.txt", str(tmp_path / "data" / "x.txt"), "data/../data/x.txt", "link.txt")
+    profiles = [run(texts=spelled, num_samples=4) for spelled in spellings]
+    assert len({p.meta.dataset_fingerprint for p in profiles}) == 1
+    assert [p.meta.dataset_id for p in profiles] == list(spellings)  # shown as typed
+    assert all(np.array_equal(p.neuron_count, profiles[0].neuron_count) for p in profiles)
+
+
 def test_num_samples_and_layers_select():
     profile = run(num_samples=3, layers=[-1])
     assert profile.meta.num_examples == 3 and profile.layers == [1]
