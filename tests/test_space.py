@@ -1244,6 +1244,27 @@ def test_a_probing_result_saved_alone_opens_beside_the_results_or_says_how(app, 
         data.open_results(f"{results[3]}{data.SOURCE_SEPARATOR}{foreign.save_pretrained(tmp_path / 'foreign')}")
 
 
+def test_a_list_of_sources_is_named_in_messages_as_typed(results, probing_results, tmp_path):
+    """Opened as a list (``hf-txray view a b``), the sources were named as a Python tuple in the probing messages
+    ("opened as ('/x/results', '/x/probe')"): named as the viewer's box reads them, joined by the separator."""
+    import dataclasses
+
+    from hf_txray.probing import ProbingResult
+    from hf_txray.viewer import data
+
+    folder, probe, _, _ = probing_results
+    alone = str(probe.save_pretrained(tmp_path / "probe"))
+    typed = f"{folder}{data.SOURCE_SEPARATOR}{alone}"
+    with pytest.raises(ConfigurationError, match=rf"\(opened as {re.escape(repr(typed))}\)") as err:
+        data.open_results([str(folder), alone])
+    assert "(" + repr(str(folder)) not in str(err.value)
+    foreign = ProbingResult(**{**probe.__dict__, "meta": dataclasses.replace(probe.meta, model_id="other-org/model")})
+    foreign_dir = str(foreign.save_pretrained(tmp_path / "foreign"))
+    typed = f"{results[3]}{data.SOURCE_SEPARATOR}{foreign_dir}"
+    with pytest.raises(ConfigurationError, match=rf"opened with {re.escape(typed)} are of 'other-org/model'"):
+        data.open_results([str(results[3]), foreign_dir])
+
+
 def test_probing_tab_without_probing_results(client, results):
     message, overview, *_ = client.predict(api_name="/probing")
     assert message == viewer.NO_PROBING and "hf-txray probe" in message and frame(overview).empty

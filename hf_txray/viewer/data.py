@@ -518,7 +518,7 @@ def hub_address_source(address: str) -> str:
     return repo + (f"{REVISION_SEPARATOR}{revision}" if revision else "")
 
 
-def _load_results(source: str, token: bool | None = None) -> tuple[dict, dict]:
+def _load_results(source: str | Sequence[str], token: bool | None = None) -> tuple[dict, dict]:
     """The profiles and reports of every part of `source`, merged (a stage or report found twice is an error, and
     so is a report opened beside a profile of its stage that it was not computed from: its Hellinger distances and
     counts would be shown beside another profile's distributions)."""
@@ -614,7 +614,7 @@ def open_results(source: str | Sequence[str], reload: bool = False, token: bool 
     return _opened.put(key, ResultsView(source, profiles, reports, probing))
 
 
-def _refuse_probing_alone(source: str) -> None:
+def _refuse_probing_alone(source: str | Sequence[str]) -> None:
     """Raise, for a `source` whose parts are probing results or ablation curves saved alone, what they are and how to
     open them: the viewer shows probes beside the neurons of the model they probed, whose profiles they lack."""
     parts = [part for part in split_sources(source) if probing_folder(Path(part).expanduser())]
@@ -632,7 +632,7 @@ def _refuse_probing_alone(source: str) -> None:
         "RESULTS`) and open RESULTS.")
 
 
-def _check_probed_model(probing: Any, profiles: dict, reports: dict, source: str) -> None:
+def _check_probed_model(probing: Any, profiles: dict, reports: dict, source: str | Sequence[str]) -> None:
     """Refuse (Hub ids) or warn about (local names) probing results of a model that the opened profiles and reports
     are not of (:func:`~hf_txray.hub_io.check_probed_models`): the Probing tab and the Neuron tab would show its
     neurons' ranks as those of the model profiled."""
@@ -643,8 +643,8 @@ def _check_probed_model(probing: Any, profiles: dict, reports: dict, source: str
     models = {p.meta.model_id for p in profiles.values()} | {m for r in reports.values()
                                                             for m in (r.meta.model_a, r.meta.model_b)}
     check_probed_models(probed, models, lambda other: (
-        f"The probing results opened with {source_text(source)} are of {', '.join(map(repr, other))}, not of the model of its "
-        f"profiles and reports ({', '.join(map(repr, sorted(m for m in models if m)))})."),
+        f"The probing results opened with {source_text(source)} are of {', '.join(map(repr, other))}, not of the "
+        f"model of its profiles and reports ({', '.join(map(repr, sorted(m for m in models if m)))})."),
         "Open them with that model's results.")
 
 
@@ -653,7 +653,7 @@ def forget_opened() -> None:
     _opened.clear()
 
 
-def _load_probing(source: str, token: bool | None = None) -> Any:
+def _load_probing(source: str | Sequence[str], token: bool | None = None) -> Any:
     """The probing configs of every part of `source` that has them (a results folder or repo, or a probing result or
     ablation curve saved alone: :func:`probing_folder`), each config's rows of all parts together;
     ``ProbingResults(None, None)`` when none has (or they are unreadable: logged). Only the first part's were read, so
