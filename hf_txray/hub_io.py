@@ -307,17 +307,45 @@ def locate_or_download(name_or_path: str | os.PathLike, *, revision: str | None 
     raise _not_downloaded(name, path, revision, failure, secret, repo_types) from safe_cause(failure, secret)
 
 
+REVISION_SEPARATOR = "@"  # a Hub repo at a branch, tag or commit: "owner/name@revision" (as hf:// paths write it)
+
+
+def split_revision(part: str, *, strict: bool = True) -> tuple[str, str | None]:
+    """A source part as ``(repo id or folder, revision or None)``: ``owner/name@revision`` names the repo at a branch,
+    tag or commit sha (the ``repo_id@revision`` of ``hf://`` paths in huggingface_hub; a revision may be
+    URL-quoted, ``refs%2Fpr%2F1``). An existing folder is read as it is, even with an ``@`` in its name. The one
+    reading of ``owner/name@revision``: ``hf-txray view`` opens it, ``hf-txray show`` and the downloads that take the
+    revision apart name it in their hints (:func:`repo_at_revision`, with `strict` False: a revision with spaces or
+    a second ``@`` is taken as it is, for the hint to name).
+
+    Raises:
+        ConfigurationError: an ``@`` with nothing before or after it, or, when `strict`, a second ``@`` or spaces in
+            the revision.
+    """
+    from urllib.parse import unquote
+
+    part = str(part).strip()
+    if REVISION_SEPARATOR not in part or Path(part).expanduser().exists():
+        return part, None
+    repo, revision = part.split(REVISION_SEPARATOR, 1)
+    revision = unquote(revision).strip()
+    odd = REVISION_SEPARATOR in revision or any(c.isspace() for c in revision)
+    if not repo.strip() or not revision or (strict and odd):
+        raise ConfigurationError(f"{part!r} is not a source: write a Hub repo at a revision as owner/name@revision "
+                                 "(a branch, tag or commit sha, e.g. my-user/minilm-txray@exp), or a folder.")
+    return repo.strip(), revision
+
+
 def repo_at_revision(name: str) -> tuple[str, str] | None:
-    """``(repo id, revision)`` for ``owner/name@revision`` (how ``hf-txray view`` and ``hf://`` paths name a repo at a
-    revision), else None (no ``@``, nothing after it, or no valid repo id before it)."""
-    repo, separator, revision = name.partition("@")
-    if not separator or not revision:
-        return None
+    """``(repo id, revision)`` for ``owner/name@revision``, as :func:`split_revision` reads it (how ``hf-txray view``
+    and ``hf://`` paths name a repo at a revision; a URL-quoted revision unquoted), else None (no ``@``, an existing
+    path, nothing before or after the ``@``, or no valid repo id before it)."""
     try:
+        repo, revision = split_revision(name, strict=False)
         check_repo_id(repo)
     except ConfigurationError:
         return None
-    return repo, revision
+    return None if revision is None else (repo, revision)
 
 
 def _revision_apart_hint(name: str) -> str:

@@ -1516,7 +1516,9 @@ def test_cli_show_of_a_hub_repo_at_a_revision_says_how_to_read_it(tmp_path, caps
     monkeypatch.chdir(tmp_path)
     for given, download in (("my-user/results@exp", "--revision exp"),
                             ("my-user/results@results/v2", "--revision results/v2"),
-                            ("my-user/results@exp 2", "--revision 'exp 2'")):
+                            ("my-user/results@exp 2", "--revision 'exp 2'"),
+                            # URL-quoted, as view reads it (hf_txray.hub_io.split_revision): the hint had refs%2Fpr%2F1
+                            ("my-user/results@refs%2Fpr%2F1", "--revision refs/pr/1")):
         assert cli_main(["show", given]) == 2
         err = capsys.readouterr().err
         assert "show reads local folders" in err and "'my-user/results' at the revision" in err, err

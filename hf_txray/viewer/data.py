@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,7 @@ from .. import metrics
 from ..architectures import neuron_label
 from ..errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError, TXRayError
 from ..export import check_report_of
+from ..hub_io import REVISION_SEPARATOR, split_revision
 from ..indices import whole_numbers
 from ..io_utils import natural_key
 from ..tables import MISSING, untested_unknown
@@ -379,28 +379,6 @@ def _load_folder(source: str, path: Path) -> tuple[dict, dict]:
     except Exception as err:  # a corrupt parquet file, a missing column...
         raise ProfileFormatError(f"{source} could not be read as hf_txray results "
                                  f"({type(err).__name__}: {err}).") from None
-
-
-REVISION_SEPARATOR = "@"  # a Hub repo at a branch, tag or commit: "owner/name@revision" (as hf:// paths write it)
-
-
-def split_revision(part: str) -> tuple[str, str | None]:
-    """A source part as ``(repo id or folder, revision or None)``: ``owner/name@revision`` names the repo at a branch,
-    tag or commit sha (the ``repo_id@revision`` of ``hf://`` paths in huggingface_hub; a revision may be
-    URL-quoted, ``refs%2Fpr%2F1``). An existing folder is read as it is, even with an ``@`` in its name.
-
-    Raises:
-        ConfigurationError: an ``@`` with nothing before or after it, a second ``@``, or spaces in the revision.
-    """
-    part = str(part).strip()
-    if REVISION_SEPARATOR not in part or Path(part).expanduser().exists():
-        return part, None
-    repo, revision = part.split(REVISION_SEPARATOR, 1)
-    revision = unquote(revision).strip()
-    if not repo.strip() or not revision or REVISION_SEPARATOR in revision or any(c.isspace() for c in revision):
-        raise ConfigurationError(f"{part!r} is not a source: write a Hub repo at a revision as owner/name@revision "
-                                 "(a branch, tag or commit sha, e.g. my-user/minilm-txray@exp), or a folder.")
-    return repo.strip(), revision
 
 
 def _load_one(source: str, token: bool | None = None) -> tuple[dict, dict]:
