@@ -460,7 +460,7 @@ class Artifact:
             HubError: no token, or the upload failed.
         """
         check_repo_id(repo_id)
-        check_branch(revision)
+        revision = check_branch(revision)  # refs/heads/exp: the branch 'exp', as the card names it
         token = resolve_token(token)
         # a pull request against a branch (revision) is merged into it: the card names that branch
         card = {"repo_id": full_repo_id(repo_id, token), "revision": revision} if self.card_names_repo else {}

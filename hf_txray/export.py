@@ -127,15 +127,18 @@ def _check_target(directory: Path) -> None:
         check_save_target(directory, what="save_to_disk", artifact_type="results")
 
 
-def check_card_options(repo_id: str | None = None, revision: str | None = None, license: str | None = None) -> None:
+def check_card_options(repo_id: str | None = None, revision: str | None = None, license: str | None = None
+                       ) -> str | None:
     """Raise :class:`ConfigurationError`, before anything is read or written, unless the repo id and branch a card's
     loading examples name, and its license, are each None or valid (:func:`~hf_txray.hub_io.check_repo_id`,
     :func:`~hf_txray.hub_io.check_branch`, :func:`~hf_txray.hub_io.check_license`): ``export --repo-id "bad id!"``
-    and ``--license "a b"`` were written into the card as they were."""
+    and ``--license "a b"`` were written into the card as they were. Returns the branch as the card names it
+    (:func:`~hf_txray.hub_io.branch_name`: ``refs/heads/exp`` is 'exp')."""
     if repo_id is not None:
         check_repo_id(repo_id)
-    check_branch(revision)
+    branch = check_branch(revision)
     check_license(license)
+    return branch
 
 
 def save_to_disk(
@@ -185,7 +188,7 @@ def save_to_disk(
         raise ConfigurationError(
             f"save_to_disk's first argument is the folder to write, got {type(directory).__name__} {directory!r:.60}: "
             "call hf_txray.save_to_disk(directory, profiles, reports).")
-    check_card_options(repo_id, revision, license)
+    revision = check_card_options(repo_id, revision, license)
     by_stage, by_name = collect(profiles, reports)
     directory = Path(directory).expanduser()  # as load() and from_pretrained() read it
     _check_target(directory)

@@ -107,7 +107,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
         ```
     """
     folder, repo_id = Path(folder), check_repo_id(repo_id)
-    check_branch(revision)
+    revision = check_branch(revision)  # refs/heads/exp: the branch 'exp', as the card and the messages name it
     if not is_export_folder(folder):
         raise ConfigurationError(f"{folder} is not an hf_txray export folder (README.md and meta/*.parquet); write "
                                  "one with hf_txray.save_to_disk or push profiles with hf_txray.push_to_hub.")

@@ -53,7 +53,12 @@ _BAD_BRANCH = re.compile(r"[\x00-\x20\x7f~^:?*\[\\\"]|\.\.|@\{|//|^/|/$|(?:^|/)\
 def check_branch(revision: Any) -> str | None:
     """Raise :class:`ConfigurationError` unless `revision` (the branch a push commits to) is None or a branch name
     git accepts: an empty or blank one, or one with a space, was sent as it is and failed after the export (an empty
-    one as a 404 of the branch route), or made a branch no git client can fetch."""
+    one as a 404 of the branch route), or made a branch no git client can fetch.
+
+    Returns:
+        `str` or `None`: the branch as the repo lists it (:func:`branch_name`), what the push commits to and its card
+        and messages name.
+    """
     if revision is None:
         return None
     if not isinstance(revision, str) or not revision or _BAD_BRANCH.search(revision):
@@ -61,7 +66,14 @@ def check_branch(revision: Any) -> str | None:
             f"Invalid branch {revision!r} to push to (revision, --revision): a branch name is not empty and holds no "
             "spaces, control characters, '~^:?*[\\\"', '..' or '@{', nor an empty, '.'-led or '.lock' part, e.g. "
             "'exp' or 'results/v2'; leave it out to push to the default branch. Nothing was uploaded.")
-    return revision
+    return branch_name(revision)
+
+
+def branch_name(revision: str | None) -> str | None:
+    """The branch `revision` names as the repo lists it: ``refs/heads/exp`` (git's full name of the branch 'exp') is
+    'exp'. A card written for ``revision="refs/heads/exp"`` named that spelling in its loading examples and its
+    ``hf-txray reproduce --revision``, where the repo's branch list and the Hub's branch menu say 'exp'."""
+    return None if revision is None else revision.removeprefix("refs/heads/")
 
 
 # A Hub license id (https://huggingface.co/docs/hub/repositories-licenses): one lowercase word, e.g. "apache-2.0",
@@ -979,7 +991,7 @@ def _created_branch(revision: str, before: set[str], after: set[str] | None = No
 
     Without the refs `after` (not read yet, or their read failed), the branch presumed created: the name given,
     without ``refs/heads/``, when `before` holds neither form (helper 341: a failed read left the new branch)."""
-    short = revision.removeprefix("refs/heads/")
+    short = branch_name(revision)
     if after is None:
         return None if {revision, short} & before else short
     return next((name for name in sorted(after - before) if name in {revision, short}), None)

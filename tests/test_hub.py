@@ -413,6 +413,26 @@ def test_a_failed_push_to_a_branch_given_by_its_full_ref_name_keeps_the_branch(r
     assert "could not be deleted" not in caplog.text
 
 
+def test_a_card_for_a_branch_given_by_its_full_ref_name_names_the_branch(results, hub, tmp_path):
+    """A card written for ``revision="refs/heads/exp"`` (git's full name of the branch 'exp') named that spelling in
+    its loading examples (``load_dataset(..., revision="refs/heads/exp")``) and ``hf-txray reproduce --revision
+    refs/heads/exp``, where the repo's branch list says 'exp': it names 'exp', in an export folder's card and in the
+    cards pushed (push_to_hub, push_folder, an artifact's push_to_hub)."""
+    a, b, _ = results
+    folder = hf_txray.save_to_disk(tmp_path / "export", [a], plots=False, repo_id="me/x", revision="refs/heads/exp")
+    card = (folder / "README.md").read_text(encoding="utf-8")
+    assert "refs/heads" not in card and 'revision="exp"' in card and "hf-txray reproduce me/x --revision exp" in card
+    repo_id = f"{hub.username}/full-ref-card"
+    hf_txray.push_to_hub(repo_id, profiles=[a], plots=False)
+    for push in (lambda: hf_txray.push_to_hub(repo_id, profiles=[a], plots=False, revision="refs/heads/exp"),
+                 lambda: hf_txray.hub.push_folder(folder, repo_id, revision="refs/heads/exp"),
+                 lambda: b.push_to_hub(repo_id, revision="refs/heads/exp")):
+        push()
+        card = hub.server.repo_files(repo_id, revision="exp")["README.md"].decode()
+        assert "refs/heads" not in card and 'revision="exp"' in card, card
+        assert sorted(x.name for x in hub.api.list_repo_refs(repo_id, repo_type="dataset").branches) == ["exp", "main"]
+
+
 def test_a_push_that_fails_right_after_creating_its_branch_removes_it(results, hub, monkeypatch, caplog):
     """Helper 341: the failed-push cleanup learnt which branch the push created from a second read of the repo's refs
     after create_branch (e43d93e); when that read failed (the network, a rate limit, Ctrl-C), nothing was known as
