@@ -1697,27 +1697,6 @@ def test_a_visitor_of_a_space_reads_no_private_repo_from_the_spaces_hub_cache(ap
     viewer.forget_opened()
 
 
-def test_a_list_of_sources_is_named_as_typed_in_the_probing_messages(results, probing_results, tmp_path):
-    """Helper 347: since e20dff3 a list of sources (`hf-txray view a b`) stays a tuple, and the messages of the probing
-    checks wrote it as Python's tuple: "(opened as ('/x/results', '/x/probe'))". They name it as the text box shows
-    it: the parts joined by the separator."""
-    import dataclasses
-
-    from hf_txray.probing import ProbingResult
-    from hf_txray.viewer import data
-
-    folder, probe, _, _ = probing_results
-    alone = probe.save_pretrained(tmp_path / "probe")
-    with pytest.raises(ConfigurationError, match="is in both") as caught:
-        data.open_results([str(folder), str(alone)])
-    assert f"(opened as '{folder}{data.SOURCE_SEPARATOR}{alone}')" in str(caught.value), str(caught.value)
-    foreign = ProbingResult(**{**probe.__dict__, "meta": dataclasses.replace(probe.meta, model_id="other-org/model")})
-    foreign_dir = foreign.save_pretrained(tmp_path / "foreign")
-    with pytest.raises(ConfigurationError, match="not of the model of its profiles") as caught:
-        data.open_results([str(results[3]), str(foreign_dir)])
-    assert f"opened with {results[3]}{data.SOURCE_SEPARATOR}{foreign_dir} are" in str(caught.value), str(caught.value)
-
-
 def test_the_view_command_for_a_probe_folder_named_with_a_dash_runs_as_printed(probing_results, tmp_path,
                                                                               monkeypatch):
     """Helper 347: a probing result saved alone in a relative folder '-probe', opened alone, was refused with the
