@@ -1126,6 +1126,19 @@ def _series_labels(obj: Any) -> Any:
     return obj.index if isinstance(obj, pd.Series) else None
 
 
+def _read_path(path: Path) -> Path:
+    """The path datasets reads for the local `path`: resolved (one fingerprint for ``data/../x.txt``, ``./x.txt`` and
+    a symlink), unless it resolves to a file of other extensions, such as the Hugging Face cache's
+    ``snapshots/<sha>/train.csv.gz`` link to ``blobs/<sha>``. pandas and datasets tell a compression by the name
+    read, and the header checks open the file by it: through the blob, a ``.csv.gz`` was read as a plain CSV whose
+    header could not be read, and its texts '007', '4.50' as the numbers 7.0, 4.5 (helper 349). Such a link is read
+    in its resolved folder, by its own name."""
+    resolved = path.resolve()
+    if resolved.is_file() and _extensions(resolved) != _extensions(path):
+        return path.parent.resolve() / path.name
+    return resolved
+
+
 def _missing_dataset_error(name: str) -> DatasetError:
     """The error for a local dataset path that does not exist; a glob pattern (``data/*.txt``), which is read as a
     path, not expanded, is told so, with the folder to pass instead (helper 345: "check the path" alone)."""
@@ -1208,7 +1221,7 @@ def _load_named(name: str, path: Path, split: str | None, streaming: bool):
     fingerprint than ``x.txt`` (``hf-txray show`` printed two corpora)."""
     import datasets
 
-    given, path = path, path.resolve()
+    given, path = path, _read_path(path)
     if path.is_file():
         builder = data_file_builder(given)  # by the name given: a symlink's target may be named otherwise
         if builder is None:

@@ -2797,3 +2797,19 @@ def test_processes_started_by_mpi_on_gpus_are_not_told_to_export_master_addr(mon
     monkeypatch.setattr(dist, "is_mpi_available", lambda: False)
     with pytest.raises(ConfigurationError, match="started 2 processes, but Accelerate set up 1 .*on GPUs"):
         distributed.process_info(cpu=False)
+
+
+def test_a_linked_compressed_csv_of_the_hub_cache_is_read_by_its_own_name(tmp_path):
+    """The Hugging Face cache links ``snapshots/<sha>/train.csv.gz`` to ``blobs/<sha>``, a name without extension:
+    read through the resolved blob, the gzip was not told by its name, the header checks could not read it, and the
+    texts '007', '4.50' were read as the numbers 7.0, 4.5 (right: as written, as the link itself reads)."""
+    from hf_txray.loading import load_named_dataset
+
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "snapshots" / "abc").mkdir(parents=True)
+    (tmp_path / "blobs" / "5555").write_bytes(gzip.compress(b"text,label\n007,1\n4.50,0\n"))
+    link = tmp_path / "snapshots" / "abc" / "train.csv.gz"
+    link.symlink_to(Path("..") / ".." / "blobs" / "5555")
+    for streaming in (False, True):
+        loaded = load_named_dataset(str(link), None, streaming)
+        assert [row["text"] for row in loaded] == ["007", "4.50"]
