@@ -1392,10 +1392,15 @@ def reader_options(builder: str, separator: str | None = None, files: Sequence[s
         return {}
     options: dict[str, Any] = {"sep": separator or ",", "keep_default_na": False, "index_col": False}
     headers = {file: _csv_header(file, options["sep"]) for file in files}
+    named = []  # files whose rows begin with their number, R's row names: pandas takes them as the index
     for file, header in headers.items():
         if header is not None:
             _refuse_other_separator(file, options["sep"], header)
-            _refuse_misread_rows(file, options["sep"], header)
+            if _refuse_misread_rows(file, options["sep"], header):
+                named.append(file)
+    if named:
+        _refuse_some_row_names(named, files)
+        del options["index_col"]
     if not streaming:  # a stream reads each file's rows as dicts, whatever its columns: files of others are read
         _refuse_other_headers({file: header for file, header in headers.items() if header is not None})
     shared = set(headers.values())
@@ -1462,7 +1467,7 @@ def _refuse_other_separator(file: str, separator: str, header: tuple[str, ...]) 
                            f"it. Save it separated by commas{tsv}, or as JSON lines.")
 
 
-def _refuse_misread_rows(file: str, separator: str, header: tuple[str, ...]) -> None:
+def _refuse_misread_rows(file: str, separator: str, header: tuple[str, ...]) -> bool:
     """Refuse a CSV `file` whose rows pandas would read as other texts, without an error (helper 345):
 
     - a row of more non-empty fields than the `header`: a separator left unquoted inside a text (``hello, world,pos``
@@ -1472,8 +1477,15 @@ def _refuse_misread_rows(file: str, separator: str, header: tuple[str, ...]) -> 
       in a .tsv, which need not quote its fields, ``"Hello there<TAB>1`` took every line up to the next quote into
       one text ('Hello there\\t1\\nsecond row\\t0\\nthird x" row').
 
+    Rows that each hold one field more than the header, their number first (1, 2, ...), are R's ``write.table``
+    (``row.names = TRUE``, no header field for the row names): they are read right by pandas taking the first column
+    as the row labels, and were refused (helper 349).
+
     The file is read once, by the standard library's CSV reader (the quoting pandas reads), strictly; a field over its
     size limit, or a damaged archive, is left to the load.
+
+    Returns:
+        `bool`: whether every row begins with its number as a row name, read as pandas' index (``index_col=None``).
 
     Raises:
         DatasetError: naming the file, the line, and the fix.
@@ -1482,6 +1494,7 @@ def _refuse_misread_rows(file: str, separator: str, header: tuple[str, ...]) -> 
 
     where = f"Could not read the local file {file!r} as csv (by its extension)"
     start = 1  # the line where the record being read starts
+    extra, numbered, rows = None, True, 0  # the first row of extra fields; whether every row is R's, numbered
     try:
         with open_data_file(file) as raw:
             reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline=""),
@@ -1489,17 +1502,15 @@ def _refuse_misread_rows(file: str, separator: str, header: tuple[str, ...]) -> 
             next(reader, None)
             start = reader.line_num + 1
             for row in reader:
-                if len(row) > len(header) and any(field.strip() for field in row[len(header):]):
-                    shown = ", ".join(repr(field[:40]) for field in row)
-                    raise DatasetError(
-                        f"{where}: line {reader.line_num} has {len(row)} fields where its header has {len(header)} "
-                        f"({', '.join(header)}): {shown[:300]}. A separator ({separator!r}) inside a text splits it "
-                        "unless the field is quoted, and a part of it would be read as the text without a word. Quote "
-                        'the fields that hold the separator ("hello, world"), or drop the extra fields.')
+                if row:  # pandas skips blank lines
+                    rows += 1
+                    numbered = numbered and len(row) == len(header) + 1 and row[0].strip() == str(rows)
+                    if extra is None and len(row) > len(header) and any(f.strip() for f in row[len(header):]):
+                        extra = reader.line_num, row
                 start = reader.line_num + 1
     except csv.Error as err:
         if "field limit" in str(err):
-            return
+            return False
         raise DatasetError(
             f"{where}: the row at line {start} opens a quote (\") that does not close at the end of its field: "
             "pandas would drop the quotes, or read every line up to the next quote as one text, without a "
@@ -1507,7 +1518,28 @@ def _refuse_misread_rows(file: str, separator: str, header: tuple[str, ...]) -> 
             "file whose fields are never quoted (a TSV's quotes are often text) is read as written from JSON lines "
             "(one {\"text\": ...} a line, .jsonl).") from None
     except (OSError, EOFError):  # a damaged archive: the load says so
-        return
+        return False
+    if extra is None or (numbered and rows):
+        return extra is not None
+    line, row = extra
+    shown = ", ".join(repr(field[:40]) for field in row)
+    raise DatasetError(
+        f"{where}: line {line} has {len(row)} fields where its header has {len(header)} "
+        f"({', '.join(header)}): {shown[:300]}. A separator ({separator!r}) inside a text splits it "
+        "unless the field is quoted, and a part of it would be read as the text without a word. Quote "
+        'the fields that hold the separator ("hello, world"), or drop the extra fields (a first column of row '
+        "names without a header field, as R's write.table writes: row.names = FALSE).")
+
+
+def _refuse_some_row_names(named: Sequence[str], files: Sequence[str]) -> None:
+    """Refuse data files of which only some (`named`) begin each row with a row name without a header field (R's
+    ``write.table``): pandas reads the files with one option, taking the first column as the row labels in all or
+    in none."""
+    others = sorted(set(files) - set(named))
+    if others:
+        raise DatasetError(f"The data files {_some(list(named))} begin each row with its number, a row name without "
+                           f"a header field (as R's write.table writes), and {_some(others)} do not: they cannot be "
+                           "read as one table. Write them alike (row.names = FALSE), or read them one by one.")
 
 
 def _refuse_other_headers(headers: Mapping[str, tuple[str, ...]]) -> None:

@@ -2260,6 +2260,29 @@ def test_a_csv_row_of_more_fields_than_its_header_is_not_read_shifted(tmp_path):
             run(texts=str(tmp_path / "comma.csv"), streaming=streaming)
 
 
+def test_r_write_table_s_row_names_without_a_header_field_are_read_as_row_names(tmp_path):
+    """R's write.table (row.names = TRUE) writes no header field for its row names: '"text","label"' over
+    '"1","hello world","pos"'. pandas reads it right (the row names as the index); since helper 345's check of rows
+    of more fields than the header it was refused (line 2 has 3 fields). Rows numbered otherwise are still refused,
+    and so is a folder where only some files are written so."""
+    from hf_txray.loading import load_named_dataset
+
+    written = '"text","label"\n"1","hello, world","pos"\n"2","multi\nline","neg"\n"3","007","pos"\n'
+    (tmp_path / "r.csv").write_text(written)
+    for streaming in (False, True):
+        loaded = load_named_dataset(str(tmp_path / "r.csv"), None, streaming)
+        assert [(row["text"], row["label"]) for row in loaded] == [
+            ("hello, world", "pos"), ("multi\nline", "neg"), ("007", "pos")]
+    (tmp_path / "other.csv").write_text("text,label\n1,hello,pos\n3,bye,neg\n")
+    with pytest.raises(DatasetError, match=r"line 2 has 3 fields where its header has 2.*R's write.table"):
+        load_named_dataset(str(tmp_path / "other.csv"), None)
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "mixed" / "a.csv").write_text(written)
+    (tmp_path / "mixed" / "b.csv").write_text("text,label\nhi,pos\n")
+    with pytest.raises(DatasetError, match=r"a.csv begin each row with its number.*b.csv do not"):
+        load_named_dataset(str(tmp_path / "mixed"), None)
+
+
 def test_a_csv_quote_not_closed_at_its_field_s_end_is_refused_naming_its_line(tmp_path):
     """Helper 345: pandas reads a quote that opens a field but does not close at its end as CSV quoting, without an
     error: in a .tsv (whose quotes are often text), '"Hello there<TAB>1' took the lines up to the next quote into
