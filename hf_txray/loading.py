@@ -1392,15 +1392,12 @@ def reader_options(builder: str, separator: str | None = None, files: Sequence[s
         return {}
     options: dict[str, Any] = {"sep": separator or ",", "keep_default_na": False, "index_col": False}
     headers = {file: _csv_header(file, options["sep"]) for file in files}
-    named = []  # files whose rows begin with their number, R's row names: pandas takes them as the index
+    needs = {}  # the reading each file needs beyond these options (R's row names, a TSV's quotes as text)
     for file, header in headers.items():
         if header is not None:
             _refuse_other_separator(file, options["sep"], header)
-            if _refuse_misread_rows(file, options["sep"], header):
-                named.append(file)
-    if named:
-        _refuse_some_row_names(named, files)
-        del options["index_col"]
+            needs[file] = _refuse_misread_rows(file, options["sep"], header)
+    options.update(_one_reading(needs))
     if not streaming:  # a stream reads each file's rows as dicts, whatever its columns: files of others are read
         _refuse_other_headers({file: header for file, header in headers.items() if header is not None})
     shared = set(headers.values())
@@ -1467,7 +1464,7 @@ def _refuse_other_separator(file: str, separator: str, header: tuple[str, ...]) 
                            f"it. Save it separated by commas{tsv}, or as JSON lines.")
 
 
-def _refuse_misread_rows(file: str, separator: str, header: tuple[str, ...]) -> bool:
+def _refuse_misread_rows(file: str, separator: str, header: tuple[str, ...]) -> dict[str, Any]:
     """Refuse a CSV `file` whose rows pandas would read as other texts, without an error (helper 345):
 
     - a row of more non-empty fields than the `header`: a separator left unquoted inside a text (``hello, world,pos``
@@ -1479,13 +1476,16 @@ def _refuse_misread_rows(file: str, separator: str, header: tuple[str, ...]) -> 
 
     Rows that each hold one field more than the header, their number first (1, 2, ...), are R's ``write.table``
     (``row.names = TRUE``, no header field for the row names): they are read right by pandas taking the first column
-    as the row labels, and were refused (helper 349).
+    as the row labels, and were refused (helper 349). A .tsv whose quotes do not read as CSV quoting, but whose every
+    line holds the header's fields split at tabs, is read with its quotes as text (SST-2's '" the emotions are raw "'
+    was refused, helper 349).
 
     The file is read once, by the standard library's CSV reader (the quoting pandas reads), strictly; a field over its
     size limit, or a damaged archive, is left to the load.
 
     Returns:
-        `bool`: whether every row begins with its number as a row name, read as pandas' index (``index_col=None``).
+        `dict`: the pandas options the file needs beyond the defaults: ``index_col=None`` (R's row names),
+        ``quoting=csv.QUOTE_NONE`` (a TSV's quotes as text), or none.
 
     Raises:
         DatasetError: naming the file, the line, and the fix.
@@ -1510,7 +1510,9 @@ def _refuse_misread_rows(file: str, separator: str, header: tuple[str, ...]) -> 
                 start = reader.line_num + 1
     except csv.Error as err:
         if "field limit" in str(err):
-            return False
+            return {}
+        if separator == "\t" and _quotes_are_text(file, len(header)):
+            return {"quoting": csv.QUOTE_NONE}
         raise DatasetError(
             f"{where}: the row at line {start} opens a quote (\") that does not close at the end of its field: "
             "pandas would drop the quotes, or read every line up to the next quote as one text, without a "
@@ -1518,9 +1520,9 @@ def _refuse_misread_rows(file: str, separator: str, header: tuple[str, ...]) -> 
             "file whose fields are never quoted (a TSV's quotes are often text) is read as written from JSON lines "
             "(one {\"text\": ...} a line, .jsonl).") from None
     except (OSError, EOFError):  # a damaged archive: the load says so
-        return False
+        return {}
     if extra is None or (numbered and rows):
-        return extra is not None
+        return {} if extra is None else {"index_col": None}
     line, row = extra
     shown = ", ".join(repr(field[:40]) for field in row)
     raise DatasetError(
@@ -1531,15 +1533,38 @@ def _refuse_misread_rows(file: str, separator: str, header: tuple[str, ...]) -> 
         "names without a header field, as R's write.table writes: row.names = FALSE).")
 
 
-def _refuse_some_row_names(named: Sequence[str], files: Sequence[str]) -> None:
-    """Refuse data files of which only some (`named`) begin each row with a row name without a header field (R's
-    ``write.table``): pandas reads the files with one option, taking the first column as the row labels in all or
-    in none."""
-    others = sorted(set(files) - set(named))
-    if others:
-        raise DatasetError(f"The data files {_some(list(named))} begin each row with its number, a row name without "
-                           f"a header field (as R's write.table writes), and {_some(others)} do not: they cannot be "
-                           "read as one table. Write them alike (row.names = FALSE), or read them one by one.")
+def _quotes_are_text(file: str, fields: int) -> bool:
+    """Whether the tab-separated `file` reads as written with its quotes as text: a header without quotes, and every
+    line of `fields` fields split at tabs (extra ones empty), as a TSV that never quotes its fields is written."""
+    with open_data_file(file) as raw:
+        lines = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace")
+        if '"' in next(lines, ""):
+            return False
+        for line in lines:
+            split = line.rstrip("\r\n").split("\t")
+            if line.strip() and (len(split) < fields or any(field.strip() for field in split[fields:])):
+                return False
+    return True
+
+
+def _one_reading(needs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The pandas options that every data file needs (`needs`, by file: :func:`_refuse_misread_rows`), which are read
+    with one set of options.
+
+    Raises:
+        DatasetError: files that need other readings (R's row names beside files without them), naming them.
+    """
+    readings: dict[tuple, list[str]] = {}
+    for file, need in needs.items():
+        readings.setdefault(tuple(sorted(need.items())), []).append(file)
+    if len(readings) > 1:
+        said = {"index_col": "begin each row with its number, a row name without a header field (as R's write.table "
+                "writes)", "quoting": "hold quotes that are text, not CSV quoting"}
+        ways = [f"{_some(names)} " + (" and ".join(said[key] for key, _ in need) or "do not")
+                for need, names in readings.items()]
+        raise DatasetError(f"The data files cannot be read as one table: {'; '.join(ways)}. Write them alike (R: "
+                           "row.names = FALSE; quotes: as JSON lines), or read them one by one.")
+    return dict(next(iter(readings), ()))
 
 
 def _refuse_other_headers(headers: Mapping[str, tuple[str, ...]]) -> None:

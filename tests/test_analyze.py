@@ -2289,10 +2289,10 @@ def test_a_csv_quote_not_closed_at_its_field_s_end_is_refused_naming_its_line(tm
     one text ('Hello there\\t1\\nsecond row\\t0\\nthird x" row', three texts profiled as one), and '"Best" movie
     ever' was read 'Best movie ever'. Well-formed quoting (a whole field quoted, inner quotes doubled, a line break
     inside) and a quote inside an unquoted field are read as before."""
-    (tmp_path / "open.tsv").write_text('text\tlabel\n"Hello there\t1\nsecond row\t0\nthird "x" row\t1\n')
+    (tmp_path / "open.tsv").write_text('text\tlabel\n"two\nlines"\t0\n"Hello there\t1\nsecond row\t0\n')
     (tmp_path / "best.csv").write_text('text,label\nfine,0\n"Best" movie ever,1\n')
     for streaming in (False, True):
-        for name, line in (("open.tsv", 2), ("best.csv", 3)):
+        for name, line in (("open.tsv", 4), ("best.csv", 3)):
             with pytest.raises(DatasetError, match=rf"{name}' as csv \(by its extension\): the row at line {line} "
                                                    r"opens a quote .* that does not close at the end of its field"):
                 run(texts=str(tmp_path / name), streaming=streaming)
@@ -2301,6 +2301,23 @@ def test_a_csv_quote_not_closed_at_its_field_s_end_is_refused_naming_its_line(tm
     assert profile.meta.num_examples == 3
     assert set(profile.feature_frequency("word").index) == {"a", '"', "quoted", "word", ",", "here", "two", "lines",
                                                             "5", "screen"}
+
+
+def test_a_tsv_whose_quotes_are_text_is_read_as_written(tmp_path):
+    """A TSV need not quote its fields, and its quotes are often text (SST-2: '" the emotions are raw "<TAB>1'):
+    since helper 345's strict check, such a file was refused ('opens a quote that does not close'). Where every
+    line holds the header's fields split at tabs, it is read with its quotes as text; a TSV of well-formed quoting
+    is read as before."""
+    from hf_txray.loading import load_named_dataset
+
+    (tmp_path / "sst.tsv").write_text('sentence\tlabel\n" the emotions are raw "\t1\n"Hello there\t0\n'
+                                      'it \'s a " charming " journey\t1\n')
+    (tmp_path / "quoted.tsv").write_text('sentence\tlabel\n"two\nlines"\t0\n"say ""hi"""\t1\n')
+    for streaming in (False, True):
+        assert [row["sentence"] for row in load_named_dataset(str(tmp_path / "sst.tsv"), None, streaming)] == [
+            '" the emotions are raw "', '"Hello there', 'it \'s a " charming " journey']
+        assert [row["sentence"] for row in load_named_dataset(str(tmp_path / "quoted.tsv"), None, streaming)] == [
+            "two\nlines", 'say "hi"']
 
 
 def test_a_glob_pattern_is_said_to_be_one_naming_the_folder_to_pass(tmp_path, monkeypatch):
