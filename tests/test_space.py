@@ -1712,3 +1712,16 @@ def test_the_view_command_for_a_probe_folder_named_with_a_dash_runs_as_printed(p
         data.open_results("-probe")
     said = re.search(r"`(hf-txray view RESULTS [^`]*)`", str(caught.value)).group(1)
     assert shlex.split(said) == ["hf-txray", "view", "RESULTS", "./-probe"], said
+
+
+def test_space_names_a_results_branch_as_the_repo_lists_it(tmp_path):
+    """Helper 351: deploy_space (write_space_files, stage_space) with a results source ``owner/name@refs/heads/exp``
+    wrote ``txray_source: owner/name@refs/heads/exp`` into the Space's README, and named it so in its commit message,
+    where the repo's branch list and the viewer's box say 'exp' (:func:`hf_txray.hub_io.branch_name`)."""
+    source = "test-user/results@refs/heads/exp"
+    assert viewer.space.results_source(source) == ("test-user/results", "test-user/results@exp")
+    written = viewer.write_space_files(tmp_path / "built-in", source)
+    assert _header(written / "README.md")["txray_source"] == "test-user/results@exp"
+    staged = viewer.stage_space(tmp_path / "custom", source, app_dir=viewer.write_space_files(tmp_path / "app"))
+    assert _header(staged / "README.md")["txray_source"] == "test-user/results@exp"
+    assert viewer.space.results_source("test-user/results@refs/tags/v1")[1] == "test-user/results@refs/tags/v1"

@@ -129,16 +129,18 @@ def results_source(results_repo_id: str) -> tuple[str, str | None]:
     branch, tag or commit, as the viewer opens it), which the README's ``datasets:`` cannot hold (the Hub links
     repo ids there), so the README names the repo id in ``datasets:`` and the whole ``owner/name@rev`` under
     ``txray_source`` (None when no revision is named), which the app opens (:func:`~hf_txray.viewer.app.default_source`).
+    A branch spelt ``refs/heads/exp`` is named as the repo lists it, ``exp`` (:func:`~hf_txray.hub_io.branch_name`).
 
     Raises:
         ConfigurationError: not a Hub repo id, or a malformed revision.
     """
-    from ..hub_io import check_repo_id
+    from ..hub_io import branch_name, check_repo_id
     from .data import split_revision
 
     if not isinstance(results_repo_id, str):
         check_repo_id(results_repo_id)  # refused with its message
     repo, revision = split_revision(results_repo_id)
+    revision = branch_name(revision)
     check_repo_id(repo)
     return repo, (f"{repo}@{revision}" if revision is not None else None)
 
@@ -242,6 +244,7 @@ def deploy_space(space_repo_id: str, results_repo_id: str | None = None, *, toke
     token = resolve_token(token)
     with tempfile.TemporaryDirectory(prefix="hf_txray-space-") as tmp:
         folder = stage_space(Path(tmp) / "space", results_repo_id, app_dir, title)
+        repo, source = results_source(results_repo_id) if results_repo_id else ("results", None)
         api = HfApi(token=token)
         try:
             repo_id = api.create_repo(space_repo_id, repo_type="space", space_sdk="gradio", private=private,
@@ -250,7 +253,7 @@ def deploy_space(space_repo_id: str, results_repo_id: str | None = None, *, toke
                 refuse_public_repo(api, repo_id, repo_type="space")
             return api.upload_folder(
                 repo_id=repo_id, repo_type="space", folder_path=folder,
-                commit_message=commit_message or f"Deploy the hf_txray viewer for {results_repo_id or 'results'}",
+                commit_message=commit_message or f"Deploy the hf_txray viewer for {source or repo}",
                 delete_patterns=["hf_txray/**"],
             )
         except ConfigurationError:  # refused before the upload
