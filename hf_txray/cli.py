@@ -782,10 +782,7 @@ def _cmd_prune(args) -> int:
         plan_path = _write_pruned_model(out, model, args.model, plan)
     else:
         plan_path = plan.save_pretrained(out / "pruning_plan")
-    from .tables import percent
-
-    print(f"{plan.name}: {plan.total} neurons ({percent(plan.fraction)}) in layers {sorted(plan.neurons)}; "
-          f"plan: {plan_path}")
+    print(f"{plan.name}: {plan.size} in layers {sorted(plan.neurons)}; plan: {plan_path}")
     if args.mode == "remove":
         print(f"pruned model saved to {out} (reload with transformers' Auto classes)")
     else:

@@ -2266,3 +2266,31 @@ def test_a_prune_or_prune_sweep_into_a_mount_point_is_refused_before_the_model_l
     finally:
         if real_mount:
             subprocess.run(["umount", str(out)], check=True)
+
+
+def test_allow_fewer_says_how_many_were_asked(report, tmp_path, capsys):
+    """Helper 351: `hf-txray prune --allow-fewer` printed "most_changed@0.1: 258 neurons (2.8%)" (and the plan's repr
+    the same) without a word that 922 (10%) were asked: both are said now."""
+    from hf_txray.cli import main
+
+    short = plan_pruning(report, "lost", 3, allow_fewer=True)
+    assert short.counts == {0: 2, 1: 2} and sum(short.widths.values()) == 24
+    assert short.requested == 6 and plan_pruning(report, "random", 3).requested == 6
+    said = "4 neurons (16.7%), fewer than the 6 asked (25.0%)"
+    assert short.size.startswith(said) and said in repr(short)
+    full = plan_pruning(report, "lost", 2)
+    assert full.requested == 4 and full.size == "4 neurons (16.7%)"
+    assert plan_pruning(report, "random", 0.5, per_layer=False).requested == 12
+    assert plan_pruning(report, "random", {1: 4}).requested == 4
+    assert PruningPlan.from_dict(short.to_dict()).size == short.size
+    model_dir, report_dir = tmp_path / "model", tmp_path / "report"
+    classifier(seed=1).save_pretrained(model_dir)
+    bert_tokenizer().save_pretrained(model_dir)
+    compare(make_profile("a", STAGE_A, num_neurons=48),
+            make_profile("b", STAGE_B, num_neurons=48)).save_pretrained(report_dir)
+    plan = plan_pruning(hf_txray.TransferReport.from_pretrained(report_dir), "lost", 40, allow_fewer=True)
+    assert plan.total < plan.requested == 40 * len(plan.widths)
+    assert main(["prune", str(model_dir), str(report_dir), "--strategy", "lost", "--amount", "40", "--allow-fewer",
+                 "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert f"lost@40: {plan.total} neurons" in out and f"fewer than the {plan.requested} asked" in out, out

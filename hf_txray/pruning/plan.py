@@ -102,6 +102,32 @@ class PruningPlan(Artifact):
         return self.total / width if width else 0.0
 
     @property
+    def requested(self) -> int:
+        """Number of neurons `amount` asked for in the planned layers: more than :attr:`total` where a strategy had
+        fewer candidates and ``allow_fewer`` took all it had (an explicit plan: :attr:`total`)."""
+        if self.amount is None or not self.widths:
+            return self.total
+        try:
+            with warnings.catch_warnings():  # a fraction rounding to no neuron was said when the plan was made
+                warnings.simplefilter("ignore")
+                counts = _requested_counts(self.amount, self.widths, sorted(self.widths), self.per_layer)
+        except ConfigurationError:  # a plan file edited by hand: what it holds is all it says
+            return self.total
+        return sum(counts.values()) if isinstance(counts, dict) else int(counts)
+
+    @property
+    def size(self) -> str:
+        """The pruned neurons in words, e.g. ``"922 neurons (10.0%)"``; where fewer were taken than asked
+        (``allow_fewer``) both, e.g. ``"258 neurons (2.8%), fewer than the 922 asked (10.0%): all the candidates"``."""
+        said = f"{self.total} neurons ({percent(self.fraction)})"
+        asked = self.requested
+        if asked <= self.total:
+            return said
+        width = sum(self.widths.values())
+        return (f"{said}, fewer than the {asked} asked ({percent(asked / width if width else 0.0)}): all the "
+                "candidates the strategy had (allow_fewer)")
+
+    @property
     def name(self) -> str:
         """A short label such as ``"lost@0.1"`` or ``"random@0.1/seed=2"``."""
         label = f"{self.strategy}@{_amount_label(self.amount)}"
@@ -110,7 +136,7 @@ class PruningPlan(Artifact):
     def __repr__(self) -> str:
         # the neuron lists run to thousands of indices: counts per layer instead (``plan.neurons`` holds them)
         source = {k: v for k, v in self.source.items() if k in ("kind", "stage", "stage_a", "stage_b")}
-        return (f"PruningPlan({self.name}, mode={self.mode!r}, {self.total} neurons ({percent(self.fraction)}), counts "
+        return (f"PruningPlan({self.name}, mode={self.mode!r}, {self.size}, counts "
                 f"by layer {self.counts}, source {source})")
 
     def pairs(self) -> list[tuple[int, int]]:
