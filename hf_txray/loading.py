@@ -1376,7 +1376,8 @@ def reader_options(builder: str, separator: str | None = None, files: Sequence[s
     of the files' header (when they share one) is read as a string, as written. pandas also took a first column of
     row labels when the rows hold one field more than the header (``text,label`` over ``hello world,pos,``: a
     separator ending each line), and read the labels as the texts ('pos', 'neg') without an error (helper 345):
-    ``index_col=False``, and a row of more non-empty fields than the header is refused
+    ``index_col=False`` (with ``usecols``, the header's columns, so that pandas does not warn of a "loss of data"
+    where the extra fields are empty), and a row of more non-empty fields than the header is refused
     (:func:`_refuse_misread_rows`, which also refuses a quote not closed at its field's end). A ``.tsv`` is tab-separated (`separator`), as
     ``load_dataset(folder)`` reads it: with the CSV builder's default comma, each line would be one column holding
     every field, labels included. A text file's UTF-8 byte order mark is not part of its first text (``utf-8-sig``,
@@ -1406,6 +1407,12 @@ def reader_options(builder: str, separator: str | None = None, files: Sequence[s
         import datasets
 
         options["features"] = datasets.Features({name: datasets.Value("string") for name in columns})
+        # the header's columns named: rows ending in a separator then read without pandas' ParserWarning "Length of
+        # header or names does not match length of data. This leads to a loss of data with index_col=False", which
+        # it gave for each file although nothing is lost (a row of more non-empty fields is refused above); not for
+        # R's row names (index_col=None), which pandas finds only where it may take a column more than the header
+        if options["index_col"] is False:
+            options["usecols"] = list(columns)
     return options
 
 

@@ -2283,6 +2283,24 @@ def test_r_write_table_s_row_names_without_a_header_field_are_read_as_row_names(
         load_named_dataset(str(tmp_path / "mixed"), None)
 
 
+def test_a_csv_row_ending_in_a_separator_is_read_without_pandas_loss_of_data_warning(tmp_path):
+    """Helper 351: rows ending in a separator, read with index_col=False (helper 345), made pandas print "Length of
+    header or names does not match length of data. This leads to a loss of data with index_col=False" (a
+    ParserWarning) to the user, in memory and again when a stream was read, although only empty fields are dropped
+    (extra non-empty fields are refused): the header's columns are named (usecols), and pandas reads them quietly."""
+    from hf_txray.loading import load_corpus
+
+    (tmp_path / "trailing.csv").write_text("text,label\nhello world,pos,\nbye now,neg,\n")
+    (tmp_path / "trailing.tsv").write_text("text\tlabel\nhello world\tpos\t\nbye now\tneg\t\n")
+    for name in ("trailing.csv", "trailing.tsv"):
+        for streaming in (False, True):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                corpus = load_corpus(str(tmp_path / name), streaming=streaming, allow_streams=True)[0]
+                rows = list(corpus)
+            assert [r["text"] for r in rows] == ["hello world", "bye now"], rows
+
+
 def test_a_csv_quote_not_closed_at_its_field_s_end_is_refused_naming_its_line(tmp_path):
     """Helper 345: pandas reads a quote that opens a field but does not close at its end as CSV quoting, without an
     error: in a .tsv (whose quotes are often text), '"Hello there<TAB>1' took the lines up to the next quote into
