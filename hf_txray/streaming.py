@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import math
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -672,6 +673,7 @@ def choose_text_column(columns: list[str], string_columns: list[str], text_colum
         if candidate in columns:
             return candidate
     if len(string_columns) == 1 and not row_lists and not word_lists:  # else: an id, a file's version
+        _warn_name_reads_like_a_text(string_columns[0])
         return string_columns[0]
     strings = (f"; its string columns, one of which holds the texts: {', '.join(map(repr, string_columns))}"
                if string_columns else "; it has no string column")
@@ -680,6 +682,27 @@ def choose_text_column(columns: list[str], string_columns: list[str], text_colum
         f"{', '.join(TEXT_COLUMN_CANDIDATES)})." + (NESTED_HINT if nested and not string_columns else "")
         + _rows_in_field_hint(row_lists) + _words_hint(word_lists)
     )
+
+
+# A column name longer than this, or of this many words, reads like a text (the first line of a file without a header)
+_LONGEST_NAME, _MOST_WORDS = 40, 3
+
+
+def reads_like_a_text(name: str) -> bool:
+    """Whether a column `name` reads like a text rather than a name: several words parted by whitespace, or longer
+    than any sane column name (pandas names the columns of a CSV without a header line by its first row)."""
+    return len(name) > _LONGEST_NAME or len(name.split()) >= _MOST_WORDS
+
+
+def _warn_name_reads_like_a_text(column: str) -> None:
+    """Warn when the detected text `column` is named like a text: a CSV without a header line has its first text taken
+    as the column's name by pandas, so that text is never profiled, without a word (helper 351)."""
+    if reads_like_a_text(column):
+        warnings.warn(
+            f"The text column detected, {column!r}, is named like a text: if the data file has no header line, its "
+            "first line was read as the column's name and that text is not profiled. Add a header line (e.g. "
+            "'text') to the file, or pass text_column= (CLI: --text-column) to say this column is meant.",
+            UserWarning, stacklevel=2)
 
 
 def _words_hint(word_lists: Sequence[str]) -> str:

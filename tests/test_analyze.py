@@ -2301,6 +2301,31 @@ def test_a_csv_row_ending_in_a_separator_is_read_without_pandas_loss_of_data_war
             assert [r["text"] for r in rows] == ["hello world", "bye now"], rows
 
 
+def test_a_csv_without_a_header_line_is_said_when_its_first_text_names_the_column(tmp_path):
+    """Helper 351: pandas names the columns of a CSV by its first line, so a one-column CSV of texts without a header
+    line had its first text taken as the text column's name and never profiled, silently (2 texts of 3 profiled).
+    A detected column named like a text (several words, or a long name) is warned about once, naming the fixes; a
+    column passed as text_column= or named by a header is not."""
+    first = "I loved this movie so much"
+    (tmp_path / "headerless.csv").write_text(f"{first}\nterrible acting and a dull plot\nwhat a great day\n")
+    (tmp_path / "header.csv").write_text("review text\nI loved this movie so much\nwhat a great day\n")
+    for streaming in (False, True):
+        with pytest.warns(UserWarning) as caught:
+            profile = run(texts=str(tmp_path / "headerless.csv"), streaming=streaming, features=("word",))
+        said = [str(w.message) for w in caught if "named like a text" in str(w.message)]
+        assert len(said) == 1 and repr(first) in said[0] and "Add a header line" in said[0], said
+        assert "text_column=" in said[0] and "--text-column" in said[0]
+        assert "loved" not in profile.feature_frequency("word").index  # the first text is the name, not profiled
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*named like a text")
+            run(texts=str(tmp_path / "headerless.csv"), streaming=streaming, text_column=first)
+            run(texts=str(tmp_path / "header.csv"), streaming=streaming)  # 'review text': a name
+    from hf_txray.streaming import reads_like_a_text
+
+    assert [reads_like_a_text(n) for n in ("text", "review text", "review_body", "x" * 41, "a b c")] == [
+        False, False, False, True, True]
+
+
 def test_a_csv_quote_not_closed_at_its_field_s_end_is_refused_naming_its_line(tmp_path):
     """Helper 345: pandas reads a quote that opens a field but does not close at its end as CSV quoting, without an
     error: in a .tsv (whose quotes are often text), '"Hello there<TAB>1' took the lines up to the next quote into
