@@ -323,7 +323,14 @@ class Artifact:
         save_directory = Path(save_directory).expanduser()
         check_save_target(save_directory, what=f"{type(self).__name__}.save_pretrained",
                           artifact_type=self.artifact_type)
+        self.check_replaceable(save_directory, what=f"{type(self).__name__}.save_pretrained")
         return self._write(save_directory)
+
+    @classmethod
+    def check_replaceable(cls, folder: str | os.PathLike, *, what: str = "save_pretrained",
+                          cli_flag: str | None = None) -> None:
+        """Raise :class:`ConfigurationError` when replacing an earlier save of this type in `folder` would delete what
+        others wrote into it (:func:`check_save_target` has checked the rest); nothing by default."""
 
     def _write(self, save_directory: Path, **card: Any) -> Path:
         """Save atomically; `card` (``repo_id``, ``revision``) reaches `_save_pretrained` where it takes them."""

@@ -1097,9 +1097,10 @@ def _add_probe(sub) -> None:
 
 
 def _cmd_probe(args) -> int:
-    from .probing import ProbeConfig, probe_neurons
+    from .probing import ProbeConfig, ProbingResult, probe_neurons
 
     _check_out(args.out, "probe", "probing_result", read_whole=(args.data,))
+    ProbingResult.check_replaceable(args.out, what="hf-txray probe", cli_flag="--out")  # rows exported into it
     _check_export(args)
     config = ProbeConfig(l1=args.l1, l2=args.l2, epochs=args.epochs, lr=args.lr, batch_size=args.probe_batch_size,
                          seed=args.seed, solver=args.solver, tol=args.tol, max_iter=args.max_iter).validate()
@@ -1155,13 +1156,14 @@ def _cmd_ablate(args) -> int:
     from transformers import AutoTokenizer
 
     from .loading import load_tokenizer
-    from .probing import ProbingResult, ablation_curve, neuron_means
+    from .probing import AblationCurve, ProbingResult, ablation_curve, neuron_means
     from .probing.ablation import (ablation_counts, check_metric_model, check_metric_name, check_scored_model,
                                    means_max_length, metric_from_name)
     from .plots import save_figure
     from .pruning import load_pretrained_with_head
 
     _check_out(args.out, "ablate", "ablation_curve", inputs=(args.probe,))
+    AblationCurve.check_replaceable(args.out, what="hf-txray ablate", cli_flag="--out")  # rows exported into it
     _check_export(args)
     check_metric_name(args.metric)  # before the probe, the model and the data are read
     ablation_counts(args.counts, None)

@@ -3372,3 +3372,37 @@ def test_attribution_highlight_shows_a_character_several_tokens_cover_with_the_l
     out = TokenAttribution(table, text, 0, 0, 1, 0.0, 0.0, "integrated_gradients", 8)
     assert out.highlight_spans() == [("a", 0.2), (" bit of ", None), ("\ufb02ow", -0.7), (" ", None),
                                      ("\U0001F600", -0.4)]
+
+
+def test_probe_out_holding_another_runs_exported_rankings_loses_nothing(planted, tmp_path, capsys, monkeypatch):
+    """Helper 351: `hf-txray probe --out X` where X is an earlier probe's output into which another run exported its
+    rankings (`probe --out Y --export X`): the new run replaced X as a whole, the other run's probe_rankings rows with
+    it, without a word. Refused now before the work, naming the fix; X is left as it was."""
+    import hf_txray.probing
+    from hf_txray.cli import main
+
+    result = planted.result
+    other = ProbingResult(**{**result.__dict__, "meta": type(result.meta)(**{**result.meta.__dict__,
+                                                                             "name": "tags-2"})})
+    folder = result.save_pretrained(tmp_path / "x")
+    save_probing(folder, probes=[other])  # probe --out Y --export X
+    before = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    monkeypatch.setattr(hf_txray.probing, "probe_neurons", lambda *a, **k: result)
+    data = _write(tmp_path, CONLLU)
+    code = main(["probe", "model", str(data), "--out", str(folder)])
+    err = capsys.readouterr().err
+    assert code == 2 and "probe_rankings" in err and "--out" in err, err
+    assert {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    assert sorted(set(load_probing(folder).probe_rankings["probe"])) == ["tags", "tags-2"]
+    with pytest.raises(ConfigurationError, match="probe_rankings"):
+        result.save_pretrained(folder)
+    fresh = result.save_pretrained(tmp_path / "fresh")  # an earlier probe's own output is still replaced
+    assert main(["probe", "model", str(data), "--out", str(fresh)]) == 0
+    # an ablation curve's folder into which another curve was exported (ablate --out Y --export X): refused too
+    curve = _curve_for_export()
+    curve_dir = curve.save_pretrained(tmp_path / "curve")
+    curve.save_pretrained(curve_dir)  # its own rows alone: replaced
+    save_probing(curve_dir, ablations=[AblationCurve(**{**curve.__dict__, "name": "other"})])
+    with pytest.raises(ConfigurationError, match=r"ablation 'other'.*give another folder"):
+        curve.save_pretrained(curve_dir)
+    assert sorted(set(load_probing(curve_dir).ablation["ablation"])) == ["other", "tiny"]

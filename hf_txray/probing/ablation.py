@@ -37,7 +37,7 @@ from ..version import __version__
 from .data import LabeledCorpus, refuse_single_string
 from .extraction import Activations, weights_difference, weights_fingerprint
 from .probe import class_ids_by_name
-from .layout import ablation_table, read_curve, write_probing_folder
+from .layout import ABLATION_CONFIG, ablation_table, read_curve, refuse_exported_rows, write_probing_folder
 
 MODES = ("zero", "mean")
 
@@ -560,6 +560,13 @@ class AblationCurve(Artifact):
         from ..plots.probing import plot_ablation
 
         return plot_ablation(self, ax)
+
+    @classmethod
+    def check_replaceable(cls, folder: str | Path, *, what: str = "save_pretrained", cli_flag: str | None = None
+                          ) -> None:
+        """Refuse a `folder` into which other runs exported their rows
+        (:func:`~hf_txray.probing.layout.refuse_exported_rows`)."""
+        refuse_exported_rows(folder, ABLATION_CONFIG, what, cli_flag)
 
     def _save_pretrained(self, folder: Path, repo_id: str | None = None, revision: str | None = None) -> None:
         write_probing_folder(folder, None, ablation_table(self), repo_id, revision)

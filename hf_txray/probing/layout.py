@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ..card import probing_card
-from ..errors import ProfileFormatError
+from ..errors import ConfigurationError, ProfileFormatError
 from ..io_utils import json_text
 from ..layout import EXTRA_CONFIGS, read_config, write_config
 
@@ -123,6 +123,35 @@ def write_probing_folder(folder: Path, probe: pa.Table | None, ablation: pa.Tabl
         if table is not None:
             write_config(table, folder / name)
     probing_card(folder / "README.md", probe, ablation, repo_id, revision).save(folder / "README.md")
+
+
+RUN_COLUMNS = {PROBE_CONFIG: "probe", ABLATION_CONFIG: "ablation"}  # the column naming each config's runs
+
+
+def refuse_exported_rows(folder: str | Path, own: str, what: str, cli_flag: str | None = None) -> None:
+    """Refuse to replace a saved probing result or ablation curve (its own config `own`) in `folder` when another run
+    exported its rows there (``hf-txray probe --out Y --export X`` into an earlier probe's output X): a save replaces
+    the folder as a whole, and took those rows with it without a word (helper 351).
+
+    Raises:
+        ConfigurationError: naming the runs whose rows would be lost and the fix.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    others = []
+    for name, column in RUN_COLUMNS.items():
+        table = read_config(folder, name, columns=(column,)) if (folder / name).is_dir() else None
+        runs = sorted(set(table[column].to_pylist())) if table is not None else []
+        if name != own or len(runs) > 1:  # its own config holds its one run; any other rows were exported into it
+            others += [f"{name} {run!r}" for run in runs]
+    if others:
+        given = f" (CLI: {cli_flag})" if cli_flag else ""
+        raise ConfigurationError(
+            f"{folder} holds rows that other runs exported into it ({', '.join(others)}: --export {folder}); {what} "
+            f"replaces the whole folder, which would delete them: give another folder{given}, or move that folder's "
+            "results into a results folder first (hf_txray.probing.save_probing(results_dir, "
+            "probes=..., ablations=...)) and delete it.")
 
 
 def read_curve(folder: Path) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from ..options import parse_layers
 from ..version import __version__
 from .data import LabeledCorpus, check_labelled_property, load_labeled
 from .extraction import DEFAULT_MEMMAP_THRESHOLD, Activations, check_can_split, check_split, extract_activations
-from .layout import probe_table, write_probing_folder
+from .layout import PROBE_CONFIG, probe_table, refuse_exported_rows, write_probing_folder
 from .probe import (
     LinearProbe,
     ProbeConfig,
@@ -226,6 +226,13 @@ class ProbingResult(Artifact):
     # ----- persistence (save_pretrained / from_pretrained / push_to_hub: hf_txray.artifact.Artifact) ------------
     # The dataset layout: the probe_rankings config (what a results repo holds) and a card, plus the exact state
     # under probe/ (probe weights as safetensors, the tables as parquet, meta and scores as JSON) for from_pretrained.
+    @classmethod
+    def check_replaceable(cls, folder: str | Path, *, what: str = "save_pretrained", cli_flag: str | None = None
+                          ) -> None:
+        """Refuse a `folder` into which other runs exported their rows
+        (:func:`~hf_txray.probing.layout.refuse_exported_rows`)."""
+        refuse_exported_rows(folder, PROBE_CONFIG, what, cli_flag)
+
     def _save_pretrained(self, folder: Path, repo_id: str | None = None, revision: str | None = None) -> None:
         from safetensors.numpy import save_file
 
