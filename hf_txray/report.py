@@ -766,6 +766,19 @@ def corpus_text(name: str | None) -> str:
     return f"in-memory texts [{name}]" if CORPUS_FINGERPRINT.fullmatch(name) else name
 
 
+def _warn_same_stage_name(a: Profile, b: Profile) -> None:
+    """Warn when two profiles (not one compared with itself) share a stage name: two ``analyze`` calls without
+    ``stage=`` are both 'default', and the report was named 'default->default' without a word (helper 351), its
+    tables, card and plots unable to tell A from B; a push or save_to_disk of both profiles is refused."""
+    if a is b or a.stage != b.stage:
+        return
+    warnings.warn(
+        f"Both profiles are named stage {a.stage!r}, so the report is {a.stage + '->' + b.stage!r} and its tables, "
+        "card and plots cannot tell stage A from stage B (hf_txray.save_to_disk and push_to_hub of both profiles "
+        "refuse two profiles of one stage name). Name each stage when profiling: analyze(..., stage='pretrained') "
+        "and analyze(..., stage='finetuned') (CLI: --stage).", UserWarning, stacklevel=3)
+
+
 def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alpha: float = 0.05, test: bool = True, num_resamples: int | None = None,
             seed: int | None = None, same_corpus: bool | None = None) -> TransferReport:
     """Compare two profiles of the same layers and features: stage `a` -> stage `b`.
@@ -846,6 +859,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     if seed is not None:
         warnings.warn("compare(seed=...) is deprecated and ignored: the per-neuron test is deterministic.",
                       FutureWarning, stacklevel=2)
+    _warn_same_stage_name(a, b)
     credits_a, credits_b = int(a.neuron_count.sum()), int(b.neuron_count.sum())
     for stage, credits, profile in ((a.stage, credits_a, a), (b.stage, credits_b, b)):
         if credits == 0:  # every neuron of the other stage would be "gained" (or "lost"): no transfer to report

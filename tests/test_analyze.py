@@ -2896,3 +2896,23 @@ def test_a_linked_compressed_csv_of_the_hub_cache_is_read_by_its_own_name(tmp_pa
     for streaming in (False, True):
         loaded = load_named_dataset(str(link), None, streaming)
         assert [row["text"] for row in loaded] == ["007", "4.50"]
+
+
+def test_compare_of_two_stages_both_named_default_warns_naming_stage(tmp_path):
+    """Helper 351: two analyze calls without stage= are both 'default', and compare gave a report 'default->default'
+    without a word (its tables and card cannot tell A from B). compare warns, naming stage=; a save_to_disk of both
+    profiles is refused (stages identify profiles); a profile compared with itself is not warned about."""
+    a = run(texts=TEXTS[:3])
+    b = run(texts=TEXTS[3:])
+    assert a.stage == b.stage == "default"
+    with pytest.warns(UserWarning, match=r"Both profiles are named stage 'default', so the report is "
+                                         r"'default->default'.*analyze\(\.\.\., stage='pretrained'\).*--stage"):
+        report = hf_txray.compare(a, b, test=False)
+    assert report.name == "default->default"
+    with pytest.raises(ConfigurationError, match=r"Two profiles share the stage name 'default'.*stage="):
+        hf_txray.save_to_disk(tmp_path / "both", profiles=[a, b], plots=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="Both profiles are named")
+        hf_txray.compare(a, a, test=False)
+        named = run(texts=TEXTS[3:], stage="finetuned")
+        assert hf_txray.compare(a, named, test=False).name == "default->finetuned"
