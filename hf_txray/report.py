@@ -532,7 +532,7 @@ class TransferReport(Artifact):
         meta = meta_from_record(ReportMeta, record, what)
         meta.feature_kinds = check_feature_kinds(meta.feature_kinds, what)
         meta.feature_orders = check_feature_orders(meta.feature_orders, what)
-        return cls(meta, neurons, parts["layers"], parts["mass_share"])
+        return cls(meta, neurons, _current_layer_table(neurons, meta, parts["layers"]), parts["mass_share"])
 
 
 def _untested_flags_unknown(neurons: pd.DataFrame) -> pd.DataFrame:
@@ -547,6 +547,21 @@ def _untested_flags_unknown(neurons: pd.DataFrame) -> pd.DataFrame:
             out = out.copy() if out is neurons else out
             out[column] = _flags_where_tested(neurons[column].to_numpy(), neurons[p].to_numpy(dtype=float))
     return out
+
+
+def _current_layer_table(neurons: pd.DataFrame, meta: ReportMeta, stored: pd.DataFrame) -> pd.DataFrame:
+    """The per-layer table of a loaded report as this hf_txray defines it, recomputed from its per-neuron table as
+    :meth:`TransferReport.summary` is. A report saved by an earlier hf_txray (same format version) holds the layer
+    figures of that version: ``mean_length_shift_<ft>`` averaged over every shared neuron before 40e3c06 (a report
+    saved at 90fb2e0, MiniLM with a user feature for capitalised words, read 0.167 in layer 0 where its summary and a
+    compare of its own profiles say -0.75), and ``neurons_changed_<ft>`` 0 where the test judged none. `stored` is
+    kept only when the neuron table lacks a column the layer table is computed from."""
+    needed = ["layer", "status", "mass_a", "mass_b"] + [f"{name}_{ft}" for ft in meta.feature_types
+                                                        for name in ("hellinger", "length_a", "length_b",
+                                                                     "length_shift")]
+    if any(column not in neurons for column in needed):
+        return stored
+    return _layer_table(neurons, meta.feature_types, meta.same_corpus, meta.tested_feature_types())
 
 
 def _check_same_stack(a: Profile, b: Profile) -> None:

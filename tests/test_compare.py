@@ -296,6 +296,32 @@ def test_mean_length_shift_leaves_out_neurons_without_values_of_a_sparse_type():
     assert math.isnan(report.layers["mean_length_shift_digit"].iloc[0])
 
 
+def test_a_report_saved_with_older_layer_figures_loads_them_as_this_version_computes_them(tmp_path):
+    """A report saved by an earlier hf_txray (same format version 2) holds that version's per-layer figures: saved at
+    90fb2e0 (before 40e3c06), MiniLM with a user feature for capitalised words, PTB -> WikiText, read back
+    mean_length_shift_caps 0.167 / 0.087 in layers 0 / 1 where its own summary() said -0.5 and a compare of its own
+    profiles -0.75 / -0.25, without a word. Here such a save is written by putting the old average (over every shared
+    neuron: +0.5) into the layer table; loaded (folder and export) the layers say what compare says: +2."""
+    tokens = {(0, n): {"a": (1.0, 3), "b": (1.0, 2)} for n in range(4)}
+    vocab = {"token": ["a", "b"], "digit": ["1", "2", "3"]}
+    corpus = {"token": {"a": 5, "b": 3}, "digit": {"1": 2, "2": 1, "3": 1}}
+    kw = dict(layers=[0], num_neurons=4, feature_types=["token", "digit"])
+    a = build_profile("A", {"token": tokens, "digit": {(0, 0): {"1": (1.0, 2)}}}, vocab, corpus, **kw)
+    b = build_profile("B", {"token": tokens, "digit": {(0, 0): {"1": (1.0, 2), "2": (1.0, 1), "3": (0.5, 1)}}},
+                      vocab, corpus, **kw)
+    with pytest.warns(UserWarning, match="no noise statistics"):
+        report = hf_txray.compare(a, b, test=False)
+    fresh = report.layers.copy()
+    report.layers["mean_length_shift_digit"] = report.neurons["length_shift_digit"].mean()  # the older average
+    assert report.layers["mean_length_shift_digit"].tolist() == [0.5]
+    report.save_pretrained(tmp_path / "report")
+    hf_txray.save_to_disk(tmp_path / "export", profiles={"A": a, "B": b}, reports=[report], plots=False)
+    for loaded in (hf_txray.TransferReport.from_pretrained(tmp_path / "report"),
+                   hf_txray.load(str(tmp_path / "export")).reports[report.name]):
+        assert loaded.layers["mean_length_shift_digit"].tolist() == [2.0] == [loaded.summary()["mean_length_shift_digit"]]
+        pd.testing.assert_frame_equal(loaded.layers, fresh, check_dtype=False)
+
+
 def test_mean_length_leaves_out_neurons_without_values_of_a_sparse_type():
     """The per-layer mean length of a profile (terminal summary, viewer's layer table, dataset card) averaged over
     every credited neuron: of six neurons, one with 3 digit values and five without any digit read 0.5, not 3.
