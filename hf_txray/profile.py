@@ -1099,9 +1099,13 @@ def _model_difference(a: ProfileMeta, b: ProfileMeta) -> str:
     """How two profiles' models differ ("" when they are one): the sample hash of the weights of the body that ran
     (:func:`~hf_txray.provenance.weights_sample_hash`; the same weights match whatever they were loaded from, task
     heads left out), said first as a hidden size when both recorded theirs, their dtype, hf_txray masks on them; the
-    model id for profiles saved before the hash was recorded."""
+    model id for profiles saved before the hash was recorded, unless both recorded the same model files by content
+    (an earlier hf_txray named the embedded MiniLM by its folder, today's by its Hub id: one model)."""
     ra, rb = ((m.provenance or {}).get("runtime", {}) for m in (a, b))
     if not (ra.get("weights_sample_hash") and rb.get("weights_sample_hash")):
+        files_a, files_b = (((m.provenance or {}).get("model") or {}).get("files") for m in (a, b))
+        if files_a and files_a == files_b:
+            return ""
         return f"{a.model_id} vs {b.model_id}" if a.model_id != b.model_id else ""
     for key, what in (("hidden_size", "hidden size"), ("dtype", "dtype"), ("weights_sample_hash", "weights"),
                       ("masks", "hf_txray masks")):

