@@ -649,7 +649,6 @@ def test_user_feature_spans_are_checked_and_may_come_in_any_order():
             run(features=("token", UserFeature("bad", fn)))
 
 
-
 @pytest.mark.parametrize("num_workers", [0, 1])
 def test_a_user_feature_that_raises_or_returns_no_spans_is_named_with_its_text(num_workers):
     """Helper 247: a function that raised surfaced as a bare ``KeyError: 'inner'`` (from a worker process too),
@@ -1269,7 +1268,6 @@ def test_what_comes_before_the_command_is_the_version_or_a_two_line_error(capsys
         assert err[0].startswith("usage: hf-txray COMMAND [options]") and said in err[1], err
 
 
-
 def test_a_path_that_begins_with_a_dash_is_named_with_the_way_to_give_it(tmp_path, capsys, monkeypatch):
     """`hf-txray show -dir` (a folder named -dir) said "the following arguments are required: path", naming neither
     the word argparse took for an option nor how to give such a folder."""
@@ -1631,7 +1629,6 @@ def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path
     notices = [line for line in err if "FutureWarning" in line]
     assert len(notices) == 1 and notices[0].startswith("hf-txray push: FutureWarning: `hf-txray push DIR REPO_ID`")
     assert not [line for line in err if "cli.py" in line or "_push_arguments(" in line]  # no file path or source
-
 
 
 def test_the_old_push_order_notice_names_the_command_as_it_runs_when_pasted(tmp_path):
