@@ -541,7 +541,8 @@ def compare_numbers(stored: Profile, new: Profile) -> tuple[bool, float, list[st
     alike = halves[0] == halves[1]
     if not alike:  # a profile saved before the halves were drawn from texts: its split-half sums cannot match
         diffs.append(f"split halves drawn by {halves[1]} vs by {halves[0]} stored (saved by an older hf_txray): the "
-                     "split-half sums (noise floors, the per-neuron test) are not compared; every other number is")
+                     "split-half sums (noise floors, the per-neuron test) cannot be compared, every other number is; profile "
+                     "again with this version to compare them too")
     if alike and odd_a is not None and odd_b is not None and not np.array_equal(odd_a, odd_b):
         diffs.append("split-half (odd) credit counts differ")
     extra = [ft for ft in new.feature_types if ft not in stored.tables]

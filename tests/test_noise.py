@@ -1412,7 +1412,8 @@ def test_reproduce_says_that_split_halves_drawn_by_parity_cannot_match():
     identical, worst, diffs = compare_numbers(stored, profile)
     assert not identical and worst < 1e-9
     assert diffs == ["split halves drawn by text_hash vs by example_id stored (saved by an older hf_txray): the "
-                     "split-half sums (noise floors, the per-neuron test) are not compared; every other number is"]
+                     "split-half sums (noise floors, the per-neuron test) cannot be compared, every other number is; profile "
+                     "again with this version to compare them too"]
 
 
 def test_two_merges_of_the_same_texts_split_otherwise_warn_that_they_cannot_be_matched():
