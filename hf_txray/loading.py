@@ -1554,6 +1554,13 @@ def _quotes_are_text(file: str, fields: int) -> bool:
     return True
 
 
+def _holds_quote(file: str) -> bool:
+    """Whether the data `file` holds a quote (``"``) anywhere: one without reads the same whether its quotes are read
+    as CSV quoting or as text."""
+    with open_data_file(file) as raw:
+        return any('"' in line for line in io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace"))
+
+
 def _one_reading(needs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The pandas options that every data file needs (`needs`, by file: :func:`_refuse_misread_rows`), which are read
     with one set of options.
@@ -1561,6 +1568,13 @@ def _one_reading(needs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     Raises:
         DatasetError: files that need other readings (R's row names beside files without them), naming them.
     """
+    import csv
+
+    if any(need.get("quoting") == csv.QUOTE_NONE for need in needs.values()):
+        # a file without a quote reads the same with its quotes as text (a TSV of plain texts beside SST-2's: the
+        # folder was refused, helper 352)
+        needs = {file: {"quoting": csv.QUOTE_NONE} if not need and not _holds_quote(file) else need
+                 for file, need in needs.items()}
     readings: dict[tuple, list[str]] = {}
     for file, need in needs.items():
         readings.setdefault(tuple(sorted(need.items())), []).append(file)

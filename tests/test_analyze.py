@@ -2360,6 +2360,26 @@ def test_a_tsv_whose_quotes_are_text_is_read_as_written(tmp_path):
             "two\nlines", 'say "hi"']
 
 
+def test_a_folder_of_tsvs_whose_quotes_are_text_beside_tsvs_without_a_quote_is_read_as_written(tmp_path):
+    """Helper 352: a folder holding an SST-2-style TSV (quotes as text) beside a TSV without a single quote was
+    refused ('The data files cannot be read as one table: a.tsv hold quotes that are text, not CSV quoting; b.tsv do
+    not'), although a file without a quote reads the same either way. Both are now read, the quotes as written; a
+    TSV of well-formed quoting beside one of quotes as text is still refused (its quotes would read otherwise)."""
+    from hf_txray.loading import load_named_dataset
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.tsv").write_text('sentence\tlabel\n" the emotions are raw "\t1\n"Hello there\t0\n')
+    (tmp_path / "d" / "b.tsv").write_text("sentence\tlabel\nplain text\t1\nit 's fine\t0\n")
+    (tmp_path / "e").mkdir()
+    (tmp_path / "e" / "a.tsv").write_text((tmp_path / "d" / "a.tsv").read_text())
+    (tmp_path / "e" / "b.tsv").write_text('sentence\tlabel\n"say ""hi"""\t1\n')
+    for streaming in (False, True):
+        assert sorted(row["sentence"] for row in load_named_dataset(str(tmp_path / "d"), None, streaming)) == [
+            '" the emotions are raw "', '"Hello there', "it 's fine", "plain text"]
+        with pytest.raises(DatasetError, match="cannot be read as one table"):
+            load_named_dataset(str(tmp_path / "e"), None, streaming)
+
+
 def test_a_glob_pattern_is_said_to_be_one_naming_the_folder_to_pass(tmp_path, monkeypatch):
     """Helper 345: 'data/*.txt' (as datasets' data_files take it) said "does not exist: check the path"."""
     monkeypatch.chdir(tmp_path)
