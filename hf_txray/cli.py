@@ -492,7 +492,7 @@ def _show_report_neuron(reports: list[tuple[Path, Any]], layer: int, neuron: int
 def _report_of(where: Path, profile: Any, reports: list[tuple[Path, Any]],
                profiles: list[tuple[Path, Any]], layer: int, neuron: int, side: str = "a") -> tuple[Any, str]:
     """The report made from `profile` (as its stage A; `side` ``"b"``: as its stage B, the report whose change the
-    profile's summary sentence states), and a note when none can be told: two experiments may share
+    profile's summary sentence states, the first of several as near, as the exported ``neuron_cards`` take it), and a note when none can be told: two experiments may share
     stage names, model and corpus (one's change line was printed on the other's pages). A report that matches it
     is its report only when it is nearer its folder (its own results folder, else the deepest common parent) than
     any other profile it matches; the nearest such report; none when two are as near. When the reports as near are
@@ -511,6 +511,10 @@ def _report_of(where: Path, profile: Any, reports: list[tuple[Path, Any]],
             continue
         found.append((mine, r))
     found.sort(key=lambda x: -x[0])
+    if len(found) > 1 and found[0][0] == found[1][0] and not shared and side == "b":
+        # several reports ending at this stage, none another experiment's: the first, as the exported neuron_cards
+        # and neuron_card() choose it (the tie below left stage B's page without the card's change clause, helper 352)
+        return found[0][1], ""
     if len(found) > 1 and found[0][0] == found[1][0] and not shared:
         # one profile and its several reports (the demo's export): no other experiment to tell apart, so the old
         # note ("none is nearer ...; show one experiment's folder") sent the user to the folder already shown

@@ -496,6 +496,42 @@ def test_cli_show_neuron_of_a_stage_with_two_reports_prints_both_rows(tmp_path, 
     assert report_neuron_text(ab, layer, neuron) in page and report_neuron_text(ac, layer, neuron) in page
 
 
+def test_cli_show_neuron_states_the_change_of_the_first_report_ending_at_a_stage_b_of_several(tmp_path, capsys):
+    """Helper 352: a results folder of three stages and the reports sa->sb, sb->sc, sa->sc: the exported card of
+    stage sc says "changed beyond noise between sb and sc (token, p < 0.001)" (the first report ending there), but
+    `hf-txray show --neuron` printed stage sc's summary without it: the two reports ending at sc tied, and the tie
+    (written for the reports a stage A starts) left the page without a change clause. The page now says the
+    exported card's sentence, on every stage."""
+    import pandas as pd
+
+    from hf_txray.cli import main as cli_main
+
+    options = dict(tokenizer=bpe_tokenizer(), features=("token",), show_progress=False)
+    torch.manual_seed(0)
+    model = _lm()
+    texts = [t for t in SAMPLE_TEXTS if t.strip()]
+    a, b, c = (hf_txray.analyze(model, part, stage=stage, **options)
+               for part, stage in ((texts[:2], "sa"), (texts[2:4], "sb"), (texts[4:], "sc")))
+    reports = []
+    for first, second in ((a, b), (b, c), (a, c)):
+        with pytest.warns(UserWarning, match="no p-values"):  # a few texts: the p-value is set by hand below
+            report = hf_txray.compare(first, second)
+        rows = report.neurons
+        shared = rows.index[rows["status"] == "shared"][0]
+        rows.loc[shared, "p_hellinger_token"], rows.loc[shared, "changed_token"] = 0.0004, True
+        reports.append(report)
+    layer, neuron = int(rows.loc[shared, "layer"]), int(rows.loc[shared, "neuron"])
+    hf_txray.save_to_disk(tmp_path / "hub", profiles=[a, b, c], reports=reports, plots=False)
+    cards = pd.read_parquet(tmp_path / "hub" / "neuron_cards")
+    cards = cards[(cards["layer"] == layer) & (cards["neuron"] == neuron)].set_index("stage")["summary"]
+    assert "changed beyond noise between sb and sc (token, p < 0.001)" in cards["sc"]
+    assert cli_main(["show", str(tmp_path / "hub"), "--neuron", f"{layer}:{neuron}"]) == 0
+    pages = capsys.readouterr().out.split("== ")[1:]
+    for stage in ("sa", "sb", "sc"):
+        page = next(p for p in pages if f"({stage}): " in p)
+        assert f"Layer {layer}, neuron {neuron} ({stage}): {cards[stage]}\n" in page
+
+
 def test_cli_show_neuron_states_the_change_on_stage_b_s_page_as_the_exported_card(tmp_path, capsys):
     """Helper 348: `hf-txray show RESULTS --neuron 4:1167` (MiniLM, PTB -> WikiText) printed "changed beyond noise
     between pretrained and wiki (pos, p < 0.001)" in the summary of stage A's page (pretrained) and none on stage B's,
