@@ -100,12 +100,13 @@ def percent(share: float) -> str:
     return f"{value:.{decimals}f}%"
 
 
-def too_few_credits_text(count: int) -> str:
+def too_few_credits_text(count: int, left_out: str = "ranked") -> str:
     """How many shared neurons a ranking leaves out, as a clause whose verbs agree with the count: ``"1 shared neuron
     has too few credits and is not ranked"`` (it read "1 shared neurons have ... and are not ranked"), ``"2169 shared
-    neurons have too few credits and are not ranked"``."""
-    return (f"{count} shared neuron has too few credits and is not ranked" if count == 1 else
-            f"{count} shared neurons have too few credits and are not ranked")
+    neurons have too few credits and are not ranked"``; `left_out` ``"listed"`` for a search's table (the viewer's
+    Hellinger search)."""
+    return (f"{count} shared neuron has too few credits and is not {left_out}" if count == 1 else
+            f"{count} shared neurons have too few credits and are not {left_out}")
 
 
 def shell_command(*argv: Any) -> str:

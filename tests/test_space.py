@@ -303,7 +303,7 @@ def test_search_tab(client, results):
     want = report.neurons[h.notna() & (h >= 0.2) & (h <= 0.9) & enough]  # thin neurons are never listed
     assert set(zip(table["layer"], table["neuron"])) == set(zip(want["layer"], want["neuron"]))
     assert list(table["hellinger_pos"]) == sorted(table["hellinger_pos"], reverse=True)
-    assert f"{report.too_few_credits('pos')} shared neuron(s) have too few credits" in message
+    assert f"{report.too_few_credits('pos')} shared neurons have too few credits" in message
     loose = viewer.search_hellinger(viewer.ResultsView("x", {}, {report.name: report}), report.name, "pos", 0.2, 0.9,
                                     min_count=1)
     assert set(zip(loose["layer"], loose["neuron"])) == set(zip(*[report.neurons[h.notna() & (h >= 0.2) & (h <= 0.9)][c]
@@ -404,6 +404,18 @@ def test_view_of_two_folders_opens_them_not_the_folder_their_names_join_into(app
     assert current == f"a{sep}b" and "2 profile(s)" in message, message
 
 
+def test_one_neuron_left_out_of_the_viewer_s_tables_is_said_in_the_singular(app, results, monkeypatch):
+    """Helper 352: 981cbaf says one shared neuron left out in the singular in show, compare and the card; the viewer's
+    Transfer tab still read "(1 have too few credits and are not ranked)" and its Hellinger search "(1 shared
+    neuron(s) have too few credits and are not listed)"."""
+    a, b, report, folder = results
+    monkeypatch.setattr(hf_txray.TransferReport, "too_few_credits", lambda self, *args, **kwargs: 1)
+    message = app.show_transfer(str(folder), report.name, "pos", "most", viewer.DEFAULT_MIN_COUNT, 200, "all")[0]
+    assert "(1 shared neuron has too few credits and is not ranked)" in message, message
+    message = app.search_hellinger(str(folder), report.name, "pos", 0.0, 1.0, "all")[0]
+    assert "(1 shared neuron has too few credits and is not listed)" in message, message
+
+
 def test_a_one_layer_table_counts_the_neurons_it_leaves_out_in_that_layer(app, results):
     """Helper 236: with the Layer filter set, the Transfer and Hellinger-search messages counted the shared neurons
     left out for too few credits over every layer ("The 4 most changed shared neurons ... (60 have too few credits and
@@ -416,12 +428,12 @@ def test_a_one_layer_table_counts_the_neurons_it_leaves_out_in_that_layer(app, r
         assert want != int(thin.sum())  # the fixture leaves out neurons of more than one layer
         message, table = app.show_transfer(str(folder), report.name, "pos", "most", viewer.DEFAULT_MIN_COUNT, 200,
                                            layer)
-        assert set(table["layer"]) <= {layer} and f"({want} have too few credits and are not ranked)" in message
+        assert set(table["layer"]) <= {layer} and f"({want} shared neurons have too few credits and are not ranked)" in message
         message = app.search_hellinger(str(folder), report.name, "pos", 0.0, 1.0, str(layer))[0]
-        assert f"({want} shared neuron(s) have too few credits and are not listed)" in message, message
+        assert f"({want} shared neurons have too few credits and are not listed)" in message, message
         assert report.too_few_credits("pos", layer=layer) == want
     message = app.show_transfer(str(folder), report.name, "pos", "most", viewer.DEFAULT_MIN_COUNT, 200, "all")[0]
-    assert f"({int(thin.sum())} have too few credits" in message
+    assert f"({int(thin.sum())} shared neurons have too few credits" in message
 
 
 def pos_credits(profile) -> pd.Series:

@@ -30,6 +30,7 @@ from gradio.processing_utils import encode_plot_to_base64
 
 from ..errors import ConfigurationError, TXRayError
 from ..report import DEFAULT_MIN_COUNT, STATUSES
+from ..tables import too_few_credits_text
 from . import data, figures, live, probing, tables
 from . import neuron as neuron_view  # `neuron` is the neuron number in the handlers
 
@@ -424,7 +425,7 @@ def search_hellinger(source: str, report: str, feature_type: str, low: Any, high
     thin = view.report(report).too_few_credits(feature_type, DEFAULT_MIN_COUNT, _one_layer(layer))
     return (tables.matches_text(table, f" of {report} with {feature_type} Hellinger distance in [{float(low):.2f}, "
                                        f"{float(high):.2f}], credited >= {DEFAULT_MIN_COUNT} times with a {feature_type} value in both stages")
-            + f" ({thin} shared neuron(s) have too few credits and are not listed).", table,
+            + f" ({too_few_credits_text(thin, 'listed')}).", table,
             [meta.stage_a, meta.stage_b])
 
 
@@ -436,7 +437,7 @@ def show_transfer(source: str, report: str, feature_type: str, which: str, min_c
                                   layer)
     thin = view.report(report).too_few_credits(feature_type, _at_least_one(min_count), _one_layer(layer))
     return (f"The {len(table)} {which} changed shared neurons of {report} ({feature_type}), credited >= "
-            f"{_at_least_one(min_count)} times with a {feature_type} value in both stages ({thin} have too few credits and are not ranked).", table)
+            f"{_at_least_one(min_count)} times with a {feature_type} value in both stages ({too_few_credits_text(thin)}).", table)
 
 
 # ----- probing (issue 7): the probe_rankings and ablation configs, when the results have them ----------------------
