@@ -784,8 +784,9 @@ def corpus_text(name: str | None) -> str:
 def _warn_same_stage_name(a: Profile, b: Profile) -> None:
     """Warn when two profiles (not one compared with itself) share a stage name: two ``analyze`` calls without
     ``stage=`` are both 'default', and the report was named 'default->default' without a word (helper 351), its
-    tables, card and plots unable to tell A from B; a push or save_to_disk of both profiles is refused."""
-    if a is b or a.stage != b.stage:
+    tables, card and plots unable to tell A from B; a push or save_to_disk of both profiles is refused. One profile
+    given twice (one folder, or a profile and its reloaded copy: equal) is one stage compared with itself."""
+    if a.stage != b.stage or a is b or a == b:
         return
     warnings.warn(
         f"Both profiles are named stage {a.stage!r}, so the report is {a.stage + '->' + b.stage!r} and its tables, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -294,6 +295,24 @@ def test_mean_length_shift_leaves_out_neurons_without_values_of_a_sparse_type():
         report = hf_txray.compare(a, b, test=False)
     assert math.isnan(report.summary()["mean_length_shift_digit"])
     assert math.isnan(report.layers["mean_length_shift_digit"].iloc[0])
+
+
+def test_one_profile_compared_with_itself_through_its_folder_is_not_warned_of_as_two_stages_of_one_name(tmp_path):
+    """compare(p, p) was not warned of ('not a profile compared with itself', 901b4da), but compare(folder, folder) and
+    `hf-txray compare X X` were: measured, 'Both profiles are named stage 'A', so the report is 'A->A' ... Name each
+    stage when profiling', where one stage is compared with itself. Two profiles of one name still warn."""
+    tokens = {(0, n): {"a": (1.0, 3), "b": (1.0, 2)} for n in range(4)}
+    kw = dict(layers=[0], num_neurons=4, feature_types=["token"])
+    a = build_profile("A", {"token": tokens}, {"token": ["a", "b"]}, {"token": {"a": 5, "b": 3}}, **kw)
+    other = build_profile("A", {"token": {(0, 0): {"a": (2.0, 3)}}}, {"token": ["a", "b"]}, {"token": {"a": 5}}, **kw)
+    folder = a.save_pretrained(tmp_path / "a")
+    for x, y in ((a, a), (folder, folder), (a, hf_txray.Profile.from_pretrained(folder))):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            hf_txray.compare(x, y, test=False)
+        assert not [w for w in caught if "named stage" in str(w.message)], [str(w.message) for w in caught]
+    with pytest.warns(UserWarning, match="named stage 'A'"):
+        hf_txray.compare(a, other, test=False)
 
 
 def test_a_report_saved_with_older_layer_figures_loads_them_as_this_version_computes_them(tmp_path):
