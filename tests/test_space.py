@@ -1737,3 +1737,14 @@ def test_space_names_a_results_branch_as_the_repo_lists_it(tmp_path):
     staged = viewer.stage_space(tmp_path / "custom", source, app_dir=viewer.write_space_files(tmp_path / "app"))
     assert _header(staged / "README.md")["txray_source"] == "test-user/results@exp"
     assert viewer.space.results_source("test-user/results@refs/tags/v1")[1] == "test-user/results@refs/tags/v1"
+
+
+def test_space_of_a_results_source_naming_no_branch_after_refs_heads_is_refused(tmp_path):
+    """results_source('owner/name@refs/heads/') gave ('owner/name', 'owner/name@') since e5f591a (the branch name of
+    'refs/heads/' is ''): the Space's README was written with a source its app refuses. Refused before anything is
+    written, naming the fix."""
+    with pytest.raises(ConfigurationError, match="names no branch after 'refs/heads/'"):
+        viewer.space.results_source("test-user/results@refs/heads/")
+    with pytest.raises(ConfigurationError, match="names no branch"):
+        viewer.write_space_files(tmp_path / "built-in", "test-user/results@refs/heads/")
+    assert not (tmp_path / "built-in" / "README.md").exists()

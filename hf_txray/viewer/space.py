@@ -141,6 +141,9 @@ def results_source(results_repo_id: str) -> tuple[str, str | None]:
         check_repo_id(results_repo_id)  # refused with its message
     repo, revision = split_revision(results_repo_id)
     revision = branch_name(revision)
+    if revision == "":  # "refs/heads/" names no branch: the Space's README read "owner/name@", which its app refuses
+        raise ConfigurationError(f"The results source {results_repo_id!r} names no branch after 'refs/heads/': give "
+                                 "the branch, e.g. 'owner/name@refs/heads/exp' or 'owner/name@exp'.")
     check_repo_id(repo)
     return repo, (f"{repo}@{revision}" if revision is not None else None)
 
