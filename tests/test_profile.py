@@ -597,7 +597,7 @@ def test_tokenizers_of_one_vocabulary_that_split_texts_otherwise_merge_refuses_a
         hf_txray.compare(first, hf_txray.analyze(model, texts, tokenizer=cased, **options))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # one tokenizer: no warning
-        hf_txray.compare(first, hf_txray.analyze(model, texts, tokenizer=tokenizer, **options))
+        hf_txray.compare(first, hf_txray.analyze(model, texts, tokenizer=tokenizer, stage="b", **options))
     gpt2, bpe = tiny("gpt2")
     prefixed = copy.deepcopy(bpe)
     prefixed.backend_tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
@@ -627,7 +627,7 @@ def test_tokenizer_vocabularies_are_recorded_merge_refuses_and_compare_warns_acr
     with pytest.raises(hf_txray.IncompatibleProfilesError, match="different tokenizers \\(tokenizer vocabularies"):
         first.merge(second)
     # texts in both split halves (drawn from content: SAMPLE_TEXTS[4:] all lie in one), so that nothing else warns
-    same = hf_txray.analyze(model, SAMPLE_TEXTS[4:] + SAMPLE_TEXTS[1:2], tokenizer=tokenizer, **options)
+    same = hf_txray.analyze(model, SAMPLE_TEXTS[4:] + SAMPLE_TEXTS[1:2], tokenizer=tokenizer, stage="b", **options)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # one vocabulary: no warning
         hf_txray.compare(first, same)
@@ -637,7 +637,8 @@ def test_tokenizer_vocabularies_are_recorded_merge_refuses_and_compare_warns_acr
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no token features: nothing to warn about
         hf_txray.compare(hf_txray.analyze(model, SAMPLE_TEXTS[:4], tokenizer=tokenizer, **words),
-                         hf_txray.analyze(model, SAMPLE_TEXTS[4:] + SAMPLE_TEXTS[1:2], tokenizer=other, **words))
+                         hf_txray.analyze(model, SAMPLE_TEXTS[4:] + SAMPLE_TEXTS[1:2], tokenizer=other, stage="b",
+                                          **words))
     old = [Profile(dataclasses.replace(p.meta, provenance={**p.meta.provenance, "runtime": {
         k: v for k, v in p.meta.provenance["runtime"].items() if k not in ("tokenizer_vocab_hash", "tokenizer_hash",
                                                                            "num_hidden_layers")}}), p.neuron_mass,
