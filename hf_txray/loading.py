@@ -914,7 +914,8 @@ def _load_stream(dataset: Any, text_column: str | None, split: str | None, num_s
         features = dataset.features or {}
         strings = [c for c in columns if getattr(features.get(c), "dtype", None) in ("string", "large_string")]
         text_column = choose_text_column(list(columns), strings, text_column, _struct_columns(columns, features),
-                                         _row_list_columns(columns, features), _word_list_columns(columns, features))
+                                         _row_list_columns(columns, features), _word_list_columns(columns, features),
+                                         builder_name(dataset))
         # A JSON column of mixed types is typed Json(decode=True): its rows would come decoded ("10" as 10,
         # '"quoted"' unquoted), so the first row blamed would be the wrong one, or none within num_samples.
         declared = features.get(text_column)
@@ -1707,7 +1708,7 @@ def _text_column(dataset, text_column: str | None) -> str:
     strings = [c for c in columns if getattr(dataset.features[c], "dtype", None) in ("string", "large_string")]
     return choose_text_column(columns, strings, text_column, _struct_columns(columns, dataset.features),
                               _row_list_columns(columns, dataset.features),
-                              _word_list_columns(columns, dataset.features))
+                              _word_list_columns(columns, dataset.features), builder_name(dataset))
 
 
 def _struct_columns(columns: Sequence[str], features: Any) -> list[str]:

@@ -329,7 +329,8 @@ class StreamingSource:
                 list(row), [k for k, v in row.items() if isinstance(v, str)],
                 nested=[k for k, v in row.items() if isinstance(v, dict)],
                 row_lists=[k for k, v in lists.items() if all(isinstance(x, dict) for x in v)],
-                word_lists=[k for k, v in lists.items() if all(isinstance(x, str) for x in v)])
+                word_lists=[k for k, v in lists.items() if all(isinstance(x, str) for x in v)],
+                reader=builder_name(self.corpus))
             self._chosen_from = frozenset(row)
         elif self._chosen_from is not None and row.keys() != self._chosen_from:
             # The column was chosen from the first row: another row's columns could have chosen another one.
@@ -657,12 +658,14 @@ def refuse_numbers_column(column: str, texts: Iterable[Any], reader: str | None)
 
 def choose_text_column(columns: list[str], string_columns: list[str], text_column: str | None = None,
                        nested: Sequence[str] = (), row_lists: Sequence[str] = (),
-                       word_lists: Sequence[str] = ()) -> str:
+                       word_lists: Sequence[str] = (), reader: str | None = None) -> str:
     """The text column: `text_column` if given, else a usual name, else the only string column unless the texts may
     be elsewhere; `nested`: the struct columns, whose fields a message points to ``dataset.flatten()``; `row_lists`:
     the columns of lists of structs, rows kept in one field (a message points to ``load_dataset("json",
     field=...)``); `word_lists`: the columns of lists of strings, texts split into words (a message says to join
-    them). Beside those, the only string column is most likely an id or a version, not the texts."""
+    them). Beside those, the only string column is most likely an id or a version, not the texts. `reader`: the
+    ``datasets`` builder that read the data (:func:`builder_name`); a CSV's (or TSV's) detected column named like a
+    text is warned about, as its file may lack a header line."""
     if text_column is not None:
         if text_column not in columns:
             in_struct = "." in text_column and text_column.split(".")[0] in columns
@@ -673,7 +676,8 @@ def choose_text_column(columns: list[str], string_columns: list[str], text_colum
         if candidate in columns:
             return candidate
     if len(string_columns) == 1 and not row_lists and not word_lists:  # else: an id, a file's version
-        _warn_name_reads_like_a_text(string_columns[0])
+        if reader == "csv":  # only a CSV or TSV names its columns by its first line: no other source has one
+            _warn_name_reads_like_a_text(string_columns[0])
         return string_columns[0]
     strings = (f"; its string columns, one of which holds the texts: {', '.join(map(repr, string_columns))}"
                if string_columns else "; it has no string column")
@@ -695,8 +699,9 @@ def reads_like_a_text(name: str) -> bool:
 
 
 def _warn_name_reads_like_a_text(column: str) -> None:
-    """Warn when the detected text `column` is named like a text: a CSV without a header line has its first text taken
-    as the column's name by pandas, so that text is never profiled, without a word (helper 351)."""
+    """Warn when the detected text `column` of a CSV or TSV is named like a text: a CSV without a header line has its
+    first text taken as the column's name by pandas, so that text is never profiled, without a word (helper 351). Not
+    called for other sources (a DataFrame, rows, a JSON file): they have no header line to lack (helper 354)."""
     if reads_like_a_text(column):
         warnings.warn(
             f"The text column detected, {column!r}, is named like a text: if the data file has no header line, its "

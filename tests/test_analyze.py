@@ -2324,6 +2324,32 @@ def test_a_csv_without_a_header_line_is_said_when_its_first_text_names_the_colum
         False, False, False, True, True]
 
 
+def test_a_column_named_like_a_text_is_warned_of_only_for_a_csv_or_tsv_file(tmp_path):
+    """Helper 354: the warning of 08a6de8 ('if the data file has no header line, its first line was read as the
+    column's name') was given for data of no file and no header line: an in-memory Dataset.from_dict, a DataFrame,
+    a list of rows or a stream of rows whose only text column is named 'Text of the review', and a .jsonl file
+    whose key is that name. Only a CSV or TSV (read by datasets' csv builder) names its columns by its first line:
+    a headerless TSV, in memory and streamed, is still warned of once."""
+    name, texts = "Text of the review", ["I loved this movie so much", "what a great day"]
+    (tmp_path / "reviews.jsonl").write_text("".join(json.dumps({name: t}) + "\n" for t in texts))
+    sources = [datasets.Dataset.from_dict({name: texts}), pd.DataFrame({name: texts}), [{name: t} for t in texts],
+               str(tmp_path / "reviews.jsonl")]
+    for source in sources:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*named like a text")
+            run(texts=source, features=("word",))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*named like a text")
+        run(texts=iter([{name: t} for t in texts]), streaming=True, features=("word",))
+        run(texts=str(tmp_path / "reviews.jsonl"), streaming=True, features=("word",))
+    (tmp_path / "headerless.tsv").write_text("I loved this movie so much\nterrible acting and a dull plot\n")
+    for streaming in (False, True):
+        with pytest.warns(UserWarning) as caught:
+            run(texts=str(tmp_path / "headerless.tsv"), streaming=streaming, features=("word",))
+        said = [str(w.message) for w in caught if "named like a text" in str(w.message)]
+        assert len(said) == 1 and "'I loved this movie so much'" in said[0], said
+
+
 def test_a_csv_quote_not_closed_at_its_field_s_end_is_refused_naming_its_line(tmp_path):
     """Helper 345: pandas reads a quote that opens a field but does not close at its end as CSV quoting, without an
     error: in a .tsv (whose quotes are often text), '"Hello there<TAB>1' took the lines up to the next quote into
