@@ -1399,7 +1399,7 @@ def reader_options(builder: str, separator: str | None = None, files: Sequence[s
         if header is not None:
             _refuse_other_separator(file, options["sep"], header)
             needs[file] = _refuse_misread_rows(file, options["sep"], header)
-    options.update(_one_reading(needs))
+    options.update(_one_reading(needs, options["sep"]))
     if not streaming:  # a stream reads each file's rows as dicts, whatever its columns: files of others are read
         _refuse_other_headers({file: header for file, header in headers.items() if header is not None})
     shared = set(headers.values())
@@ -1555,16 +1555,19 @@ def _quotes_are_text(file: str, fields: int) -> bool:
     return True
 
 
-def _holds_quote(file: str) -> bool:
-    """Whether the data `file` holds a quote (``"``) anywhere: one without reads the same whether its quotes are read
-    as CSV quoting or as text."""
+def _opens_a_quote(file: str, separator: str) -> bool:
+    """Whether a field of the data `file` (its header too) opens with a quote (``"``), the one place CSV quoting reads
+    a quote: a file of none reads the same whether its quotes are read as CSV quoting or as text ('he said "hi"',
+    'a 12" screen' were refused beside a TSV of quotes as text, helper 354). Without a quoted field, every line is
+    one row split at `separator`."""
     with open_data_file(file) as raw:
-        return any('"' in line for line in io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace"))
+        return any(field.startswith('"') for line in io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace")
+                   for field in line.split(separator))
 
 
-def _one_reading(needs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def _one_reading(needs: Mapping[str, Mapping[str, Any]], separator: str) -> dict[str, Any]:
     """The pandas options that every data file needs (`needs`, by file: :func:`_refuse_misread_rows`), which are read
-    with one set of options.
+    with one set of options; `separator`: the files' field separator.
 
     Raises:
         DatasetError: files that need other readings (R's row names beside files without them), naming them.
@@ -1572,9 +1575,9 @@ def _one_reading(needs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     import csv
 
     if any(need.get("quoting") == csv.QUOTE_NONE for need in needs.values()):
-        # a file without a quote reads the same with its quotes as text (a TSV of plain texts beside SST-2's: the
-        # folder was refused, helper 352)
-        needs = {file: {"quoting": csv.QUOTE_NONE} if not need and not _holds_quote(file) else need
+        # a file without a quote opening a field reads the same with its quotes as text (a TSV of plain texts beside
+        # SST-2's: the folder was refused, helpers 352, 354)
+        needs = {file: {"quoting": csv.QUOTE_NONE} if not need and not _opens_a_quote(file, separator) else need
                  for file, need in needs.items()}
     readings: dict[tuple, list[str]] = {}
     for file, need in needs.items():

@@ -2407,6 +2407,27 @@ def test_a_folder_of_tsvs_whose_quotes_are_text_beside_tsvs_without_a_quote_is_r
             load_named_dataset(str(tmp_path / "e"), None, streaming)
 
 
+def test_a_folder_of_tsvs_whose_quotes_are_text_beside_tsvs_of_quotes_inside_their_fields_is_read_as_written(tmp_path):
+    """Helper 354: f158032 read a TSV without a quote beside one of quotes as text, but one whose quotes all stand
+    inside their fields ('he said "hi" today', 'a 12" screen') was still refused ('cannot be read as one table'),
+    although CSV quoting acts only on a quote that opens a field: it reads the same either way. A field opened by a
+    quote ('"hello"'), or a header of them, reads otherwise and is still refused."""
+    from hf_txray.loading import load_named_dataset
+
+    sst = 'sentence\tlabel\n" the emotions are raw "\t1\n"Hello there\t0\n'
+    for folder, other in (("d", 'sentence\tlabel\nhe said "hi" today\t1\na 12" screen\t0\n'),
+                          ("e", 'sentence\tlabel\nfine\t1\n"hello"\t0\n'), ("f", '"sentence"\tlabel\nfine\t1\n')):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "a.tsv").write_text(sst)
+        (tmp_path / folder / "b.tsv").write_text(other)
+    for streaming in (False, True):
+        assert sorted(row["sentence"] for row in load_named_dataset(str(tmp_path / "d"), None, streaming)) == [
+            '" the emotions are raw "', '"Hello there', 'a 12" screen', 'he said "hi" today']
+        for refused in ("e", "f"):
+            with pytest.raises(DatasetError, match="cannot be read as one table"):
+                load_named_dataset(str(tmp_path / refused), None, streaming)
+
+
 def test_a_glob_pattern_is_said_to_be_one_naming_the_folder_to_pass(tmp_path, monkeypatch):
     """Helper 345: 'data/*.txt' (as datasets' data_files take it) said "does not exist: check the path"."""
     monkeypatch.chdir(tmp_path)
