@@ -272,17 +272,24 @@ def test_model_summary_matches_brute_force(report):
             if r[f"length_a_{ft}"] > 0 and r[f"length_b_{ft}"] > 0), rel=1e-12)
 
 
-def test_mean_length_shift_leaves_out_neurons_without_values_of_a_sparse_type():
-    """A user feature on few tokens: one neuron of four carries digits, its length going from 1 to 3. The three
-    without a digit in either stage have no length, and the mean length shift is +2, not +0.5 (they entered as
-    shifts of 0); NaN where no neuron has a length in both stages."""
+def _digit_stages(digits_b=None):
+    """Stages A and B of four neurons with token features and a sparse user feature 'digit': one neuron carries
+    digits, its length going from 1 in A to 3 in B (`digits_b`: B's digit credits instead)."""
     tokens = {(0, n): {"a": (1.0, 3), "b": (1.0, 2)} for n in range(4)}
     vocab = {"token": ["a", "b"], "digit": ["1", "2", "3"]}
     corpus = {"token": {"a": 5, "b": 3}, "digit": {"1": 2, "2": 1, "3": 1}}
     kw = dict(layers=[0], num_neurons=4, feature_types=["token", "digit"])
     a = build_profile("A", {"token": tokens, "digit": {(0, 0): {"1": (1.0, 2)}}}, vocab, corpus, **kw)
-    b = build_profile("B", {"token": tokens, "digit": {(0, 0): {"1": (1.0, 2), "2": (1.0, 1), "3": (0.5, 1)}}},
-                      vocab, corpus, **kw)
+    if digits_b is None:
+        digits_b = {(0, 0): {"1": (1.0, 2), "2": (1.0, 1), "3": (0.5, 1)}}
+    return a, build_profile("B", {"token": tokens, "digit": digits_b}, vocab, corpus, **kw)
+
+
+def test_mean_length_shift_leaves_out_neurons_without_values_of_a_sparse_type():
+    """A user feature on few tokens: one neuron of four carries digits, its length going from 1 to 3. The three
+    without a digit in either stage have no length, and the mean length shift is +2, not +0.5 (they entered as
+    shifts of 0); NaN where no neuron has a length in both stages."""
+    a, b = _digit_stages()
     with pytest.warns(UserWarning, match="no noise statistics"):
         report = hf_txray.compare(a, b, test=False)
     assert list(report.neurons["length_shift_digit"]) == [2, 0, 0, 0]
@@ -290,7 +297,7 @@ def test_mean_length_shift_leaves_out_neurons_without_values_of_a_sparse_type():
     assert report.layers["mean_length_shift_digit"].tolist() == [2.0]
     assert report.summary()["mean_length_shift_token"] == 0.0
     # the digit neuron credited in A only: no length in B, so none has a length in both stages
-    b = build_profile("B", {"token": tokens, "digit": {}}, vocab, corpus, **kw)
+    b = _digit_stages(digits_b={})[1]
     with pytest.warns(UserWarning, match="no noise statistics"):
         report = hf_txray.compare(a, b, test=False)
     assert math.isnan(report.summary()["mean_length_shift_digit"])
@@ -321,13 +328,7 @@ def test_a_report_saved_with_older_layer_figures_loads_them_as_this_version_comp
     mean_length_shift_caps 0.167 / 0.087 in layers 0 / 1 where its own summary() said -0.5 and a compare of its own
     profiles -0.75 / -0.25, without a word. Here such a save is written by putting the old average (over every shared
     neuron: +0.5) into the layer table; loaded (folder and export) the layers say what compare says: +2."""
-    tokens = {(0, n): {"a": (1.0, 3), "b": (1.0, 2)} for n in range(4)}
-    vocab = {"token": ["a", "b"], "digit": ["1", "2", "3"]}
-    corpus = {"token": {"a": 5, "b": 3}, "digit": {"1": 2, "2": 1, "3": 1}}
-    kw = dict(layers=[0], num_neurons=4, feature_types=["token", "digit"])
-    a = build_profile("A", {"token": tokens, "digit": {(0, 0): {"1": (1.0, 2)}}}, vocab, corpus, **kw)
-    b = build_profile("B", {"token": tokens, "digit": {(0, 0): {"1": (1.0, 2), "2": (1.0, 1), "3": (0.5, 1)}}},
-                      vocab, corpus, **kw)
+    a, b = _digit_stages()
     with pytest.warns(UserWarning, match="no noise statistics"):
         report = hf_txray.compare(a, b, test=False)
     fresh = report.layers.copy()
