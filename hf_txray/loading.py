@@ -1504,9 +1504,8 @@ def _refuse_misread_rows(file: str, separator: str, header: tuple[str, ...]) -> 
     start = 1  # the line where the record being read starts
     extra, numbered, rows = None, True, 0  # the first row of extra fields; whether every row is R's, numbered
     try:
-        with open_data_file(file) as raw:
-            reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline=""),
-                                delimiter=separator, strict=True)
+        with _data_text(file, newline="") as text:
+            reader = csv.reader(text, delimiter=separator, strict=True)
             next(reader, None)
             start = reader.line_num + 1
             for row in reader:
@@ -1541,11 +1540,16 @@ def _refuse_misread_rows(file: str, separator: str, header: tuple[str, ...]) -> 
         "names without a header field, as R's write.table writes: row.names = FALSE).")
 
 
+def _data_text(file: str, newline: str | None = None) -> io.TextIOWrapper:
+    """The data `file` opened as text for the checks before its load: decompressed, its UTF-8 byte order mark dropped,
+    and bytes that are not UTF-8 replaced (the load says what they are)."""
+    return io.TextIOWrapper(open_data_file(file), encoding="utf-8-sig", errors="replace", newline=newline)
+
+
 def _quotes_are_text(file: str, fields: int) -> bool:
     """Whether the tab-separated `file` reads as written with its quotes as text: a header without quotes, and every
     line of `fields` fields split at tabs (extra ones empty), as a TSV that never quotes its fields is written."""
-    with open_data_file(file) as raw:
-        lines = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace")
+    with _data_text(file) as lines:
         if '"' in next(lines, ""):
             return False
         for line in lines:
@@ -1560,9 +1564,8 @@ def _opens_a_quote(file: str, separator: str) -> bool:
     a quote: a file of none reads the same whether its quotes are read as CSV quoting or as text ('he said "hi"',
     'a 12" screen' were refused beside a TSV of quotes as text, helper 354). Without a quoted field, every line is
     one row split at `separator`."""
-    with open_data_file(file) as raw:
-        return any(field.startswith('"') for line in io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace")
-                   for field in line.split(separator))
+    with _data_text(file) as lines:
+        return any(field.startswith('"') for line in lines for field in line.split(separator))
 
 
 def _one_reading(needs: Mapping[str, Mapping[str, Any]], separator: str) -> dict[str, Any]:

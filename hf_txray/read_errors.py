@@ -81,8 +81,13 @@ _HEAD = 1 << 16  # bytes read from a file's start: enough to tell UTF-16, whose 
 def open_data_file(path: str | Path) -> IO[bytes]:
     """A data file opened for reading its bytes, decompressed when its last extension is ``.gz``, ``.bz2`` or ``.xz``
     (as datasets' text, CSV and JSON readers read it)."""
-    suffixes = [suffix.lower() for suffix in Path(path).suffixes]
-    return _OPENERS.get(suffixes[-1] if suffixes else "", open)(path, "rb")
+    return (_opener(Path(path)) or open)(path, "rb")
+
+
+def _opener(path: Path):
+    """The function that decompresses `path` by its last extension, or None for a file that is not compressed."""
+    suffixes = path.suffixes
+    return _OPENERS.get(suffixes[-1].lower() if suffixes else "")
 
 
 def not_utf8_text(path: str | Path) -> str | None:
@@ -94,8 +99,7 @@ def not_utf8_text(path: str | Path) -> str | None:
     by its line."""
     path = Path(path)
     suffixes = [suffix.lower() for suffix in path.suffixes]
-    opener = _OPENERS.get(suffixes[-1] if suffixes else "")
-    extension = suffixes[-2:-1] if opener else suffixes[-1:]  # the format's, before a compression's
+    extension = suffixes[-2:-1] if _opener(path) else suffixes[-1:]  # the format's, before a compression's
     if not extension or extension[0] not in TEXT_SUFFIXES:
         return None
     try:
