@@ -731,7 +731,7 @@ def dropped_results(api: "HfApi", repo_id: str, revision: str | None, folder: Pa
         return None
     said = ", ".join(f"{'stage' if kind == 'profile' else kind} {name!r}" for kind, name in gone)
     commit = api.repo_info(repo_id, repo_type="dataset", revision=revision).sha
-    other_branch = revision is not None and revision.removeprefix("refs/heads/") != DEFAULT_REVISION
+    other_branch = revision is not None and branch_name(revision) != DEFAULT_REVISION
     if other_branch and commit == api.repo_info(repo_id, repo_type="dataset").sha:
         return None  # a branch made from the default one for this push (or still the same): the default one keeps them
     at = f" (branch {revision!r})" if revision else ""
