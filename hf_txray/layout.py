@@ -134,10 +134,7 @@ def _top_features_column(profile: Profile, ft: str) -> pa.ListArray:
     table = profile.tables[ft]
     probability = metrics.probabilities(table.rows, table.mass, profile.num_rows)
     names = np.array(table.vocab, dtype=object)
-    alphabetical = np.empty(len(names), dtype=np.int64)
-    alphabetical[np.argsort(names, kind="stable")] = np.arange(len(names))
-    # Same order as Profile.feature_stats: mass descending, then feature name.
-    order = np.lexsort((alphabetical[table.feature_ids], -table.mass, table.rows))
+    order = table.by_preference()  # as Profile.feature_stats: mass descending, then feature name
     order = order[table.mass[order] > 0]
     keep = order[rank_within_groups(table.rows[order]) < TOP_FEATURES]
     values = pa.StructArray.from_arrays(

@@ -235,6 +235,15 @@ class FeatureTable:
             return self
         return dataclasses.replace(self, mass_odd=self.mass - self.mass_odd, count_odd=self.count - self.count_odd)
 
+    def by_preference(self) -> np.ndarray:
+        """Indices of the entries ordered by row, then mass descending, then feature name: the order in which a
+        neuron's features are read (:meth:`Profile.feature_stats`, its top feature, the neuron cards). The name breaks
+        ties, not the feature id, which follows the order the features were first seen in (batching, sharding)."""
+        names = np.array(self.vocab, dtype=object)
+        alphabetical = np.empty(len(names), dtype=np.int64)
+        alphabetical[np.argsort(names, kind="stable")] = np.arange(len(names))
+        return np.lexsort((alphabetical[self.feature_ids], -self.mass, self.rows))
+
     def remapped(self, vocab: list[str]) -> "FeatureTable":
         """The same table with feature ids taken from `vocab`, a superset of this table's vocabulary."""
         index = {f: i for i, f in enumerate(vocab)}
@@ -535,7 +544,7 @@ class Profile(Artifact):
     def _top_feature_by_row(self, table: FeatureTable) -> list[str | None]:
         top: list[str | None] = [None] * self.num_rows
         if len(table.rows):
-            order = np.lexsort((table.feature_ids, -table.mass, table.rows))
+            order = table.by_preference()
             rows_sorted = table.rows[order]
             first = np.r_[True, rows_sorted[1:] != rows_sorted[:-1]]
             for row, fid in zip(rows_sorted[first], table.feature_ids[order][first]):

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import hf_txray
 from hf_txray import Profile
@@ -719,3 +720,22 @@ def test_top_features_refuses_a_k_that_is_not_a_count():
     for k in (-1, 2.5, True, "3"):
         with pytest.raises(hf_txray.ConfigurationError, match=r"k must be an int >= 0"):
             profile.top_features(layer, neuron, "token", k=k)
+
+
+def test_neuron_stats_top_feature_breaks_ties_by_name_as_top_features_do():
+    """On equal masses `neuron_stats`' `top_<ft>` took the feature seen first, so it depended on the corpus order
+    (texts ``["pear", "apple"]`` in batches of one gave ``pear``, ``["apple", "pear"]`` gave ``apple``) and disagreed with
+    `top_features`, `feature_stats` and the neuron cards, which take the feature name first on equal mass."""
+    model, tokenizer = tiny("bert")
+    dense = model.encoder.layer[1].intermediate.dense
+    with torch.no_grad():  # layer 1: neuron 0 wins every position with the same activation
+        dense.weight.zero_()
+        dense.bias.zero_()
+        dense.bias[0] = 1.0
+    for texts in (["pear", "apple"], ["apple", "pear"]):
+        profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",), layers=[1],
+                                   batch_size=1, show_progress=False)
+        stats = profile.feature_stats(1, 0, "token")
+        assert stats["mass"].tolist() == [stats["mass"][0]] * 2  # a tie
+        row = profile.neuron_stats().set_index(["layer", "neuron"]).loc[(1, 0)]
+        assert row["top_token"] == profile.top_features(1, 0, "token", k=1)[0][0] == "apple"
