@@ -554,7 +554,9 @@ class Profile(Artifact):
     def feature_frequency(self, feature_type: str = "pos") -> pd.Series:
         """Corpus frequency of each feature value: its share of the profiled positions that have a value of this
         feature type (a position without one, as a token outside any word or a user feature that labels only some
-        words, is left out of the total)."""
+        words, is left out of the total). The positions are the token positions that could be credited: every
+        subword (a word of three tokens counts three times), not the special tokens nor the skipped first positions,
+        each once whatever its layers credited (a position whose every winner was <= 0 counts too)."""
         table = self._table(feature_type)
         counts = pd.Series(table.corpus_count, index=pd.Index(table.vocab, name=feature_type), dtype="float64")
         total = counts.sum()
