@@ -24,10 +24,12 @@ USER_FEATURE_ORDER = 10  # user features read after the spaCy tags and before th
 class UserFeature:
     """A user-defined feature: `fn(text)` returns ``(start, end, label)`` character spans.
 
-    A token takes the label of the span that contains its first character; tokens outside every span carry no
-    value for this feature (they are still credited for the other features). Spans may come in any order; they
-    must not overlap, must lie within the text and have labels that are strings or numbers (``str(label)`` is the
-    value), not missing values such as None or NaN (else a ``ConfigurationError`` at the first such text).
+    A token takes the label of the span that contains its first visible character (a leading space in its offsets,
+    as SentencePiece's ``"▁was"``, does not count; a piece of whitespace alone, as a lone ``"▁"``, has none); tokens
+    outside every span carry no value for this feature (they are still credited for the other features). Spans may
+    come in any order; they must not overlap, must lie within the text and have labels that are strings or numbers
+    (``str(label)`` is the value), not missing values such as None or NaN (else a ``ConfigurationError`` at the first
+    such text).
     """
 
     name: str
