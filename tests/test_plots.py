@@ -305,3 +305,33 @@ def test_a_feature_type_named_with_dollar_signs_is_drawn_as_written(tmp_path):
         drawn = [t.get_text() for figure in figures.values() for t in figure.findobj(Text)
                  if ft.replace("$", r"\$") in t.get_text()]
         assert drawn and not any(cbook.is_math_text(text) for text in drawn)
+
+
+def test_long_and_multi_line_feature_values_leave_the_mass_share_figure_its_room(tmp_path):
+    """Helper 356: a 500-character token among the mass-share figure's tick labels collapsed its constrained layout
+    ("axes sizes collapsed to zero"): the figure was saved with every tick label cut off at its lower edge. A token
+    "line1\\nline2" drew a tick of two lines, and "\\r", a tab or ESC drew as boxes. Tick labels are now one line, as
+    the tables show them, and cut after 30 characters with "…"."""
+    import warnings
+
+    from hf_txray.report import TransferReport
+
+    base = _shared_report([2, 3, 4], [3, 1, 4], layers=(0,))
+    values = ["L" * 500, "line1\nline2", "cr\rret", "tab\there", "\x1b[31mred", "$x$"]
+    share = np.full(len(values), 1 / len(values))
+    mass_share = pd.DataFrame({"feature_type": "pos", "feature": values, "mass_share_a": share,
+                               "mass_share_b": share, "corpus_frequency_a": share, "corpus_frequency_b": share})
+    report = TransferReport(base.meta, base.neurons, base.layers, mass_share)
+    figure = plots.plot_mass_share(report, "pos")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "constrained_layout not applied", "Glyph 13 missing from font(s)"
+        plots.save_figure(figure, tmp_path / "share.png")
+    ticks = [t.get_text() for t in figure.axes[0].get_xticklabels()]
+    assert ticks == ["L" * 30 + "…", "line1 line2", "cr ret", "tab here", "\\x1b[31mred", r"\$x\$"]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    inside = figure.bbox.padded(1)
+    assert all(inside.contains(*corner) for t in figure.axes[0].get_xticklabels()
+               for corner in t.get_window_extent(renderer).corners())  # every tick label whole in the figure
+    assert figure.axes[0].get_position().height > 0.25  # and the plot keeps its room above them

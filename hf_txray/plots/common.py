@@ -22,6 +22,7 @@ import numpy as np
 from ..errors import ConfigurationError
 from ..io_utils import atomic_file
 from ..features import default_feature_type
+from ..tables import clip_right, one_line
 
 if TYPE_CHECKING:  # the figures only need these for type hints; importing plots must not import torch
     from matplotlib.axes import Axes
@@ -98,8 +99,24 @@ def use_fallback_fonts(figure: "Figure") -> "Figure":
 def literal(text: object) -> str:
     """`text` (a stage or report name, a feature value: data) as a figure label drawn as written: its dollar signs
     escaped, as matplotlib reads two of them as mathtext (stages ``v$1`` and ``v$2`` drew the title ``v1->v2`` in
-    italics; ``cost$\\x`` and ``cost$y`` made saving the figures raise a ``ParseFatalException``, helper 300)."""
-    return str(text).replace("$", r"\$")
+    italics; ``cost$\\x`` and ``cost$y`` made saving the figures raise a ``ParseFatalException``, helper 300), and on
+    one line as the tables show it (:func:`~hf_txray.tables.one_line`: line breaks and tabs as spaces, other control
+    characters as ``\\x1b``): a token ``"line1\\nline2"`` drew a tick label of two lines, and ``"\\r"``, a tab or ESC
+    drew as a box."""
+    return one_line(text).replace("$", r"\$")
+
+
+LABEL_CHARACTERS = 30  # a feature value drawn as a tick or legend label is cut to about this many characters
+
+
+def value_label(value: object, size: int = LABEL_CHARACTERS) -> str:
+    """A feature value as a tick or legend label: :func:`literal`, cut after `size` characters (whole grapheme
+    clusters) and ended by ``…`` where longer, so that one long token leaves room for the plot: a 500-character token
+    among a mass-share figure's tick labels collapsed its constrained layout (matplotlib: "axes sizes collapsed to
+    zero"), and the figure was saved with every tick label cut off at its lower edge (helper 356)."""
+    text = one_line(value)
+    short = clip_right(text, size)
+    return literal(short if len(short) == len(text) else short + "…")
 
 
 def labelled_legend(ax: "Axes", artists: list, **kwargs) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..plots.common import labelled_legend, layer_colors, literal, new_figure, save_figure, slug
+from ..plots.common import labelled_legend, layer_colors, literal, new_figure, save_figure, slug, value_label
 from ..profile import Profile
 from ..features import is_tag_feature
 from .arguments import REFERENCES
@@ -77,7 +77,7 @@ def _plot_mass_share(timeline: pd.DataFrame, latest: Profile, ft: str, path: Pat
     for (tag, corpus_share), color in zip(frequency.items(), colors):
         column = f"mass_share_{ft}/{tag}"
         values = pd.to_numeric(timeline[column]) if column in timeline else [0.0] * len(timeline)
-        lines += ax.plot(timeline["step"], values, marker="o", ms=3, color=color, label=literal(tag))
+        lines += ax.plot(timeline["step"], values, marker="o", ms=3, color=color, label=value_label(tag))
         ax.axhline(corpus_share, color=color, linestyle="--", linewidth=0.8)
     ax.set(title=f"TX-Ray: {literal(ft)} mass share over training (dashed: corpus frequency)", xlabel="step",
            ylabel="share of credited mass")
