@@ -24,16 +24,17 @@ LINE_BREAKS = re.compile(r"[\t\n\v\f\r\x1c\x1d\x1e\x85\u2028\u2029]")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-# The characters that start emphasis, code, links, HTML tags or entities in markdown ("|" is markdown_table's: it
-# escapes it in cells, and outside a table it is text)
-MARKDOWN_MARKUP = re.compile(r"([\\`*_\[\]<>&~])")
+# The characters that start emphasis, code, links, HTML tags, entities or math in markdown ("|" is markdown_table's:
+# it escapes it in cells, and outside a table it is text); GitHub reads "$x$" and "$$x$$" as math
+MARKDOWN_MARKUP = re.compile(r"([\\`*_\[\]<>&~$])")
 
 
 def markdown_text(text: Any) -> str:
     """`text` (a stage, report or feature name) as literal text in markdown: its markup characters backslash-escaped,
     so that a card shows a stage ``pre<b>train</b>`` or ``fine*tuned*`` as it is named (the Hub rendered them bold
-    and italic) and a feature value ``<img src=x>`` as text, not as an image; its direction kept to itself
-    (:func:`bidi_isolated`)."""
+    and italic), a feature value ``<img src=x>`` as text, not as an image, and a token ``$x$`` or a stage
+    ``v$1 -> v$2`` as written, not as math (GitHub's markdown reads ``$...$`` as inline math: ``$x$`` showed an
+    italic x; helper 356); its direction kept to itself (:func:`bidi_isolated`)."""
     return bidi_isolated(MARKDOWN_MARKUP.sub(r"\\\1", one_line(text)))
 
 

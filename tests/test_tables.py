@@ -161,3 +161,24 @@ def test_a_top_example_shows_its_own_characters_with_an_accent_stripped_or_kept_
             assert shown_example("", token, right)[1] == token == text[start:end]
         layer, neuron = ex[["layer", "neuron"]].iloc[0]
         assert neuron_text(profile, int(layer), int(neuron))
+
+
+def test_dollar_signs_of_names_and_feature_values_are_text_in_markdown_not_math():
+    """Helper 356: markdown_text escaped emphasis, code, links and HTML but not "$": a token "$x$" or "$$" and a stage
+    "v$1 -> v$2" went into cards as they were, and GitHub's markdown reads "$...$" and "$$...$$" as math (an italic x,
+    "1 -> v"). Every "$" is backslash-escaped now, which CommonMark renders as the "$" it was."""
+    import html
+    import re
+
+    import pytest
+
+    from hf_txray.tables import markdown_cell, markdown_text
+
+    markdown_it = pytest.importorskip("markdown_it")
+    for value in ("$x$", "$$", "$", "v$1 -> v$2", "cost$\\x$", "\\$y$"):
+        text = markdown_text(value)
+        assert not re.search(r"(?<!\\)(?:\\\\)*\$", text), text  # no "$" left unescaped: none starts math
+        page = markdown_it.MarkdownIt("commonmark").render(text)
+        assert html.unescape(re.sub(r"<[^>]+>", "", page)).strip() == value
+        row = markdown_it.MarkdownIt("commonmark").enable("table").render(f"| a |\n|---|\n| {markdown_cell(value)} |\n")
+        assert [html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", row)] == [value]
