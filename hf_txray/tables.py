@@ -25,8 +25,9 @@ CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 # The characters that start emphasis, code, links, HTML tags, entities or math in markdown ("|" is markdown_table's:
-# it escapes it in cells, and outside a table it is text); GitHub reads "$x$" and "$$x$$" as math
-MARKDOWN_MARKUP = re.compile(r"([\\`*_\[\]<>&~$])")
+# it escapes it in cells, and outside a table it is text); GitHub reads "$x$" and "$$x$$" as math; "#"s at the end of
+# a heading are its closing sequence, not text
+MARKDOWN_MARKUP = re.compile(r"([\\`*_\[\]<>&~$#])")
 
 
 def markdown_text(text: Any) -> str:
@@ -34,7 +35,8 @@ def markdown_text(text: Any) -> str:
     so that a card shows a stage ``pre<b>train</b>`` or ``fine*tuned*`` as it is named (the Hub rendered them bold
     and italic), a feature value ``<img src=x>`` as text, not as an image, and a token ``$x$`` or a stage
     ``v$1 -> v$2`` as written, not as math (GitHub's markdown reads ``$...$`` as inline math: ``$x$`` showed an
-    italic x; helper 356); its direction kept to itself (:func:`bidi_isolated`)."""
+    italic x; helper 356), and a stage ``#`` or ``v2 #`` whole in a card's heading (``### a → #`` is read as the
+    heading "a →", its "#" a closing sequence); its direction kept to itself (:func:`bidi_isolated`)."""
     return bidi_isolated(MARKDOWN_MARKUP.sub(r"\\\1", one_line(text)))
 
 

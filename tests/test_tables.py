@@ -182,3 +182,19 @@ def test_dollar_signs_of_names_and_feature_values_are_text_in_markdown_not_math(
         assert html.unescape(re.sub(r"<[^>]+>", "", page)).strip() == value
         row = markdown_it.MarkdownIt("commonmark").enable("table").render(f"| a |\n|---|\n| {markdown_cell(value)} |\n")
         assert [html.unescape(c) for c in re.findall(r"<td>(.*?)</td>", row)] == [value]
+
+
+def test_a_name_ending_in_hashes_stays_whole_in_a_markdown_heading():
+    """Helper 356: a card's report heading is ``### A → B``; a stage B named "#" or "v2 #" ended the line with "#"s,
+    which CommonMark reads as the heading's closing sequence: the heading read "a →" and "a → v2"."""
+    import html
+    import re
+
+    import pytest
+
+    from hf_txray.tables import markdown_text
+
+    markdown_it = pytest.importorskip("markdown_it")
+    for name in ("#", "v2 #", "v2 ##", "C#", "# x"):
+        page = markdown_it.MarkdownIt("commonmark").render(f"### {markdown_text('a')} → {markdown_text(name)}\n")
+        assert html.unescape(re.sub(r"<[^>]+>", "", page)).strip() == f"a → {name}"
