@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import ConfigurationError
 from .features import reading_order, tag_features, text_features
-from .tables import bidi_isolated, percent
+from .tables import bidi_isolated, one_line, percent
 
 SECOND_TAG_MIN = 0.10  # a second tag is named when it holds at least this share of the mass
 FIRST_POSITION_MIN = 0.5  # the position clause appears when one token index holds at least half the mass
@@ -30,8 +30,10 @@ def _name(value: Any) -> str:
     """A name the sentence quotes (a tag, a stage, a feature type) with its direction kept to itself
     (:func:`~hf_txray.tables.bidi_isolated`, as the card writes names): a tag or stage holding a right-to-left override
     (U+202E) reversed the rest of the sentence as shown (``(61%)`` read ``(%16)``), and an Arabic tag made the
-    percentage after it an Arabic number, drawn before the tag."""
-    return bidi_isolated(str(value))
+    percentage after it an Arabic number, drawn before the tag. On one line, as the tables show it
+    (:func:`~hf_txray.tables.one_line`): a user tag ``"\\x1b[31mred"`` went into the sentence with its ESC, so
+    ``hf-txray show --neuron`` turned the terminal red, and a tag ``"a\\nb"`` broke the sentence in two (helper 356)."""
+    return bidi_isolated(one_line(value))
 
 
 def _quoted(values: Sequence[str]) -> str:

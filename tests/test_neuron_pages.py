@@ -184,6 +184,16 @@ def test_summary_leaves_out_clauses_whose_fields_are_absent():
                             "correction).")
 
 
+
+def test_summary_writes_a_tag_with_control_characters_on_one_line_shown_not_obeyed():
+    """Helper 356: the sentence named the top tags as they were: a user tag "\\x1b[31mred" put its ESC into the
+    exported summary, and `hf-txray show --neuron` turned the terminal red; a tag "a\\nb" broke the sentence in two.
+    They are written as the tables write them now: line breaks as spaces, other control characters as "\\x1b"."""
+    card = _card(top_pos=[{"feature": "\x1b[31mred", "probability": 0.6}, {"feature": "a\nb", "probability": 0.4}])
+    sentence = neuron_summary(card)
+    assert sentence.startswith("Wins 2.1% of positions, mostly \\x1b[31mred (60.0%) and a b (40.0%); ")
+    assert not any(c in sentence for c in "\x1b\n\r\t")
+
 def test_an_unflagged_neuron_s_sentence_says_its_p_value_is_before_the_correction():
     """Helper 348: on MiniLM PTB -> WikiText, 36 tested pos neurons have a p-value below 0.05 but no 'changed' flag
     (Benjamini-Hochberg over the report's neurons at alpha 0.05 flags p <= 0.0087 there); their sentence read "no
