@@ -219,6 +219,10 @@ def test_a_named_spacy_pipeline_splits_the_words_without_tags_too(tmp_path):
     ("", capitals, "must be a non-empty string"),  # columns length_, entropy_, top_
     ("case ", capitals, "without surrounding whitespace"),  # columns that read as the feature "case"'s
     ("case", "capitals", "not callable"),  # a TypeError at the first text
+    # helper 356: written raw into `hf-txray show` / `compare` headers and table titles (the ESC turned them red)
+    ("n\x1b[31mx", capitals, r"control character\(s\) '\\x1b'.*e.g. 'n \[31mx'"),
+    ("a\nb", capitals, r"control character\(s\) '\\n'.*e.g. 'a b'"),
+    ("a\u2028b", capitals, "control character"),
 ])
 def test_a_user_feature_with_an_unusable_name_or_function_is_refused_before_any_work(name, fn, message):
     """Helper 189: these user features were taken as given (an empty name profiled into columns length_ and

@@ -12,6 +12,7 @@ import hashlib
 import math
 import re
 import sys
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
@@ -265,15 +266,24 @@ def check_user_feature(name: Any, fn: Any) -> None:
 
     A name that is not a string failed with a bare ``KeyError`` after loading the model, an empty one made columns
     ``length_`` and ``entropy_``, and one with surrounding spaces (``"case "``) columns that read as another
-    feature's; a function that is not callable failed with a ``TypeError`` at the first text.
+    feature's; a function that is not callable failed with a ``TypeError`` at the first text. A name holding a control
+    character or line separator is refused as a stage name is: ``"n\\x1b[31mx\\ny"`` went raw into ``hf-txray show``
+    and ``compare`` (their headers and table titles), turning the terminal red and breaking lines (helper 356).
 
     Raises:
-        `ConfigurationError`: the name is not a non-empty string without surrounding whitespace, is a built-in
-            feature or one of :data:`RESERVED_FEATURE_NAMES`, or `fn` is not callable.
+        `ConfigurationError`: the name is not a non-empty string without surrounding whitespace, holds a control
+            character (a newline, a tab, ESC...) or line separator, is a built-in feature or one of
+            :data:`RESERVED_FEATURE_NAMES`, or `fn` is not callable.
     """
     if not isinstance(name, str) or not name.strip() or name != name.strip():
         raise ConfigurationError(f"User feature name {name!r} must be a non-empty string without surrounding "
                                  "whitespace: it names the feature's columns (length_<name>) and saved tables.")
+    bad = [c for c in dict.fromkeys(name) if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+    if bad:  # as a stage name is (options.check_stage_name)
+        raise ConfigurationError(f"User feature name {name!r} holds the control character(s) "
+                                 f"{', '.join(map(repr, bad))}: it names columns and is written into the tables of "
+                                 f"cards, figures and the terminal; give one line of text, e.g. "
+                                 f"{' '.join(''.join(c if c.isprintable() else ' ' for c in name).split())!r}.")
     if name in BUILTIN_FEATURES:
         raise ConfigurationError(f"User feature name {name!r} clashes with a built-in feature.")
     if name in RESERVED_FEATURE_NAMES:
