@@ -821,6 +821,37 @@ def test_resume_at_an_epochs_last_step_keeps_that_epochs_snapshot(tmp_path):
             assert_same_profile(resumed.txray_profiles[stage], profile, exact=False)
 
 
+def test_resume_without_data_skip_keeps_the_snapshot_of_an_iterable_epochs_end(tmp_path):
+    """Helper 360: with a training set without a length (an IterableDataset, max_steps) the Trainer sees an epoch end
+    (the data ran out) only after the checkpoint of its last step is saved, so checkpoint-6 lacks the epoch's step-6
+    snapshot; a resume with ignore_data_skip starts the data over, never ends that epoch at step 6, and lost it
+    (timeline steps [0, 12] against the uninterrupted [0, 6, 12], its profile pruned from disk). It is taken again at
+    the resume where the profile on disk is of the checkpoint's weights, equal to the uninterrupted run's."""
+    options = dict(txray_strategy="epoch", max_steps=12, save_strategy="steps", save_steps=6, ignore_data_skip=True)
+
+    def trainer(out, seed):  # 24 examples, 6 batches a pass
+        return TXRayTrainer(model=build_classifier(seed=seed), args=build_args(out, **options),
+                            train_dataset=build_data().to_iterable_dataset(), eval_dataset=build_data(),
+                            processing_class=bert_tokenizer())
+
+    full = trainer(tmp_path / "full", 0)
+    full.train()
+    assert full.txray_timeline[["step", "epoch"]].values.tolist() == [[0, 0.0], [6, 0.5], [12, 1.5]]
+    saved = json.loads((tmp_path / "full" / "checkpoint-6" / "trainer_state.json").read_text())
+    assert [r["step"] for r in saved["stateful_callbacks"]["TXRayCallback"]["attributes"]["timeline"]] == [0]
+    out = tmp_path / "run"
+    shutil.copytree(tmp_path / "full", out)
+    shutil.rmtree(out / "checkpoint-12")
+    resumed = trainer(out, 1)
+    resumed.train(resume_from_checkpoint=str(out / "checkpoint-6"))
+    # step 12's epoch is the resumed Trainer's own (ignore_data_skip starts its epochs over), as in its logs
+    assert resumed.txray_timeline[["step", "epoch"]].values.tolist() == [[0, 0.0], [6, 0.5], [12, 0.5]]
+    assert pd.read_csv(out / "txray" / "timeline.csv")["step"].tolist() == [0, 6, 12]
+    for stage, profile in full.txray_profiles.items():
+        assert_same_profile(resumed.txray_profiles[stage], profile, exact=False)
+    _assert_snapshot_is_checkpoints(resumed, out, 6)
+
+
 def test_a_snapshot_that_cannot_be_written_stops_training_after_its_steps_checkpoint(tmp_path, monkeypatch):
     """Helper 333: a write failure at the step-3 snapshot (save_steps=3) raised from on_step_end, before the Trainer
     saved checkpoint-3: output_dir held no checkpoint, and the 3 steps trained were lost. The error now stops training

@@ -248,15 +248,18 @@ class TXRayCallback(TrainerCallback, ExportableState):
         gap = best_checkpoint_gap(args, self.strategy, self.steps, self.option_prefix, state)
         if gap and state.is_world_process_zero:
             logger.warning("TX-Ray: %s", gap)
+        # read before the pruning below removes that profile from disk
+        retake = bool(state.global_step) and (self._due(state) or self._taken_after_checkpoint(args, state))
         if args.should_save:
-            self._prune_outputs(args)
+            self._prune_outputs(args, keep=f"step-{int(state.global_step)}" if retake else None)
             self._write_timeline(args)
         if self.profile_on_train_begin and not self.timeline:  # step-0, or a resume whose checkpoint had none
             self._snapshot(args, state, control, kwargs.get("optimizer"))
-        elif state.global_step and self._due(state):
+        elif retake:
             # resumed from a checkpoint saved without the snapshot of its step (an epoch's last step saved before
-            # its snapshot by hf_txray < that fix, or a snapshot whose files could not be written, see
-            # _stop_on_write_error): the weights are that step's, so take it now
+            # its snapshot by hf_txray < that fix, a snapshot whose files could not be written, see
+            # _stop_on_write_error, or one taken after the save, see _taken_after_checkpoint): the weights are that
+            # step's, so take it now
             self._snapshot(args, state, control, kwargs.get("optimizer"))
         self._stop_on_write_error(args, state, begin=True)
 
@@ -291,6 +294,28 @@ class TXRayCallback(TrainerCallback, ExportableState):
         from it lost the epoch's snapshot)."""
         return ((self.strategy == "steps" and state.global_step % self.steps == 0)
                 or (self.strategy == "epoch" and _at_epoch_end(state)))
+
+    def _taken_after_checkpoint(self, args: TrainingArguments, state: TrainerState) -> bool:
+        """Whether the run that saved the checkpoint resumed from took a snapshot of its step after saving it, of the
+        weights it holds: with a training set without a length (an ``IterableDataset``, ``max_steps``), the Trainer
+        learns that the data ran out, and so that the epoch ended (``on_epoch_end``, where ``txray_strategy="epoch"``
+        profiles), only after the checkpoint of the epoch's last step is saved. A resume that reads the data again
+        to that point (the default) ends that epoch again at that step; with ``ignore_data_skip`` the data starts
+        over, and that epoch's snapshot was lost (pruned from disk as taken after the checkpoint). Decided from the
+        profile of that step on disk, whose recorded weights must be the model's now; every process agrees (the
+        snapshot is taken together), also where one read that profile before the main process pruned it."""
+        from ..distributed import all_gather, process_info
+
+        step = int(state.global_step)
+        folder = Path(args.output_dir) / TXRAY_DIR / "profiles" / f"step-{step}"
+        found = False
+        if self.strategy == "epoch" and not any(row["step"] == step for row in self.timeline) and folder.is_dir():
+            try:
+                runtime = (Profile.from_pretrained(folder).meta.provenance or {}).get("runtime") or {}
+                found = runtime.get("weights_sample_hash") == self._profiler.weights_hash()
+            except (ProfileFormatError, ArtifactNotFoundError, OSError):  # damaged, or removed meanwhile
+                found = False
+        return any(all_gather(found, process_info(cpu=self._profiler.device.type == "cpu")[1]))
 
     def on_epoch_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self._stop_on_write_error(args, state)
@@ -582,11 +607,12 @@ class TXRayCallback(TrainerCallback, ExportableState):
             self._plot_seconds += time.perf_counter() - started
         self._plots_stale = False
 
-    def _prune_outputs(self, args: TrainingArguments) -> None:
+    def _prune_outputs(self, args: TrainingArguments, keep: str | None = None) -> None:
         """Remove profiles/reports that are not in the timeline (taken after the resumed checkpoint, or by an
-        earlier run in the same output_dir), so the folder always matches the timeline."""
+        earlier run in the same output_dir), so the folder always matches the timeline; `keep`: a stage about to be
+        taken again (its folder is replaced then), not said to be removed."""
         root = Path(args.output_dir) / TXRAY_DIR
-        stages = {row["stage"] for row in self.timeline}
+        stages = {row["stage"] for row in self.timeline} | ({keep} if keep else set())
         removed = [folder for folder in sorted((root / "profiles").glob("step-*")) if folder.name not in stages]
         for folder in removed:
             shutil.rmtree(folder, ignore_errors=True)
