@@ -495,6 +495,43 @@ def test_bf16_snapshots_of_a_model_whose_own_forward_is_the_profiled_body_run_wi
     assert vars(model).get("forward") is forwards[0]
 
 
+def test_a_callback_changing_the_weights_after_the_snapshot_is_warned_about(tmp_path, caplog):
+    """Helper 360: a snapshot profiles the weights at on_step_end. A user callback that rescales a layer at
+    on_step_end, listed after TXRayCallback on a plain Trainer, made checkpoint-3/6/9 other weights than snapshots
+    step-3/6/9 (their credit counts differ from the brute-force reference of each checkpoint's weights), without a
+    word. Listed before it, the snapshots are the checkpoints' weights; listed after it, a warning says so."""
+    from transformers import Trainer, TrainerCallback
+
+    class Rescale(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step % 3 == 0:
+                with torch.no_grad():
+                    model.bert.encoder.layer[0].intermediate.dense.weight.mul_(1.5)
+                    model.bert.encoder.layer[0].intermediate.dense.bias.add_(0.3)
+
+    def run(name, txray_first):
+        callback = TXRayCallback(build_data()["text"], steps=3, features=("token",))
+        plain = Trainer(model=build_classifier(), args=build_args(tmp_path / name, max_steps=9, save_strategy="steps",
+                                                                  save_steps=3, txray_strategy="no"),
+                        train_dataset=build_data(), processing_class=bert_tokenizer(),
+                        callbacks=[callback, Rescale()] if txray_first else [Rescale(), callback])
+        callback.trainer = plain
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="hf_txray"):
+            plain.train()
+        plain.txray_profiles = callback.profiles  # as _assert_snapshot_is_checkpoints reads them
+        return plain, [r.getMessage() for r in caplog.records if "holds other weights" in r.getMessage()]
+
+    after, warned = run("after", txray_first=False)
+    assert not warned
+    for step in (3, 6, 9):
+        _assert_snapshot_is_checkpoints(after, tmp_path / "after", step)
+    before, warned = run("before", txray_first=True)
+    assert len(warned) == 1 and "checkpoint-3 holds other weights than snapshot step-3" in warned[0]
+    with pytest.raises(AssertionError):  # what the warning is about
+        _assert_snapshot_is_checkpoints(before, tmp_path / "before", 3)
+
+
 def test_callback_on_plain_trainer_equals_txray_trainer_and_does_not_change_training(tmp_path):
     from transformers import Trainer
 

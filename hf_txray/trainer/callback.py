@@ -154,6 +154,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         self._training = False  # between on_train_begin and on_train_end
         self._model_source = None  # the model as loaded (hf_txray.provenance.ModelSource), at the first snapshot
         self._write_error: tuple[int, OutputError] | None = None  # (step, error) of a snapshot that was not written
+        self._warned_checkpoint = False  # a checkpoint held other weights than its step's snapshot (said once)
 
     def _check_tagging_lengths(self) -> None:
         """Refuse a probe text too long for spaCy's tagger now, not at the first snapshot (after training steps,
@@ -344,9 +345,30 @@ class TXRayCallback(TrainerCallback, ExportableState):
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         if self.enabled and self._training and control.should_training_stop:  # (a stop set after our on_evaluate)
             self._snapshot(args, state, control, kwargs.get("optimizer"))
+        self._warn_if_checkpoint_differs(state)
         self._stop_on_write_error(args, state, saved=True)  # after the checkpoint of the step whose files failed
         if self.enabled and args.should_save:
             self._write_plots(args)
+
+    def _warn_if_checkpoint_differs(self, state: TrainerState) -> None:
+        """Warn (once) where the checkpoint just saved holds other weights than the snapshot of its step profiled:
+        a snapshot profiles the weights at ``on_step_end``, after the callbacks listed before this one and before
+        those listed after it, and before ``on_evaluate``/``on_log``/``on_save``; a callback that changes the weights
+        later in the step (a mask, a rescaling) made checkpoint-N other weights than snapshot ``step-N``, without a
+        word (helper 360). Found by the snapshot's recorded weights sample hash."""
+        step = int(state.global_step)
+        if self._warned_checkpoint or self._profiler is None or not self.timeline or self.timeline[-1]["step"] != step:
+            return
+        runtime = (self.profiles[self.timeline[-1]["stage"]].meta.provenance or {}).get("runtime") or {}
+        recorded = runtime.get("weights_sample_hash")
+        if recorded and recorded != self._profiler.weights_hash() and state.is_world_process_zero:
+            self._warned_checkpoint = True
+            logger.warning(
+                "TX-Ray: checkpoint-%d holds other weights than snapshot step-%d profiled: a callback changed the "
+                "model after the snapshot (taken in on_step_end; by a callback listed after TXRayCallback, or in "
+                "on_evaluate, on_log or on_save). Add TXRayCallback after the callbacks that change the weights at "
+                "on_step_end; weights changed at a later event are never those of a snapshot, profile the "
+                "checkpoints with hf_txray.analyze.", step, step)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         # A new step here only when training stopped outside on_step_end, on_evaluate, on_save and on_epoch_end. With
