@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import sys
 
+from .redaction import redact
+
 
 class TXRayError(Exception):
-    """Base class of every error raised by hf_txray."""
+    """Base class of every error raised by hf_txray.
+
+    Its message is shown with the secrets a name may carry masked (:func:`~hf_txray.redaction.redact`): a dataset
+    given as ``https://user:hf_xxx@host/a.txt`` is refused without repeating the token, in the error, its traceback
+    and the CLI's ``error:`` line alike.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class ConfigurationError(TXRayError, ValueError):

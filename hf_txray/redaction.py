@@ -1,0 +1,39 @@
+"""Secrets masked out of the text that hf_txray shows: the one home of the rule "secrets never reach logs, cards or
+files" for text that names what a user typed.
+
+A user may put a secret inside a name: a URL with its user and password (``https://user:hf_xxx@host/data.txt``),
+a signed or token-carrying query string (``...?token=hf_xxx``), or a Hub token itself, pasted where a model or a path
+was meant. hf_txray reads no URL, so such a name is refused, and the refusal repeats the name: :func:`redact` masks
+the secret there (:class:`~hf_txray.errors.TXRayError` applies it to every message).
+"""
+
+from __future__ import annotations
+
+import re
+
+MASK = "***"
+
+# scheme://user:password@ or scheme://token@ (also after pathlib folded "//" into "/": "https:/user:pw@host")
+_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*:/{1,2})[^/\s@'\"]+@")
+# ?token=..., &access_token=..., #api_key=..., ;sig=... (a query or fragment parameter whose name says secret)
+_SECRET_PARAM = re.compile(
+    r"([?&#;][\w.-]*(?:token|key|secret|passw|pwd|sig|auth|credential)[\w.-]*=)[^&#;:,\s'\"]+", re.IGNORECASE)
+# a Hugging Face token as the Hub issues them ("hf_" and 34 letters): long enough to leave names like hf_txray_cache
+_HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
+
+
+def redact(text: str) -> str:
+    """`text` with the secrets it may carry masked: a URL's user and password, the value of a secret-like query
+    parameter (``token=``, ``access_token=``, ``api_key=``, ``sig=``...), and a Hugging Face token (``hf_`` and 30 or
+    more letters and digits).
+
+    Example:
+
+    ```python
+    >>> redact("The dataset path 'https://me:hf_xyz@host/a.txt?token=hf_xyz&x=1' does not exist")
+    "The dataset path 'https://***@host/a.txt?token=***&x=1' does not exist"
+    ```
+    """
+    text = _USERINFO.sub(rf"\g<1>{MASK}@", text)
+    text = _SECRET_PARAM.sub(rf"\g<1>{MASK}", text)
+    return _HF_TOKEN.sub(f"hf_{MASK}", text)

@@ -1,0 +1,59 @@
+"""Secrets never reach logs, cards or files: a secret inside a name (a URL's user and password, a ``?token=`` query,
+a Hub token) is masked wherever hf_txray repeats the name (hf_txray/redaction.py)."""
+
+from __future__ import annotations
+
+import traceback
+
+import pytest
+
+import hf_txray
+from hf_txray.cli import main as cli_main
+from hf_txray.errors import DatasetError, ModelError, TXRayError
+from hf_txray.redaction import redact
+
+SECRET = "hf_SECRETabcdef1234567890"
+NAMES = [f"https://user:{SECRET}@example.org/data/a.txt", f"https://example.org/data/a.txt?token={SECRET}",
+         f"hf://datasets/owner/name@main/a.txt?access_token={SECRET}", f"https://{SECRET}@example.org/owner/name"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    (f"'https://me:{SECRET}@host/a.txt?token={SECRET}&x=1'", "'https://***@host/a.txt?token=***&x=1'"),
+    (f"No folder https:/user:{SECRET}@example.org/x: Check", "No folder https:/***@example.org/x: Check"),
+    ("s3://b/k?X-Amz-Signature=abc&X-Amz-Credential=k&v=1", "s3://b/k?X-Amz-Signature=***&X-Amz-Credential=***&v=1"),
+    ("hf_" + "a1B" * 12, "hf_***"),
+    # names without a secret are kept whole
+    ("owner/name@rev hf://datasets/o/n@main git@github.com:o/r hf_txray_cache https://huggingface.co/settings/tokens",
+     "owner/name@rev hf://datasets/o/n@main git@github.com:o/r hf_txray_cache https://huggingface.co/settings/tokens"),
+])
+def test_redact(text, expected):
+    assert redact(text) == expected
+
+
+def test_errors_mask_a_secret_in_their_message():
+    err = DatasetError(f"The dataset path 'https://u:{SECRET}@h/a.txt' does not exist")
+    assert SECRET not in str(err) and SECRET not in repr(err) and "https://***@h/a.txt" in str(err)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_url_with_a_secret_is_refused_without_repeating_the_secret(name, saved_bert, tmp_path, capsys):
+    """A URL given as the dataset, the model or a results folder was refused with a message that repeated it whole:
+    "The dataset path 'https://user:hf_SECRET...@example.org/data/a.txt' does not exist", on stderr and in the
+    traceback, for analyze, load, show, compare, export, push, reproduce, prune, probe and view (found by helper 357)."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("The cat sat on the mat.\n")
+    calls = [lambda: hf_txray.analyze(str(saved_bert), name), lambda: hf_txray.analyze(name, ["a text"]),
+             lambda: hf_txray.load(name)]
+    for call in calls:
+        with pytest.raises((DatasetError, ModelError, TXRayError)) as caught:
+            call()
+        assert SECRET not in "".join(traceback.format_exception(caught.value))
+    commands = [["analyze", str(saved_bert), name, "--out", str(tmp_path / "o")],
+                ["analyze", name, str(texts), "--out", str(tmp_path / "o")], ["show", name],
+                ["compare", name, name, "--out", str(tmp_path / "c")], ["export", name, "--out", str(tmp_path / "e")],
+                ["push", "user/repo", name], ["reproduce", name], ["prune", str(saved_bert), name, "--out",
+                str(tmp_path / "p")], ["probe", str(saved_bert), name, "--out", str(tmp_path / "pr")], ["view", name]]
+    for argv in commands:
+        assert cli_main(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert "error:" in captured.err and SECRET not in captured.out + captured.err, (argv, captured.err)
