@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from .errors import ConfigurationError, ProcessFailedError, TXRayError
+from .redaction import redact
 
 def _resolve_dataset(name: str, num_samples: int | None):
     """`txray:ptb`, `txray:bbc`... name the embedded corpora (:func:`hf_txray.corpora.by_name`); anything else goes
@@ -1227,8 +1228,9 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         # argparse repeats what it did not understand ("unrecognized arguments: --token hf_..."): mask tokens there
-        # and the value of any misspelt secret-like flag (--tokn=..., --tokenx VALUE, --api-key ...)
-        message = re.sub(r"\bhf_[A-Za-z0-9]{8,}", "hf_***", message)
+        # and the value of any misspelt secret-like flag (--tokn=..., --tokenx VALUE, --api-key ...); a stray URL's
+        # password or ?token= value as hf_txray's errors mask them (redaction.redact)
+        message = redact(re.sub(r"\bhf_[A-Za-z0-9]{8,}", "hf_***", message))
         head, found, rest = message.partition("unrecognized arguments: ")
         if found:  # the arguments themselves, up to argparse's suggestions in parentheses
             given, paren, hint = rest.partition(" (")

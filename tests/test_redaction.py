@@ -57,3 +57,13 @@ def test_a_url_with_a_secret_is_refused_without_repeating_the_secret(name, saved
         assert cli_main(argv) == 2, argv
         captured = capsys.readouterr()
         assert "error:" in captured.err and SECRET not in captured.out + captured.err, (argv, captured.err)
+
+
+def test_a_stray_url_in_the_command_line_is_repeated_without_its_password(capsys):
+    """argparse repeats what it did not understand: `hf-txray show DIR https://me:s3cretPass@host/x` printed
+    "unrecognized arguments: https://me:s3cretPass@host/x" (its mask knew only hf_ tokens)."""
+    for stray in ("https://me:s3cretPass@host/x", "https://host/x?api_key=s3cretPass"):
+        with pytest.raises(SystemExit):
+            cli_main(["show", "results", stray])
+        err = capsys.readouterr().err
+        assert "unrecognized arguments" in err and "s3cretPass" not in err, err
