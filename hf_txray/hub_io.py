@@ -4,8 +4,8 @@ This module sits at the bottom of the package (it imports no artifact): :mod:`hf
 ``from_pretrained(repo_id)`` and ``push_to_hub`` on it, and :mod:`hf_txray.hub` (the multi-artifact results repo)
 builds its push on :func:`upload_folder`, which uploads local paths as the card shows them
 (:func:`hf_txray.layout.public_folder`, imported when a push runs). The token is only ever handed to
-``huggingface_hub``: it is written to no file, card or log, and removed (:func:`scrub`) from the messages of the
-errors raised here.
+``huggingface_hub``: it is written to no file, card or log, and removed
+(:func:`hf_txray.redaction.scrub`) from the messages of the errors raised here.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 from .errors import ArtifactNotFoundError, ConfigurationError, HubError, ProfileFormatError, TXRayError
 from .io_utils import UNFINISHED_WRITES
 from .provenance import hub_cache_snapshot
+from .redaction import safe_cause, scrub
 from .tables import shell_command
 
 logger = logging.getLogger("hf_txray")
@@ -128,16 +129,6 @@ def token_retry_note(token: str) -> str:
         return ""
     return ("This push used a token passed with --token (token=...), not HF_TOKEN or the saved login, and it is not "
             "shown here: add --token YOUR_TOKEN to the command (token=... in Python), or set HF_TOKEN, to retry.")
-
-
-def scrub(text: str, token: str | None) -> str:
-    """`text` with every occurrence of `token` masked (`token` not a string, e.g. `True`: nothing to mask)."""
-    return text.replace(token, "hf_***") if isinstance(token, str) and token else text
-
-
-def safe_cause(err: BaseException, token: Any) -> BaseException | None:
-    """`err` to chain from, or ``None`` when its text holds the token (tracebacks print a cause verbatim)."""
-    return None if isinstance(token, str) and token and token in repr(err) else err
 
 
 def full_repo_id(repo_id: str, token: str) -> str:

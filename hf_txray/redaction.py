@@ -10,6 +10,7 @@ the secret there (:class:`~hf_txray.errors.TXRayError` applies it to every messa
 from __future__ import annotations
 
 import re
+from typing import Any
 
 MASK = "***"
 
@@ -37,3 +38,13 @@ def redact(text: str) -> str:
     text = _USERINFO.sub(rf"\g<1>{MASK}@", text)
     text = _SECRET_PARAM.sub(rf"\g<1>{MASK}", text)
     return _HF_TOKEN.sub(f"hf_{MASK}", text)
+
+
+def scrub(text: str, token: str | None) -> str:
+    """`text` with every occurrence of `token` masked (`token` not a string, e.g. `True`: nothing to mask)."""
+    return text.replace(token, "hf_***") if isinstance(token, str) and token else text
+
+
+def safe_cause(err: BaseException, token: Any) -> BaseException | None:
+    """`err` to chain from, or ``None`` when its text holds the token (tracebacks print a cause verbatim)."""
+    return None if isinstance(token, str) and token and token in repr(err) else err

@@ -241,7 +241,8 @@ def deploy_space(space_repo_id: str, results_repo_id: str | None = None, *, toke
     from huggingface_hub import HfApi
 
     from ..errors import HubError
-    from ..hub_io import check_repo_id, refuse_public_repo, resolve_token, scrub
+    from ..hub_io import check_repo_id, refuse_public_repo, resolve_token
+    from ..redaction import scrub
 
     check_repo_id(space_repo_id)
     token = resolve_token(token)
