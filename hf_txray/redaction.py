@@ -45,6 +45,19 @@ def scrub(text: str, token: str | None) -> str:
     return text.replace(token, "hf_***") if isinstance(token, str) and token else text
 
 
-def safe_cause(err: BaseException, token: Any) -> BaseException | None:
-    """`err` to chain from, or ``None`` when its text holds the token (tracebacks print a cause verbatim)."""
-    return None if isinstance(token, str) and token and token in repr(err) else err
+def safe_cause(err: BaseException, token: Any = None) -> BaseException | None:
+    """`err` to chain from, or ``None`` when a traceback of it would show a secret: `token`, or one that :func:`redact`
+    masks (a URL's password, a ``?token=`` value), in `err` or in an error it was raised from or during (a traceback
+    prints each of them verbatim: fsspec's ``FileNotFoundError('https://user:hf_xxx@host/a.txt')`` under a stream's
+    error)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = repr(current) + "".join(str(getattr(current, name, None) or "") for name in ("filename", "filename2"))
+        if (isinstance(token, str) and token and token in text) or redact(text) != text:
+            return None
+        # the next error a traceback prints: the one raised from, else (unless suppressed) the one raised during
+        current = current.__cause__ if current.__cause__ is not None else \
+            None if current.__suppress_context__ else current.__context__
+    return err

@@ -24,6 +24,7 @@ import numpy as np
 from .errors import DatasetError
 from .features import WORD_START
 from .read_errors import NOT_UTF8_REENCODE, FailedFiles, first_undecodable, root_cause, short_cause
+from .redaction import safe_cause
 
 
 @dataclass
@@ -243,7 +244,7 @@ class StreamingSource:
             except DatasetError:
                 raise
             except Exception as err:  # pyarrow, pandas, json and a user's generator raise their own types
-                raise self._unreadable(position, err, failed.file) from err
+                raise self._unreadable(position, err, failed.file) from safe_cause(err)  # no URL's token
             yield row
             position += 1
 

@@ -10,7 +10,7 @@ import pytest
 import hf_txray
 from hf_txray.cli import main as cli_main
 from hf_txray.errors import DatasetError, ModelError, TXRayError
-from hf_txray.redaction import redact
+from hf_txray.redaction import redact, safe_cause
 
 SECRET = "hf_SECRETabcdef1234567890"
 NAMES = [f"https://user:{SECRET}@example.org/data/a.txt", f"https://example.org/data/a.txt?token={SECRET}",
@@ -67,3 +67,34 @@ def test_a_stray_url_in_the_command_line_is_repeated_without_its_password(capsys
             cli_main(["show", "results", stray])
         err = capsys.readouterr().err
         assert "unrecognized arguments" in err and "s3cretPass" not in err, err
+
+
+def test_safe_cause_looks_at_the_whole_chain_a_traceback_prints():
+    url = f"https://user:{SECRET}@example.org/a.txt"
+    try:
+        try:
+            raise FileNotFoundError(url)
+        except FileNotFoundError:
+            raise TypeError("a reader failed")  # raised during the other: a traceback prints both
+    except TypeError as err:
+        assert safe_cause(err) is None
+    clean = ValueError("bad row")
+    assert safe_cause(clean) is clean and safe_cause(clean, SECRET) is clean
+    assert safe_cause(ValueError(f"token {SECRET}"), SECRET) is None
+
+
+def test_a_stream_that_fails_on_a_url_shows_no_secret_in_the_traceback(saved_bert):
+    """A stream of `load_dataset("text", data_files="https://user:TOKEN@host/a.txt", streaming=True)` that failed
+    mid-read raised hf_txray's DatasetError `from` the reader's error, and the traceback printed fsspec's
+    `FileNotFoundError: https://user:hf_SECRET...@host/a.txt` under it verbatim (found by helper 357)."""
+    def texts():
+        yield "The cat sat on the mat."
+        try:
+            raise FileNotFoundError(f"https://user:{SECRET}@example.org/a.txt?token={SECRET}")
+        except FileNotFoundError as err:
+            raise OSError("the next file could not be read") from err
+
+    with pytest.raises(DatasetError) as caught:
+        hf_txray.analyze(str(saved_bert), texts(), features=["token"])
+    shown = "".join(traceback.format_exception(caught.value))
+    assert "The stream failed after row 0" in shown and SECRET not in shown, shown
