@@ -16,6 +16,7 @@ from .metrics import mean_length
 from .plots import default_feature_type
 from .provenance import (missing_provenance, needs_texts_again, pinned_texts, pruning_note, public_label, public_name,
                          public_record, recorded_pruning)
+from .redaction import without_userinfo
 from .tables import (code_span, markdown_table, markdown_text, percent, shell_command, too_few_credits_text,
                      untested_unknown)
 from .version import __version__
@@ -115,7 +116,7 @@ def hub_page(path: str) -> str:
     read, so the card's links resolve there (to huggingface.co, a commit read from another endpoint was a 404)."""
     from huggingface_hub import constants
 
-    return f"{constants.ENDPOINT.rstrip('/')}/{path}"
+    return f"{without_userinfo(constants.ENDPOINT.rstrip('/'))}/{path}"  # never HF_ENDPOINT's password in a card
 
 
 def _model_link(model_id: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
 
@@ -61,3 +62,10 @@ def safe_cause(err: BaseException, token: Any = None) -> BaseException | None:
         current = current.__cause__ if current.__cause__ is not None else \
             None if current.__suppress_context__ else current.__context__
     return err
+
+
+def without_userinfo(url: str) -> str:
+    """`url` without its ``user:password@`` (``HF_ENDPOINT=https://me:pw@hub.example.com``): the address to write
+    where others read it (a card's links), which the Hub's pages answer without the password."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))

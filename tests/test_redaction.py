@@ -98,3 +98,17 @@ def test_a_stream_that_fails_on_a_url_shows_no_secret_in_the_traceback(saved_ber
         hf_txray.analyze(str(saved_bert), texts(), features=["token"])
     shown = "".join(traceback.format_exception(caught.value))
     assert "The stream failed after row 0" in shown and SECRET not in shown, shown
+
+
+def test_card_links_never_carry_the_endpoints_password(monkeypatch):
+    """A card links to the Hub in use (HF_ENDPOINT); an endpoint given with its user and password
+    (HF_ENDPOINT=https://me:s3cretPass@hub.example.com, a company Hub behind basic auth) put the password into every
+    link of every README.md card written (found by helper 357): the links now name the host alone."""
+    from huggingface_hub import constants
+
+    from hf_txray.card import hub_page, results_dataset_note
+
+    monkeypatch.setattr(constants, "ENDPOINT", "https://me:s3cretPass@hub.example.com:8443/")
+    assert hub_page("tiny-org/bert-tiny") == "https://hub.example.com:8443/tiny-org/bert-tiny"
+    note = results_dataset_note("me/x")
+    assert "(https://hub.example.com:8443/datasets/me/x)" in note and "s3cretPass" not in note
