@@ -20,14 +20,20 @@ _USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*:/{1,2})[^/\s@'\"]+@")
 # ?token=..., &access_token=..., #api_key=..., ;sig=... (a query or fragment parameter whose name says secret)
 _SECRET_PARAM = re.compile(
     r"([?&#;][\w.-]*(?:token|key|secret|passw|pwd|sig|auth|credential)[\w.-]*=)[^&#;:,\s'\"]+", re.IGNORECASE)
+# "token": "...", 'hub_token': '...' (a JSON object or a Python dict repeated in a message: model_kwargs's text), a
+# value of 12 or more characters without a space: a feature's {'token': 'text'} is no secret
+_SECRET_ITEM = re.compile(
+    r"""(["'](?:[\w.-]*[_.-])?(?:token|key|secret|password|passwd|pwd|credentials?|auth)["']\s*:\s*)(["'])"""
+    r"""(?:(?!\2)\S){12,}\2""", re.IGNORECASE)
 # a Hugging Face token as the Hub issues them ("hf_" and 34 letters): long enough to leave names like hf_txray_cache
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
 
 
 def redact(text: str) -> str:
     """`text` with the secrets it may carry masked: a URL's user and password, the value of a secret-like query
-    parameter (``token=``, ``access_token=``, ``api_key=``, ``sig=``...), and a Hugging Face token (``hf_`` and 30 or
-    more letters and digits).
+    parameter (``token=``, ``access_token=``, ``api_key=``, ``sig=``...), the string value of a secret-like key of a
+    JSON object or Python dict (``"token": "..."``, ``'hub_token': '...'``), and a Hugging Face token (``hf_`` and 30
+    or more letters and digits).
 
     Example:
 
@@ -38,6 +44,7 @@ def redact(text: str) -> str:
     """
     text = _USERINFO.sub(rf"\g<1>{MASK}@", text)
     text = _SECRET_PARAM.sub(rf"\g<1>{MASK}", text)
+    text = _SECRET_ITEM.sub(rf"\g<1>\g<2>{MASK}\g<2>", text)
     return _HF_TOKEN.sub(f"hf_{MASK}", text)
 
 

@@ -22,6 +22,8 @@ NAMES = [f"https://user:{SECRET}@example.org/data/a.txt", f"https://example.org/
     (f"No folder https:/user:{SECRET}@example.org/x: Check", "No folder https:/***@example.org/x: Check"),
     ("s3://b/k?X-Amz-Signature=abc&X-Amz-Credential=k&v=1", "s3://b/k?X-Amz-Signature=***&X-Amz-Credential=***&v=1"),
     ("hf_" + "a1B" * 12, "hf_***"),
+    ('\'{"token": "s3cretValue12", "x": 1}\'', '\'{"token": "***", "x": 1}\''),
+    ("feature kinds {'token': 'text', 'pos': 'tag'}", "feature kinds {'token': 'text', 'pos': 'tag'}"),
     # names without a secret are kept whole
     ("owner/name@rev hf://datasets/o/n@main git@github.com:o/r hf_txray_cache https://huggingface.co/settings/tokens",
      "owner/name@rev hf://datasets/o/n@main git@github.com:o/r hf_txray_cache https://huggingface.co/settings/tokens"),
@@ -39,7 +41,8 @@ def test_errors_mask_a_secret_in_their_message():
 def test_a_url_with_a_secret_is_refused_without_repeating_the_secret(name, saved_bert, tmp_path, capsys):
     """A URL given as the dataset, the model or a results folder was refused with a message that repeated it whole:
     "The dataset path 'https://user:hf_SECRET...@example.org/data/a.txt' does not exist", on stderr and in the
-    traceback, for analyze, load, show, compare, export, push, reproduce, prune, probe and view (found by helper 357)."""
+    traceback, for analyze, load, show, compare, export, push, reproduce, prune, probe and view (found by helper
+    357)."""
     texts = tmp_path / "texts.txt"
     texts.write_text("The cat sat on the mat.\n")
     calls = [lambda: hf_txray.analyze(str(saved_bert), name), lambda: hf_txray.analyze(name, ["a text"]),
@@ -112,3 +115,21 @@ def test_card_links_never_carry_the_endpoints_password(monkeypatch):
     assert hub_page("tiny-org/bert-tiny") == "https://hub.example.com:8443/tiny-org/bert-tiny"
     note = results_dataset_note("me/x")
     assert "(https://hub.example.com:8443/datasets/me/x)" in note and "s3cretPass" not in note
+
+
+def test_a_model_kwargs_text_with_a_token_is_refused_without_repeating_the_token(saved_bert, tmp_path, capsys):
+    """A --config file's `model_kwargs: '{"token": "...", }'` (a JSON text with a trailing comma) was refused with the
+    text repeated twice, token included: "model_kwargs: '{"token": "hf_SECRET...", }' is not valid: not valid JSON
+    (...): '{"token": "hf_SECRET...", }'" (found by helper 357). The values of secret-like keys are masked."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("The cat sat on the mat.\n")
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model_kwargs: '{{\"token\": \"{SECRET}\", \"proxies\": {{\"https\": \"s3cretProxy\"}}, }}'\n")
+    argv = ["analyze", str(saved_bert), str(texts), "--out", str(tmp_path / "o"), "--config", str(config)]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "not valid JSON" in err and '"token": "***"' in err and SECRET not in err, err
+    with pytest.raises(TXRayError) as caught:  # a list of dicts is no mapping: repeated as given
+        hf_txray.analyze(str(saved_bert), ["a text"],
+                         model_kwargs=[{"hub_token": "s3cretValue12", "api_key": "k3yk3yk3yk3y"}])
+    assert "s3cretValue12" not in str(caught.value) and "k3yk3yk3yk3y" not in str(caught.value)
