@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .errors import ModelError
+from .hooks import refuse_skipped_pre_hooks
 from .logging import get_logger
 from .sites import Site, check_unchunked, resolve_stack, text_model, unwrap_peft
 
@@ -283,7 +284,16 @@ class StackForward:
         self.shifted: nn.Module | None = root if self.stack == "decoder" else None
         # The part that runs, whose position tables bound a text (a decoder that does not run bounds nothing).
         self.runs: nn.Module = root if self.stack == "encoder" else model
+        for called in self._called():
+            refuse_skipped_pre_hooks(model, called, "its body alone, heads left out" if self.stack is None else
+                                     "its encoder and decoder stacks one after the other, not its own forward")
         self._autocast_noted = False  # an autocast context around the forward was turned off and reported
+
+    def _called(self) -> list[nn.Module]:
+        """The modules :meth:`_run` calls: the body, or an encoder-decoder's encoder (and decoder)."""
+        if self.stack is None:
+            return [self.body]
+        return [self.model.get_encoder()] + ([self.model.get_decoder()] if self.stack == "decoder" else [])
 
     @property
     def read_weights(self) -> nn.Module:

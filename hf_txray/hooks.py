@@ -544,4 +544,40 @@ def check_sites_in(model: nn.Module, sites: Sequence["Site"]) -> None:
                          "model you run (find_sites(model, ...)).")
 
 
-__all__ = ["Trace", "trace", "Fill", "ExpertsCall", "Edit", "check_sites_in", "call_order", "module_hooks"]
+def refuse_skipped_pre_hooks(outer: nn.Module, inner: nn.Module, runs: str) -> None:
+    """Refuse a model whose forward pre-hooks would be skipped: hf_txray calls `inner` (a model inside its
+    ``torch.compile`` / data-parallel wrapper, a task model's body without its head), so the pre-hooks of `outer` and
+    of every module between it and `inner` never run, and whatever they do to the inputs (a user's hook that edits the
+    ``input_ids`` or the embeddings, X-LoRA's scalings) would silently be left out of every activation read. hf_txray's
+    own hooks (a :class:`Trace` telling passes apart, as under :func:`~hf_txray.probing.ablate`) are not counted;
+    forward hooks (after the call) cannot change what `inner` computes and pass.
+
+    Args:
+        outer (`nn.Module`): the model as the user passed it.
+        inner (`nn.Module`): the part of it that hf_txray runs.
+        runs (`str`): what runs, for the message (e.g. ``"the model inside its DataParallel wrapper"``).
+
+    Raises:
+        ModelError: a module holding `inner` (`outer` included) has a forward pre-hook, naming it and the fix.
+    """
+    if inner is outer:
+        return
+    path = next((name for name, module in outer.named_modules() if module is inner), None)
+    if path is None:
+        return
+    parts = path.split(".")
+    holders = [".".join(parts[:i]) for i in range(len(parts))]  # "" (outer itself), then each parent of inner
+    hooked = [name for name in holders
+              if any(not isinstance(getattr(hook, "__self__", None), Trace)
+                     for hook in outer.get_submodule(name)._forward_pre_hooks.values())]
+    if hooked:
+        where = ", ".join(repr(name) if name else f"{type(outer).__name__} itself" for name in hooked)
+        raise ModelError(
+            f"{type(outer).__name__} has forward pre-hooks on {where}, which hf_txray's forward passes skip: they run "
+            f"{runs} ({path!r}), so what the hooks do to its inputs would be left out of every activation read, "
+            f"without an error. Register them on {path!r} (or on modules inside it) instead, or remove them while "
+            "hf_txray runs.")
+
+
+__all__ = ["Trace", "trace", "Fill", "ExpertsCall", "Edit", "check_sites_in", "call_order", "module_hooks",
+           "refuse_skipped_pre_hooks"]

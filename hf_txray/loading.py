@@ -17,6 +17,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from .corpora import recorded_model_id
 from .errors import ConfigurationError, DatasetError, ModelError
+from .hooks import refuse_skipped_pre_hooks
 from .hub_io import may_be_same_model
 from .local_cache import load_local_dataset
 from .logging import get_logger
@@ -309,8 +310,9 @@ def load_model(
     commit; :func:`resolve_model_source` gives it) or, for a local folder, the base its config names."""
     from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
-    model = unwrap_model(model)
+    wrapper, model = model, unwrap_model(model)
     if hasattr(model, "named_parameters"):
+        refuse_skipped_pre_hooks(wrapper, model, f"the model inside its {type(wrapper).__name__} wrapper")
         refuse_unloaded_weights(model)
     if tokenizer is not None and not isinstance(tokenizer, (str, Path)):
         check_fast_tokenizer(tokenizer)  # before the (maybe long) model load

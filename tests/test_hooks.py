@@ -19,7 +19,7 @@ from hf_txray.hooks import Fill, Trace, trace
 from hf_txray.probing import ablate, ablation_metrics, metric_from_name, register_ablation_metric
 from hf_txray.pruning import masked, plan_pruning, pruning_strategies, register_pruning_strategy
 from hf_txray.sites import find_sites
-from models import SAMPLE_TEXTS, bert_tokenizer, tiny_bert, tiny_llama_lm
+from models import SAMPLE_TEXTS, bert_tokenizer, bpe_tokenizer, tiny_bert, tiny_llama_lm
 
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()][:3]
 PACKAGE = Path(hf_txray.__file__).resolve().parent
@@ -395,3 +395,43 @@ def test_a_registered_ablation_metric_is_built_by_name(bert):
             register_ablation_metric("test_weight_norm", lambda *a: None)
     finally:
         ablation_module._METRICS.pop("test_weight_norm")
+
+
+def _swap_ids(module, args, kwargs):
+    """A user's pre-hook that edits the token ids the model is given (what hf_txray must not silently leave out)."""
+    ids = kwargs["input_ids"] if "input_ids" in kwargs else args[0]
+    ids = (ids * 7 + 3) % 200
+    if "input_ids" in kwargs:
+        return args, {**kwargs, "input_ids": ids}
+    return (ids, *args[1:]), kwargs
+
+
+@pytest.mark.parametrize("where", ["task model", "DataParallel"])
+def test_pre_hooks_that_the_forward_pass_would_skip_are_refused(where):
+    # helper 355: a pre-hook on LlamaForCausalLM (or on a DataParallel around the model) never ran, as hf_txray runs
+    # the body alone: its edit of the input ids was left out (62 of 314 winners of a tiny GPT-2 moved), no error
+    from hf_txray.probing import LabeledCorpus, extract_activations
+
+    lm = tiny_llama_lm()
+    outer = lm if where == "task model" else torch.nn.DataParallel(lm)
+    handle = outer.register_forward_pre_hook(_swap_ids, with_kwargs=True)
+    corpus = LabeledCorpus(["the cat sat"], [np.array([0, 4])], [np.array([3, 7])], [np.array([0, 1])], ["A", "B"])
+    with pytest.raises(ModelError, match="pre-hooks on .*skip"):
+        hf_txray.analyze(outer, TEXTS, tokenizer=bpe_tokenizer(), features=("token",), show_progress=False)
+    with pytest.raises(ModelError, match="pre-hooks on .*skip"):
+        extract_activations(outer, corpus, bpe_tokenizer())
+    handle.remove()
+    assert hook_count(lm) == 0
+
+
+def test_pre_hooks_on_the_body_run_and_hooks_after_the_call_pass():
+    lm = tiny_llama_lm()
+    plain = hf_txray.analyze(lm.model, TEXTS, tokenizer=bpe_tokenizer(), features=("token",), show_progress=False)
+    calls = []
+    handles = [lm.model.register_forward_pre_hook(_swap_ids, with_kwargs=True),
+               lm.register_forward_hook(lambda module, args, output: calls.append("root"))]  # after: passes
+    swapped = hf_txray.analyze(lm, TEXTS, tokenizer=bpe_tokenizer(), features=("token",), show_progress=False)
+    for handle in handles:
+        handle.remove()
+    assert not np.array_equal(swapped.neuron_mass, plain.neuron_mass)  # the body's own pre-hook ran
+    assert hook_count(lm) == 0
