@@ -25,6 +25,7 @@ from .read_errors import (NOT_UTF8_FIX, FailedFiles, file_named_by, first_line, 
                           open_data_file, root_cause, short_cause)
 from .streaming import (builder_name, choose_text_column, missing_rows_error, non_string_column_error,
                         refuse_numbers_column)
+from .sites import unwrap_model
 
 logger = get_logger(__name__)
 
@@ -259,23 +260,6 @@ def refuse_adapter_for_whole_model(name: str, folder: str) -> None:
         f"width). Merge the adapter into its base and pass the merged folder: peft.{loader}.from_pretrained("
         f"{name!r}).merge_and_unload().save_pretrained(MERGED), and save the tokenizer there too. The merged model "
         "computes what the adapted one does, so its plans and masks are the same.")
-
-
-# Wrappers that run a model as it is (compiled, or replicated over devices): profiling reads the model inside.
-MODEL_WRAPPERS = {"OptimizedModule": "_orig_mod", "DataParallel": "module", "DistributedDataParallel": "module",
-                  "FullyShardedDataParallel": "module", "DeepSpeedEngine": "module"}
-
-
-def unwrap_model(model: Any) -> Any:
-    """The model inside ``torch.compile``'s ``OptimizedModule`` and DataParallel / DDP / FSDP wrappers (nested ones
-    too), else `model`: the wrapper's name would stand for the model in the profile and its modules' names would
-    carry ``_orig_mod.`` / ``module.``."""
-    while type(model).__name__ in MODEL_WRAPPERS:
-        inner = getattr(model, MODEL_WRAPPERS[type(model).__name__], None)
-        if inner is None:
-            return model
-        model = inner
-    return model
 
 
 def refuse_unloaded_weights(model: Any) -> None:

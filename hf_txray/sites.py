@@ -81,6 +81,23 @@ def unwrap_peft(model: nn.Module) -> nn.Module:
     return getter() if callable(getter) and hasattr(model, "peft_config") else model
 
 
+# Wrappers that run a model as it is (compiled, or replicated over devices): profiling reads the model inside.
+MODEL_WRAPPERS = {"OptimizedModule": "_orig_mod", "DataParallel": "module", "DistributedDataParallel": "module",
+                  "FullyShardedDataParallel": "module", "DeepSpeedEngine": "module"}
+
+
+def unwrap_model(model: Any) -> Any:
+    """The model inside ``torch.compile``'s ``OptimizedModule`` and DataParallel / DDP / FSDP wrappers (nested ones
+    too), else `model`: the wrapper's name would stand for the model in the profile and its modules' names would
+    carry ``_orig_mod.`` / ``module.``."""
+    while type(model).__name__ in MODEL_WRAPPERS:
+        inner = getattr(model, MODEL_WRAPPERS[type(model).__name__], None)
+        if inner is None:
+            return model
+        model = inner
+    return model
+
+
 def linear_dims(module: nn.Module) -> tuple[int, int] | None:
     """(in, out) features of a linear-like module (``nn.Linear`` or GPT-2's ``Conv1D``, or a PEFT adapter wrapping
     one), else None."""
