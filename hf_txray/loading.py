@@ -17,7 +17,6 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from .corpora import recorded_model_id
 from .errors import ConfigurationError, DatasetError, ModelError
-from .hooks import refuse_skipped_pre_hooks
 from .hub_io import may_be_same_model
 from .local_cache import load_local_dataset
 from .logging import get_logger
@@ -25,7 +24,7 @@ from .read_errors import (NOT_UTF8_FIX, FailedFiles, file_named_by, first_line, 
                           open_data_file, root_cause, short_cause)
 from .streaming import (builder_name, choose_text_column, missing_rows_error, non_string_column_error,
                         refuse_numbers_column)
-from .sites import unwrap_model
+from .sites import model_inside, unwrap_model
 
 logger = get_logger(__name__)
 
@@ -294,9 +293,8 @@ def load_model(
     commit; :func:`resolve_model_source` gives it) or, for a local folder, the base its config names."""
     from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
-    wrapper, model = model, unwrap_model(model)
+    model = model_inside(model)
     if hasattr(model, "named_parameters"):
-        refuse_skipped_pre_hooks(wrapper, model, f"the model inside its {type(wrapper).__name__} wrapper")
         refuse_unloaded_weights(model)
     if tokenizer is not None and not isinstance(tokenizer, (str, Path)):
         check_fast_tokenizer(tokenizer)  # before the (maybe long) model load

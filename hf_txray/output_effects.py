@@ -57,8 +57,8 @@ from .indices import whole_numbers
 from .architectures import hidden_size
 from .modes import enter_eval
 from .sites import (Site, block_indices, dynamically_quantized, find_blocks, find_sites, is_encoder_decoder,
-                    linear_dims, linear_weight, named_linears, refuse_dynamic_quantization, resolve_stack, text_config,
-                    unwrap_peft)
+                    linear_dims, linear_weight, model_inside, named_linears, refuse_dynamic_quantization,
+                    resolve_stack, text_config, unwrap_peft)
 
 logger = logging.getLogger("hf_txray")
 
@@ -975,6 +975,7 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
         ConfigurationError: `k` < 1, a layer or neuron out of range, or one named twice.
     """
     check_count("k", k)
+    model = model_inside(model)  # DataParallel's own attributes held no LM head: "has no LM head" was the refusal
     if neurons is not None:  # [3, 3] was read as [3] without a word
         neurons = whole_numbers(neurons, "Neurons")
         refuse_repeats("neurons", "neuron", neurons.tolist())

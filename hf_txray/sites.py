@@ -29,7 +29,7 @@ from torch import nn
 from .architectures import (DOWN_PROJECTION_NAMES, KERNEL_ONLY_ATTENTION, TOKEN_MIXER_NAME_PARTS, dense_block_widths,
                             expected_mlp_widths, hidden_size, named_down_projection)
 from .errors import BlocksNotFoundError, ConfigurationError, ModelError, UnreadExpertsError
-from .hooks import ExpertsCall, Trace
+from .hooks import ExpertsCall, Trace, refuse_skipped_pre_hooks
 from .modes import enter_eval
 from .options import SITES, STACKS, parse_layers, refuse_same_block
 from .moe import (ExpertsLayout, expert_intermediates, expert_width, has_skip_class, is_fused_experts, moe_top_k,
@@ -96,6 +96,19 @@ def unwrap_model(model: Any) -> Any:
             return model
         model = inner
     return model
+
+
+def model_inside(model: Any) -> Any:
+    """:func:`unwrap_model`, for an entry point that runs the model inside the wrapper: a forward pre-hook on the
+    wrapper, which would never run, is refused (:func:`~hf_txray.hooks.refuse_skipped_pre_hooks`).
+
+    Raises:
+        ModelError: a wrapper around the model has a forward pre-hook.
+    """
+    inner = unwrap_model(model)
+    if inner is not model and hasattr(inner, "named_modules"):
+        refuse_skipped_pre_hooks(model, inner, f"the model inside its {type(model).__name__} wrapper")
+    return inner
 
 
 def linear_dims(module: nn.Module) -> tuple[int, int] | None:

@@ -1088,3 +1088,12 @@ def test_a_head_the_checkpoint_did_not_hold_is_named(tmp_path, caplog):
     assert got[["layer", "neuron", "direction", "rank", "token_id"]].equals(
         expected[["layer", "neuron", "direction", "rank", "token_id"]])
     np.testing.assert_allclose(got["logit"], expected["logit"], rtol=1e-6)
+
+
+def test_output_effects_of_a_data_parallel_wrapper_are_those_of_the_model_inside():
+    # helper 355: DataParallel(model) was refused as "DataParallel has no LM head (get_output_embeddings() is None)"
+    from tests.models import tiny_llama_lm
+
+    model = tiny_llama_lm()
+    plain = hf_txray.output_effects(model, 0, 1, k=3, tokenizer=bpe_tokenizer())
+    assert hf_txray.output_effects(torch.nn.DataParallel(model), 0, 1, k=3, tokenizer=bpe_tokenizer()).equals(plain)

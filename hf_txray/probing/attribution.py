@@ -30,7 +30,8 @@ from ..lengths import resolve_max_length
 from ..logging import warn_caller
 from ..counts import check_count, is_int
 from ..tables import covering_pieces
-from ..sites import Site, check_hooked_rows, check_unchunked, find_sites, is_encoder_decoder, require_dense
+from ..sites import (Site, check_hooked_rows, check_unchunked, find_sites, is_encoder_decoder, model_inside,
+                     require_dense)
 from ..tokenizing import keeping_first_tokens
 
 METHODS = ("integrated_gradients", "conductance")
@@ -243,6 +244,9 @@ def neuron_attributions(
             f"target={target!r} names a model output, but method='integrated_gradients' attributes the neuron's own "
             "activation and takes no target (it was ignored): pass method='conductance' to attribute that output "
             "through the neuron, or leave target unset.")
+    # a torch.compile / DataParallel wrapper: the model inside runs (DataParallel's missing config was refused as a
+    # model without an MLP width, a compiled BERT failed with "'NoneType' object has no attribute 'shape'")
+    model = model_inside(model)
     check_no_virtual_tokens(model)  # prompt tuning's virtual tokens would shift every position read
     target_site = _site(model, layer, site, module_pattern)
     runner = model
