@@ -285,8 +285,10 @@ class StackForward:
         # The part that runs, whose position tables bound a text (a decoder that does not run bounds nothing).
         self.runs: nn.Module = root if self.stack == "encoder" else model
         for called in self._called():
-            refuse_skipped_pre_hooks(model, called, "its body alone, heads left out" if self.stack is None else
-                                     "its encoder and decoder stacks one after the other, not its own forward")
+            refuse_skipped_pre_hooks(model, called, {None: "its body alone, heads left out",
+                                                     "encoder": "its encoder alone, not its own forward",
+                                                     "decoder": "its encoder, then its decoder, not its own forward"
+                                                     }[self.stack])
         self._autocast_noted = False  # an autocast context around the forward was turned off and reported
 
     def _called(self) -> list[nn.Module]:

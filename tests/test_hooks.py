@@ -435,3 +435,16 @@ def test_pre_hooks_on_the_body_run_and_hooks_after_the_call_pass():
         handle.remove()
     assert not np.array_equal(swapped.neuron_mass, plain.neuron_mass)  # the body's own pre-hook ran
     assert hook_count(lm) == 0
+
+
+@pytest.mark.parametrize("stack", ["encoder", "decoder"])
+def test_pre_hooks_on_an_encoder_decoder_whose_stacks_run_alone_are_refused(stack):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    config = T5Config(vocab_size=bert_tokenizer().vocab_size, d_model=16, d_ff=24, num_layers=1, num_heads=2, d_kv=8,
+                      decoder_start_token_id=0, pad_token_id=0)
+    model = T5ForConditionalGeneration(config).eval()
+    model.register_forward_pre_hook(_swap_ids, with_kwargs=True)
+    with pytest.raises(ModelError, match="pre-hooks on .*its encoder.*'encoder'"):
+        hf_txray.analyze(model, TEXTS, tokenizer=bert_tokenizer(), stack=stack, show_progress=False)
