@@ -90,6 +90,15 @@ def _opener(path: Path):
     return _OPENERS.get(suffixes[-1].lower() if suffixes else "")
 
 
+def format_suffix(path: str | Path) -> str:
+    """A data file's format extension, lower-cased, before a compression's: ``.conllu`` for ``x.conllu.gz``, ``""``
+    for none."""
+    path = Path(path)
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    extension = suffixes[-2:-1] if _opener(path) else suffixes[-1:]
+    return extension[0] if extension else ""
+
+
 def not_utf8_text(path: str | Path) -> str | None:
     """What makes the text data file `path` (``.txt``, ``.csv``, ``.json(l)``, also compressed) unreadable as UTF-8
     although its bytes may decode, as a clause with the fix; None when its head shows nothing. datasets reads such a
@@ -97,10 +106,7 @@ def not_utf8_text(path: str | Path) -> str | None:
     profiled as words, without an error (helper 345), and one with the mark a decoding error advising `iconv -f
     latin1`, which makes it worse. Only the first 64 KiB are read; a NUL byte, which text files do not hold, is told
     by its line."""
-    path = Path(path)
-    suffixes = [suffix.lower() for suffix in path.suffixes]
-    extension = suffixes[-2:-1] if _opener(path) else suffixes[-1:]  # the format's, before a compression's
-    if not extension or extension[0] not in TEXT_SUFFIXES:
+    if format_suffix(path) not in TEXT_SUFFIXES:
         return None
     try:
         with open_data_file(path) as file:
