@@ -34,6 +34,7 @@ from hf_txray.probing import (
     AblationCurve,
     Activations,
     LabeledCorpus,
+    load_labeled,
     ProbeConfig,
     ProbeMetric,
     ProbingResult,
@@ -200,6 +201,29 @@ def test_a_conllu_file_of_another_encoding_is_refused_naming_its_line_and_the_fi
         read_conllu(path)
     path.write_bytes(text.encode("utf-8-sig"))
     assert read_conllu(path).words(0)[-1] == "Caf\u00e9"
+
+
+def test_a_compressed_conllu_file_is_read_as_conllu_as_other_data_files_are(tmp_path):
+    """Helper 359: ``x.conllu.gz`` was refused by load_labeled as "Unsupported data file ... use one of .txt, .csv"
+    and by read_conllu as "not valid UTF-8 ... iconv -f latin1", although .txt/.csv/.json files are read compressed.
+    Now a .gz, .bz2 or .xz treebank (any case) reads the same corpus as the plain file; a damaged one names gunzip."""
+    import bz2
+    import gzip
+    import lzma
+
+    plain = _write(tmp_path, CONLLU * 3)
+    expected = read_conllu(plain)
+    for suffix, compress in ((".conllu.gz", gzip.compress), (".conllu.bz2", bz2.compress),
+                             (".CONLLU.XZ", lzma.compress)):
+        packed = tmp_path / f"packed{suffix}"
+        packed.write_bytes(compress(("\ufeff" + CONLLU * 3).encode("utf-8")))  # with a byte order mark
+        for corpus in (read_conllu(packed), load_labeled(packed, "pos"), load_labeled(str(packed), "pos")):
+            assert corpus.texts == expected.texts and corpus.label_names == expected.label_names
+            assert [list(y) for y in corpus.labels] == [list(y) for y in expected.labels]
+    cut = tmp_path / "cut.conllu.gz"
+    cut.write_bytes(gzip.compress((CONLLU * 200).encode())[:200])
+    with pytest.raises(DatasetError, match=r"cut.conllu.gz' cannot be decompressed.*`gunzip -t`"):
+        read_conllu(cut)
 
 
 def test_conllu_sentences_without_a_blank_line_between_them_are_refused(tmp_path):

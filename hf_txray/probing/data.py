@@ -8,7 +8,9 @@ profile of the same text see the same words.
 
 from __future__ import annotations
 
+import io
 import itertools
+import lzma
 from decimal import Decimal
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ConfigurationError, DatasetError
-from ..read_errors import NOT_UTF8_FIX, first_undecodable, not_utf8_text
+from ..read_errors import NOT_UTF8_FIX, first_undecodable, format_suffix, not_utf8_text, open_data_file
 from ..features import TAG_FEATURES
 from ..counts import check_count
 from ..streaming import column_names
@@ -261,7 +263,8 @@ def _decoded_lines(handle: Iterable[str], path: Path) -> Iterable[str]:
     its line and the fix, not the decoder's bare UnicodeDecodeError (helper 345).
 
     Raises:
-        DatasetError: the file, the line of the first such byte, and how to re-encode the file.
+        DatasetError: the file, the line of the first such byte, and how to re-encode the file; or a compressed file
+            that does not decompress.
     """
     try:
         yield from handle
@@ -270,6 +273,16 @@ def _decoded_lines(handle: Iterable[str], path: Path) -> Iterable[str]:
         line = f"line {found[1]}: " if found else ""
         raise DatasetError(f"The CoNLL-U file {str(path)!r} is not valid UTF-8 ({line}{err.reason}): "
                            f"{NOT_UTF8_FIX}") from None
+    except (OSError, EOFError, lzma.LZMAError) as err:  # a .conllu.gz cut short, or not compressed as named
+        raise DatasetError(f"The compressed CoNLL-U file {str(path)!r} cannot be decompressed ({err}): it is damaged "
+                           "or not compressed as its extension says; check it with `gunzip -t` (`bzip2 -t`, "
+                           "`xz -t`), or pass the uncompressed .conllu file.") from None
+
+
+def is_conllu_file(path: str | Path) -> bool:
+    """Whether `path` names a CoNLL-U file: ``.conllu``, also compressed (``.conllu.gz``, ``.bz2``, ``.xz``), as the
+    other data files are read (a ``x.conllu.gz`` was read as an unsupported data file)."""
+    return format_suffix(path) == ".conllu"
 
 
 def read_conllu(path: str | Path, column: str = "upos", max_sentences: int | None = None) -> LabeledCorpus:
@@ -281,7 +294,7 @@ def read_conllu(path: str | Path, column: str = "upos", max_sentences: int | Non
     are skipped.
 
     Args:
-        path (`str` or `Path`): the ``.conllu`` file.
+        path (`str` or `Path`): the ``.conllu`` file, also compressed (``.conllu.gz``, ``.bz2``, ``.xz``).
         column (`str`, *optional*, defaults to `"upos"`): ``"upos"`` (gold universal POS), ``"xpos"`` or
             ``"deprel"``; ``"pos"`` and ``"dep"`` are accepted as aliases.
         max_sentences (`int`, *optional*): read only the first sentences.
@@ -319,7 +332,8 @@ def read_conllu(path: str | Path, column: str = "upos", max_sentences: int | Non
             rows.clear()
 
     _refuse_not_utf8(path)
-    with path.open(encoding="utf-8-sig") as handle:  # a byte-order mark, as some editors write, is not text
+    # a byte-order mark, as some editors write, is not text; a .conllu.gz is decompressed as the other readers do
+    with io.TextIOWrapper(open_data_file(path), encoding="utf-8-sig") as handle:
         line_no = 0
         for line_no, line in enumerate(_decoded_lines(handle, path), 1):
             line = line.rstrip("\n").rstrip("\r")
@@ -549,7 +563,7 @@ def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None 
     check_count("max_sentences", max_sentences, none="all", note="how many sentences from the start")
     if isinstance(data, LabeledCorpus):
         return data.select(max_sentences) if max_sentences else data
-    if isinstance(data, (str, Path)) and str(data).endswith(".conllu"):
+    if isinstance(data, (str, Path)) and is_conllu_file(data):
         return read_conllu(data, property, max_sentences=max_sentences)
     from ..loading import is_stream, load_named_dataset, pick_split
 
