@@ -1125,10 +1125,13 @@ def _read_path(path: Path) -> Path:
 
 
 def _missing_dataset_error(name: str) -> DatasetError:
-    """The error for a local dataset path that does not exist; a glob pattern (``data/*.txt``), which is read as a
-    path, not expanded, is told so, with the folder to pass instead (helper 345: "check the path" alone)."""
-    if any(char in Path(name).name for char in "*?["):
-        folder = Path(name).parent
+    """The error for a local dataset path that does not exist; a glob pattern (``data/*.txt``, also in a folder's
+    name: ``data/*/x.txt``), which is read as a path, not expanded, is told so, with the folder above the pattern to
+    pass instead (helper 345: "check the path" alone; helper 359: a pattern in a folder's name still got it)."""
+    parts = Path(name).parts
+    pattern = next((i for i, part in enumerate(parts) if any(char in part for char in "*?[")), None)
+    if pattern is not None:
+        folder = Path(*parts[:pattern]) if pattern else Path(".")
         return DatasetError(f"The dataset path {name!r} is a glob pattern: hf_txray reads a data file or a folder, and "
                             f"does not expand patterns. Pass the folder ({str(folder)!r}: its data files of one "
                             "format are read as one corpus), or each file (analyze it per file and Profile.merge "

@@ -2440,6 +2440,19 @@ def test_a_glob_pattern_is_said_to_be_one_naming_the_folder_to_pass(tmp_path, mo
     assert run(texts="data").meta.num_examples == 1
 
 
+def test_a_glob_pattern_in_a_folder_name_is_said_to_be_one_naming_the_folder_above_it(tmp_path, monkeypatch):
+    """Helper 359: a pattern in a folder's part ('data/*/x.txt') still said "does not exist: check the path", as if
+    the file were missing; now it is told a pattern (hf_txray expands none), naming the folder above the pattern."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "a").mkdir(parents=True)
+    (tmp_path / "data" / "a" / "x.txt").write_text("the cat sat\n")
+    for pattern, folder in (("data/*/x.txt", "data"), ("data/[ab]/x.txt", "data"), ("dat?/a/x.txt", "."),
+                            (str(tmp_path / "data" / "*" / "x.txt"), str(tmp_path / "data"))):
+        with pytest.raises(DatasetError, match=rf"'{re.escape(pattern)}' is a glob pattern: .*does not expand "
+                                               rf"patterns\. Pass the folder \('{re.escape(folder)}'"):
+            run(texts=pattern)
+
+
 def test_a_csv_file_separated_by_another_character_is_refused_naming_it(tmp_path):
     """Helper 345: a .csv separated by semicolons (Excel's CSV in locales with a decimal comma) or tabs was read as
     one column, each row one text with its label glued on: 'hello world;1', 'bye now;0' were profiled (words
