@@ -264,7 +264,7 @@ def reproduce_command(repo_id: str, revision: str | None = None) -> str:
 
 def _credit_rule(top_k: Mapping[str, int] | int | None) -> str:
     """The credit rule in words, for the card's opening paragraph: `top_k` by stage (one sentence for all when they
-    agree), one value, or None (a report alone, which does not record it)."""
+    agree), one value (a report's), or None (a report saved before reports recorded it)."""
     if isinstance(top_k, Mapping):
         values = set(top_k.values())
         if len(values) > 1:
@@ -272,7 +272,7 @@ def _credit_rule(top_k: Mapping[str, int] | int | None) -> str:
             return f"one of the k most active units of its layer (top-k credit, k per stage: {per_stage})"
         top_k = values.pop() if values else None
     if top_k is None:
-        return "the most active unit(s) of its layer (top-k credit)"
+        return "the most active unit(s) of its layer (max-1 or top-k credit: the report does not record k)"
     if top_k == 1:
         return "the most active unit of its layer (max-1 credit)"
     return f"one of the {top_k} most active units of its layer (top-{top_k} credit: each position credits {top_k} units)"
@@ -390,7 +390,8 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
 
 
 def _top_k_by_stage(profiles: Mapping[str, Profile], meta: Any) -> Mapping[str, int] | int | None:
-    """Each profile's top_k by stage; a report alone records none (the `meta` of the card's first part)."""
+    """Each profile's top_k by stage; a report alone, its own (the `meta` of the card's first part; None in reports
+    saved before reports recorded it)."""
     return {stage: p.meta.top_k for stage, p in profiles.items()} if profiles else getattr(meta, "top_k", None)
 
 

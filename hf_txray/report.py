@@ -109,6 +109,8 @@ class ReportMeta:
     # each feature type's reading order as the profiling runs registered it (ProfileMeta.feature_orders), which
     # reading_order and default_feature_type read instead of this process's registry; {} in reports saved before
     feature_orders: dict[str, float] = field(default_factory=dict)
+    # the credit rule both stages ran (compare refuses profiles of different top_k); None in reports saved before
+    top_k: int | None = None
 
     def tested_feature_types(self) -> list[str]:
         """The feature types whose per-neuron test ran: none without the test (``compare(test=False)``) or without
@@ -933,6 +935,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
         site=a.meta.site, layers=list(a.layers), num_neurons=a.num_neurons, feature_types=list(a.feature_types),
     )
     meta.alpha, meta.credits_a, meta.credits_b = alpha, credits_a, credits_b
+    meta.top_k = a.meta.top_k  # the card says max-1 or top-k by it (a report alone said "top-k" for k = 1)
     meta.stack, meta.module_pattern = a.meta.config.get("stack"), a.meta.config.get("module_pattern")
     meta.experts = expert_numbering(a.meta.config)
     meta.feature_kinds = compared_feature_kinds(a, b)

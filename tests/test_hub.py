@@ -1031,7 +1031,17 @@ def test_card_says_the_credit_rule_and_names_a_model_object(tmp_path):
         assert "| no: it lacks a model id: the model was passed as an object without name_or_path |" in row
     report = hf_txray.compare(one, run(1, "again"))
     card = DatasetCard.load(hf_txray.save_to_disk(tmp_path / "report", reports=[report], plots=False) / "README.md")
-    assert "the most active unit(s) of its layer (top-k credit)" in card.text  # a report does not record top_k
+    # Helper 359: a report alone (it recorded no top_k) said "the most active unit(s) of its layer (top-k credit)"
+    # of two top-1 profiles; it now records the rule, and says "top-k" only with the number
+    assert report.meta.top_k == 1 and "the most active unit of its layer (max-1 credit)" in card.text
+    assert "top-k" not in card.text.split("## Summary")[0]
+    assert next(iter(hf_txray.load(tmp_path / "report")[1].values())).meta.top_k == 1  # saved and read back
+    three_report = hf_txray.compare(three, run(3, "again3"))
+    card = DatasetCard.load(hf_txray.save_to_disk(tmp_path / "r3", reports=[three_report], plots=False) / "README.md")
+    assert "one of the 3 most active units of its layer (top-3 credit" in card.text
+    three_report.meta.top_k = None  # a report saved before reports recorded it
+    card = DatasetCard.load(hf_txray.save_to_disk(tmp_path / "old", reports=[three_report], plots=False) / "README.md")
+    assert "(max-1 or top-k credit: the report does not record k)" in card.text
     # Helper 119: an export of a top-1 and a top-3 profile stated the first one's rule for both
     both = DatasetCard.load(hf_txray.save_to_disk(tmp_path / "both", [three, one], plots=False) / "README.md")
     assert "(top-k credit, k per stage: `top3` 3, `top1` 1)" in both.text and "max-1 credit" not in both.text
