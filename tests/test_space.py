@@ -920,6 +920,8 @@ def test_view_reads_each_stage_with_its_own_layers(tmp_path):
             if profile.stage in stages:
                 want = profile.neuron_stats().set_index(["layer", "neuron"]).loc[(layer, neuron)]
                 assert stats.loc[profile.stage, "count"] == want["count"]
+                # Helper 359: a credited neuron's status said "active", the count show and the overview call credited
+                assert stats.loc[profile.stage, "status"] == ("credited" if want["count"] > 0 else "dead")
                 assert same(stats.loc[profile.stage, "mass"], want["mass"])
                 got = viewer.examples_table(view, layer, neuron, [profile.stage])
                 assert len(got) == len(profile.top_examples(layer, neuron))

@@ -211,6 +211,8 @@ def test_model_card_table_shows_the_first_tag_in_reading_order():
                                config=SimpleNamespace(features=("token", "ner"), site="mlp", top_k=1))
     card = model_card_section(callback)
     assert "| mean Hellinger (ner) | lost | gained | mean length shift (ner) |" in card
+    # Helper 359: the share of credited neurons (active_share) was headed "active neurons", the only place it was
+    assert "| stage | epoch | credited neurons | mean Hellinger (ner) |" in card and "active" not in card
     assert "| step-5 | 1.00 | 50.0% | 0.200 | 10.0% | 10.0% | -1.00 |" in card
 
 

@@ -290,7 +290,7 @@ def model_card_section(callback: TXRayCallback, model_stage: str | None = None, 
         *([_weights_note(frame, model_stage, best_checkpoint, best_metric), ""]
           if model_stage is not None or best_checkpoint else []),
         # a user feature's name is text: "<b>", "*", "|" or a backtick in it is shown, not read as markdown
-        f"| stage | epoch | active neurons | mean Hellinger ({markdown_cell(main)}) | lost | gained | mean length shift "
+        f"| stage | epoch | credited neurons | mean Hellinger ({markdown_cell(main)}) | lost | gained | mean length shift "
         f"({markdown_cell(main)}) |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]

@@ -21,18 +21,21 @@ NOT_COMPARABLE = "not comparable"  # the status of a neuron between two stages c
 
 # ----- one neuron ------------------------------------------------------------------------------------------------
 def neuron_stats(view: ResultsView, layer: int, neuron: int, stages: Iterable[str]) -> pd.DataFrame:
-    """The neuron's stats per stage: credited or dead, mass, count, per feature type length, entropy, top value."""
+    """The neuron's stats per stage: credited or dead, mass, count, per feature type length, entropy, top value.
+
+    The status says "credited" (credited at least once), as ``hf-txray show``, the overview's "credited neurons" and
+    the README name the count, where the saved ``neuron_cards`` table keeps its value ``"active"``."""
     layer, neuron = view.check_neuron(layer, neuron)
     rows = []
     for stage in dict.fromkeys(stages):
         if stage in view.profiles:
             stats = view.stat_row(stage, layer, neuron)
-            row = {"stage": stage, "status": "active" if stats["count"] > 0 else "dead", **stats}
+            row = {"stage": stage, "status": "credited" if stats["count"] > 0 else "dead", **stats}
         else:  # a stage only known from a report: what the report holds
             report = next(r for r in view.reports.values() if stage in (r.meta.stage_a, r.meta.stage_b))
             side = "a" if stage == report.meta.stage_a else "b"
             line = report.neurons.iloc[view.report_row(report, layer, neuron)]
-            row = {"stage": stage, "status": "active" if line[f"count_{side}"] > 0 else "dead",
+            row = {"stage": stage, "status": "credited" if line[f"count_{side}"] > 0 else "dead",
                    "mass": float(line[f"mass_{side}"]), "count": int(line[f"count_{side}"])}
             row.update({f"length_{ft}": int(line[f"length_{side}_{ft}"]) for ft in report.meta.feature_types})
         rows.append(row)
