@@ -23,7 +23,7 @@ from .logging import get_logger
 from .read_errors import (NOT_UTF8_FIX, FailedFiles, file_named_by, first_line, first_undecodable, not_utf8_text,
                           open_data_file, root_cause, short_cause)
 from .streaming import (builder_name, choose_text_column, missing_rows_error, non_string_column_error,
-                        refuse_numbers_column)
+                         refuse_numbers_column, warn_frame_read_without_header)
 from .sites import model_inside, unwrap_model
 
 logger = get_logger(__name__)
@@ -815,6 +815,9 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
         )
     dataset = _as_stored(dataset)
     column = _text_column(dataset, text_column)
+    if reader == "pandas" and text_column is None:  # a DataFrame read by pd.read_csv from a headerless file
+        head = dataset[:10_000]  # the first rows' values by column
+        warn_frame_read_without_header(column, {name: values for name, values in head.items() if name != column})
     dataset_id = dataset_id or getattr(dataset.info, "dataset_name", None)
     if num_samples is not None:
         if num_samples < 1:

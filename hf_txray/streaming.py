@@ -699,16 +699,36 @@ def reads_like_a_text(name: str) -> bool:
     return len(name) > _LONGEST_NAME or len(name.split()) >= _MOST_WORDS
 
 
-def _warn_name_reads_like_a_text(column: str) -> None:
+def _warn_name_reads_like_a_text(column: str, frame_evidence: str | None = None) -> None:
     """Warn when the detected text `column` of a CSV or TSV is named like a text: a CSV without a header line has its
     first text taken as the column's name by pandas, so that text is never profiled, without a word (helper 351). Not
-    called for other sources (a DataFrame, rows, a JSON file): they have no header line to lack (helper 354)."""
-    if reads_like_a_text(column):
-        warnings.warn(
-            f"The text column detected, {column!r}, is named like a text: if the data file has no header line, its "
-            "first line was read as the column's name and that text is not profiled. Add a header line (e.g. "
-            "'text') to the file, or pass text_column= (CLI: --text-column) to say this column is meant.",
-            UserWarning, stacklevel=2)
+    called for other sources (rows, a JSON file): they have no header line to lack (helper 354), nor for a DataFrame
+    but with `frame_evidence` (:func:`warn_frame_read_without_header`), which says why it was likely read from one."""
+    if not reads_like_a_text(column):
+        return
+    if frame_evidence is None:
+        said, source, fix = "", ("if the data file has no header line, its first line was read as the column's name "
+                                 "and that text is not profiled"), "Add a header line (e.g. 'text') to the file"
+    else:
+        said, source, fix = f", and {frame_evidence}", (
+            "the DataFrame was likely read from a file without a header line (pd.read_csv names the columns by its "
+            "first line), so that first text is not profiled"), (
+            "Read the file with pd.read_csv(path, header=None, names=['text', ...])")
+    warnings.warn(f"The text column detected, {column!r}, is named like a text{said}: {source}. {fix}, or pass "
+                  "text_column= (CLI: --text-column) to say this column is meant.", UserWarning, stacklevel=2)
+
+
+def warn_frame_read_without_header(column: str, others: dict[str, Sequence[Any]]) -> None:
+    """Warn, as for a headerless CSV file, when a DataFrame's detected text `column` is named like a text and another
+    of its columns (`others`: name -> its first values) is named by one of them, as ``pd.read_csv`` of a file without
+    a header line names them (columns ``['I loved it so much', '1']`` over labels 0 and 1): its first row was taken
+    as the names and is not profiled (helper 359: such a DataFrame had its first text dropped without a word, 2 of 3
+    texts profiled). A DataFrame of a long column name alone is not warned about: nothing tells it from one built
+    so (helper 354)."""
+    for name, values in others.items():
+        if name in {str(value) for value in values}:
+            _warn_name_reads_like_a_text(column, f"column {name!r} is named by one of its own values")
+            return
 
 
 def _words_hint(word_lists: Sequence[str]) -> str:

@@ -2350,6 +2350,30 @@ def test_a_column_named_like_a_text_is_warned_of_only_for_a_csv_or_tsv_file(tmp_
         assert len(said) == 1 and "'I loved this movie so much'" in said[0], said
 
 
+def test_a_dataframe_read_from_a_headerless_csv_is_warned_of_as_the_file_is(tmp_path):
+    """Helper 359: pd.read_csv of a headerless file of texts and labels names its columns by the first row
+    (['I loved this movie so much', '1']); analyze took the only string column and profiled 2 of the 3 texts, the
+    first one lost without a word (a file is warned of; the DataFrame path had no check). Now it warns, naming the
+    evidence (a column named by one of its own values) and pd.read_csv(header=None); a DataFrame whose long text
+    column name stands alone, or whose other column is not named by its values, is not warned of."""
+    first = "I loved this movie so much"
+    (tmp_path / "headerless.csv").write_text(f"{first},1\nterrible acting and a dull plot,0\nwhat a great day,1\n")
+    frame = pd.read_csv(tmp_path / "headerless.csv")
+    assert list(frame.columns) == [first, "1"] and len(frame) == 2
+    with pytest.warns(UserWarning) as caught:
+        run(texts=frame, features=("word",))
+    said = [str(w.message) for w in caught if "named like a text" in str(w.message)]
+    assert len(said) == 1 and repr(first) in said[0] and "column '1' is named by one of its own values" in said[0]
+    assert "pd.read_csv(path, header=None" in said[0] and "text_column=" in said[0]
+    quiet = [pd.DataFrame({"Text of the review": ["a b", "c d"], "label": [0, 1]}),
+             pd.DataFrame({"Text of the review": ["a b", "c d"]})]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*named like a text")
+        for source in quiet:
+            run(texts=source, features=("word",))
+        run(texts=frame, features=("word",), text_column=first)  # said to be meant
+
+
 def test_a_csv_quote_not_closed_at_its_field_s_end_is_refused_naming_its_line(tmp_path):
     """Helper 345: pandas reads a quote that opens a field but does not close at its end as CSV quoting, without an
     error: in a .tsv (whose quotes are often text), '"Hello there<TAB>1' took the lines up to the next quote into
