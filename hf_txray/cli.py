@@ -133,7 +133,33 @@ def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str] | No
     given = _flags_given(args.subparser, sys.argv[1:] if argv is None else argv)
     parsed = parser.parse_args(argv)
     parsed.from_config = tuple(name for name in values if name not in given)  # how an error names each option
+    _refuse_paths_beside_the_config(args.config, {name: values[name] for name in ("model", "dataset")
+                                                  if name in values and getattr(parsed, name, None) == values[name]})
     return parsed
+
+
+def _refuse_paths_beside_the_config(config: str, paths: dict[str, Any]) -> None:
+    """Refuse a relative `model` or `dataset` path of the --config file `config` (`paths`: those the command line did
+    not override) that is not in the current directory but is in the config file's folder. Relative paths in a
+    config file are read from the current directory, as on the command line and as trl's ``TrlParser`` reads them;
+    run from another folder, ``dataset: data.txt`` beside the file was called missing, and ``model: my-model``
+    looked up on the Hub (helper 359).
+
+    Raises:
+        ConfigurationError: naming the key, both places and the fixes.
+    """
+    folder = Path(config).expanduser().resolve().parent
+    if folder == Path.cwd().resolve():
+        return
+    for name, value in paths.items():
+        path = Path(value).expanduser() if isinstance(value, str) and value else None
+        if path is None or path.is_absolute() or path.exists() or not (folder / path).exists():
+            continue
+        raise ConfigurationError(
+            f"The config file {config}: {name}: {value!r} is not in the current directory ({Path.cwd()}), but is "
+            f"beside the config file ({folder / path}). Relative paths in a config file are read from the current "
+            f"directory, as on the command line: run hf-txray from {folder}, or write the path absolute or relative "
+            "to where you run it (the same holds for out:).")
 
 
 def _flags_given(command: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:

@@ -23,7 +23,7 @@ from .logging import get_logger
 from .read_errors import (NOT_UTF8_FIX, FailedFiles, file_named_by, first_line, first_undecodable, not_utf8_text,
                           open_data_file, root_cause, short_cause)
 from .streaming import (builder_name, choose_text_column, missing_rows_error, non_string_column_error,
-                         refuse_numbers_column, warn_frame_read_without_header)
+                        refuse_numbers_column, warn_frame_read_without_header)
 from .sites import model_inside, unwrap_model
 
 logger = get_logger(__name__)

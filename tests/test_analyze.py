@@ -1352,6 +1352,32 @@ def test_cli_out_with_a_tilde_goes_to_the_home_folder_as_the_readers_take_it(tmp
     assert "--out is empty: give the folder to write" in capsys.readouterr().err
 
 
+def test_cli_config_file_paths_are_read_from_the_current_directory(tmp_path, saved_bert, text_file, monkeypatch,
+                                                                   capsys):
+    """Helper 359: the README said nothing of where a --config file's relative paths are read from; they are read
+    from the current directory (as on the command line, and trl's TrlParser), and run from another folder
+    `dataset: data.txt` beside the file was called missing (a `model: folder` was looked up on the Hub). Now that is
+    refused naming both places; run from the file's folder, or with the path overridden, it runs."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir(), elsewhere.mkdir()
+    (project / "data.txt").write_text(text_file.read_text(encoding="utf-8"), encoding="utf-8")
+    config = project / "run.yaml"
+    config.write_text(f"model: {saved_bert}\ndataset: data.txt\nout: out\nfeatures: [token]\nnum_samples: 6\n",
+                      encoding="utf-8")
+    monkeypatch.chdir(project)
+    assert cli_main(["analyze", "--config", "run.yaml"]) == 0
+    assert hf_txray.Profile.from_pretrained(project / "out").meta.num_examples == 6
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert cli_main(["analyze", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"dataset: 'data.txt' is not in the current directory ({elsewhere})" in err, err
+    assert f"beside the config file ({project / 'data.txt'})" in err and f"run hf-txray from {project}" in err
+    assert not (elsewhere / "out").exists()
+    assert cli_main(["analyze", str(saved_bert), str(text_file), "--config", str(config)]) == 0  # overridden
+    assert hf_txray.Profile.from_pretrained(elsewhere / "out").meta.dataset_id == str(text_file)  # out: from here
+
+
 def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path, saved_bert, text_file, capsys):
     config = tmp_path / "run.yaml"
     config.write_text(f"model: {saved_bert}\ndataset: {text_file}\nfeatures: [token]\ntop_k: 2\nstage: from-yaml\n"
