@@ -27,7 +27,7 @@ from .budget import resolve_batch_size, resolve_token_budget
 from .batching import (BatchEncoder, EncodeOptions, PositionBatch, batches_rows, count_feature_texts,
                        count_texts, num_prefix_specials, padded_width, pads_rows, resolve_feature_ids, stage)
 from . import corpora
-from .credit import ProfileBuilder
+from .credit import ProfileBuilder, check_grid
 from .distributed import (all_gather, check_device, check_same_corpus, default_device, failing_together, input_device,
                           shard_note,
                           is_dispatched, process_info, shard_bounds)
@@ -84,6 +84,7 @@ class Profiler:
         self.sites: list[Site] = checked.sites
         self.forward, self.max_length = checked.forward, checked.max_length
         self.num_neurons = self.sites[0].width
+        check_grid(len(self.sites), self.num_neurons)
         check_top_examples_memory(len(self.sites) * self.num_neurons, config.max_examples_per_neuron)
         self.pad_limit = model_length_limit(model, self.forward.shifted, self.forward.runs).tokens
         auto_skip = config.skip_first_positions == "auto"

@@ -20,7 +20,7 @@ from .accumulators import (FEATURE_BITS, HISTOGRAM, Accumulator, ActivationHisto
                            SparseSums, StateDict, TopExamples, array_to_strings, histogram_edges, reduce_in_order,
                            split_keys, strings_to_array, sub_state)
 from .batching import PositionBatch, to_device
-from .errors import ModelError
+from .errors import ConfigurationError, ModelError
 from .features import Vocabulary
 from .profile import (EXAMPLE_COLUMNS, SPLIT_BY_ID, SPLIT_BY_TEXT, FeatureTable, HistogramTable, Profile, ProfileMeta,
                       empty_examples)
@@ -274,6 +274,28 @@ def device_sums_limit(device: torch.device) -> int:
 # position without a value for a feature type gets a key below zero, which the host drops.
 DENSE_HISTOGRAM_LIMIT = 1 << 23  # (row, bin) cells counted densely on the device (64 MB of int64 at most)
 NO_VALUE = -(1 << 62)  # below every real key while neuron rows stay under 2**29
+# Neuron rows (layers x neurons) the keys hold: row ``num_rows`` (the uncredited winners) shifted by 33 bits plus
+# NO_VALUE must stay below zero, and every real key below 2**63.
+MAX_ROWS = 1 << (62 - FEATURE_BITS - 1)
+
+
+def check_grid(num_layers: int, num_neurons: int) -> None:
+    """Refuse a grid of more neuron rows (``num_layers * num_neurons``) than the credit's int64 keys hold.
+
+    At :data:`MAX_ROWS` rows and above, a position without a value of a feature type got the key of row 0, feature
+    0 (``(2**29 << 33) + NO_VALUE == 0``), and from ``2**30`` rows the keys overflowed int64: credits added to
+    other neurons' sums, silently. No model reaches it (the widest mixture of experts profiled whole has about 5e7
+    rows), so it is refused before any work rather than handled.
+
+    Raises:
+        ConfigurationError: ``num_layers * num_neurons >= MAX_ROWS``.
+    """
+    num_rows = num_layers * num_neurons
+    if num_rows >= MAX_ROWS:
+        raise ConfigurationError(
+            f"{num_layers:,} layers x {num_neurons:,} neurons = {num_rows:,} neuron rows, more than the "
+            f"{MAX_ROWS - 1:,} the credit's (neuron, feature) keys can hold: profile fewer layers (layers=...) "
+            "in separate runs and merge their profiles.")
 
 
 class ProfileBuilder:
@@ -298,12 +320,14 @@ class ProfileBuilder:
         layer_names (`list[str]`, *optional*): the hooked modules, by layer position, as errors name them.
 
     Raises:
+        ConfigurationError: the grid has :data:`MAX_ROWS` neuron rows or more (:func:`check_grid`).
         ModelError: at a flush, when some position's winning activation was NaN or infinite.
     """
 
     def __init__(self, num_layers: int, num_neurons: int, vocabs: dict[str, Vocabulary], capacity: int,
                  device: torch.device | str | None = None, flush_every: int = 32,
                  layer_names: Sequence[str] | None = None):
+        check_grid(num_layers, num_neurons)
         self.num_layers, self.num_neurons = num_layers, num_neurons
         # how errors name each hooked layer (its module), by layer position
         self.layer_names = list(layer_names) if layer_names else [f"layer position {i}" for i in range(num_layers)]

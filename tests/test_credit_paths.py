@@ -390,3 +390,21 @@ def test_a_float64_model_s_masses_are_its_activations_summed_in_float64():
     profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), batch_size=1,
                                pad_to_multiple_of=1, show_progress=False)
     np.testing.assert_allclose(profile.neuron_mass, mass, rtol=1e-13)
+
+
+def test_grids_wider_than_the_keys_hold_are_refused_before_any_work(monkeypatch):
+    """Keys are ``row << 33 | feature id * 2 + half``, and a position without a feature value gets ``NO_VALUE``: at
+    2**29 rows the uncredited row's no-value key was 0, the key of row 0, feature 0 (a credit added to neuron 0
+    silently), and from 2**30 rows the keys overflowed int64. No model has that many rows: refused, not handled."""
+    no_value_at = lambda rows: int((torch.tensor([rows]) << (credit.FEATURE_BITS + 1)) + credit.NO_VALUE)  # noqa: E731
+    assert no_value_at(credit.MAX_ROWS - 1) < 0  # the largest grid accepted: its uncredited row's key stays out
+    assert no_value_at(credit.MAX_ROWS) == 0  # one more row: row 0, feature 0
+    with pytest.raises(hf_txray.ConfigurationError, match="neuron rows"):
+        credit.check_grid(1 << 10, 1 << 19)
+    with pytest.raises(hf_txray.ConfigurationError, match="neuron rows"):  # before its (rows,) arrays are allocated
+        credit.ProfileBuilder(1 << 10, 1 << 19, {}, 0)
+    monkeypatch.setattr(credit, "MAX_ROWS", 64)  # the tiny BERT's 2 x 48 rows: refused before the forward
+    monkeypatch.setattr(credit, "reduce_winners", None)
+    with pytest.raises(hf_txray.ConfigurationError, match="2 layers x 48 neurons = 96 neuron rows"):
+        analyze()
+
