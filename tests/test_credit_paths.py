@@ -408,3 +408,33 @@ def test_grids_wider_than_the_keys_hold_are_refused_before_any_work(monkeypatch)
     with pytest.raises(hf_txray.ConfigurationError, match="2 layers x 48 neurons = 96 neuron rows"):
         analyze()
 
+
+def test_a_bfloat16_model_s_masses_are_its_activations_summed_in_float64():
+    """In bfloat16 a sum of 1000 ones stops at 256: a neuron credited hundreds of times must have its bfloat16
+    activations summed in float64 (measured: 600 credits of one (neuron, token) summed to 7.59 in float64, 4.0 in
+    bfloat16)."""
+    from models import tiny
+
+    model, tokenizer = tiny("llama")
+    model = model.to(torch.bfloat16)
+    texts = TEXTS[:4] * 100
+    mass, count = np.zeros((2, model.config.intermediate_size)), np.zeros((2, model.config.intermediate_size), int)
+    kept = {}
+    handles = [layer.mlp.down_proj.register_forward_pre_hook(lambda m, a, i=i: kept.__setitem__(i, a[0][0]))
+               for i, layer in enumerate(model.layers)]
+    with torch.no_grad():
+        for text in TEXTS[:4]:
+            model(torch.tensor([tokenizer(text)["input_ids"]]))
+            for layer, acts in kept.items():
+                for row in acts[1:].double():  # skip_first_positions="auto": 1 for a decoder
+                    best = int(row.argmax())
+                    if row[best] > 0:
+                        mass[layer, best] += 100 * float(row[best])  # exact: 100 x a bfloat16 value in float64
+                        count[layer, best] += 100
+    for handle in handles:
+        handle.remove()
+    profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",), batch_size=8,
+                               pad_to_multiple_of=0, show_progress=False)
+    assert count.max() > 300
+    np.testing.assert_array_equal(profile.neuron_count, count)
+    np.testing.assert_allclose(profile.neuron_mass, mass, rtol=1e-12)
