@@ -124,13 +124,37 @@ def _row_index(layers: Iterable[int], layer: np.ndarray, neuron: np.ndarray, num
     return position[np.asarray(layer, np.int64)] * num_neurons + np.asarray(neuron, np.int64)
 
 
-def _list_column(rows: np.ndarray, num_rows: int, values: pa.StructArray) -> pa.ListArray:
-    """Group struct values (sorted by row) into one list per row 0..num_rows-1."""
-    offsets = np.searchsorted(rows, np.arange(num_rows + 1)).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
+LIST_VALUES_LIMIT = (1 << 31) - 1  # values one arrow list array can address (its offsets are int32)
 
 
-def _top_features_column(profile: Profile, ft: str) -> pa.ListArray:
+def _list_column(rows: np.ndarray, num_rows: int, values: pa.Array) -> pa.ListArray | pa.ChunkedArray:
+    """Group values (sorted by row) into one list per row 0..num_rows-1.
+
+    A list array's offsets are int32: past :data:`LIST_VALUES_LIMIT` values (e.g. 5e7 neuron rows x 50 top
+    examples) they wrapped around to negative numbers, an invalid array. The column is then a chunked array of the
+    same type, each chunk a run of rows holding at most that many values.
+
+    Raises:
+        ProfileFormatError: one row alone holds more values than a list can.
+    """
+    offsets = np.searchsorted(rows, np.arange(num_rows + 1))
+    if offsets[-1] <= LIST_VALUES_LIMIT:
+        return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32), pa.int32()), values)
+    chunks, first = [], 0
+    while first < num_rows:
+        last = int(np.searchsorted(offsets, offsets[first] + LIST_VALUES_LIMIT, side="right")) - 1
+        if last <= first:
+            raise ProfileFormatError(f"Row {first} holds {offsets[first + 1] - offsets[first]:,} values, more than "
+                                     f"the {LIST_VALUES_LIMIT:,} one list of a parquet column can hold.")
+        last = min(last, num_rows)
+        part = offsets[first:last + 1] - offsets[first]
+        chunks.append(pa.ListArray.from_arrays(pa.array(part.astype(np.int32), pa.int32()),
+                                               values.slice(int(offsets[first]), int(part[-1]))))
+        first = last
+    return pa.chunked_array(chunks, pa.list_(values.type))
+
+
+def _top_features_column(profile: Profile, ft: str) -> pa.ListArray | pa.ChunkedArray:
     table = profile.tables[ft]
     probability = metrics.probabilities(table.rows, table.mass, profile.num_rows)
     names = np.array(table.vocab, dtype=object)
@@ -144,7 +168,7 @@ def _top_features_column(profile: Profile, ft: str) -> pa.ListArray:
     return _list_column(table.rows[keep], profile.num_rows, values)
 
 
-def _examples_column(profile: Profile) -> pa.ListArray:
+def _examples_column(profile: Profile) -> pa.ListArray | pa.ChunkedArray:
     ex = profile.examples
     rows = _row_index(profile.layers, ex["layer"].to_numpy(), ex["neuron"].to_numpy(), profile.num_neurons)
     order = np.lexsort((ex["rank"].to_numpy(), rows))
@@ -232,7 +256,7 @@ def _neuron_page_columns(profile: Profile) -> dict[str, Any]:
     return columns
 
 
-def _output_tokens_column(profile: Profile, direction: str) -> pa.ListArray:
+def _output_tokens_column(profile: Profile, direction: str) -> pa.ListArray | pa.ChunkedArray:
     effects = profile.output_effects
     part = effects[effects["direction"] == direction]
     rows = _row_index(profile.layers, part["layer"].to_numpy(), part["neuron"].to_numpy(), profile.num_neurons)
@@ -251,7 +275,7 @@ def neuron_outputs_table(profile: Profile) -> pa.Table | None:
     return pa.Table.from_pandas(frame, schema=OUTPUTS_SCHEMA, preserve_index=False).replace_schema_metadata(None)
 
 
-def _positions_column(profile: Profile) -> pa.Array:
+def _positions_column(profile: Profile) -> pa.Array | pa.ChunkedArray:
     if profile.position_mass is None:
         return pa.nulls(profile.num_rows, pa.list_(POSITION_STRUCT))
     e = profile.position_mass.entries()

@@ -740,3 +740,28 @@ def test_saved_snapshots_are_read_in_the_order_they_were_taken(tmp_path, capsys)
     assert list(viewed[0]) == taken and [r.meta.stage_b for r in viewed[1].values()] == taken[1:]
     assert cli_main(["export", str(root), "--out", str(tmp_path / "export"), "--no-plots"]) == 0
     assert list(hf_txray.load(tmp_path / "export").profiles) == taken
+
+
+def test_list_columns_past_the_int32_offsets_of_one_arrow_list_are_chunked_and_save_the_same(tmp_path, monkeypatch):
+    """An arrow list array's offsets are int32: past 2**31 - 1 values in one column (e.g. 5e7 neuron rows x 50 top
+    examples, or rows x positions of mass_by_position) they wrapped to negative numbers, an invalid array. Such a
+    column is now a chunked array of runs of rows; here the limit is lowered to 64 values."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hf_txray import layout
+
+    profile = build("profile")
+    whole = layout.neuron_cards_table(profile)
+    folder = profile.save_pretrained(tmp_path / "whole")
+    monkeypatch.setattr(layout, "LIST_VALUES_LIMIT", 64)
+    chunked = layout.neuron_cards_table(profile)
+    assert chunked["top_examples"].num_chunks > 1 and chunked.schema == whole.schema
+    lists = [f.name for f in whole.schema if f.type.id == pa.list_(pa.int64()).id]
+    assert "top_examples" in lists and "mass_by_position" in lists
+    assert all(chunked[name].to_pylist() == whole[name].to_pylist() for name in lists)
+    saved = profile.save_pretrained(tmp_path / "chunked")
+    assert_exact(profile, Profile.from_pretrained(saved), "profile")
+    written = [pq.read_table(f / "neuron_cards") for f in (folder, saved)]  # as written: the same lists
+    assert written[0].schema == written[1].schema
+    assert all(written[0][name].to_pylist() == written[1][name].to_pylist() for name in lists)
