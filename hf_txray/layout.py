@@ -35,7 +35,7 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -125,33 +125,59 @@ def _row_index(layers: Iterable[int], layer: np.ndarray, neuron: np.ndarray, num
 
 
 LIST_VALUES_LIMIT = (1 << 31) - 1  # values one arrow list array can address (its offsets are int32)
+TEXT_BYTES_LIMIT = (1 << 31) - 1  # UTF-8 bytes one arrow string array can hold (its offsets are int32)
 
 
-def _list_column(rows: np.ndarray, num_rows: int, values: pa.Array) -> pa.ListArray | pa.ChunkedArray:
+def _list_column(rows: np.ndarray, num_rows: int, values: pa.Array | Callable[[int, int], pa.Array],
+                 text_bytes: np.ndarray | None = None) -> pa.ListArray | pa.ChunkedArray:
     """Group values (sorted by row) into one list per row 0..num_rows-1.
 
-    A list array's offsets are int32: past :data:`LIST_VALUES_LIMIT` values (e.g. 5e7 neuron rows x 50 top
-    examples) they wrapped around to negative numbers, an invalid array. The column is then a chunked array of the
-    same type, each chunk a run of rows holding at most that many values.
+    Arrow's list and string arrays address their items with int32 offsets: past :data:`LIST_VALUES_LIMIT` values
+    (rows x positions of ``mass_by_position``) the list offsets wrapped around to negative numbers, an invalid
+    array, and past 2 GB of text (``top_examples``' snippets of a 70B model's 2.3M rows x 10) ``pa.array`` gave a
+    chunked array that the struct refused (a bare TypeError). The column is then a chunked array of the same type,
+    each chunk a run of whole rows within both limits.
+
+    Args:
+        rows (`np.ndarray`): the row of each value, sorted.
+        num_rows (`int`): the rows of the column.
+        values (`pa.Array` or `Callable[[int, int], pa.Array]`): the values, or a function giving those from
+            index `start` to `stop` (built one run at a time: needed where they hold text).
+        text_bytes (`np.ndarray`, *optional*): the UTF-8 bytes of each value's text (all its string fields).
 
     Raises:
-        ProfileFormatError: one row alone holds more values than a list can.
+        ProfileFormatError: one row alone holds more values or text than one array can.
     """
     offsets = np.searchsorted(rows, np.arange(num_rows + 1))
-    if offsets[-1] <= LIST_VALUES_LIMIT:
-        return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32), pa.int32()), values)
-    chunks, first = [], 0
-    while first < num_rows:
-        last = int(np.searchsorted(offsets, offsets[first] + LIST_VALUES_LIMIT, side="right")) - 1
-        if last <= first:
-            raise ProfileFormatError(f"Row {first} holds {offsets[first + 1] - offsets[first]:,} values, more than "
-                                     f"the {LIST_VALUES_LIMIT:,} one list of a parquet column can hold.")
-        last = min(last, num_rows)
+    made = values if callable(values) else (lambda start, stop: values.slice(start, stop - start))
+    runs = _row_runs(offsets, text_bytes)
+    chunks = []
+    for first, last in zip(runs[:-1], runs[1:]):
         part = offsets[first:last + 1] - offsets[first]
         chunks.append(pa.ListArray.from_arrays(pa.array(part.astype(np.int32), pa.int32()),
-                                               values.slice(int(offsets[first]), int(part[-1]))))
-        first = last
-    return pa.chunked_array(chunks, pa.list_(values.type))
+                                               made(int(offsets[first]), int(offsets[last]))))
+    return chunks[0] if len(chunks) == 1 else pa.chunked_array(chunks, chunks[0].type)
+
+
+def _row_runs(offsets: np.ndarray, text_bytes: np.ndarray | None) -> list[int]:
+    """Boundaries ``[0, ..., num_rows]`` of runs of whole rows, each holding at most :data:`LIST_VALUES_LIMIT`
+    values and :data:`TEXT_BYTES_LIMIT` bytes of text (`offsets`: each row's first value, then the total)."""
+    num_rows = len(offsets) - 1
+    if num_rows == 0:
+        return [0, 0]
+    total_bytes = None if text_bytes is None else np.concatenate([[0], np.cumsum(text_bytes)])[offsets]
+    runs = [0]
+    while runs[-1] < num_rows:
+        first = runs[-1]
+        last = int(np.searchsorted(offsets, offsets[first] + LIST_VALUES_LIMIT, side="right")) - 1
+        if total_bytes is not None:
+            last = min(last, int(np.searchsorted(total_bytes, total_bytes[first] + TEXT_BYTES_LIMIT, side="right")) - 1)
+        last = min(last, num_rows)
+        if last <= first:
+            raise ProfileFormatError(f"Row {first} holds {offsets[first + 1] - offsets[first]:,} values, more values "
+                                     "or text than one arrow array can hold.")
+        runs.append(last)
+    return runs
 
 
 def _top_features_column(profile: Profile, ft: str) -> pa.ListArray | pa.ChunkedArray:
@@ -182,9 +208,15 @@ def _examples_column(profile: Profile) -> pa.ListArray | pa.ChunkedArray:
         "span_start": starts, "span_end": ends, "token": token, "example_id": ex["example_id"],
         "token_index": ex["token_index"], "char_start": ex["char_start"], "char_end": ex["char_end"],
     }  # fmt: skip
-    as_array = lambda f: pa.array(arrays[f.name] if f.type == pa.string() else np.asarray(arrays[f.name]), f.type)  # noqa: E731
-    values = pa.StructArray.from_arrays([as_array(f) for f in EXAMPLE_STRUCT], fields=list(EXAMPLE_STRUCT))
-    return _list_column(rows[order], profile.num_rows, values)
+    arrays = {name: v if isinstance(v, list) else np.asarray(v) for name, v in arrays.items()}
+
+    def values(start: int, stop: int) -> pa.StructArray:  # a run of rows' examples (see _list_column)
+        return pa.StructArray.from_arrays([pa.array(arrays[f.name][start:stop], f.type) for f in EXAMPLE_STRUCT],
+                                          fields=list(EXAMPLE_STRUCT))
+
+    text_bytes = np.array([len(a.encode("utf-8", "surrogatepass")) + len(b.encode("utf-8", "surrogatepass"))
+                           for a, b in zip(arrays["snippet"], token)], dtype=np.int64)
+    return _list_column(rows[order], profile.num_rows, values, text_bytes)
 
 
 def neuron_cards_table(profile: Profile, report: TransferReport | None = None) -> pa.Table:

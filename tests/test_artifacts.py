@@ -742,10 +742,11 @@ def test_saved_snapshots_are_read_in_the_order_they_were_taken(tmp_path, capsys)
     assert list(hf_txray.load(tmp_path / "export").profiles) == taken
 
 
-def test_list_columns_past_the_int32_offsets_of_one_arrow_list_are_chunked_and_save_the_same(tmp_path, monkeypatch):
-    """An arrow list array's offsets are int32: past 2**31 - 1 values in one column (e.g. 5e7 neuron rows x 50 top
-    examples, or rows x positions of mass_by_position) they wrapped to negative numbers, an invalid array. Such a
-    column is now a chunked array of runs of rows; here the limit is lowered to 64 values."""
+def test_list_columns_past_the_int32_offsets_of_one_arrow_array_are_chunked_and_save_the_same(tmp_path, monkeypatch):
+    """Arrow's list and string arrays have int32 offsets: past 2**31 - 1 values in one list column (rows x positions
+    of mass_by_position) they wrapped to negative numbers, an invalid array, and past 2 GB of top-example text
+    pa.array gave a chunked array that the struct refused (TypeError). Such a column is now a chunked array of
+    runs of rows; here the limits are lowered to 64 values and 2000 bytes."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -755,8 +756,10 @@ def test_list_columns_past_the_int32_offsets_of_one_arrow_list_are_chunked_and_s
     whole = layout.neuron_cards_table(profile)
     folder = profile.save_pretrained(tmp_path / "whole")
     monkeypatch.setattr(layout, "LIST_VALUES_LIMIT", 64)
+    monkeypatch.setattr(layout, "TEXT_BYTES_LIMIT", 2000)
     chunked = layout.neuron_cards_table(profile)
-    assert chunked["top_examples"].num_chunks > 1 and chunked.schema == whole.schema
+    assert chunked["mass_by_position"].num_chunks > 1 and chunked.schema == whole.schema
+    assert chunked["top_examples"].num_chunks > chunked["top_pos"].num_chunks  # the examples' text too
     lists = [f.name for f in whole.schema if f.type.id == pa.list_(pa.int64()).id]
     assert "top_examples" in lists and "mass_by_position" in lists
     assert all(chunked[name].to_pylist() == whole[name].to_pylist() for name in lists)
