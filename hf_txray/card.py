@@ -25,6 +25,12 @@ if TYPE_CHECKING:
     from .profile import Profile
     from .report import TransferReport
 
+THIS_FOLDER = "<this folder>"  # what a card's examples read when its folder names no Hub repo
+# datasets caches a local folder under its name and config, not its files: these read the files themselves (the
+# sizes checked against the cache's would refuse them: NonMatchingSplitsSizesError)
+READ_FILES_ANEW = 'download_mode="force_redownload", verification_mode="no_checks"'
+LOCAL_CACHE_NOTE = ("# A local folder: datasets caches it under its name and config, not its files (a re-export, or "
+                    "another folder of this name, would read as the first); these arguments read its files")
 DEFAULT_CONFIG = "neuron_cards"  # the config the Hub's viewer and load_dataset(repo) show first
 TAGS = ["hf-txray", "interpretability", "neuron-analysis"]
 OLD_TAG = "hf_txray"  # the probing cards' tag before 2026-12-03: still marks a card hf_txray wrote
@@ -232,24 +238,38 @@ def _configs_section(row_counts: Mapping[str, int]) -> list[str]:
     return ["## Configs", "", markdown_table(frame), ""]
 
 
-def _loading_section(repo_id: str, row_counts: Mapping[str, int], revision: str | None) -> list[str]:
-    configs = [n for n, rows in row_counts.items() if rows]
+def _load_lines(configs: Sequence[str], repo_id: str | None, revision: str | None) -> list[str]:
+    """The card's ``NAME = load_dataset(...)`` lines of `configs`: from the Hub repo `repo_id` at `revision`, or, when
+    the folder names no repo (None), from :data:`THIS_FOLDER` with :data:`READ_FILES_ANEW` and a comment saying why:
+    ``datasets`` caches a local folder under its name and config, not its files, so the plain call returned another
+    folder's rows (helper 362). :func:`naming_repo` turns either form into the Hub one."""
+    if repo_id is None:
+        return [LOCAL_CACHE_NOTE, *[f'{n} = load_dataset("{THIS_FOLDER}", "{n}", split="train", {READ_FILES_ANEW})'
+                                    for n in configs]]
     at = f', revision="{revision}"' if revision else ""  # results on a branch: the default one may hold none
+    return [f'{n} = load_dataset("{repo_id}", "{n}", split="train"{at})' for n in configs]
+
+
+def _loading_section(repo_id: str | None, row_counts: Mapping[str, int], revision: str | None) -> list[str]:
+    configs = [n for n, rows in row_counts.items() if rows]
+    at = f', revision="{revision}"' if revision and repo_id else ""
     return ["## How to load", "", "```python", "from datasets import load_dataset", "",
-            *[f'{n} = load_dataset("{repo_id}", "{n}", split="train"{at})' for n in configs], "",
+            *_load_lines(configs, repo_id, revision), "",
             "# The exact Profile and TransferReport objects (pip install hf_txray):", "import hf_txray", "",
-            f'profiles, reports = hf_txray.load("{repo_id}"{at})', "```", ""]
+            f'profiles, reports = hf_txray.load("{repo_id or THIS_FOLDER}"{at})', "```", ""]
 
 
 def naming_repo(text: str, repo_id: str, revision: str | None = None) -> str:
     """A card's `text` with its loading and reproduce examples (:func:`_loading_section`, :func:`_reproduce_section`,
     the probing section's) naming `repo_id` at `revision` (None: the default branch): an export folder's card names
-    the repo and branch given to ``save_to_disk`` (or ``<repo_id>`` when none was), and pushed to another repo or
-    branch every one of its examples read another repo, a placeholder or a branch that did not exist (helper 283)."""
+    the repo and branch given to ``save_to_disk`` (or reads :data:`THIS_FOLDER` anew when none was), and pushed to
+    another repo or branch every one of its examples read another repo, a placeholder or a branch that did not exist
+    (helper 283). A Hub repo is cached by commit: its loading examples drop the local folder's arguments and note."""
     import re
 
     at = f', revision="{revision}"' if revision else ""
-    quoted, old_at = r'"[^"\n]*"', r'(?:, revision="[^"\n]*")?'
+    quoted, old_at = r'"[^"\n]*"', rf'(?:, revision="[^"\n]*"|, {re.escape(READ_FILES_ANEW)})?'
+    text = re.sub(rf'^{re.escape(LOCAL_CACHE_NOTE)}\n', "", text, flags=re.MULTILINE)  # a Hub repo: keyed by commit
     text = re.sub(rf'^(\w+ = load_dataset\(){quoted}, ({quoted}), split="train"{old_at}\)$',
                   lambda m: f'{m[1]}"{repo_id}", {m[2]}, split="train"{at})', text, flags=re.MULTILINE)
     text = re.sub(rf'^profiles, reports = hf_txray\.load\({quoted}{old_at}\)$',
@@ -382,9 +402,9 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
     if reports:
         body += ["## Transfer reports", ""] + [line for r in reports.values() for line in _report_tables(r)]
     body += _plots_section(figures) + _configs_section(row_counts)
-    body += _loading_section(repo_id or "<repo_id>", row_counts, revision)
+    body += _loading_section(repo_id, row_counts, revision)
     if profiles:
-        body += _reproduce_section(profiles, repo_id or "<this folder>", revision)
+        body += _reproduce_section(profiles, repo_id or THIS_FOLDER, revision)
     body += ["## Citation", "", "```bibtex", CITATION, "```", ""]
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
 
@@ -472,10 +492,8 @@ def _probing_subsection(config: str, heading: str, table: str, repo_id: str | No
                         revision: str | None = None) -> list[str]:
     """One config's marked part of the probing section: its table and how to load it (from `repo_id` where known,
     as the TX-Ray part's loading examples name it)."""
-    at = f', revision="{revision}"' if revision else ""
     return [f"<!-- hf_txray:probing-{config}:start -->", heading, "", table, "", "```python",
-            "from datasets import load_dataset", "",
-            f'{config} = load_dataset("{repo_id or "<repo_id>"}", "{config}", split="train"{at})',
+            "from datasets import load_dataset", "", *_load_lines([config], repo_id, revision),
             "```", f"<!-- hf_txray:probing-{config}:end -->", ""]
 
 

@@ -160,8 +160,9 @@ def save_to_disk(
     loads with ``datasets.load_dataset(directory, config)`` for every config, and with :func:`hf_txray.load`. A local
     folder is cached by ``datasets`` under its folder name and config alone, not by its files: after a second export
     into the same folder (or into another folder of the same name), ``load_dataset`` returns the first export's
-    tables without a word; pass ``download_mode="force_redownload"``, or read it with :func:`hf_txray.load`, which
-    reads the files themselves.
+    tables without a word; pass ``download_mode="force_redownload", verification_mode="no_checks"`` (as the card's
+    examples do when no `repo_id` is given; force alone raises ``NonMatchingSplitsSizesError`` against the cached
+    sizes), or read it with :func:`hf_txray.load`, which reads the files themselves.
 
     Args:
         directory (`str` or `Path`): the folder to write; must be new, empty, or a previous export.
@@ -181,7 +182,8 @@ def save_to_disk(
     Example:
         ```python
         >>> hf_txray.save_to_disk("results/minilm", profiles=[pretrained, finetuned], reports=[report])
-        >>> datasets.load_dataset("results/minilm", "neuron_cards", split="train", download_mode="force_redownload")
+        >>> datasets.load_dataset("results/minilm", "neuron_cards", split="train", download_mode="force_redownload",
+        ...                       verification_mode="no_checks")
         ```
     """
     if not isinstance(directory, (str, os.PathLike)):  # the folder given last, or left out: name the order

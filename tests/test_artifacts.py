@@ -521,8 +521,8 @@ def test_push_and_load_from_the_hub_at_a_revision(kind, hub, tmp_path, caplog):
         artifact.push_to_hub(kind.replace("_", "-"), revision="dev")  # a bare name: the token user's repo
         readme = hub.server.repo_files(repo_id, revision="dev")["README.md"].decode()
         assert f'load_dataset("{repo_id}", "meta", split="train", revision="dev")' in readme
-        assert "<repo_id>" not in readme and "<repo_id>" in build(kind).save_pretrained(tmp_path / "s").joinpath(
-            "README.md").read_text()
+        assert "<repo_id>" not in readme and "<this folder>" not in readme and "force_redownload" not in readme
+        assert "<this folder>" in build(kind).save_pretrained(tmp_path / "s").joinpath("README.md").read_text()
 
 
 def test_a_pull_request_against_a_branch_has_a_card_naming_that_branch(monkeypatch):

@@ -143,6 +143,60 @@ def test_a_dict_of_profiles_or_reports_is_keyed_by_their_names(results, tmp_path
     assert_same_results(hf_txray.load(tmp_path / "ok"), [a, b], [report])
 
 
+def test_the_cards_loading_example_reads_its_own_folder_not_another_of_that_name(results, tmp_path, monkeypatch):
+    """Helper 362: ``datasets`` caches a local folder under its name and config, not its files, so the card's
+    ``load_dataset(FOLDER, "distributions", split="train")`` of tmp/b/exp returned tmp/a/exp's rows (and, with the
+    folder re-exported, the first export's), without a word; ``download_mode="force_redownload"`` alone raised
+    NonMatchingSplitsSizesError against the cached sizes. The card's example, run as written, reads each folder."""
+    a, b, _ = results
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets-cache")  # not the user's
+
+    def tables(folder: Path) -> dict[str, pd.DataFrame]:
+        return {c: pd.concat([pd.read_parquet(f) for f in sorted((folder / c).glob("*.parquet"))], ignore_index=True)
+                for c in ("neuron_cards", "distributions")}
+
+    def as_the_card_says(folder: Path) -> dict[str, pd.DataFrame]:
+        text = (folder / "README.md").read_text(encoding="utf-8")
+        code = re.search(r"## How to load\n\n```python\n(.*?)```", text, flags=re.DOTALL)[1]
+        for placeholder in ("<this folder>", "<repo_id>"):  # the path the user puts in its place
+            code = code.replace(f'"{placeholder}"', repr(str(folder)))
+        names: dict = {}
+        exec(code, names)  # noqa: S102  (the card's own text)
+        return {c: names[c].to_pandas() for c in ("neuron_cards", "distributions")}
+
+    first = hf_txray.save_to_disk(tmp_path / "a" / "exp", [a], plots=False)
+    second = hf_txray.save_to_disk(tmp_path / "b" / "exp", [b], plots=False)
+    assert not tables(first)["distributions"].equals(tables(second)["distributions"])
+    for folder in (first, second, first):
+        for config, table in as_the_card_says(folder).items():
+            pd.testing.assert_frame_equal(table, tables(folder)[config], obj=f"{folder} {config}")
+    hf_txray.save_to_disk(first, [b], plots=False)  # the same path, another run
+    for config, table in as_the_card_says(first).items():
+        pd.testing.assert_frame_equal(table, tables(first)[config], obj=f"re-exported {config}")
+
+
+def test_a_repushed_repos_card_example_reads_the_new_commit(results, hub, tmp_path):
+    """Helper 362: a Hub repo is cached by ``datasets`` under its commit, so the pushed card's plain example (no
+    local folder's arguments) reads a re-push's rows, not the first push's."""
+    a, b, _ = results
+    repo = f"{hub.username}/repushed"
+
+    def as_the_card_says() -> pd.DataFrame:
+        text = hub.server.repo_files(repo)["README.md"].decode()
+        code = re.search(r"## How to load\n\n```python\n(.*?)# The exact", text, flags=re.DOTALL)[1]
+        assert "<this folder>" not in code and "force_redownload" not in code
+        names: dict = {}
+        exec(code, names)  # noqa: S102  (the card's own text)
+        return names["distributions"].to_pandas()
+
+    for n, profile in enumerate((a, b, a)):
+        local = hf_txray.save_to_disk(tmp_path / str(n), [profile], plots=False)
+        hf_txray.hub.push_folder(local, repo)
+        files = sorted((local / "distributions").glob("*.parquet"))
+        pd.testing.assert_frame_equal(as_the_card_says(),
+                                      pd.concat([pd.read_parquet(f) for f in files], ignore_index=True))
+
+
 def test_save_to_disk_names_the_folder_first_when_given_in_another_place(results, tmp_path, monkeypatch):
     """A fresh tester's save_to_disk([pretrained, zeroshot], [report], folder) (the folder last) was refused with
     "profiles must be a Profile, a list or a dict of them; got [TransferReport(...)]": about the reports, which were

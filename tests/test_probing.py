@@ -2159,7 +2159,8 @@ def test_save_probing_into_export_folder_and_push(planted, tmp_path, hub):
     # helper 134: the probes' part of the section stays (it was replaced by the curve's alone)
     # helper 212: its loading example named "<repo_id>" where the TX-Ray part names the repo
     assert after.text.count("### Probes (`probe_rankings`)") == 1 and f'load_dataset("{other}", "probe_rankings"' \
-        in after.text and f'load_dataset("{other}", "ablation"' in after.text and "<repo_id>" not in after.text
+        in after.text and f'load_dataset("{other}", "ablation"' in after.text and "<repo_id>" not in after.text \
+        and "<this folder>" not in after.text and "force_redownload" not in after.text
     curve.push_to_hub(other)  # again: one of each part
     again = hub.server.repo_files(other)["README.md"].decode()
     assert again.count("### Ablation (`ablation`)") == again.count("### Probes (`probe_rankings`)") == 1

@@ -117,7 +117,7 @@ def save_probing(directory: str | Path, probes: Any = None, ablations: Any = Non
         >>> hf_txray.save_to_disk("results/minilm", profiles=[profile])
         >>> save_probing("results/minilm", probes=[result], ablations=[curve])
         >>> datasets.load_dataset("results/minilm", "probe_rankings", split="train",   # a local folder: read anew
-        ...                       download_mode="force_redownload")             # (see hf_txray.save_to_disk)
+        ...                       download_mode="force_redownload", verification_mode="no_checks")  # (see save_to_disk)
         ```
     """
     probe_list, curve_list = as_list(probes, ProbingResult, "probes"), as_list(ablations, AblationCurve, "ablations")
