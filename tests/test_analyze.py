@@ -580,6 +580,27 @@ def test_a_local_file_rewritten_with_its_old_mtime_is_read_again(tmp_path, monke
         assert compare_numbers(second, run(texts=given))[0] and "force_redownload" not in modes  # cached again
 
 
+def test_a_local_file_rewritten_shorter_under_its_old_mtime_is_read_again_not_refused(tmp_path, monkeypatch):
+    """Helper 362: a cache found stale (a file rewritten under its old mtime, helper 165) was built again with
+    download_mode="force_redownload" alone, and datasets checked the new split against the sizes recorded in the old
+    cache: a file rewritten with 2 texts instead of 5 raised NonMatchingSplitsSizesError (expected 5 examples,
+    recorded 2), reported for a folder as 'Could not read ... Fix or remove that file'. Both are profiled anew."""
+    from hf_txray.reproduce import compare_numbers
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets-cache")  # not the user's
+    old, new = ["alpha one", "alpha two", "alpha six", "alpha ten", "alpha end"], ["beta one", "beta two"]
+    (tmp_path / "splits").mkdir()
+    files = {tmp_path / "corpus.csv": str(tmp_path / "corpus.csv"), tmp_path / "splits" / "train.csv":
+             str(tmp_path / "splits")}
+    for path, given in files.items():
+        pd.DataFrame({"text": old}).to_csv(path, index=False)
+        assert run(texts=given).meta.num_examples == len(old)
+        stat = path.stat()
+        pd.DataFrame({"text": new}).to_csv(path, index=False)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert compare_numbers(run(texts=new), run(texts=given))[0], path.name
+
+
 def test_a_folder_of_split_files_with_other_columns_is_read_split_by_split(tmp_path):
     """train.csv with a label column, test.csv without (a common layout): each split is read from its own files
     (datasets' load_dataset of the folder needs every split to share columns and failed)."""
