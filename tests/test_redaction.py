@@ -133,3 +133,17 @@ def test_a_model_kwargs_text_with_a_token_is_refused_without_repeating_the_token
         hf_txray.analyze(str(saved_bert), ["a text"],
                          model_kwargs=[{"hub_token": "s3cretValue12", "api_key": "k3yk3yk3yk3y"}])
     assert "s3cretValue12" not in str(caught.value) and "k3yk3yk3yk3y" not in str(caught.value)
+
+
+def test_the_viewer_masks_a_secret_in_an_error_that_is_not_hf_txrays(caplog):
+    # an error from a library underneath (fsspec, requests) names the URL a visitor typed, with its password
+    from hf_txray.viewer.app import message_of
+
+    try:
+        raise OSError(f"could not open https://user:{SECRET}@example.org/x")
+    except OSError as err:
+        with caplog.at_level("ERROR"):
+            shown = message_of(err)
+    assert shown == "Unexpected error (OSError): could not open https://***@example.org/x"
+    assert caplog.records and "Traceback" in caplog.text and "https://***@example.org/x" in caplog.text
+    assert SECRET not in caplog.text

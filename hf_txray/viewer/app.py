@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import threading
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +30,7 @@ from gradio.components.plot import PlotData
 from gradio.processing_utils import encode_plot_to_base64
 
 from ..errors import ConfigurationError, TXRayError
+from ..redaction import redact
 from ..report import DEFAULT_MIN_COUNT, STATUSES
 from ..tables import too_few_credits_text
 from . import data, figures, live, probing, tables
@@ -128,11 +130,13 @@ def source_token(source: str) -> bool | None:
 
 
 def message_of(err: Exception) -> str:
-    """A readable one-paragraph message (never a traceback)."""
+    """A readable one-paragraph message (never a traceback). An error that is not hf_txray's own (its messages are
+    masked already) is masked here, in the message and in the logged traceback: a visitor's typed URL may carry a
+    password or a token (``https://user:hf_...@host``)."""
     if isinstance(err, TXRayError):
         return str(err)
-    logger.exception("Unexpected error in the viewer")
-    return f"Unexpected error ({type(err).__name__}): {err}"
+    logger.error("Unexpected error in the viewer:\n%s", redact("".join(traceback.format_exception(err))))
+    return redact(f"Unexpected error ({type(err).__name__}): {err}")
 
 
 def warn(message: str) -> None:
