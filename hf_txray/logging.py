@@ -28,6 +28,8 @@ from typing import Any, Iterator
 
 from logging import CRITICAL, DEBUG, ERROR, INFO, WARNING  # noqa: F401  (re-exported, as transformers does)
 
+from .redaction import redact
+
 LIBRARY_NAME = "hf_txray"
 VERBOSITY_ENV = "HF_TXRAY_VERBOSITY"
 PROGRESS_ENV = "HF_TXRAY_DISABLE_PROGRESS_BARS"
@@ -76,6 +78,15 @@ class MainProcessFilter(logging.Filter):
         return record.levelno >= ERROR or process_rank() == 0
 
 
+class RedactingFormatter(logging.Formatter):
+    """Formats a record as :class:`logging.Formatter` does, with the secrets a name may carry masked
+    (:func:`~hf_txray.redaction.redact`) in the whole line, traceback included: a log line repeats what the user
+    typed (the viewer's ``Could not open https://user:hf_xxx@host/x``), as an error message does."""
+
+    def format(self, record: logging.LogRecord) -> str:  # noqa: D102
+        return redact(super().format(record))
+
+
 class StderrHandler(logging.StreamHandler):
     """Writes to the *current* ``sys.stderr`` (as logging's last-resort handler does), so redirections made after
     import (notebooks, pytest's capture, ``contextlib.redirect_stderr``) see the records."""
@@ -98,7 +109,7 @@ def _configure() -> logging.Logger:
     with _lock:
         if _handler is None:
             _handler = StderrHandler()
-            _handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            _handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
             _handler.addFilter(MainProcessFilter())
             root.addHandler(_handler)
             root.setLevel(_default_level())

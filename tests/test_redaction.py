@@ -147,3 +147,22 @@ def test_the_viewer_masks_a_secret_in_an_error_that_is_not_hf_txrays(caplog):
     assert shown == "Unexpected error (OSError): could not open https://***@example.org/x"
     assert caplog.records and "Traceback" in caplog.text and "https://***@example.org/x" in caplog.text
     assert SECRET not in caplog.text
+
+
+def test_log_lines_and_the_viewers_unexpected_errors_mask_secrets(capsys):
+    # helper 364: `hf-txray view https://me:hf_xxx@host/x` (or build_demo(source=...)) logged "Could not open
+    # https://me:hf_xxx@host/x: ..." with the token whole (INFO, hf_txray.space), beside the error's masked message
+    from hf_txray.logging import get_logger
+    from hf_txray.viewer.app import message_of
+
+    logger = get_logger("test_redaction")
+    try:
+        raise OSError(f"cannot read {NAMES[0]}")
+    except OSError:
+        logger.warning("Could not open %s", NAMES[1], exc_info=True)
+    err = capsys.readouterr().err
+    assert "Could not open https://example.org/data/a.txt?token=***" in err and "OSError: cannot read" in err
+    assert SECRET not in err
+    shown = message_of(OSError(f"cannot read {NAMES[0]}"))
+    assert "https://***@example.org/data/a.txt" in shown and SECRET not in shown
+    capsys.readouterr()
