@@ -544,6 +544,14 @@ def check_sites_in(model: nn.Module, sites: Sequence["Site"]) -> None:
                          "model you run (find_sites(model, ...)).")
 
 
+def _is_distributed_hook(hook: Callable) -> bool:
+    """Whether a forward pre-hook is torch.distributed's own (FSDP2's parameter gathering, DDP's mixed precision
+    copies): removing or moving it, as a user's own hook may be, would break the model."""
+    function = getattr(hook, "func", hook)  # a functools.partial, as FSDP1's composable hooks are
+    function = getattr(function, "__func__", function)  # a bound method, as FSDP2's FSDPState._pre_forward is
+    return (getattr(function, "__module__", None) or "").startswith("torch.distributed")
+
+
 def refuse_skipped_pre_hooks(outer: nn.Module, inner: nn.Module, runs: str) -> None:
     """Refuse a model whose forward pre-hooks would be skipped: hf_txray calls `inner` (a model inside its
     ``torch.compile`` / data-parallel wrapper, a task model's body without its head), so the pre-hooks of `outer` and
@@ -572,6 +580,14 @@ def refuse_skipped_pre_hooks(outer: nn.Module, inner: nn.Module, runs: str) -> N
                      for hook in outer.get_submodule(name)._forward_pre_hooks.values())]
     if hooked:
         where = ", ".join(repr(name) if name else f"{type(outer).__name__} itself" for name in hooked)
+        if any(_is_distributed_hook(hook) for name in hooked
+               for hook in outer.get_submodule(name)._forward_pre_hooks.values()):
+            raise ModelError(
+                f"{type(outer).__name__} is sharded by torch.distributed (FSDP2's fully_shard, or DDP's mixed "
+                f"precision): its forward pre-hooks on {where} gather or cast the parameters, and hf_txray's forward "
+                f"passes run {runs} ({path!r}) without them (the body alone reads sharded parameters). Profile an "
+                "unsharded copy instead: a saved checkpoint (hf_txray.analyze(checkpoint_dir)), or the model before "
+                "fully_shard.")
         raise ModelError(
             f"{type(outer).__name__} has forward pre-hooks on {where}, which hf_txray's forward passes skip: they run "
             f"{runs} ({path!r}), so what the hooks do to its inputs would be left out of every activation read, "

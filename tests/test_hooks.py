@@ -448,3 +448,27 @@ def test_pre_hooks_on_an_encoder_decoder_whose_stacks_run_alone_are_refused(stac
     model.register_forward_pre_hook(_swap_ids, with_kwargs=True)
     with pytest.raises(ModelError, match="pre-hooks on .*its encoder.*'encoder'"):
         hf_txray.analyze(model, TEXTS, tokenizer=bert_tokenizer(), stack=stack, show_progress=False)
+
+
+def test_an_fsdp2_sharded_model_is_refused_as_sharded_not_as_user_hooks(monkeypatch):
+    # helper 364: fully_shard(lm) puts FSDP2's parameter gathering in a pre-hook on lm itself; the body alone then
+    # failed inside torch ("aten.embedding.default got mixed torch.Tensor and DTensor"), and the refusal above told
+    # the user to move or remove that hook, which would break the model: name the sharding and the fix instead
+    import socket
+
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    for name, value in dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1").items():
+        monkeypatch.setenv(name, value)
+    dist.init_process_group("gloo")
+    try:
+        lm = tiny_llama_lm()
+        fully_shard(lm)
+        with pytest.raises(ModelError, match="sharded by torch.distributed .*analyze\\(checkpoint_dir\\)"):
+            hf_txray.analyze(lm, TEXTS, tokenizer=bpe_tokenizer(), features=("token",), show_progress=False)
+    finally:
+        dist.destroy_process_group()
