@@ -335,3 +335,26 @@ def test_long_and_multi_line_feature_values_leave_the_mass_share_figure_its_room
     assert all(inside.contains(*corner) for t in figure.axes[0].get_xticklabels()
                for corner in t.get_window_extent(renderer).corners())  # every tick label whole in the figure
     assert figure.axes[0].get_position().height > 0.25  # and the plot keeps its room above them
+
+
+def test_feature_values_alike_after_the_cut_or_on_one_line_draw_labels_told_apart():
+    """Helper 365: the 30-character cut drew two URLs that differ after 30 characters as the same tick label
+    ``https://example.com/a/very/lon…``, and one line drew ``"a\\tb"`` and ``"a b"`` both as ``a b``: two bars of the
+    mass-share figure (lines of the trainer's legend) read as one value. Labels of different values now differ."""
+    from hf_txray.report import TransferReport
+
+    base = _shared_report([2, 3, 4], [3, 1, 4], layers=(0,))
+    values = ["https://example.com/a/very/long/path/one", "https://example.com/a/very/long/path/two", "a\tb", "a b",
+              "$" * 40 + "1", "$" * 40 + "2"]
+    share = np.linspace(0.3, 0.05, len(values))
+    mass_share = pd.DataFrame({"feature_type": "pos", "feature": values, "mass_share_a": share,
+                               "mass_share_b": share, "corpus_frequency_a": share, "corpus_frequency_b": share})
+    figure = plots.plot_mass_share(TransferReport(base.meta, base.neurons, base.layers, mass_share), "pos")
+    ticks = [t.get_text() for t in figure.axes[0].get_xticklabels()]
+    assert len(set(ticks)) == len(values)
+    assert ticks[:4] == ["https://example…/long/path/one", "https://example…/long/path/two", "a b (1)", "a b (2)"]
+    assert ticks[4].endswith("$1") and ticks[4].count(r"\$") == ticks[4].count("$")  # escaped, not math
+    assert all(len(t.replace("\\", "")) <= 40 for t in ticks)  # still short enough to leave the plot its room
+    from hf_txray.plots.common import value_labels
+
+    assert value_labels(["short", "L" * 500]) == ["short", "L" * 30 + "…"]  # values told apart by the cut: as before

@@ -15,14 +15,14 @@ import logging
 import re
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import numpy as np
 
 from ..errors import ConfigurationError
 from ..io_utils import atomic_file
 from ..features import default_feature_type
-from ..tables import clip_right, one_line
+from ..tables import clip_right, grapheme_cut, one_line
 
 if TYPE_CHECKING:  # the figures only need these for type hints; importing plots must not import torch
     from matplotlib.axes import Axes
@@ -117,6 +117,42 @@ def value_label(value: object, size: int = LABEL_CHARACTERS) -> str:
     text = one_line(value)
     short = clip_right(text, size)
     return literal(short if len(short) == len(text) else short + "…")
+
+
+def value_labels(values: Iterable[object], size: int = LABEL_CHARACTERS) -> list[str]:
+    """Feature values as the tick or legend labels of one axis (:func:`value_label`), told apart where two different
+    values would draw the same label: the cut left ``https://example.com/a/very/lon…`` for two URLs that differ
+    after 30 characters, and one line ``a b`` for ``"a\\tb"`` and ``"a b"``, so two bars or lines read as one value
+    (helper 365). Such values are drawn by their start and end (``head…tail``, about `size` characters), and those
+    still alike are numbered in order (`` (1)``, `` (2)``)."""
+    values = list(values)
+    labels = [value_label(v, size) for v in values]
+    for label in _alike(labels, values):
+        group = [i for i, other in enumerate(labels) if other == label]
+        for i in group:
+            labels[i] = _head_and_tail(one_line(values[i]), size)
+        for shared in _alike([labels[i] for i in group], [values[i] for i in group]):
+            alike = [i for i in group if labels[i] == shared]
+            for number, i in enumerate(alike, 1):
+                labels[i] = f"{shared} ({number})"
+    return labels
+
+
+def _alike(labels: list[str], values: list[object]) -> list[str]:
+    """The labels that more than one distinct value of `values` draws."""
+    drawn: dict[str, set[str]] = {}
+    for label, value in zip(labels, values):
+        drawn.setdefault(label, set()).add(repr(value))
+    return [label for label, of in drawn.items() if len(of) > 1]
+
+
+def _head_and_tail(text: str, size: int) -> str:
+    """`text` as its first and last characters, about `size` in all (whole grapheme clusters), joined by ``…``."""
+    if len(text) <= size:
+        return literal(text)
+    head = clip_right(text, size // 2)
+    tail = text[grapheme_cut(text, len(text) - (size - size // 2 - 1), False):]
+    return literal(f"{head}…{tail}")
 
 
 def labelled_legend(ax: "Axes", artists: list, **kwargs) -> None:

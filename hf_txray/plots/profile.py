@@ -15,7 +15,7 @@ from ..counts import is_int
 from ..errors import ConfigurationError
 from ..features import tag_features
 from ..options import resolve_layer
-from .common import STAGE_COLORS, checked_feature_type, labelled_legend, literal, new_axes, value_label
+from .common import STAGE_COLORS, checked_feature_type, labelled_legend, literal, new_axes, value_labels
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -88,7 +88,7 @@ def plot_mass_share(data: "Profile | TransferReport", feature_type: str | None =
         ax.bar(x + (i - (len(series) - 1) / 2) * width, values.reindex(tags, fill_value=0.0).to_numpy(), width,
                label=label, color="lightgray" if frequency else STAGE_COLORS[min(i // 2, 1)],
                edgecolor="gray" if frequency else None, hatch="//" if frequency and i > 0 else None)
-    ax.set_xticks(x, [value_label(tag) for tag in tags], rotation=45, ha="right")
+    ax.set_xticks(x, value_labels(tags), rotation=45, ha="right")
     ax.set(ylabel="share", title=f"{literal(ft)}: mass share vs corpus frequency")
     ax.legend(fontsize="small")
     return fig

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..plots.common import labelled_legend, layer_colors, literal, new_figure, save_figure, slug, value_label
+from ..plots.common import labelled_legend, layer_colors, literal, new_figure, save_figure, slug, value_labels
 from ..profile import Profile
 from ..features import is_tag_feature
 from .arguments import REFERENCES
@@ -74,10 +74,10 @@ def _plot_mass_share(timeline: pd.DataFrame, latest: Profile, ft: str, path: Pat
     frequency = latest.feature_frequency(ft).head(MAX_PLOTTED_TAGS)
     colors = [f"C{i}" for i in range(len(frequency))]
     lines = []
-    for (tag, corpus_share), color in zip(frequency.items(), colors):
+    for (tag, corpus_share), color, label in zip(frequency.items(), colors, value_labels(frequency.index)):
         column = f"mass_share_{ft}/{tag}"
         values = pd.to_numeric(timeline[column]) if column in timeline else [0.0] * len(timeline)
-        lines += ax.plot(timeline["step"], values, marker="o", ms=3, color=color, label=value_label(tag))
+        lines += ax.plot(timeline["step"], values, marker="o", ms=3, color=color, label=label)
         ax.axhline(corpus_share, color=color, linestyle="--", linewidth=0.8)
     ax.set(title=f"TX-Ray: {literal(ft)} mass share over training (dashed: corpus frequency)", xlabel="step",
            ylabel="share of credited mass")
