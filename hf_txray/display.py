@@ -32,7 +32,7 @@ def profile_text(profile: Profile, top: int = 5) -> str:
         f"Profile {m.stage!r}: {m.model_id} ({m.site} site, {len(m.layers)} layers x {m.num_neurons} neurons)",
         f"corpus: {m.dataset_id or 'in-memory texts'} [{m.dataset_fingerprint}], {m.num_examples} texts, "
         f"{m.num_positions} token positions, {m.num_truncated} truncated, {m.num_empty} empty; "
-        f"features: {', '.join(m.feature_types)}; top_k={m.top_k}",
+        f"features: {', '.join(map(one_line, m.feature_types))}; top_k={m.top_k}",
     ]
     lines.append(_batching_line(m))
     credit = _credit_line(m)
@@ -57,7 +57,7 @@ def profile_text(profile: Profile, top: int = 5) -> str:
     for ft in tag_features(m.feature_types, m.feature_kinds):
         share = pd.DataFrame({"mass_share": profile.mass_share(ft), "corpus_frequency": profile.feature_frequency(ft)})
         share = share.sort_values("mass_share", ascending=False)
-        lines += ["", f"{ft}: mass share vs corpus frequency (top {top})",
+        lines += ["", f"{one_line(ft)}: mass share vs corpus frequency (top {top})",
                   text_table(share.head(top).reset_index().rename(columns={"index": ft}))]
     return "\n".join(lines)
 
@@ -116,7 +116,7 @@ def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_M
         + (f"; credits: {meta.credits_a} -> {meta.credits_b}" if meta.credits_a or meta.credits_b else ""),
         "neurons: " + ", ".join(f"{s} {percent(summary[f'share_{s}'])}" for s in ("shared", "lost", "gained", "dead")),
         "mean Hellinger over shared neurons: "
-        + ", ".join(f"{f} {summary[f'mean_hellinger_{f}']:.3f}" for f in meta.feature_types),
+        + ", ".join(f"{one_line(f)} {summary[f'mean_hellinger_{f}']:.3f}" for f in meta.feature_types),
     ]
     noise = report.noise_table()
     if meta.no_noise_reason:
@@ -138,16 +138,16 @@ def report_text(report: TransferReport, top: int = 5, min_count: int = DEFAULT_M
     if len(report.mass_share):
         share = report.mass_share[report.mass_share["feature_type"] == ft].drop(columns="feature_type")
         if len(share):
-            lines += ["", f"{ft} mass share in A and B vs corpus frequency{_rows_shown(len(share), SHARE_ROWS)}",
+            lines += ["", f"{one_line(ft)} mass share in A and B vs corpus frequency{_rows_shown(len(share), SHARE_ROWS)}",
                       text_table(_largest_shares(share, SHARE_ROWS))]
     keep = ["layer", "neuron", f"hellinger_{ft}"] + [c for c in (f"p_hellinger_{ft}", f"changed_{ft}")
                                                        if c in report.neurons] + [
         f"length_a_{ft}", f"length_b_{ft}", "count_a", "count_b"]
     thin = report.too_few_credits(ft, min_count)
-    lines += ["", f"most changed neurons ({ft}, credited >= {min_count} times with a {ft} value in both stages; "
+    lines += ["", f"most changed neurons ({one_line(ft)}, credited >= {min_count} times with a {one_line(ft)} value in both stages; "
                   f"{too_few_credits_text(thin)})",
               text_table(untested_unknown(report.most_changed(top, ft, min_count=min_count)[keep]))]
-    lines += ["", f"least changed neurons ({ft}, credited >= {min_count} times with a {ft} value in both stages)",
+    lines += ["", f"least changed neurons ({one_line(ft)}, credited >= {min_count} times with a {one_line(ft)} value in both stages)",
               text_table(untested_unknown(report.least_changed(top, ft, min_count=min_count)[keep]))]
     if legend:
         lines += ["", LEGEND]

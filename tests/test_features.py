@@ -730,3 +730,32 @@ def test_a_damaged_feature_orders_record_is_refused(case_feature, tmp_path):
     parts["meta"] = {**parts["meta"], "feature_orders": {"case": "first"}}
     with pytest.raises(hf_txray.ProfileFormatError, match="reading orders"):
         hf_txray.TransferReport.from_parts(parts)
+
+
+def test_a_saved_profile_whose_user_feature_name_holds_control_characters_loads_and_shows_on_one_line(tmp_path,
+                                                                                                     monkeypatch):
+    """Helper 365: names with control characters are refused since helper 356, but a profile saved before (by an older
+    hf_txray, or shared on the Hub) still holds one. It loads, compares and exports; ``hf-txray show`` and ``compare``
+    printed its ESC and tab raw in the features line, the mass-share title, the mean Hellinger line and the most /
+    least changed headers (2 lines of show's output and 4 of compare's; the terminal turned red). Now shown escaped,
+    as the tables show it."""
+    import hf_txray.features.registry as registry
+    from hf_txray.display import report_text
+
+    name = "vow\tel\x1b[31m"
+    fn = lambda text: [(i, i + 1, "v" if c in "aeiou" else "c") for i, c in enumerate(text) if c.isalpha()]  # noqa
+    model, tokenizer = tiny("bert")
+    with monkeypatch.context() as patched:  # as an hf_txray before helper 356 let it through
+        patched.setattr(registry, "check_user_feature", lambda *args: None)
+        for stage in ("a", "b"):
+            profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token", UserFeature(name, fn)),
+                                       stage=stage, show_progress=False)
+            profile.save_pretrained(tmp_path / stage)
+    a, b = (hf_txray.Profile.from_pretrained(tmp_path / stage) for stage in ("a", "b"))
+    assert a.meta.feature_types == ["token", name]
+    report = hf_txray.compare(a, b)
+    hf_txray.save_to_disk(tmp_path / "export", profiles=[a, b], reports=[report])
+    assert set(hf_txray.load(tmp_path / "export")[0]) == {"a", "b"}
+    for text in (profile_text(a), report_text(report)):
+        assert not any(c in text for c in "\x1b\t")
+        assert r"vow el\x1b[31m" in text
