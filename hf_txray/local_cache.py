@@ -5,13 +5,15 @@ mtime kept (``cp -p``, ``rsync -t``, ``tar x``, ``os.utime``) is then served fro
 profile is of the old texts, with no error (helper 165). A file's inode change time (``st_ctime``) cannot be set by
 a user and moves with every write and every ``utime``, as git's index relies on: hf_txray records the data files'
 stamps (size, mtime, ctime, inode) beside each cache it loads, and a cache whose files' stamps differ from the
-record, or that it never recorded, is built again (``download_mode="force_redownload"``, without the checks of the
-split sizes the stale cache recorded): once, then read as before.
+record, or that it never recorded, is built again (the stale cache removed first, whose recorded columns datasets'
+builder would cast the new rows to, and ``download_mode="force_redownload"`` without the checks of the split sizes
+it recorded): once, then read as before.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ def load_local_dataset(path: str, *, split: str | None = None, streaming: bool =
     stamps = _stamps(builder.config.data_files or {})
     record = _record_path(builder.cache_dir)
     stale = Path(builder.cache_dir).exists() and _read(record) != stamps
+    if stale:  # its dataset_info.json is read back by the builder: the old columns, cast to (helper 365)
+        shutil.rmtree(builder.cache_dir, ignore_errors=True)
     # built again without datasets' checks: they compare the new split with the sizes the stale cache recorded
     # (NonMatchingSplitsSizesError: a file rewritten shorter under its old mtime was refused, helper 362)
     anew = {"download_mode": "force_redownload", "verification_mode": "no_checks"} if stale else {}

@@ -601,6 +601,29 @@ def test_a_local_file_rewritten_shorter_under_its_old_mtime_is_read_again_not_re
         assert compare_numbers(run(texts=new), run(texts=given))[0], path.name
 
 
+def test_a_local_file_rewritten_with_a_new_field_under_its_old_mtime_is_read_again_not_refused(tmp_path,
+                                                                                              monkeypatch):
+    """Helper 365: a cache found stale (helper 165) was built again with the stale cache's dataset_info.json read back
+    by datasets' builder: a JSON Lines file rewritten with a label field beside its texts (mtime kept: cp -p,
+    rsync -t) raised DatasetGenerationCastError (columns label, text cast to {'text'}), reported as 'Could not read
+    the local file', while the same file with a new mtime is profiled. (A CSV is read with its header's columns,
+    another cache.) The stale cache is removed before it is built again."""
+    from hf_txray.reproduce import compare_numbers
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets-cache")  # not the user's
+    old, new = ["alpha one", "alpha two", "alpha six"], ["beta one", "beta two", "beta six"]
+    (tmp_path / "splits").mkdir()
+    files = {tmp_path / "corpus.jsonl": str(tmp_path / "corpus.jsonl"), tmp_path / "splits" / "train.jsonl":
+             str(tmp_path / "splits")}
+    for path, given in files.items():
+        pd.DataFrame({"text": old}).to_json(path, orient="records", lines=True)
+        assert run(texts=given).meta.num_examples == len(old)
+        stat = path.stat()
+        pd.DataFrame({"text": new, "label": [0, 1, 0]}).to_json(path, orient="records", lines=True)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert compare_numbers(run(texts=new), run(texts=given))[0], path.name
+
+
 def test_a_folder_of_split_files_with_other_columns_is_read_split_by_split(tmp_path):
     """train.csv with a label column, test.csv without (a common layout): each split is read from its own files
     (datasets' load_dataset of the folder needs every split to share columns and failed)."""
