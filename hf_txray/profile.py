@@ -521,7 +521,7 @@ class Profile(Artifact):
         its own), ``token`` (that span as written, ``eman`` for the word piece ``##eman``: the ``token`` feature
         value is the tokenizer's piece), ``rank`` (0 = highest activation), ``layer``, ``neuron``, ``activation``
         (the neuron's activation there), ``left``/``right`` (up to 60 characters of the text on each side)."""
-        self._row(layer, neuron)
+        layer = self.meta.layers[self._row(layer, neuron) // self.num_neurons]  # -1: the block it names
         ex = self.examples
         return ex[(ex["layer"] == layer) & (ex["neuron"] == neuron)].sort_values("rank").reset_index(drop=True)
 

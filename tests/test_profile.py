@@ -525,6 +525,18 @@ def test_views_use_block_indices_when_a_subset_of_layers_is_profiled():
         only_last.distribution(0, neuron, "pos")
 
 
+def test_top_examples_count_a_negative_layer_from_the_last_profiled_one(profile):
+    """top_examples(-1, n) checked -1 as the last profiled layer but then selected the examples of layer -1, which none
+    has: an empty frame where top_examples(1, n) had 10 rows (the other views, top_features and neuron_card resolve
+    -1)."""
+    layer, neuron = profile.layers[-1], int(np.argmax(profile.neuron_count[-1]))
+    last = profile.top_examples(layer, neuron)
+    assert len(last) >= 1
+    pd.testing.assert_frame_equal(profile.top_examples(-1, neuron), last)
+    first = profile.top_examples(profile.layers[0], 0)
+    pd.testing.assert_frame_equal(profile.top_examples(-len(profile.layers), 0), first)
+
+
 def test_top_examples_of_a_neuron(profile):
     examples = profile.examples
     for (layer, neuron), group in examples.groupby(["layer", "neuron"]):
