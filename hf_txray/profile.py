@@ -944,7 +944,12 @@ class Profile(Artifact):
     def renumbered(self, offset: int) -> "Profile":
         """This profile with its example ids shifted by `offset` (as if `offset` texts had been read before its
         own); with an odd offset the split halves of a profile split by example id parity (``meta.split_halves``
-        :data:`SPLIT_BY_ID`) are exchanged to follow; a profile split by its texts' content keeps them."""
+        :data:`SPLIT_BY_ID`) are exchanged to follow; a profile split by its texts' content keeps them.
+
+        Raises:
+            ConfigurationError: `offset` not an int >= 0 (1.9 gave example ids 1.9, 2.9..., -3 gave ids from -3).
+        """
+        check_count("offset", offset, minimum=0, note="the number of texts read before this profile's")
         if offset == 0:
             return self
         examples = self.examples.copy()

@@ -537,6 +537,15 @@ def test_top_examples_count_a_negative_layer_from_the_last_profiled_one(profile)
     pd.testing.assert_frame_equal(profile.top_examples(-len(profile.layers), 0), first)
 
 
+def test_renumbered_refuses_an_offset_that_is_not_a_count(profile):
+    """renumbered(1.9) gave example ids 1.9, 2.9... and num_example_ids 7.9, renumbered(-3) ids from -3,
+    renumbered(nan) NaN ids, and renumbered(True) ran as 1; '1' and None ended in numpy's or pandas' TypeError."""
+    assert profile.renumbered(np.int64(2)).examples["example_id"].min() == profile.examples["example_id"].min() + 2
+    for offset in (1.9, 1.0, -3, float("nan"), True, "1", None):
+        with pytest.raises(hf_txray.ConfigurationError, match=r"offset must be an int >= 0"):
+            profile.renumbered(offset)
+
+
 def test_top_examples_of_a_neuron(profile):
     examples = profile.examples
     for (layer, neuron), group in examples.groupby(["layer", "neuron"]):
