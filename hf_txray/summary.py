@@ -224,17 +224,23 @@ def neuron_card(profile: Any, layer: int, neuron: int, top: int | None = None,
     Args:
         profile (`Profile`): the stage.
         layer (`int`), neuron (`int`): the neuron.
-        top (`int`, *optional*): top features kept per feature type (default: as exported, ``TOP_FEATURES``).
+        top (`int`, *optional*): top features kept per feature type, at least 1 (default: as exported,
+            ``TOP_FEATURES``).
         reports (iterable of `TransferReport`, *optional*): reports with this stage as A or B: the card's `status`
             per report, and the summary's change clause from the (first) report whose stage B is this stage.
 
     Raises:
-        ConfigurationError: a layer that was not profiled or a neuron out of range, or a report that names this stage
-            but was not made from this profile (``TransferReport.made_from``: another model, corpus or credit count).
+        ConfigurationError: a layer that was not profiled or a neuron out of range, `top` not an int >= 1, or a report
+            that names this stage but was not made from this profile (``TransferReport.made_from``: another model,
+            corpus or credit count).
     """
     from .architectures import expert_unit, routed_experts
+    from .counts import check_count
     from .options import resolve_layer
     from .output_effects import neuron_tokens
+
+    # top=-1 kept all features but the last (pandas' head(-1)), 0 the default 10, 2.5 and True failed in pandas
+    check_count("top", top, none=f"the exported {TOP_FEATURES}", note="the top features kept per feature type")
 
     layer = resolve_layer(profile.meta.layers, layer, "was not profiled")  # -1: the last block, named as such
     row = profile._row(layer, neuron)
@@ -242,7 +248,7 @@ def neuron_card(profile: Any, layer: int, neuron: int, top: int | None = None,
     expert, unit, shared = expert_unit(neuron, config.get("expert_width"), routed_experts(config))
     top_features = {}
     for ft in profile.feature_types:
-        stats = profile.feature_stats(layer, neuron, ft).head(top or TOP_FEATURES)
+        stats = profile.feature_stats(layer, neuron, ft).head(TOP_FEATURES if top is None else top)
         top_features[ft] = [{"feature": f, "probability": float(p), "mass": float(m), "count": int(c)}
                             for f, p, m, c in zip(stats["feature"], stats["probability"], stats["mass"],
                                                   stats["count"])]

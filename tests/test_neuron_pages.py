@@ -253,6 +253,18 @@ def test_neuron_card_refuses_a_fractional_neuron():
         neuron_card(output_profile(), 0, 1.5)
 
 
+def test_neuron_card_refuses_a_top_that_is_not_a_count():
+    """top=-1 kept every feature but the last (pandas' head(-1)) and top=0 the default 10 without a word; top=2.5,
+    True and '1' failed in pandas' positional indexing with a TypeError."""
+    profile = output_profile()
+    layer, neuron = profile.layers[0], int(np.argmax(profile.neuron_count[0]))
+    every = neuron_card(profile, layer, neuron, top=1000).top_features["token"]
+    assert len(every) >= 2 and neuron_card(profile, layer, neuron, top=np.int64(1)).top_features["token"] == every[:1]
+    for top in (-1, 0, 2.5, 1.0, True, "1", float("nan")):
+        with pytest.raises(hf_txray.ConfigurationError, match=r"top must be an int >= 1"):
+            neuron_card(profile, layer, neuron, top=top)
+
+
 def test_neuron_card_record_holds_the_neuron_from_profile_and_reports():
     """The NeuronCard record: identity, stats, distributions, examples, histogram, output effects, status per report
     and summary, each equal to what the Profile and the TransferReport say."""
