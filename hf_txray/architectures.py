@@ -14,6 +14,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from .counts import check_count
+from .errors import ConfigurationError
+
 # Config attributes that hold the MLP intermediate width, in the order they are tried.
 WIDTH_ATTRIBUTES = ("intermediate_size", "ffn_dim", "d_ff", "n_inner", "ffn_hidden_size", "moe_intermediate_size")
 
@@ -247,7 +250,18 @@ def format_neuron(neuron: int, expert_units: int | None, routed_experts: int | N
             dense layers.
         routed_experts (`int`, *optional*): the routed experts (``config["num_experts"] -
             config["num_shared_experts"]``: :func:`routed_experts`); None labels every expert alike.
+
+    Raises:
+        ConfigurationError: `neuron` not a whole number >= 0, or `expert_units` or `routed_experts` not an int >= 0
+            (1.9 was labelled as neuron 1, -1 units per expert as ``"expert -5 unit 0"``).
     """
+    from .indices import whole_numbers  # numpy: this module stays light
+
+    index = whole_numbers(neuron, "format_neuron's neuron")
+    if index.size != 1 or index[0] < 0:
+        raise ConfigurationError(f"format_neuron's neuron must be one index >= 0, got {neuron!r}.")
+    check_count("expert_units", expert_units, minimum=0, none="a dense layer")
+    check_count("routed_experts", routed_experts, minimum=0, none="every expert labelled alike")
     expert, unit, shared = expert_unit(neuron, expert_units, routed_experts)
     if unit is None:
         return str(int(neuron))

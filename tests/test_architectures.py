@@ -378,6 +378,23 @@ def test_experts_offloaded_alone_are_read_with_their_weights_loaded(family, tmp_
         assert variant.layers[1].mlp.experts.gate_up_proj.is_meta  # offloaded again after the run
 
 
+def test_format_neuron_refuses_what_is_not_an_index_or_a_count():
+    """format_neuron(1.9, None) said '1', format_neuron(5, -1) 'expert -5 unit 0 (#5)', format_neuron(5, 2, 1.9)
+    'shared expert unit 1.2000000000000002 (#5)' and True ran as 1; None, nan and lists failed in int() with a bare
+    TypeError or ValueError."""
+    assert hf_txray.format_neuron(np.int64(70), np.int64(16), 4) == "shared expert unit 6 (#70)"
+    assert hf_txray.format_neuron(70.0, None) == "70"  # a whole float is an index (hf_txray.indices)
+    for neuron in (1.9, -1, True, None, float("nan"), [1, 2], "1"):
+        with pytest.raises(hf_txray.ConfigurationError, match="format_neuron's neuron"):
+            hf_txray.format_neuron(neuron, None)
+    for units in (1.9, -1, True, "2", float("nan")):
+        with pytest.raises(hf_txray.ConfigurationError, match="expert_units must be an int >= 0"):
+            hf_txray.format_neuron(5, units)
+    for routed in (1.9, -1, True, "2"):
+        with pytest.raises(hf_txray.ConfigurationError, match="routed_experts must be an int >= 0"):
+            hf_txray.format_neuron(5, 2, routed)
+
+
 def test_shared_experts_are_numbered_after_the_routed_ones():
     profile = engine("qwen2_moe", None, "", 3)
     assert profile.num_neurons == 4 * 16 + 48
