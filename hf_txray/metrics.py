@@ -6,7 +6,7 @@ Dense functions take probability vectors over the same support; the ``*_by_row``
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -15,13 +15,33 @@ from .errors import ConfigurationError
 SUM_TOLERANCE = 1e-6  # how far from 1 a probability vector's sum may round (float32 masses summed in float64)
 
 
+def as_floats(values: Any, name: str, what: str) -> np.ndarray:
+    """`values` as a float64 array, or a ConfigurationError naming `name` and `what` it should be.
+
+    numpy's ``could not convert string to float: 'ab'`` and ``float() argument must be ... not 'dict'`` named neither
+    the argument nor the fix, and a boolean mask was read as probabilities 1 and 0.
+    """
+    if isinstance(values, Mapping):
+        raise ConfigurationError(f"{name} must be {what}, got a mapping: pass its values, np.array(list(...values())).")
+    try:
+        array = np.asarray(values)
+        floats = array.astype(np.float64)
+    except (TypeError, ValueError) as error:
+        raise ConfigurationError(f"{name} must be {what} (numbers), got {str(values)[:60]!r}: {error}.") from None
+    if array.dtype == bool or array.dtype.kind in "USO" and any(isinstance(v, (bool, np.bool_, str, bytes))
+                                                               for v in array.reshape(-1).tolist()):
+        raise ConfigurationError(f"{name} must be {what} (numbers), got {array.dtype} values "
+                                 f"{array.reshape(-1)[:3].tolist()}.")
+    return floats
+
+
 def check_distribution(p: np.ndarray, name: str = "p") -> np.ndarray:
     """`p` as a float64 vector, or a ConfigurationError: a 1-d, non-empty vector of finite values >= 0 that sum to 1.
 
     Counts or masses passed where probabilities are expected gave a Hellinger distance above 1 (2.16 between
     ``[10, 1]`` and ``[1, 10]``) and a negative entropy, without an error; normalise them first (``p / p.sum()``).
     """
-    p = np.asarray(p, dtype=np.float64)
+    p = as_floats(p, name, "a probability vector")
     if p.ndim != 1 or p.size == 0:
         raise ConfigurationError(f"{name} must be a non-empty 1-d probability vector, got shape {p.shape}.")
     if not np.all(np.isfinite(p)) or np.any(p < 0):

@@ -65,6 +65,7 @@ import numpy as np
 
 from .counts import check_count
 from .errors import ConfigurationError
+from .metrics import as_floats
 
 if TYPE_CHECKING:  # only for annotations: this module needs nothing from profiles but their arrays
     from .profile import FeatureTable
@@ -336,7 +337,7 @@ def benjamini_hochberg(p: np.ndarray, alpha: float = 0.05) -> np.ndarray:
     from scipy.stats import false_discovery_control
 
     alpha = check_alpha(alpha)
-    p = np.asarray(p, dtype=np.float64)  # a list was refused with numpy's "only integer scalar arrays" message
+    p = as_floats(p, "p", "a 1-d array of p-values")  # a list was refused with numpy's "only integer scalar arrays"
     if p.ndim != 1 or np.any((p < 0) | (p > 1)):  # NaN compares False: allowed, never flagged
         raise ConfigurationError(f"p must be a 1-d array of p-values in [0, 1] (NaN for untested), got shape "
                                  f"{p.shape} with values {p[(p < 0) | (p > 1)][:3] if p.ndim == 1 else '...'}.")

@@ -237,6 +237,22 @@ def test_entropy_refuses_what_is_not_a_distribution(p):
         metrics.entropy(np.array(p))
 
 
+@pytest.mark.parametrize("p", ["ab", ["0.5", "0.5"], {"a": 1.0}, [True, False], [{"a": 1}], None])
+def test_entropy_hellinger_and_benjamini_hochberg_refuse_what_is_not_numbers(p):
+    """entropy('ab') raised numpy's bare ValueError 'could not convert string to float', entropy({'a': 1.0}) float()'s
+    TypeError, entropy(['0.5', '0.5']) read the strings as 0.693 nats and entropy([True, False]) a mask as 0 nats;
+    benjamini_hochberg('x') failed as entropy('ab') did and took [True] as p = 1."""
+    with pytest.raises(ConfigurationError, match=r"p must be a (non-empty 1-d )?probability vector"):
+        metrics.entropy(p)
+    with pytest.raises(ConfigurationError, match=r"p must be a (non-empty 1-d )?probability vector|two mappings"):
+        metrics.hellinger(p, [0.5, 0.5])
+    if not isinstance(p, dict):
+        from hf_txray.significance import benjamini_hochberg
+
+        with pytest.raises(ConfigurationError, match=r"p must be a 1-d array of p-values"):  # None: shape ()
+            benjamini_hochberg(p)
+
+
 def test_distributions_that_round_off_one_are_accepted():
     p = np.full(3, 1 / 3) * (1 + 1e-9)
     assert metrics.hellinger(p, p) == 0.0 and metrics.entropy(p) == pytest.approx(math.log(3), rel=1e-8)
