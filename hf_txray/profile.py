@@ -473,10 +473,9 @@ class Profile(Artifact):
         return self._layer_position(layer) * self.num_neurons + neuron
 
     def _table(self, feature_type: str) -> FeatureTable:
-        if feature_type not in self.tables:
-            raise ConfigurationError(
-                f"Feature type {feature_type!r} was not profiled; available: {', '.join(self.feature_types)}."
-            )
+        if not isinstance(feature_type, str) or feature_type not in self.tables:  # ['pos']: a bare "unhashable type"
+            raise ConfigurationError(f"Feature type {feature_type!r} was not profiled; available: "
+                                     f"{', '.join(self.feature_types)} (one name, a str).")
         return self.tables[feature_type]
 
     # ----- per-neuron views -------------------------------------------------------------------------------------

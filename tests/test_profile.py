@@ -546,6 +546,16 @@ def test_renumbered_refuses_an_offset_that_is_not_a_count(profile):
             profile.renumbered(offset)
 
 
+def test_views_refuse_a_feature_type_that_is_not_one_name(profile):
+    """distribution, feature_stats, feature_frequency, mass_share and to_pandas given ['token'] for 'token' failed with
+    a bare TypeError "unhashable type: 'list'"."""
+    for view in (lambda ft: profile.distribution(0, 0, ft), lambda ft: profile.feature_stats(0, 0, ft),
+                 profile.feature_frequency, profile.mass_share, profile.to_pandas):
+        for feature_type in (["token"], ("pos",), {"pos"}):
+            with pytest.raises(hf_txray.ConfigurationError, match=r"not profiled; available: .*\(one name, a str\)"):
+                view(feature_type)
+
+
 def test_top_examples_of_a_neuron(profile):
     examples = profile.examples
     for (layer, neuron), group in examples.groupby(["layer", "neuron"]):
