@@ -2367,6 +2367,21 @@ def test_bad_input(planted, tmp_path, call, error, match):
         call(planted)
 
 
+def test_activation_columns_refuse_what_is_not_a_neuron_or_a_column(planted):
+    """column(0, 1.9) was column 1 and column(True, 0) layer 1's column 48; neurons([1.5]) and neurons([True]) named
+    column 1 and neurons([-1]) the last column without a word; neurons([10**6]) and column(0, None) ended in numpy's
+    IndexError and a bare TypeError."""
+    acts = planted.acts
+    assert acts.column(-1, 5) == acts.column(1, 5) == acts.width + 5 and acts.column(np.int64(0), np.int64(3)) == 3
+    assert acts.neurons([0.0, acts.width + 5]).values.tolist() == [[0, 0], [1, 5]]  # whole floats are indices
+    for layer, neuron in ((0, 1.9), (0, 1.0), (0, True), (True, 0), (0, None), (0, "1"), (0, -1), (0, acts.width)):
+        with pytest.raises(ConfigurationError, match=r"out of range|not extracted"):
+            acts.column(layer, neuron)
+    for columns in ([1.5], [True], [-1], [10**6], [acts.num_features], "3", None):
+        with pytest.raises(ConfigurationError, match="Activation columns must"):
+            acts.neurons(columns)
+
+
 def test_probing_names_are_public():
     for name in ("ablate", "probe_neurons", "ProbingResult", "read_conllu", "crosscheck", "neuron_attributions",
                  "ablation_curve", "extract_activations"):

@@ -27,13 +27,15 @@ import pandas as pd
 import torch
 
 from ..artifact import Artifact, write_header
-from ..counts import check_count
+from ..counts import check_count, is_int
 from ..errors import ConfigurationError, DatasetError, ModelError
 from ..forward import StackForward, weights_dtype
 from ..hashes import text_hashes
 from ..hooks import Trace
+from ..indices import whole_numbers
 from ..io_utils import read_json, write_json
 from ..modes import enter_eval
+from ..options import resolve_layer
 from ..padding import check_padding_is_masked
 from ..sites import Site, check_hooked_rows, find_sites, require_dense
 from .data import LabeledCorpus, refuse_single_string
@@ -150,16 +152,31 @@ class Activations(Artifact):
         return isinstance(self.values, np.memmap)
 
     def column(self, layer: int, neuron: int) -> int:
-        """The column of neuron `neuron` of layer `layer`."""
-        if layer not in self.layers:
-            raise ConfigurationError(f"Layer {layer} was not extracted; extracted layers: {self.layers}.")
-        if not 0 <= neuron < self.width:
-            raise ConfigurationError(f"Neuron {neuron} is out of range: layers have {self.width} neurons.")
+        """The column of neuron `neuron` of layer `layer` (a block index, or negative: counted from the last extracted
+        layer).
+
+        Raises:
+            ConfigurationError: a layer that was not extracted, or a neuron that is not an int in ``[0, width)``
+                (neuron 1.9 was read as column 1, layer ``True`` as layer 1).
+        """
+        layer = resolve_layer(self.layers, layer, "was not extracted")
+        if not is_int(neuron) or not 0 <= neuron < self.width:
+            raise ConfigurationError(f"Neuron {neuron!r} is out of range: layers have {self.width} neurons (an int "
+                                     f"from 0 to {self.width - 1}).")
         return self.layers.index(layer) * self.width + int(neuron)
 
     def neurons(self, columns: Sequence[int] | np.ndarray) -> pd.DataFrame:
-        """``layer`` and ``neuron`` of each column."""
-        columns = np.asarray(columns, dtype=np.int64)
+        """``layer`` and ``neuron`` of each column.
+
+        Raises:
+            ConfigurationError: a column that is not a whole number in ``[0, num_features)`` (1.5 was read as 1,
+                ``True`` as 1 and -1 as the last column; one beyond the last ended in numpy's IndexError).
+        """
+        columns = whole_numbers(columns, "Activation columns")
+        outside = columns[(columns < 0) | (columns >= self.num_features)]
+        if len(outside):
+            raise ConfigurationError(f"Activation columns must be in [0, {self.num_features}) (the extracted "
+                                     f"{len(self.layers)} layers x {self.width} neurons), got {outside[:3].tolist()}.")
         position, neuron = np.divmod(columns, self.width)
         return pd.DataFrame({"layer": np.asarray(self.layers, np.int64)[position], "neuron": neuron})
 
