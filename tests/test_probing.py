@@ -2382,6 +2382,23 @@ def test_activation_columns_refuse_what_is_not_a_neuron_or_a_column(planted):
             acts.neurons(columns)
 
 
+def test_corpus_select_and_words_refuse_what_names_no_sentence(planted):
+    """select("12") kept sentences 1 and 2 (the string's characters), select(True) the first sentence, select(-1) none
+    and select(1.9) failed "'float' object is not iterable"; words(99) of 300 sentences ended in a bare IndexError and
+    words("1") in a TypeError."""
+    corpus = planted.corpus
+    assert len(corpus.select(5)) == 5 and len(corpus.select(np.int64(2))) == 2 and len(corpus.select(10**6)) == 300
+    assert corpus.select(x for x in (3, -1)).texts == [corpus.texts[3], corpus.texts[-1]]
+    assert len(corpus.select([])) == 0 and corpus.select(np.array([4.0])).texts == [corpus.texts[4]]
+    assert corpus.words(-1) == corpus.words(299)
+    for indices in ("12", True, -1, 1.9, 1.0, None, [300], [-301], [1.5], [True]):
+        with pytest.raises(ConfigurationError, match=r"select's indices|indices must be an int >= 0"):
+            corpus.select(indices)
+    for index in (300, -301, "1", 1.0, True, None, [1]):
+        with pytest.raises(ConfigurationError, match=r"words' index must"):
+            corpus.words(index)
+
+
 def test_probing_names_are_public():
     for name in ("ablate", "probe_neurons", "ProbingResult", "read_conllu", "crosscheck", "neuron_attributions",
                  "ablation_curve", "extract_activations"):

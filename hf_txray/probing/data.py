@@ -22,7 +22,8 @@ import pandas as pd
 from ..errors import ConfigurationError, DatasetError
 from ..read_errors import NOT_UTF8_FIX, first_undecodable, format_suffix, not_utf8_text, open_data_file
 from ..features import TAG_FEATURES
-from ..counts import check_count
+from ..counts import check_count, is_int
+from ..indices import whole_numbers
 from ..streaming import column_names
 
 CONLLU_COLUMNS = {"upos": 3, "xpos": 4, "deprel": 7}
@@ -101,7 +102,14 @@ class LabeledCorpus:
         return int(sum(len(y) for y in self.labels))
 
     def words(self, index: int) -> list[str]:
-        """The words of sentence `index` as strings."""
+        """The words of sentence `index` (negative: counted from the last) as strings.
+
+        Raises:
+            ConfigurationError: `index` is not an int naming one of the sentences.
+        """
+        if not is_int(index):
+            raise ConfigurationError(f"LabeledCorpus.words' index must be an int naming a sentence, got {index!r}.")
+        self._check_sentences([index], "LabeledCorpus.words' index")
         text = self.texts[index]
         return [text[s:e] for s, e in zip(self.word_starts[index], self.word_ends[index])]
 
@@ -116,13 +124,33 @@ class LabeledCorpus:
         return float(counts.iloc[0] / counts.sum()) if counts.sum() else 0.0
 
     def select(self, indices: int | Iterable[int]) -> "LabeledCorpus":
-        """A corpus of the given sentences (an int keeps the first ones)."""
-        if isinstance(indices, (int, np.integer)):
+        """A corpus of the given sentences (negative indices count from the last), or, given an int, of the first
+        `indices` ones (all of them when there are fewer).
+
+        Raises:
+            ConfigurationError: an int count below 0, or indices that are not whole numbers naming sentences of this
+                corpus (``select("12")`` kept sentences 1 and 2, ``select(True)`` the first one, ``select(-1)`` none).
+        """
+        if isinstance(indices, (int, np.integer)) and not isinstance(indices, bool):
+            check_count("indices", indices, minimum=0, note="the number of first sentences kept")
             indices = range(min(int(indices), len(self)))
-        indices = [int(i) for i in indices]
+        indices = self._check_sentences(indices, "LabeledCorpus.select's indices").tolist()
         return LabeledCorpus([self.texts[i] for i in indices], [self.word_starts[i] for i in indices],
                              [self.word_ends[i] for i in indices], [self.labels[i] for i in indices],
                              list(self.label_names), self.property_name, self.source)
+
+    def _check_sentences(self, indices: Any, what: str) -> np.ndarray:
+        """`indices` (a sequence, array or iterable) as an int64 array of sentence indices in ``[-len, len)``, or a
+        ConfigurationError."""
+        if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__"):  # "12" was sentences 1 and 2
+            raise ConfigurationError(f"{what} must be ints naming sentences of this corpus (or one int: a count of "
+                                     f"first sentences), got {indices!r}.")
+        array = whole_numbers(indices if hasattr(indices, "__len__") else list(indices), what)
+        outside = array[(array < -len(self)) | (array >= len(self))]
+        if len(outside):
+            raise ConfigurationError(f"{what} must name sentences of this corpus of {len(self)} (0 to {len(self) - 1},"
+                                     f" or negative from the last), got {outside[:3].tolist()}.")
+        return array
 
     def __repr__(self) -> str:
         return (f"LabeledCorpus(property={self.property_name!r}, sentences={self.num_sentences}, "
