@@ -2399,6 +2399,17 @@ def test_corpus_select_and_words_refuse_what_names_no_sentence(planted):
             corpus.words(index)
 
 
+def test_top_neurons_of_a_label_refuse_an_index_that_names_no_label(planted):
+    """top_neurons(3, label=3) of a probe of 2 labels ended in numpy's IndexError, label=-1 ranked the last label and
+    label=True label 1 without a word."""
+    result = planted.result
+    names = list(result.meta.label_names)
+    assert result.top_neurons(3, label=np.int64(0)).equals(result.top_neurons(3, label=names[0]))
+    for label in (len(names), -1, True, 1.0, ["NOUN"]):
+        with pytest.raises(ConfigurationError, match=r"Label index .* out of range|A label is a name"):
+            result.top_neurons(3, label=label)
+
+
 def test_probing_names_are_public():
     for name in ("ablate", "probe_neurons", "ProbingResult", "read_conllu", "crosscheck", "neuron_attributions",
                  "ablation_curve", "extract_activations"):

@@ -187,8 +187,8 @@ class ProbingResult(Artifact):
         return None if self.control_accuracy is None else self.accuracy - self.control_accuracy
 
     def top_neurons(self, k: int = 10, label: str | None = None) -> pd.DataFrame:
-        """The `k` (an int >= 1) most important neurons overall, or for one `label` (by ``|weight|``, with the signed
-        weight).
+        """The `k` (an int >= 1) most important neurons overall, or for one `label` (a label name, or its index in
+        ``meta.label_names``; by ``|weight|``, with the signed weight).
 
         Example:
             ```python

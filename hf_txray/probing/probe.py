@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..counts import check_count
+from ..counts import check_count, is_int
 from ..errors import ConfigurationError, DatasetError
 from ..forward import own_precision
 from ..logging import warn_caller
@@ -249,8 +249,23 @@ class LinearProbe:
         return [name for name, row in zip(self.label_names, self.weight) if np.any(row)]
 
     def class_ranking(self, label: str | int) -> tuple[np.ndarray, np.ndarray]:
-        """Columns ordered by ``|w|`` for one class, with the signed weights."""
-        index = label if isinstance(label, (int, np.integer)) else _label_index(self.label_names, label)
+        """Columns ordered by ``|w|`` for one class (a label name, or its index in ``label_names``), with the signed
+        weights.
+
+        Raises:
+            ConfigurationError: an unknown label name, an index out of range (3 of 2 labels ended in numpy's
+                IndexError, -1 named the last label), or a label that is neither (``True`` was label 1).
+        """
+        if is_int(label):
+            if not 0 <= label < len(self.label_names):
+                raise ConfigurationError(f"Label index {label} is out of range: the probe's labels are "
+                                         f"{list(self.label_names)} (indices 0 to {len(self.label_names) - 1}).")
+            index = int(label)
+        elif isinstance(label, str):
+            index = _label_index(self.label_names, label)
+        else:
+            raise ConfigurationError(f"A label is a name (str) or an index (int), got {label!r}; the probe's labels "
+                                     f"are {list(self.label_names)}.")
         weights = self.weight[int(index)]
         if not np.any(weights):
             raise ConfigurationError(f"Probe class {self.label_names[int(index)]!r} had no training word: it has no "
