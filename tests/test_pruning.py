@@ -861,6 +861,25 @@ def test_an_amount_of_no_neuron_is_refused(report):
     assert plan_pruning(report, "random", {0: 0, 1: 2}).counts == {0: 0, 1: 2}  # one layer of none: said per layer
 
 
+def test_a_seed_or_switch_of_another_type_is_refused_before_planning(report):
+    """plan_pruning(..., seed=1.5) and seed='1' failed in numpy's SeedSequence ("expects int or sequence of ints"),
+    seed=True ran as seed 1, and per_layer="no" or allow_fewer="no" (truthy strings) turned the switch on."""
+    assert plan_pruning(report, "random", 2, seed=np.int64(3)).neurons == plan_pruning(report, "random", 2,
+                                                                                       seed=3).neurons
+    assert plan_pruning(report, "random", 2, per_layer=np.False_).per_layer is False
+    for seed in (1.5, "1", True, -1, None):
+        with pytest.raises(ConfigurationError, match=r"seed must be an int >= 0"):
+            plan_pruning(report, "random", 2, seed=seed)
+    for switch in ("per_layer", "allow_fewer"):
+        for value in ("no", None, 2):
+            with pytest.raises(ConfigurationError, match=rf"{switch} must be True or False, got {value!r}"):
+                plan_pruning(report, "random", 2, **{switch: value})
+    model, _ = tiny("bert")
+    with pytest.raises(ConfigurationError, match=r"seed must be an int >= 0"):
+        prune(model, None, "random", 2, seed=2.5)
+    assert not hf_txray.pruning.active_masks(model)
+
+
 def test_a_neuron_list_naming_a_neuron_twice_is_refused():
     """Helper 290: prune(model, None, {0: [1, 1]}) (or [(0, 1), (0, 1)], or (0, 1) beside (-2, 1) of 2 blocks) was
     read as {0: [1]} without a word: a plan of 1 neuron where 2 were listed (as a ranking naming one twice is refused

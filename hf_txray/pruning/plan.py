@@ -12,10 +12,10 @@ import numpy as np
 
 from ..architectures import neuron_architecture
 from ..artifact import Artifact
-from ..counts import is_int
+from ..counts import check_count, is_int
 from ..errors import ConfigurationError
 from ..io_utils import read_json, write_json
-from ..options import parse_layers, refuse_same_block, resolve_layer
+from ..options import check_switch, parse_layers, refuse_same_block, resolve_layer
 from ..profile import Profile
 from ..provenance import pruning_fingerprint, recorded_architecture, recorded_depths, recorded_pruning
 from ..report import DEFAULT_MIN_COUNT, TransferReport
@@ -456,6 +456,10 @@ def plan_pruning(
     """
     if mode not in MODES:
         raise ConfigurationError(f"Unknown mode {mode!r}: choose one of {', '.join(MODES)}.")
+    # per_layer="no" ranked per layer and allow_fewer="no" allowed fewer (truthy strings)
+    per_layer, allow_fewer = check_switch("per_layer", per_layer), check_switch("allow_fewer", allow_fewer)
+    # seed=1.5 and "1" failed in numpy's SeedSequence ("expects int or sequence of ints"), True ran as seed 1
+    check_count("seed", seed, minimum=0, note="of the random choice and the tie-breaking order")
     if widths is None:
         if source is None:
             raise ConfigurationError("plan_pruning needs a report, a profile, or widths={layer: neurons}.")
