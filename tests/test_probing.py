@@ -2410,6 +2410,19 @@ def test_top_neurons_of_a_label_refuse_an_index_that_names_no_label(planted):
             result.top_neurons(3, label=label)
 
 
+def test_probing_switches_and_subset_seeds_are_checked_before_any_training(planted):
+    """probe_neurons(control="no") and minimal="no" (truthy strings) ran the control task and the minimal set,
+    ablation_curve(bottom="no") ablated the bottom neurons too, and subset_seeds=(0, 0) drew one random subset twice,
+    read as two (as ablation_curve refuses seeds=[0, 0])."""
+    for switch in ("control", "minimal"):
+        with pytest.raises(ConfigurationError, match=rf"{switch} must be True or False, got 'no' \(str\)"):
+            probe_neurons(None, planted.acts, config=FAST, subset_seeds=(0,), **{switch: "no"})
+    with pytest.raises(ConfigurationError, match=r"subset_seeds \[0, 0\] repeat 0: each seed once"):
+        probe_neurons(None, planted.acts, config=FAST, subset_seeds=(0, 0))
+    with pytest.raises(ConfigurationError, match=r"bottom must be True or False, got 'no' \(str\)"):
+        ablation_curve(planted.model, planted.result, lambda model: 0.0, counts=[1], bottom="no")
+
+
 def test_probing_names_are_public():
     for name in ("ablate", "probe_neurons", "ProbingResult", "read_conllu", "crosscheck", "neuron_attributions",
                  "ablation_curve", "extract_activations"):

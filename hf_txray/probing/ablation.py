@@ -25,6 +25,7 @@ from torch import nn
 
 from ..artifact import Artifact
 from ..counts import is_int, refuse_repeats
+from ..options import check_switch
 from ..errors import ConfigurationError, ModelError
 from ..lengths import resolve_max_length
 from ..logging import warn_caller
@@ -692,6 +693,7 @@ def ablation_curve(
                                  f"{seeds!r}. For one random curve pass [seed].")
     seeds = [int(s) for s in seeds]
     refuse_repeats("seeds", "seed", seeds)  # [0, 0]: one random curve read as two ("std 0.0, count 2")
+    bottom = check_switch("bottom", bottom)  # "no" ablated the bottom neurons too (a truthy string)
     # helper 152: the baseline and every point were measured on top of a mask left on the model
     refuse_active_masks(model, "ablation_curve", "would measure its baseline and every point with them on")
     pairs, source = _ranked_pairs(ranking)

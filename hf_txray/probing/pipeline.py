@@ -21,8 +21,8 @@ from ..errors import ConfigurationError, DatasetError
 from ..hashes import text_hashes
 from ..artifact import Artifact
 from ..io_utils import arrow_path, read_json, write_json
-from ..counts import check_count, is_int
-from ..options import parse_layers
+from ..counts import check_count, is_int, refuse_repeats
+from ..options import check_switch, parse_layers
 from ..version import __version__
 from .data import LabeledCorpus, check_labelled_property, load_labeled
 from .extraction import DEFAULT_MEMMAP_THRESHOLD, Activations, check_can_split, check_split, extract_activations
@@ -395,9 +395,11 @@ def probe_neurons(
     if not isinstance(subset_seeds, (list, tuple, range)) or not all(is_int(s) for s in subset_seeds):
         raise ConfigurationError(f"subset_seeds must be a sequence of ints (one random subset each), e.g. [0, 1, 2]; "
                                  f"got {subset_seeds!r}.")
+    refuse_repeats("subset_seeds", "seed", list(subset_seeds))  # (0, 0): one random subset read as two
     # helper 272: test_size=1.5, seed=0.5 and target_share=2 were refused (or failed with a TypeError) only after
     # every sentence had been tagged and run through the model
     check_split(test_size, seed)
+    control, minimal = check_switch("control", control), check_switch("minimal", minimal)  # "no" ran them (truthy)
     if minimal:
         check_share(target_share, "target_share")
     elif target_share != DEFAULT_TARGET_SHARE:  # the share of the set not searched: ignored, and recorded as used
