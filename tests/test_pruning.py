@@ -895,6 +895,21 @@ def test_a_neuron_list_naming_a_neuron_twice_is_refused():
     assert plan_pruning(None, [(0, 1), (-1, 1)], widths={0: 48, 1: 48}).neurons == {0: [1], 1: [1]}
 
 
+def test_a_neuron_dict_mapping_a_layer_to_one_index_or_a_string_is_refused():
+    """masked(model, {0: 1}), ablate and prune failed with a bare TypeError "'int' object is not iterable" (and
+    {0: "12"} was refused as "A neuron's index must be an int, got '1'", a character of it)."""
+    model, _ = tiny("bert")
+    for spec in ({0: 1}, {0: "12"}, {0: [1], 1: None}):
+        with pytest.raises(ConfigurationError, match=r"is a dict \{layer: \[index, \.\.\.\]\}: layer \d maps to"):
+            plan_pruning(None, spec, widths={0: 48, 1: 48})
+        with pytest.raises(ConfigurationError, match="not a list of indices"):
+            with masked(model, spec):
+                pass
+        assert not hf_txray.pruning.active_masks(model)
+    assert plan_pruning(None, {0: np.array([1, 2]), 1: (n for n in [3])}, widths={0: 48, 1: 48}).neurons == {
+        0: [1, 2], 1: [3]}
+
+
 def test_metric_kwargs_naming_no_metric_are_refused():
     """Helper 290: metric_kwargs={"F1": {"average": "micro"}} beside metric "f1" was ignored without a word: the
     macro F1 was reported (0.1667 here, where the micro F1 asked for, the accuracy of one label per text, is 0.3333)."""

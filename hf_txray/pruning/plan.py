@@ -394,6 +394,12 @@ def explicit_neurons(spec: Any, widths: dict[int, int], blocks: Sequence[int] | 
     if isinstance(spec, PruningPlan):
         spec = spec.neurons
     if isinstance(spec, Mapping):
+        listed = {layer: indices for layer, indices in spec.items()
+                  if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__")}
+        if listed:  # {0: 1} failed "'int' object is not iterable", {0: "12"} named its characters
+            layer, indices = next(iter(listed.items()))
+            raise ConfigurationError(f"An explicit neuron list is a dict {{layer: [index, ...]}}: layer {layer!r} maps "
+                                     f"to {indices!r}, not a list of indices (write {{{layer!r}: [{indices!r}]}}).")
         items = [(layer, index) for layer, indices in spec.items() for index in indices]
         chosen: dict[int, set[int]] = {layer_of(layer, "A layer key"): set() for layer in spec}
     else:
