@@ -65,6 +65,7 @@ class Profiler:
         tokenizer: its fast tokenizer.
         config (`ProfilerConfig`): sites, features, credit and batching options.
         model_id (`str`, *optional*): recorded in the profiles.
+        revision (`str`, *optional*): the model's revision (commit, branch or tag), recorded in ``meta.revision``.
         device (`str` or `torch.device`, *optional*): defaults to the model's device.
         model_source, dataset_source (*optional*): the pinned sources (:mod:`hf_txray.provenance`) recorded in
             ``meta.provenance``; described from the model and corpus objects when omitted.

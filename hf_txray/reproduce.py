@@ -772,6 +772,8 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
         split (`str`, *optional*): the split of `dataset` that holds the texts (a ``DatasetDict``, a saved one, or a
             data folder of several splits), for a stage that recorded no split (texts passed in memory).
         token (`str`, *optional*): for private Hub repos.
+        show_progress (`bool`, *optional*): show progress bars while recomputing (default: the global switch,
+            ``hf_txray.logging.enable_progress_bars`` / ``disable_progress_bars``, as :func:`hf_txray.analyze`).
 
     Raises:
         ReproducibilityError: the stage lacks what is needed (message says what).
@@ -863,6 +865,8 @@ def reproduce(results: str | Path, *, stage: str | None = None, out: str | Path 
         split (`str`, *optional*): the split of `dataset` holding the texts, for a stage that recorded none.
         revision (`str`, *optional*): revision of the results repo.
         token (`str`, *optional*): for private repos (results, model, dataset).
+        show_progress (`bool`, *optional*): show progress bars while recomputing (default: the global switch,
+            ``hf_txray.logging.enable_progress_bars`` / ``disable_progress_bars``, as :func:`hf_txray.analyze`).
 
     Returns:
         :class:`ReproduceResult`; ``.verdict`` is ``"identical"`` when every stage is.
