@@ -2423,6 +2423,16 @@ def test_probing_switches_and_subset_seeds_are_checked_before_any_training(plant
         ablation_curve(planted.model, planted.result, lambda model: 0.0, counts=[1], bottom="no")
 
 
+def test_a_memmap_threshold_that_is_not_a_byte_count_is_refused_before_extraction(planted):
+    """extract_activations(memmap_threshold=-1), 1.5 and True put the values of 10 sentences on disk (on_disk True)
+    without a word, as a threshold of 0 bytes would."""
+    corpus = planted.corpus.select(10)
+    assert extract_activations(planted.model, corpus, planted.tokenizer, memmap_threshold=0).on_disk
+    for threshold in (-1, 1.5, True, "1", None):
+        with pytest.raises(ConfigurationError, match=r"memmap_threshold must be an int >= 0"):
+            extract_activations(planted.model, corpus, planted.tokenizer, memmap_threshold=threshold)
+
+
 def test_probing_names_are_public():
     for name in ("ablate", "probe_neurons", "ProbingResult", "read_conllu", "crosscheck", "neuron_attributions",
                  "ablation_curve", "extract_activations"):

@@ -648,8 +648,8 @@ def extract_activations(
         `Activations`.
 
     Raises:
-        ConfigurationError: unknown aggregation, dtype, site or stack, bad layers or batch size, `max_length` above
-            the model's limit, `stack` given for a one-stack model.
+        ConfigurationError: unknown aggregation, dtype, site or stack, bad layers, batch size or `memmap_threshold`,
+            `max_length` above the model's limit, `stack` given for a one-stack model.
         ModelError: a hooked module outside the chosen stack, decoder inputs that cannot be built, or a model whose
             activations at real tokens change with masked padding (with `batch_size` above 1).
         DatasetError: no labelled word could be aligned to a token.
@@ -672,6 +672,8 @@ def extract_activations(
         raise ConfigurationError(f"Unknown aggregation {aggregation!r}: choose one of {', '.join(AGGREGATIONS)}.")
     if dtype not in DTYPES:
         raise ConfigurationError(f"Unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}.")
+    # -1, 1.5 and True put every extraction on disk without a word (a size in bytes compared with the values')
+    check_count("memmap_threshold", memmap_threshold, minimum=0, note="bytes above which the values are disk-backed")
     model, tokenizer, model_id, device = _resolve(model, tokenizer, device)
     sites, forward = _sites(model, site, layers, module_pattern, stack)
     width = sites[0].width
