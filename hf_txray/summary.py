@@ -241,6 +241,15 @@ def neuron_card(profile: Any, layer: int, neuron: int, top: int | None = None,
 
     # top=-1 kept all features but the last (pandas' head(-1)), 0 the default 10, 2.5 and True failed in pandas
     check_count("top", top, none=f"the exported {TOP_FEATURES}", note="the top features kept per feature type")
+    # one report (not in a list) failed "'TransferReport' object is not iterable", [None] "no attribute 'meta'"
+    if isinstance(reports, (str, bytes)) or not hasattr(reports, "__iter__") or hasattr(reports, "made_from"):
+        raise ConfigurationError(f"reports must be an iterable of TransferReport (reports=[report]), got "
+                                 f"{type(reports).__name__}.")
+    reports = list(reports)
+    odd = [r for r in reports if not hasattr(r, "made_from")]
+    if odd:
+        raise ConfigurationError(f"reports must hold TransferReport objects (hf_txray.compare), got "
+                                 f"{type(odd[0]).__name__}.")
 
     layer = resolve_layer(profile.meta.layers, layer, "was not profiled")  # -1: the last block, named as such
     row = profile._row(layer, neuron)

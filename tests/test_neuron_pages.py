@@ -265,6 +265,17 @@ def test_neuron_card_refuses_a_top_that_is_not_a_count():
             neuron_card(profile, layer, neuron, top=top)
 
 
+def test_neuron_card_refuses_reports_that_are_not_a_list_of_reports():
+    """neuron_card(profile, l, n, reports=report) (one report, not in a list) failed with a bare TypeError
+    "'TransferReport' object is not iterable", and reports=[None] with an AttributeError."""
+    profile = output_profile()
+    report = hf_txray.compare(profile, profile)
+    assert list(neuron_card(profile, 0, 0, reports=(r for r in [report])).status) == [report.name]
+    for reports in (report, [None], [profile], "a->b", 3):
+        with pytest.raises(hf_txray.ConfigurationError, match=r"reports must (be an iterable of|hold) TransferReport"):
+            neuron_card(profile, 0, 0, reports=reports)
+
+
 def test_neuron_card_record_holds_the_neuron_from_profile_and_reports():
     """The NeuronCard record: identity, stats, distributions, examples, histogram, output effects, status per report
     and summary, each equal to what the Profile and the TransferReport say."""
