@@ -36,6 +36,7 @@ from torch import nn
 from .errors import ConfigurationError, ModelError
 from .moe import unskipped
 from .indices import whole_numbers
+from .metrics import as_floats
 
 if TYPE_CHECKING:
     from .sites import Site
@@ -62,7 +63,8 @@ class Fill:
         if values is not None:
             if isinstance(values, torch.Tensor):  # means of kept activations: bfloat16, on a GPU, or needing grad
                 values = values.detach().cpu().double()
-            array = np.asarray(values, dtype=np.float64)  # cast to the activations' dtype at use (checked there)
+            # cast to the activations' dtype at use (checked there); "x" failed in numpy's float(), True was 1.0
+            array = as_floats(values, "Fill's values", "one number or one per neuron")
             if array.ndim > 1 or (array.ndim == 1 and len(array) != len(self.indices)):
                 raise ConfigurationError(f"A Fill of {len(self.indices)} neurons needs one value or "
                                          f"{len(self.indices)} values, got shape {array.shape}.")

@@ -193,6 +193,15 @@ def test_a_fill_sets_the_values_it_names_or_refuses():
         Fill([np.inf])
 
 
+def test_a_fill_refuses_values_that_are_not_numbers():
+    """Fill([1, 2], values="x") failed with numpy's bare ValueError "could not convert string to float", values=True
+    set the neurons to 1.0 and values=["0.5", "1"] to the numbers the strings spell, without a word."""
+    for values in ("x", True, [True, False], ["0.5", "1"], {"a": 1.0}):
+        with pytest.raises(ConfigurationError, match=r"Fill's values must be one number or one per neuron"):
+            Fill([1, 2], values=values)
+    assert Fill([1, 2], values=np.float32(0.5))(torch.zeros(1, 3)).tolist() == [[0.0, 0.5, 0.5]]
+
+
 def test_a_fill_takes_its_values_as_a_tensor_of_any_dtype_or_grad_state():
     """Helper 303: means taken from activations (``t[3].mean((0, 1))[idx]``) failed as values: a bfloat16 tensor
     with TypeError "unsupported ScalarType BFloat16", one that needs grad with numpy's RuntimeError (a GPU one:
