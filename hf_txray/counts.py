@@ -1,4 +1,5 @@
-"""The one rule for the counts the API takes (``num_samples``, ``top_k``, ``max_sentences``, ``k``...).
+"""The one rule for the counts the API takes (``num_samples``, ``top_k``, ``max_sentences``, ``k``...), and for its
+on/off arguments (:func:`check_switch`).
 
 Without it, each caller's own test let something through: pandas' ``head(-3)`` and list slicing read 0 or a negative
 count as "all" or "from the end", ``islice`` and ``range`` cut 2.5 to 2 or round it up, and ``True`` passed as 1.
@@ -36,6 +37,20 @@ def check_count(name: str, value: Any, *, minimum: int = 1, none: str | None = N
     if not is_int(value) or value < minimum:
         said = "; ".join(part for part in (note, none and f"or None for {none}") if part)
         raise ConfigurationError(f"{name} must be an int >= {minimum}{f' ({said})' if said else ''}, got {value!r}.")
+
+
+def check_switch(name: str, value: Any) -> bool:
+    """`value` of the on/off argument `name` as a bool, or a ConfigurationError: a string (``per_layer="no"``) is
+    truthy and turned the switch on. A bool, a numpy bool, or a 0 or 1 (numpy's too) stands for the bool it is, as
+    :func:`~hf_txray.options.check_switches` reads options.
+
+    Raises:
+        ConfigurationError: ``"<name> must be True or False, got 'no' (str)."``
+    """
+    numpy_bool = getattr(value, "dtype", None) is not None and value.dtype.kind == "b" and value.ndim == 0
+    if isinstance(value, bool) or numpy_bool or (is_int(value) and value in (0, 1)):
+        return bool(value)
+    raise ConfigurationError(f"{name} must be True or False, got {value!r} ({type(value).__name__}).")
 
 
 def refuse_repeats(name: str, one: str, values: Sequence[Any], labels: Sequence[str] | None = None,

@@ -674,20 +674,6 @@ class AnalyzeOptions(ProfilerConfig):
         return options
 
 
-def check_switch(name: str, value: Any) -> bool:
-    """`value` of the on/off argument `name` as a bool, or a ConfigurationError: a string (``per_layer="no"``) is
-    truthy and turned the switch on. A bool, a numpy bool, or a 0 or 1 (numpy's too) stands for the bool it is, as
-    :func:`check_switches` reads options.
-
-    Raises:
-        ConfigurationError: ``"<name> must be True or False, got 'no' (str)."``
-    """
-    numpy_bool = getattr(value, "dtype", None) is not None and value.dtype.kind == "b" and value.ndim == 0
-    if isinstance(value, bool) or numpy_bool or (is_int(value) and value in (0, 1)):
-        return bool(value)
-    raise ConfigurationError(f"{name} must be True or False, got {value!r} ({type(value).__name__}).")
-
-
 def check_switches(options: Any, caller: str) -> None:
     """Refuse a value that is not a bool for an on/off option: a string from a config file (``streaming: "no"``)
     or a keyword (``trust_remote_code="false"``) is truthy, and would turn the option on. A 0 or 1 (numpy's too) and a

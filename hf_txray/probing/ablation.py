@@ -24,8 +24,7 @@ import pandas as pd
 from torch import nn
 
 from ..artifact import Artifact
-from ..counts import is_int, refuse_repeats
-from ..options import check_switch
+from ..counts import check_switch, is_int, refuse_repeats
 from ..errors import ConfigurationError, ModelError
 from ..lengths import resolve_max_length
 from ..logging import warn_caller

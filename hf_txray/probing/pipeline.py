@@ -21,8 +21,8 @@ from ..errors import ConfigurationError, DatasetError
 from ..hashes import text_hashes
 from ..artifact import Artifact
 from ..io_utils import arrow_path, read_json, write_json
-from ..counts import check_count, is_int, refuse_repeats
-from ..options import check_switch, parse_layers
+from ..counts import check_count, check_switch, is_int, refuse_repeats
+from ..options import parse_layers
 from ..version import __version__
 from .data import LabeledCorpus, check_labelled_property, load_labeled
 from .extraction import DEFAULT_MEMMAP_THRESHOLD, Activations, check_can_split, check_split, extract_activations

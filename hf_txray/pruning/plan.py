@@ -12,10 +12,10 @@ import numpy as np
 
 from ..architectures import neuron_architecture
 from ..artifact import Artifact
-from ..counts import check_count, is_int
+from ..counts import check_count, check_switch, is_int
 from ..errors import ConfigurationError
 from ..io_utils import read_json, write_json
-from ..options import check_switch, parse_layers, refuse_same_block, resolve_layer
+from ..options import parse_layers, refuse_same_block, resolve_layer
 from ..profile import Profile
 from ..provenance import pruning_fingerprint, recorded_architecture, recorded_depths, recorded_pruning
 from ..report import DEFAULT_MIN_COUNT, TransferReport
