@@ -94,6 +94,20 @@ def test_orders_and_default_feature_type():
         default_feature_type(["word", "token"], categorical=True)
 
 
+def test_register_feature_and_get_feature_type_refuse_arguments_of_another_type(case_feature):
+    """register_feature(3) failed with a bare AttributeError "'int' object has no attribute 'name'", replace="no" (a
+    truthy string) replaced the registered 'case' feature, and get_feature_type(["pos"]) failed "unhashable type"."""
+    for feature in (3, "case", capitals):
+        with pytest.raises(ConfigurationError, match="register_feature takes a UserFeature"):
+            register_feature(feature)
+    with pytest.raises(ConfigurationError, match="replace must be True or False, got 'no'"):
+        register_feature(UserFeature("case", str.split), replace="no")
+    assert get_feature_type("case").fn is capitals
+    for name in (["pos"], ("pos",), None):
+        with pytest.raises(ConfigurationError, match="Unknown feature"):
+            get_feature_type(name)
+
+
 def test_registered_user_feature_by_name_profiles_like_the_object(case_feature):
     model, tokenizer = tiny("bert")
     common = dict(tokenizer=tokenizer, show_progress=False)

@@ -16,6 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
+from ..counts import check_switch
 from ..errors import ConfigurationError, ProfileFormatError
 
 USER_FEATURE_ORDER = 10  # user features read after the spaCy tags and before the text features
@@ -223,6 +224,10 @@ def register_feature(feature: FeatureType | UserFeature, replace: bool = False) 
         >>> profile = hf_txray.analyze(model, texts, features=("token", "pos", "digit"))
         ```
     """
+    if not isinstance(feature, (FeatureType, UserFeature)):  # 3 failed "'int' object has no attribute 'name'"
+        raise ConfigurationError(f"register_feature takes a UserFeature(name, fn) or a FeatureType, got "
+                                 f"{type(feature).__name__} {feature!r:.60}.")
+    replace = check_switch("replace", replace)  # replace="no" (a truthy string) replaced a registered feature
     check_user_feature(feature.name, feature.fn)
     if isinstance(feature, UserFeature):
         feature = FeatureType(feature.name, "tag", "user", (feature.fn.__doc__ or "").strip().split("\n")[0],
@@ -314,7 +319,7 @@ def get_feature_type(name: str) -> FeatureType:
     Raises:
         `ConfigurationError`: `name` is not registered; the message lists the registered names.
     """
-    found = _REGISTRY.get(name)
+    found = _REGISTRY.get(name) if isinstance(name, str) else None  # ["pos"]: a bare "unhashable type: 'list'"
     if found is None:
         raise ConfigurationError(_unknown_message(name))
     return found
