@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from .artifact import artifact_type_of, check_save_target, write_header
+from .counts import check_switch
 from .errors import ConfigurationError, ProfileFormatError
 from .hub_io import check_branch, check_license, check_probed_models, check_repo_id
 from .io_utils import atomic_dir, unfinished_writes
@@ -191,6 +192,7 @@ def save_to_disk(
             f"save_to_disk's first argument is the folder to write, got {type(directory).__name__} {directory!r:.60}: "
             "call hf_txray.save_to_disk(directory, profiles, reports).")
     revision = check_card_options(repo_id, revision, license)
+    plots = check_switch("plots", plots)  # plots="no" (a truthy string) drew them
     by_stage, by_name = collect(profiles, reports)
     directory = Path(directory).expanduser()  # as load() and from_pretrained() read it
     _check_target(directory)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 from .artifact import CLASS_OF_TYPE, HEADER_FILE, artifact_type_of, saved_artifacts
 from .card import missing_profiles, naming_repo
+from .counts import check_switch
 from .errors import ConfigurationError, ProfileFormatError
 from .export import check_card_options, collect, read_folder, save_to_disk
 from .hub_io import (carry_remote_card, check_branch, check_repo_id, dropped_results, full_repo_id,
@@ -216,6 +217,8 @@ def push_to_hub(
     """
     check_repo_id(repo_id)
     check_card_options(revision=revision, license=license)
+    # before the token is read or anything written: private="no" went on to create_repo, plots="no" drew them
+    private, plots = check_switch("private", private), check_switch("plots", plots)
     by_stage, by_name = collect(profiles, reports)
     token = resolve_token(token)
     for name, absent in missing_profiles(by_stage, by_name).items():

@@ -155,6 +155,17 @@ def test_a_relative_folder_with_a_colon_in_its_first_name_loads(kind, tmp_path, 
     assert_exact(artifact, type(artifact).from_pretrained("run-12:30"), kind)
 
 
+def test_export_and_push_refuse_a_switch_that_is_not_a_bool(tmp_path):
+    """save_to_disk(..., plots="no") drew the plots (a truthy string), and push_to_hub(..., private="no") passed the
+    string on to the Hub's create_repo; both are refused before anything is read, written or sent."""
+    for call in (lambda: hf_txray.save_to_disk(tmp_path / "out", profiles=list(profiles()), plots="no"),
+                 lambda: hf_txray.push_to_hub("me/results", profiles=list(profiles()), plots="no"),
+                 lambda: hf_txray.push_to_hub("me/results", profiles=list(profiles()), private="no")):
+        with pytest.raises(hf_txray.ConfigurationError, match=r"(plots|private) must be True or False, got 'no'"):
+            call()
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_export_in_a_relative_folder_with_a_colon_loads(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     hf_txray.save_to_disk("ex:1", profiles=list(profiles()), reports=[build("transfer_report")], plots=False)
