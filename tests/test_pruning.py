@@ -910,6 +910,20 @@ def test_a_neuron_dict_mapping_a_layer_to_one_index_or_a_string_is_refused():
         0: [1, 2], 1: [3]}
 
 
+def test_a_plan_dict_that_is_not_what_to_dict_writes_is_refused():
+    """PruningPlan.from_dict read a saved plan's neurons {"0": [1.5]} as neuron 1 and widths {"0": 4.5} as 4 without a
+    word; {} failed with a bare TypeError "missing 2 required positional arguments", None with an AttributeError and
+    {"0": 1} with "'int' object is not iterable"."""
+    plan = PruningPlan(strategy="random", amount={0: 2, 1: 1}, neurons={0: [1, 2], 1: [3]}, widths={0: 48, 1: 48})
+    assert PruningPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+    good = plan.to_dict()
+    for bad in ({}, None, {**good, "neurons": {"0": [1.5]}}, {**good, "neurons": {"x": [1]}},
+                {**good, "neurons": {"0": 1}}, {**good, "widths": {"0": 4.5}}, {**good, "amount": {"0": 1.5}},
+                {**good, "neurons": [1]}):
+        with pytest.raises(hf_txray.ProfileFormatError, match="A pruning plan"):
+            PruningPlan.from_dict(bad)
+
+
 def test_metric_kwargs_naming_no_metric_are_refused():
     """Helper 290: metric_kwargs={"F1": {"average": "micro"}} beside metric "f1" was ignored without a word: the
     macro F1 was reported (0.1667 here, where the micro F1 asked for, the accuracy of one label per text, is 0.3333)."""

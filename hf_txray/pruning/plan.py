@@ -13,7 +13,8 @@ import numpy as np
 from ..architectures import neuron_architecture
 from ..artifact import Artifact
 from ..counts import check_count, check_switch, is_int
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, ProfileFormatError
+from ..indices import whole_numbers
 from ..io_utils import read_json, write_json
 from ..options import parse_layers, refuse_same_block, resolve_layer
 from ..profile import Profile
@@ -153,12 +154,22 @@ class PruningPlan(Artifact):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PruningPlan":
+        """The plan :meth:`to_dict` wrote.
+
+        Raises:
+            ProfileFormatError: `data` is not a dict with ``strategy`` and ``amount``, or its ``neurons``, ``widths``
+                or per-layer ``amount`` are not whole numbers by layer (``{"0": [1.5]}`` was read as neuron 1; ``{}``
+                failed with a bare TypeError "missing 2 required positional arguments").
+        """
+        if not isinstance(data, Mapping) or any(key not in data for key in ("strategy", "amount")):
+            raise ProfileFormatError(f"A pruning plan is the dict PruningPlan.to_dict() writes, with 'strategy' and "
+                                     f"'amount', got {type(data).__name__} {str(data)[:60]!r}.")
         known = set(cls.__dataclass_fields__)
         kwargs = {k: v for k, v in data.items() if k in known}
-        kwargs["neurons"] = {int(k): [int(i) for i in v] for k, v in kwargs.get("neurons", {}).items()}
-        kwargs["widths"] = {int(k): int(v) for k, v in kwargs.get("widths", {}).items()}
+        kwargs["neurons"] = {k: v.tolist() for k, v in _by_layer(kwargs.get("neurons", {}), "neurons").items()}
+        kwargs["widths"] = {k: int(v[0]) for k, v in _by_layer(kwargs.get("widths", {}), "widths", one=True).items()}
         if isinstance(kwargs.get("amount"), Mapping):
-            kwargs["amount"] = {int(k): int(v) for k, v in kwargs["amount"].items()}
+            kwargs["amount"] = {k: int(v[0]) for k, v in _by_layer(kwargs["amount"], "amount", one=True).items()}
         return cls(**kwargs)
 
     def _save_pretrained(self, folder: Path) -> None:
@@ -272,6 +283,25 @@ def _given_widths(widths: Any) -> dict[int, int]:
                                      f"{int(width)}, as {key!r} and its number): keep one key per layer.")
         checked[int(layer)] = int(width)
     return checked
+
+
+def _by_layer(values: Any, what: str, one: bool = False) -> dict[int, np.ndarray]:
+    """A saved plan's ``{layer: indices}`` (or, `one`, ``{layer: count}``) with int layers and whole-number values,
+    or a ProfileFormatError naming `what`."""
+    try:
+        if not isinstance(values, Mapping):
+            raise ConfigurationError(f"not a dict by layer: {type(values).__name__}")
+        read = {}
+        for key, value in values.items():
+            if isinstance(key, bool) or not (is_int(key) or isinstance(key, str) and key.lstrip("-").isdigit()):
+                raise ConfigurationError(f"layer {key!r} is not an int")
+            if one and np.ndim(value) != 0 or not one and (isinstance(value, (str, bytes)) or np.ndim(value) != 1):
+                raise ConfigurationError(f"layer {key!r} holds {value!r}")
+            read[int(key)] = whole_numbers(value, f"layer {key!r}")
+        return read
+    except ConfigurationError as error:
+        raise ProfileFormatError(f"A pruning plan's {what} must be {'a count' if one else 'a list of neuron indices'} "
+                                 f"per layer: {str(error).rstrip('.')}.") from None
 
 
 def _check_int(value: Any, what: str) -> int:
