@@ -230,9 +230,9 @@ def neuron_card(profile: Any, layer: int, neuron: int, top: int | None = None,
             per report, and the summary's change clause from the (first) report whose stage B is this stage.
 
     Raises:
-        ConfigurationError: a layer that was not profiled or a neuron out of range, `top` not an int >= 1, or a report
-            that names this stage but was not made from this profile (``TransferReport.made_from``: another model,
-            corpus or credit count).
+        ConfigurationError: a layer that was not profiled or a neuron out of range, `top` not an int >= 1, `reports`
+            not an iterable of reports (one report: ``reports=[report]``), or a report that names this stage but was
+            not made from this profile (``TransferReport.made_from``: another model, corpus or credit count).
     """
     from .architectures import expert_unit, routed_experts
     from .counts import check_count
