@@ -367,6 +367,9 @@ class TransferReport(Artifact):
         there: each credits one neuron per position and layer."""
         if side not in ("a", "b"):
             raise ConfigurationError(f"side must be 'a' or 'b', got {side!r}.")
+        if not isinstance(profile, Profile):  # a report failed "'TransferReport' object has no attribute 'stage'"
+            raise ConfigurationError(f"made_from takes a Profile (a stage of this report), got "
+                                     f"{type(profile).__name__}.")
         meta = self.meta
         stage, model, corpus, credits = ((meta.stage_a, meta.model_a, meta.dataset_a, meta.credits_a) if side == "a"
                                          else (meta.stage_b, meta.model_b, meta.dataset_b, meta.credits_b))

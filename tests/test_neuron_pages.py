@@ -322,6 +322,9 @@ def test_neuron_card_record_holds_the_neuron_from_profile_and_reports():
     other = hf_txray.analyze(_lm(), SAMPLE_TEXTS[:3], tokenizer=bpe_tokenizer(), features=("token",),
                              stage=b.stage, show_progress=False)
     assert report.made_from(b, "b") and report.made_from(a) and not report.made_from(other, "b")
+    for given in (report, None, "b"):  # a report failed "'TransferReport' object has no attribute 'stage'"
+        with pytest.raises(hf_txray.ConfigurationError, match="made_from takes a Profile"):
+            report.made_from(given)
     with pytest.raises(hf_txray.ConfigurationError, match="was not made from this profile"):
         neuron_card(other, layer, neuron, reports=[report])
 
