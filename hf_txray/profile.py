@@ -244,6 +244,23 @@ class FeatureTable:
         alphabetical[np.argsort(names, kind="stable")] = np.arange(len(names))
         return np.lexsort((alphabetical[self.feature_ids], -self.mass, self.rows))
 
+    def top_entries(self) -> np.ndarray:
+        """Index of each row's first entry in :meth:`by_preference`'s order (the row's top feature: most mass, then
+        feature name), ascending by row, without sorting the table: names are compared only among a row's entries
+        tied at its largest mass (sorting every entry made ``Profile.neuron_stats`` 1.6x slower on 900k entries)."""
+        if not len(self.rows):
+            return np.empty(0, dtype=np.int64)
+        starts = np.flatnonzero(np.r_[True, self.rows[1:] != self.rows[:-1]])
+        best = np.repeat(np.fmax.reduceat(self.mass, starts), np.diff(np.r_[starts, len(self.rows)]))
+        candidates = np.flatnonzero((self.mass == best) | np.isnan(best))  # a row of NaN masses ties them all
+        if len(candidates) == len(starts):
+            return candidates
+        names = np.array([self.vocab[i] for i in self.feature_ids[candidates]], dtype=object)
+        order = np.argsort(names, kind="stable")
+        order = order[np.argsort(self.rows[candidates][order], kind="stable")]  # by row, then name
+        rows = self.rows[candidates][order]
+        return candidates[order][np.r_[True, rows[1:] != rows[:-1]]]
+
     def remapped(self, vocab: list[str]) -> "FeatureTable":
         """The same table with feature ids taken from `vocab`, a superset of this table's vocabulary."""
         index = {f: i for i, f in enumerate(vocab)}
@@ -542,12 +559,9 @@ class Profile(Artifact):
 
     def _top_feature_by_row(self, table: FeatureTable) -> list[str | None]:
         top: list[str | None] = [None] * self.num_rows
-        if len(table.rows):
-            order = table.by_preference()
-            rows_sorted = table.rows[order]
-            first = np.r_[True, rows_sorted[1:] != rows_sorted[:-1]]
-            for row, fid in zip(rows_sorted[first], table.feature_ids[order][first]):
-                top[int(row)] = table.vocab[int(fid)]
+        first = table.top_entries()
+        for row, fid in zip(table.rows[first].tolist(), table.feature_ids[first].tolist()):
+            top[row] = table.vocab[fid]
         return top
 
     def feature_frequency(self, feature_type: str = "pos") -> pd.Series:

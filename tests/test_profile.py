@@ -770,3 +770,23 @@ def test_neuron_stats_top_feature_breaks_ties_by_name_as_top_features_do():
         assert stats["mass"].tolist() == [stats["mass"][0]] * 2  # a tie
         row = profile.neuron_stats().set_index(["layer", "neuron"]).loc[(1, 0)]
         assert row["top_token"] == profile.top_features(1, 0, "token", k=1)[0][0] == "apple"
+
+
+def test_a_rows_top_entry_is_its_first_by_preference_without_sorting_the_table():
+    """`neuron_stats` reads each row's top feature through `FeatureTable.top_entries`, which compares names only among
+    the entries tied at a row's largest mass (sorting the whole table by preference made it 1.6x slower on 900k
+    entries): it must pick the entry `by_preference` puts first, on ties (names against feature ids), -0.0 against
+    0.0, NaN masses and rows without entries."""
+    from hf_txray.profile import FeatureTable
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        size, num_rows = int(rng.integers(1, 8)), int(rng.integers(1, 6))
+        keys = np.unique(rng.integers(0, num_rows * size, int(rng.integers(0, 20))))
+        table = FeatureTable(list(rng.permutation([f"w{i}" for i in range(size)])), rows=keys // size,
+                             feature_ids=keys % size, mass=rng.choice([0.0, -0.0, 0.5, 1.0, 2.0, np.nan], len(keys)),
+                             count=np.ones(len(keys), np.int64), corpus_count=np.ones(size, np.int64))
+        order = table.by_preference()
+        rows = table.rows[order]
+        firsts = order[np.r_[True, rows[1:] != rows[:-1]]] if len(order) else order
+        assert table.top_entries().tolist() == firsts.tolist()
