@@ -282,13 +282,14 @@ def reproduce_command(repo_id: str, revision: str | None = None) -> str:
     return shell_command("hf-txray", "reproduce", repo_id, *(("--revision", revision) if revision else ()))
 
 
-def _credit_rule(top_k: Mapping[str, int] | int | None) -> str:
+def _credit_rule(top_k: Mapping[str, int | None] | int | None) -> str:
     """The credit rule in words, for the card's opening paragraph: `top_k` by stage (one sentence for all when they
-    agree), one value (a report's), or None (a report saved before reports recorded it)."""
+    agree; None: a stage known only from a report saved before reports recorded it), one value, or None."""
     if isinstance(top_k, Mapping):
         values = set(top_k.values())
         if len(values) > 1:
-            per_stage = ", ".join(f"{code_span(stage)} {k}" for stage, k in top_k.items())
+            per_stage = ", ".join(f"{code_span(stage)} {'not recorded' if k is None else k}"
+                                  for stage, k in top_k.items())
             return f"one of the k most active units of its layer (top-k credit, k per stage: {per_stage})"
         top_k = values.pop() if values else None
     if top_k is None:
@@ -385,7 +386,7 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
     body = [f"# {markdown_text(pretty_name)}", "",
             "Neuron preference profiles (\"neuron cards\") and transfer reports computed with **hf_txray**, an "
             "implementation of TX-Ray (Rethmeier et al., UAI 2020) for Hugging Face models. Each neuron is described "
-            f"by the inputs that make it {_credit_rule(_top_k_by_stage(profiles, m))}, and its preferences are "
+            f"by the inputs that make it {_credit_rule(_top_k_by_stage(profiles, reports))}, and its preferences are "
             "compared across training stages with the Hellinger distance.", "",
             "## Summary", "",
             f"- **Model(s)**: {', '.join(_model_link(x) for x in dict.fromkeys(models))}",
@@ -409,10 +410,16 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
     return DatasetCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body))
 
 
-def _top_k_by_stage(profiles: Mapping[str, Profile], meta: Any) -> Mapping[str, int] | int | None:
-    """Each profile's top_k by stage; a report alone, its own (the `meta` of the card's first part; None in reports
-    saved before reports recorded it)."""
-    return {stage: p.meta.top_k for stage, p in profiles.items()} if profiles else getattr(meta, "top_k", None)
+def _top_k_by_stage(profiles: Mapping[str, Profile],
+                    reports: Mapping[str, TransferReport]) -> Mapping[str, int | None]:
+    """The top_k of every stage of the export: each profile's, and for the stages of a report without their profile,
+    the report's (None in reports saved before reports recorded it). The first part's alone stated max-1 credit of
+    an export of a top-1 and a top-2 report, or of a top-1 profile beside a top-2 report (helper 366)."""
+    by_stage: dict[str, int | None] = {stage: p.meta.top_k for stage, p in profiles.items()}
+    for report in reports.values():
+        for stage in (report.meta.stage_a, report.meta.stage_b):
+            by_stage.setdefault(stage, getattr(report.meta, "top_k", None))
+    return by_stage
 
 
 def _architecture_note(meta) -> str:

@@ -1099,6 +1099,18 @@ def test_card_says_the_credit_rule_and_names_a_model_object(tmp_path):
     # Helper 119: an export of a top-1 and a top-3 profile stated the first one's rule for both
     both = DatasetCard.load(hf_txray.save_to_disk(tmp_path / "both", [three, one], plots=False) / "README.md")
     assert "(top-k credit, k per stage: `top3` 3, `top1` 1)" in both.text and "max-1 credit" not in both.text
+    # Helper 366: the card's first part stated its rule for all: an export of a top-1 and a top-3 report, or of a
+    # top-1 profile beside a top-3 report, said "(max-1 credit)"
+    three_report.meta.top_k = 3
+    for name, profiles, reports, rule in (
+            ("mixed", [], [report, three_report], "k per stage: `top1` 1, `again` 1, `top3` 3, `again3` 3)"),
+            ("beside", [one], [three_report], "k per stage: `top1` 1, `top3` 3, `again3` 3)")):
+        text = DatasetCard.load(hf_txray.save_to_disk(tmp_path / name, profiles, reports, plots=False) / "README.md").text
+        assert rule in text and "max-1 credit" not in text
+    three_report.meta.top_k = None  # beside a report that records its k, an older one's stages are "not recorded"
+    text = DatasetCard.load(hf_txray.save_to_disk(tmp_path / "older", [], [report, three_report], plots=False)
+                            / "README.md").text
+    assert "`top1` 1, `again` 1, `top3` not recorded, `again3` not recorded)" in text and "max-1 credit" not in text
 
 
 def test_a_result_only_on_a_branch_is_named_when_the_default_branch_is_read(results, hub):
