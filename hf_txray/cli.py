@@ -155,11 +155,33 @@ def _refuse_paths_beside_the_config(config: str, paths: dict[str, Any]) -> None:
         path = Path(value).expanduser() if isinstance(value, str) and value else None
         if path is None or path.is_absolute() or path.exists() or not (folder / path).exists():
             continue
+        if not _read_as_local(name, value, folder / path):
+            continue
         raise ConfigurationError(
             f"The config file {config}: {name}: {value!r} is not in the current directory ({Path.cwd()}), but is "
             f"beside the config file ({folder / path}). Relative paths in a config file are read from the current "
             f"directory, as on the command line: run hf-txray from {folder}, or write the path absolute or relative "
             "to where you run it (the same holds for out:).")
+
+
+def _read_as_local(name: str, value: str, beside: Path) -> bool:
+    """Whether the config's `name` (``model`` or ``dataset``) `value`, found at `beside` (in the config file's
+    folder), was meant as that local path: always when it is written as a path (``./x``, ``data.txt``), never for an
+    embedded corpus (``txray:ptb``), and for a name that can be a Hub id (``gpt2``, ``org/name``) only when what is
+    there would be read as one: a model folder (``config.json``, ``adapter_config.json`` or a ``.gguf`` file) or a
+    ``.gguf`` file, a data file or a folder holding data files. A Hub id that merely matched a folder of another kind
+    beside the file (a results folder ``gpt2/``) was refused, with no way to name the Hub (helper 366)."""
+    from . import corpora
+    from .loading import data_file_builder, looks_local
+
+    if value in corpora.EMBEDDED_NAMES:
+        return False
+    if looks_local(value) or beside.is_file():
+        return True
+    if name == "model":
+        return (any((beside / file).is_file() for file in ("config.json", "adapter_config.json"))
+                or any(beside.glob("*.gguf")))
+    return any(file.is_file() and data_file_builder(file) for file in beside.iterdir())
 
 
 def _flags_given(command: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:

@@ -1422,6 +1422,30 @@ def test_cli_config_file_paths_are_read_from_the_current_directory(tmp_path, sav
     assert hf_txray.Profile.from_pretrained(elsewhere / "out").meta.dataset_id == str(text_file)  # out: from here
 
 
+def test_cli_config_file_names_that_can_be_hub_ids_are_not_refused_for_another_thing_beside_the_file(
+        tmp_path, saved_bert, monkeypatch, capsys):
+    """Helper 366: the refusal of a config's path found only beside the file took any name that existed there: a Hub
+    id `model: org/gpt` beside a results folder `org/gpt/` (no model in it) and `dataset: txray:ptb` beside a file of
+    that name were refused ("... is beside the config file"), with no way to name the Hub model or the embedded
+    corpus. Only what would be read as a model or as data is now meant there; a model folder still is refused."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "org" / "gpt" / "neuron_cards").mkdir(parents=True), elsewhere.mkdir()
+    (project / "txray:ptb").write_text("not the corpus\n", encoding="utf-8")
+    config = project / "run.yaml"
+    monkeypatch.chdir(elsewhere)
+    config.write_text(f"model: {saved_bert}\ndataset: 'txray:ptb'\nout: out\nfeatures: [token]\nnum_samples: 4\n",
+                      encoding="utf-8")
+    assert cli_main(["analyze", "--config", str(config)]) == 0
+    assert hf_txray.Profile.from_pretrained(elsewhere / "out").meta.num_examples == 4
+    config.write_text("model: org/gpt\ndataset: 'txray:ptb'\nout: out2\nfeatures: [token]\n", encoding="utf-8")
+    capsys.readouterr()
+    assert cli_main(["analyze", "--config", str(config)]) != 0  # the Hub is not reachable here
+    assert "beside the config file" not in capsys.readouterr().err
+    (project / "org" / "gpt" / "config.json").write_text("{}", encoding="utf-8")  # now a model folder: refused
+    assert cli_main(["analyze", "--config", str(config)]) == 2
+    assert "model: 'org/gpt' is not in the current directory" in capsys.readouterr().err
+
+
 def test_cli_config_file_with_flags_overriding_and_text_column_printed(tmp_path, saved_bert, text_file, capsys):
     config = tmp_path / "run.yaml"
     config.write_text(f"model: {saved_bert}\ndataset: {text_file}\nfeatures: [token]\ntop_k: 2\nstage: from-yaml\n"
