@@ -1130,9 +1130,12 @@ def _read_path(path: Path) -> Path:
 def _missing_dataset_error(name: str) -> DatasetError:
     """The error for a local dataset path that does not exist; a glob pattern (``data/*.txt``, also in a folder's
     name: ``data/*/x.txt``), which is read as a path, not expanded, is told so, with the folder above the pattern to
-    pass instead (helper 345: "check the path" alone; helper 359: a pattern in a folder's name still got it)."""
+    pass instead (helper 345: "check the path" alone; helper 359: a pattern in a folder's name still got it). A folder
+    that exists is a name, not a pattern: ``data/run[1]/y.txt`` missing from ``data/run[1]`` is said missing (helper
+    366: it was called a pattern, and the folder to pass 'data')."""
     parts = Path(name).parts
-    pattern = next((i for i, part in enumerate(parts) if any(char in part for char in "*?[")), None)
+    pattern = next((i for i, part in enumerate(parts)
+                    if any(char in part for char in "*?[") and not Path(*parts[:i + 1]).exists()), None)
     if pattern is not None:
         folder = Path(*parts[:pattern]) if pattern else Path(".")
         return DatasetError(f"The dataset path {name!r} is a glob pattern: hf_txray reads a data file or a folder, and "

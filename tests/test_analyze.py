@@ -2569,6 +2569,13 @@ def test_a_glob_pattern_in_a_folder_name_is_said_to_be_one_naming_the_folder_abo
         with pytest.raises(DatasetError, match=rf"'{re.escape(pattern)}' is a glob pattern: .*does not expand "
                                                rf"patterns\. Pass the folder \('{re.escape(folder)}'"):
             run(texts=pattern)
+    # Helper 366: a folder whose real name holds '[' is not a pattern: a file missing from it was called one, with
+    # the folder above it ('data') to pass instead; a pattern below it names that folder
+    (tmp_path / "data" / "run[1]").mkdir()
+    with pytest.raises(DatasetError, match=r"'data/run\[1\]/y\.txt' does not exist: check the path"):
+        run(texts="data/run[1]/y.txt")
+    with pytest.raises(DatasetError, match=r"is a glob pattern: .*Pass the folder \('data/run\[1\]'"):
+        run(texts="data/run[1]/*.txt")
 
 
 def test_a_csv_file_separated_by_another_character_is_refused_naming_it(tmp_path):
