@@ -6,6 +6,7 @@ import collections
 import contextlib
 import copy
 import functools
+import glob
 import io
 import itertools
 import json
@@ -1234,6 +1235,7 @@ def _load_named(name: str, path: Path, split: str | None, streaming: bool):
         # chosen (and sliced) here, in memory: a stream's length is unknown, so it could not be sliced later
         return pick_split(saved, split).to_iterable_dataset() if streaming else saved
     if path.is_dir():
+        _refuse_pattern_folder(name, path)
         _check_data_files(given)
         one = _one_split_of_folder(path, split, streaming)
         if one is not None:
@@ -1241,6 +1243,19 @@ def _load_named(name: str, path: Path, split: str | None, streaming: bool):
     if path.exists():
         return load_local_dataset(str(path), split=split, streaming=streaming)
     return datasets.load_dataset(name, split=split, streaming=streaming)
+
+
+def _refuse_pattern_folder(name: str, folder: Path) -> None:
+    """Refuse a data folder whose path holds ``*``, ``?`` or ``[``: datasets finds a folder's files by patterns made
+    of its path, so ``data/run[1]`` read the files of ``data/run1`` (or found none), without a word (helper 366).
+
+    Raises:
+        DatasetError: naming the folder and the fixes.
+    """
+    if any(char in str(folder) for char in "*?["):
+        raise DatasetError(f"The data folder {name!r} has '*', '?' or '[' in its path ({str(folder)!r}), which "
+                           "datasets reads as a glob pattern: it would read other folders' files (data/run[1] reads "
+                           "data/run1). Rename the folder, or pass its data file (a file's path is read as it is).")
 
 
 def _check_data_files(folder: Path) -> None:
@@ -1333,8 +1348,9 @@ def _read_data_files(builder: str, data_files: dict[str, list[str]], streaming: 
     """One split (`data_files`: its name and files) read by datasets' `builder` as a text corpus: with
     :func:`reader_options`, through :func:`~hf_txray.local_cache.load_local_dataset`, byte order marks dropped."""
     (split, files), = data_files.items()
-    loaded = load_local_dataset(builder, data_files=data_files, split=split, streaming=streaming,
-                                **reader_options(builder, separator, files, streaming))
+    # datasets expands data files as glob patterns: 'run[1]/x.txt' read run1/x.txt, without a word (helper 366)
+    loaded = load_local_dataset(builder, data_files={split: [glob.escape(file) for file in files]}, split=split,
+                                streaming=streaming, **reader_options(builder, separator, files, streaming))
     return _without_byte_order_marks(loaded, builder, files)
 
 

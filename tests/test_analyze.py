@@ -2578,6 +2578,23 @@ def test_a_glob_pattern_in_a_folder_name_is_said_to_be_one_naming_the_folder_abo
         run(texts="data/run[1]/*.txt")
 
 
+def test_a_data_file_in_a_folder_named_with_brackets_is_read_itself_not_as_a_pattern(tmp_path, monkeypatch):
+    """Helper 366: datasets expands data files and folders as glob patterns, so 'data/run[1]/x.txt' (a real folder
+    named run[1]) was read as data/run1/x.txt: its 2 texts profiled instead of the file's 1, under the name given,
+    without a word (with no run1 folder: "holds no texts"). A file is now read as named, in memory and streamed; a
+    folder whose path holds a pattern character is refused, as datasets cannot read it as named."""
+    monkeypatch.chdir(tmp_path)
+    for folder, text in (("run[1]", "the cat sat"), ("run1", "wrong one\nwrong two")):
+        (tmp_path / "data" / folder).mkdir(parents=True)
+        (tmp_path / "data" / folder / "x.txt").write_text(text + "\n", encoding="utf-8")
+    for streaming in (False, True):
+        profile = run(texts="data/run[1]/x.txt", streaming=streaming)
+        assert profile.meta.num_examples == 1 and profile.meta.num_positions == 3
+    with pytest.raises(DatasetError, match=r"data folder 'data/run\[1\]' has .* glob pattern.*Rename the folder"):
+        run(texts="data/run[1]")
+    assert run(texts="data/run1").meta.num_examples == 2
+
+
 def test_a_csv_file_separated_by_another_character_is_refused_naming_it(tmp_path):
     """Helper 345: a .csv separated by semicolons (Excel's CSV in locales with a decimal comma) or tabs was read as
     one column, each row one text with its label glued on: 'hello world;1', 'bye now;0' were profiled (words
