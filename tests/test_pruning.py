@@ -258,6 +258,40 @@ def test_masked_context_manager_and_unprune_select():
     assert torch.equal(forward(model, inputs), original)
 
 
+def test_masks_and_ablation_of_a_data_parallel_wrapper_act_on_the_model_inside():
+    # helper 367: ablate(DataParallel(model), ...) and masked(...) were refused: "The config of DataParallel declares
+    # no MLP intermediate width"
+    model, _ = tiny("bert")
+    wrapper = torch.nn.DataParallel(model)  # on CPU it runs the model inside as it is
+    inputs = encode("bert")
+    original = forward(model, inputs)
+    neurons = {0: [1, 7], 1: [5]}
+    expected = reference_forward(model, "bert", inputs, neurons)
+    with masked(wrapper, neurons) as handle:
+        assert hf_txray.pruning.active_masks(wrapper) == [handle] == hf_txray.pruning.active_masks(model)
+        assert torch.allclose(forward(wrapper, inputs), expected, atol=1e-6, rtol=0)
+    with hf_txray.ablate(wrapper, neurons):
+        assert torch.allclose(forward(wrapper, inputs), expected, atol=1e-6, rtol=0)
+    means = {0: np.linspace(-1.0, 1.0, WIDTH["bert"]), 1: np.linspace(0.5, 2.0, WIDTH["bert"])}
+    handles = []  # the mean fill, by a pre-hook written here
+    for layer, indices in neurons.items():
+        def fill(module, args, layer=layer, indices=indices):
+            x = args[0].clone()
+            x[..., indices] = torch.tensor(means[layer][indices], dtype=x.dtype)
+            return (x,)
+        handles.append(model.get_submodule(DOWN["bert"].format(layer)).register_forward_pre_hook(fill))
+    filled = forward(model, inputs)
+    for h in handles:
+        h.remove()
+    with hf_txray.ablate(wrapper, neurons, mode="mean", means=means):
+        assert torch.allclose(forward(wrapper, inputs), filled, atol=1e-6, rtol=0)
+    assert not torch.allclose(filled, original) and not torch.allclose(expected, original)
+    hf_txray.pruning.mask_neurons(wrapper, {0: [3]})
+    assert hf_txray.pruning.active_masks(model)
+    unprune(wrapper)
+    assert not hf_txray.pruning.active_masks(model) and torch.equal(forward(wrapper, inputs), original)
+
+
 def test_mask_runs_before_profiling_hooks():
     model, tokenizer = tiny("bert")
     _, plan = prune(model, None, "random", 0.5, seed=0)

@@ -33,6 +33,7 @@ from ..hooks import Fill
 from ..indices import whole_numbers
 from ..pruning import MaskHandle, edit_neurons, masked, mlp_sites
 from ..pruning.masks import check_pattern_sites, check_plan, refuse_active_masks
+from ..sites import unwrap_model
 from ..version import __version__
 from .data import LabeledCorpus, refuse_single_string
 from .extraction import Activations, weights_difference, weights_fingerprint
@@ -189,6 +190,7 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
         ```
     """
     check_mode(mode, means)
+    model = unwrap_model(model)  # helper 367: DataParallel(model) was refused as declaring no MLP width
     check_ranked_modules(neurons, model)
     neurons = _as_spec(neurons)
     if mode == "zero":

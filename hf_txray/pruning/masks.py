@@ -19,7 +19,7 @@ from ..errors import BlocksNotFoundError, ConfigurationError, ModelError
 from ..hooks import Edit, Fill, Trace
 from ..options import parse_layers, refuse_same_block, resolve_layer
 from ..provenance import PRUNED_ATTRIBUTE, pruning_fingerprint, pruning_record
-from ..sites import Site, find_sites, readable_sites, require_dense, text_config, text_depth
+from ..sites import Site, find_sites, readable_sites, require_dense, text_config, text_depth, unwrap_model
 from .plan import NeuronSpec, PruningPlan, explicit_neurons
 
 # The model attribute listing the MaskHandles registered on it (set with object.__setattr__: not a submodule).
@@ -297,6 +297,7 @@ def edit_neurons(model: nn.Module, neurons: dict[int, list[int]], edits: Mapping
         ConfigurationError: neurons that an active mask or fill of `model` sets to other values (it would run last
             and override these edits).
     """
+    model = unwrap_model(model)  # a DataParallel / compiled wrapper: its model's sites, and masks kept on its model
     sites = mlp_sites(model) if sites is None else sites
     _refuse_overridden_edits(model, edits, sites)
     trace = Trace([sites[layer] for layer in edits], edit=edits, once=False, prepend=True).attach()
@@ -378,6 +379,7 @@ def mask_neurons(model: nn.Module, neurons: NeuronSpec) -> MaskHandle:
         ConfigurationError: a neuron out of range, a plan ranked on other modules than the MLP sites, or neurons
             that an active mask or ablation sets to other values (it would override this one).
     """
+    model = unwrap_model(model)  # helper 367: DataParallel(model) was refused as declaring no MLP width
     sites = mlp_sites(model)
     plan = check_plan(model, neurons, sites, "Masking neurons")
     chosen = sites.chosen(neurons, "Masking neurons")
@@ -409,8 +411,9 @@ def masked(model: nn.Module, neurons: NeuronSpec) -> Iterator[MaskHandle]:
 
 
 def active_masks(model: nn.Module) -> list[MaskHandle]:
-    """The masks hf_txray has registered on `model` and not yet removed."""
-    return list(getattr(model, MASKS_ATTRIBUTE, None) or [])
+    """The masks hf_txray has registered on `model` (on the model inside a DataParallel or compiled wrapper, where
+    they are kept) and not yet removed."""
+    return list(getattr(unwrap_model(model), MASKS_ATTRIBUTE, None) or [])
 
 
 def refuse_active_masks(model: nn.Module, what: str, why: str) -> None:
@@ -473,18 +476,18 @@ def unprune(model: nn.Module, plan: PruningPlan | MaskHandle | None = None) -> n
         ModelError: `plan` is a ``mode="remove"`` plan (or one whose neurons the model's config records removed)
             that no active mask of the model comes from.
     """
-    active = active_masks(model)
+    active, inner = active_masks(model), unwrap_model(model)
     matched = [h for h in active if plan is None or h is plan or h.plan is plan
                or (isinstance(plan, PruningPlan) and h.plan is not None and h.plan == plan)]  # e.g. reloaded from disk
     # helper 263: unprune after mode="remove" returned without a word, and the model stayed pruned
     # helper 265: a mode='mask' plan applied with apply_plan(model, plan, mode='remove') was 'undone' silently too
-    if not matched and isinstance(plan, PruningPlan) and (plan.mode == "remove" or _removed(model, plan)):
+    if not matched and isinstance(plan, PruningPlan) and (plan.mode == "remove" or _removed(inner, plan)):
         raise ModelError(
             f"unprune cannot undo {plan!r}: {'it was' if plan.mode == 'remove' else 'its neurons were'} applied with "
             "mode='remove', which slices the MLP weights in place (or zeroes them, uneven='zero'), so nothing is left "
             "to restore. Reload the original model; to prune reversibly, apply the plan with mode='mask' "
             "(hf_txray.pruning.apply_plan(model, plan, mode='mask')).")
-    if not matched and (plan is None or not active) and pruning_record(model) is not None:
+    if not matched and (plan is None or not active) and pruning_record(inner) is not None:
         warnings.warn("unprune: the model holds no hf_txray mask, and its config records neurons removed with "
                       f"mode='remove' ({PRUNED_ATTRIBUTE}): they cannot be restored, so the model stays pruned. "
                       "Reload the original model to undo a removal.", UserWarning, stacklevel=2)
