@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from .errors import ConfigurationError, ProcessFailedError, TXRayError
-from .redaction import redact
+from .redaction import redact, shown_url
 
 def _resolve_dataset(name: str, num_samples: int | None):
     """`txray:ptb`, `txray:bbc`... name the embedded corpora (:func:`hf_txray.corpora.by_name`); anything else goes
@@ -324,7 +324,7 @@ def _cmd_analyze(args) -> int:
                 from .hub import push_to_hub  # the results repo: the profile with its plots
 
                 info = push_to_hub(args.push_to_hub, profiles=[profile], private=args.hub_private, token=args.token)
-                print(f"pushed to {info.commit_url}")
+                print_pushed(info)
     all_gather(None, world)
     return 0
 
@@ -632,13 +632,19 @@ def _push_arguments(first: str, second: str) -> tuple[str, str]:
     return first, second
 
 
+def print_pushed(info: Any) -> None:
+    """Print where a push went: its commit URL as :func:`~hf_txray.redaction.shown_url` shows it (helper 367: under
+    ``HF_ENDPOINT=https://user:password@host`` the URL was printed with the password)."""
+    print(f"pushed to {shown_url(info.commit_url)}")
+
+
 def _cmd_push(args) -> int:
     from .hub import push_from_disk
 
     repo_id, folder = _push_arguments(args.repo_id, args.dir)
     info = push_from_disk(folder, repo_id, private=args.private, token=args.token, license=args.license,
                           pretty_name=args.pretty_name, commit_message=args.commit_message, revision=args.revision)
-    print(f"pushed to {info.commit_url}")
+    print_pushed(info)
     return 0
 
 
@@ -1101,7 +1107,7 @@ def _add_to_results(args, config: str, **tables) -> None:
         print(f"added {config} to {args.export}")
     if args.push_to_hub:
         info = push_probing(args.push_to_hub, **tables, private=args.hub_private, token=args.token)
-        print(f"pushed to {info.commit_url}")
+        print_pushed(info)
 
 
 def _add_probe(sub) -> None:

@@ -23,6 +23,7 @@ from .card import missing_profiles, naming_repo
 from .counts import check_switch
 from .errors import ConfigurationError, ProfileFormatError
 from .export import check_card_options, collect, read_folder, save_to_disk
+from .redaction import shown_url
 from .hub_io import (carry_remote_card, check_branch, check_repo_id, dropped_results, full_repo_id,
                      local_or_download, naming_the_source, refuse_probing_of_other_models, resolve_token,
                      token_retry_note, upload_folder)
@@ -138,7 +139,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
             what_uploads=str(folder),
             retry_hint=(f"The exported folder is intact at {folder}. Retry with:\n    {command}\nor from Python: hf_txray.hub.push_folder({str(folder)!r}, {repo_id!r}"
                         f"{kwargs})" + (f"\n{note}" if (note := token_retry_note(token)) else "")))
-    logger.info("Pushed %s to %s", folder, info.commit_url)
+    logger.info("Pushed %s to %s", folder, shown_url(info.commit_url))
     for warning in dropped:
         logger.warning(warning)
     return info

@@ -76,3 +76,18 @@ def without_userinfo(url: str) -> str:
     where others read it (a card's links), which the Hub's pages answer without the password."""
     parts = urlsplit(url)
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def shown_url(url: Any) -> str:
+    """`url` as hf_txray prints or logs it (``pushed to ...``): without its ``user:password@``
+    (:func:`without_userinfo`: a commit URL under ``HF_ENDPOINT=https://me:pw@hub.example.com`` carries them) and
+    with any other secret :func:`redact` finds masked.
+
+    Example:
+
+    ```python
+    >>> shown_url("https://me:pw@hub.example.com/user/repo/commit/abc")
+    'https://hub.example.com/user/repo/commit/abc'
+    ```
+    """
+    return redact(without_userinfo(str(url)))

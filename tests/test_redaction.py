@@ -166,3 +166,23 @@ def test_log_lines_and_the_viewers_unexpected_errors_mask_secrets(capsys):
     shown = message_of(OSError(f"cannot read {NAMES[0]}"))
     assert "https://***@example.org/data/a.txt" in shown and SECRET not in shown
     capsys.readouterr()
+
+
+def test_push_prints_its_commit_url_without_the_endpoints_password(monkeypatch, tmp_path, capsys):
+    """helper 367: `hf-txray push` printed ``info.commit_url`` as it was: under HF_ENDPOINT=https://me:pw@host the
+    password reached the terminal (and the logs: hub.py's "Pushed ... to ..."). Every printed URL goes through
+    redaction.shown_url."""
+    from types import SimpleNamespace
+
+    import hf_txray.hub
+    from hf_txray.cli import print_pushed
+    from hf_txray.redaction import shown_url
+
+    url = "https://me:s3cretPass@hub.example.com:8443/datasets/me/x/commit/abc123?token=hf_abc"
+    assert shown_url(url) == "https://hub.example.com:8443/datasets/me/x/commit/abc123?token=***"
+    print_pushed(SimpleNamespace(commit_url=url))
+    assert capsys.readouterr().out == "pushed to https://hub.example.com:8443/datasets/me/x/commit/abc123?token=***\n"
+    monkeypatch.setattr(hf_txray.hub, "push_from_disk", lambda *args, **kwargs: SimpleNamespace(commit_url=url))
+    assert cli_main(["push", "me/x", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "s3cretPass" not in out and "pushed to https://hub.example.com:8443/datasets/me/x/commit/abc123" in out

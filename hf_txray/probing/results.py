@@ -36,6 +36,7 @@ import pyarrow as pa
 from ..artifact import HEADER_FILE
 from ..card import probing_card
 from ..errors import ConfigurationError
+from ..redaction import shown_url
 from ..export import as_list
 from ..hub_io import (check_repo_id, full_repo_id, local_or_download, pushed_models, refuse_probing_into_other_models,
                       resolve_token, upload_folder)
@@ -212,7 +213,7 @@ def push_probing(repo_id: str, probes: Any = None, ablations: Any = None, *, pri
                              commit_message=commit_message or f"Add probing results (hf_txray {__version__})",
                              allow_patterns=["README.md"] + [f"{n}/*" for n in written],
                              delete_patterns=[f"{n}/*" for n in written])
-    logger.info("Pushed probing results to %s", info.commit_url)
+    logger.info("Pushed probing results to %s", shown_url(info.commit_url))
     return info
 
 
