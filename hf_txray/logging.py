@@ -37,6 +37,7 @@ LOG_LEVELS = {"debug": DEBUG, "info": INFO, "warning": WARNING, "error": ERROR, 
 
 _lock = threading.Lock()
 _handler: logging.Handler | None = None
+_redacting: RedactingFilter | None = None  # the RedactingFilter of the library logger and its children (made by _configure)
 _progress_bars_enabled = os.environ.get(PROGRESS_ENV, "").strip().lower() not in ("1", "true", "yes", "on")
 
 
@@ -87,6 +88,32 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+
+class RedactingFilter(logging.Filter):
+    """Masks the secrets a record carries (:func:`~hf_txray.redaction.redact`) in the record itself, so that every
+    handler sees them masked: the application's own, after :func:`enable_propagation`, formatted none of them
+    through :class:`RedactingFormatter` (helper 367). The message (its arguments merged in, when there was one to
+    mask), the traceback text and the stack are rewritten; a record without a secret is left as it is.
+
+    A filter of a logger runs only for the records logged through that logger, not for those its children hand up:
+    :func:`get_logger` puts it on the library logger and on each child it returns.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            traceback = logging.Formatter().formatException(record.exc_info)
+            if redact(traceback) != traceback:  # else left to each handler's own formatter
+                record.exc_text = traceback
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
 class StderrHandler(logging.StreamHandler):
     """Writes to the *current* ``sys.stderr`` (as logging's last-resort handler does), so redirections made after
     import (notebooks, pytest's capture, ``contextlib.redirect_stderr``) see the records."""
@@ -104,9 +131,12 @@ class StderrHandler(logging.StreamHandler):
 
 
 def _configure() -> logging.Logger:
-    global _handler
+    global _handler, _redacting
     root = logging.getLogger(LIBRARY_NAME)
     with _lock:
+        if _redacting is None:
+            _redacting = RedactingFilter()
+            root.addFilter(_redacting)
         if _handler is None:
             _handler = StderrHandler()
             _handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
@@ -124,7 +154,9 @@ def get_logger(name: str | None = None) -> logging.Logger:
     root = _configure()
     if name is None or name == LIBRARY_NAME:
         return root
-    return logging.getLogger(name if name.startswith(LIBRARY_NAME + ".") else f"{LIBRARY_NAME}.{name}")
+    child = logging.getLogger(name if name.startswith(LIBRARY_NAME + ".") else f"{LIBRARY_NAME}.{name}")
+    child.addFilter(_redacting)  # its records reach the library logger's handlers, not its filters
+    return child
 
 
 def get_verbosity() -> int:

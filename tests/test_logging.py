@@ -124,3 +124,37 @@ def test_library_bars_show_on_the_main_process_only(saved_bert, capfd, monkeypat
     hf_txray.analyze(str(saved_bert), texts, features=("token",))
     err = capfd.readouterr().err
     assert "Loading weights" in err and "hf_txray profiling" in err
+
+
+def test_records_reaching_the_applications_handlers_are_masked(caplog):
+    """helper 367: after enable_propagation(), records of hf_txray's loggers reached the application's handlers
+    unmasked ("Could not open https://me:s3cretPass@host/x"): only hf_txray's own handler formatted through
+    RedactingFormatter. The records themselves are masked now, those of child loggers too (a logger's filter does not
+    run for the records its children hand up)."""
+    import io
+
+    secret = "s3cretPass"
+    stream = io.StringIO()
+    own = logging.StreamHandler(stream)
+    own.setFormatter(logging.Formatter("%(name)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(own)
+    hf_txray.logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.WARNING):
+            get_logger("analyze").warning("Could not open %s", f"https://me:{secret}@host/x")
+            get_logger().warning("Could not open https://me:%s@host/y", secret)
+            logging.getLogger("hf_txray").warning("kept as it is: %s of %d", "no secret", 3)
+            try:
+                raise OSError(f"https://me:{secret}@host/z")
+            except OSError:
+                get_logger("hub").exception("failed")
+    finally:
+        hf_txray.logging.disable_propagation()
+        root.removeHandler(own)
+    shown = stream.getvalue()
+    assert secret not in shown and secret not in caplog.text, shown
+    assert "hf_txray.analyze Could not open https://***@host/x" in shown and "https://***@host/y" in shown
+    assert "OSError: https://***@host/z" in shown and "Traceback" in shown
+    plain = [r for r in caplog.records if "no secret" in r.getMessage()]
+    assert plain and plain[0].args == ("no secret", 3)  # a record without a secret keeps its arguments

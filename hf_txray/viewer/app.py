@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import html
 import json
-import logging
 import math
 import os
 import threading
@@ -30,13 +29,14 @@ from gradio.components.plot import PlotData
 from gradio.processing_utils import encode_plot_to_base64
 
 from ..errors import ConfigurationError, TXRayError
+from ..logging import get_logger
 from ..redaction import redact
 from ..report import DEFAULT_MIN_COUNT, STATUSES
 from ..tables import too_few_credits_text
 from . import data, figures, live, probing, tables
 from . import neuron as neuron_view  # `neuron` is the neuron number in the handlers
 
-logger = logging.getLogger("hf_txray.space")
+logger = get_logger("space")  # masks secrets in its records (RedactingFilter)
 
 INTRO = ("Browse TX-Ray results: which inputs make each MLP neuron the most active unit, and how those preferences "
          "moved between training stages (Hellinger distance). Open a results dataset repo (or a local results folder), "
