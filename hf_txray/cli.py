@@ -1281,10 +1281,11 @@ class _Parser(argparse.ArgumentParser):
         self._negative_number_matcher = re.compile(r"^-\.?\d")
 
     def error(self, message: str):
-        # argparse repeats what it did not understand ("unrecognized arguments: --token hf_..."): mask tokens there
-        # and the value of any misspelt secret-like flag (--tokn=..., --tokenx VALUE, --api-key ...); a stray URL's
-        # password or ?token= value as hf_txray's errors mask them (redaction.redact)
-        message = redact(re.sub(r"\bhf_[A-Za-z0-9]{8,}", "hf_***", message))
+        # argparse repeats what it did not understand ("unrecognized arguments: --token hf_..."): mask there what
+        # hf_txray's errors mask (redaction.redact: Hub tokens, a stray URL's password or ?token= value) and the value
+        # of any secret-like flag (--token VALUE, --tokn=..., --api-key ...), however short. A looser rule of its own
+        # ("hf_" and 8 letters, no word end) showed the name hf_transformers_cache as hf_***_cache (helper 367).
+        message = redact(message)
         head, found, rest = message.partition("unrecognized arguments: ")
         if found:  # the arguments themselves, up to argparse's suggestions in parentheses
             given, paren, hint = rest.partition(" (")

@@ -3136,3 +3136,19 @@ def test_compare_of_two_stages_both_named_default_warns_naming_stage(tmp_path):
         hf_txray.compare(a, a, test=False)
         named = run(texts=TEXTS[3:], stage="finetuned")
         assert hf_txray.compare(a, named, test=False).name == "default->finetuned"
+
+
+def test_argparse_errors_mask_tokens_by_redactions_rule_not_names_that_start_with_hf(tmp_path, capsys):
+    """Helper 367: the parser's own mask ("hf_" and 8 or more letters, no word end) showed a stray name
+    hf_transformers_cache as hf_***_cache. It masks by redaction.redact now, and a short value typed after a
+    secret-like flag stays masked."""
+    with pytest.raises(SystemExit):
+        cli_main(["compare", "a", "b", "--out", str(tmp_path / "o"), "hf_transformers_cache"])
+    assert "unrecognized arguments: hf_transformers_cache" in capsys.readouterr().err
+    for argv, shown in ((["compare", "a", "b", "--out", str(tmp_path / "o"), "--tokn=hf_abcdefgh"], "--tokn=***"),
+                        (["show", str(tmp_path), "--token=hf_abcdefgh"], "--token=***"),
+                        (["compare", "a", "b", "--out", str(tmp_path / "o"), "--api-key", "hf_abcdefgh"], "--api-key")):
+        with pytest.raises(SystemExit):
+            cli_main(argv)
+        err = capsys.readouterr().err
+        assert f"unrecognized arguments: {shown}" in err and "abcdefgh" not in err, err
