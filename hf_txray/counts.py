@@ -39,16 +39,24 @@ def check_count(name: str, value: Any, *, minimum: int = 1, none: str | None = N
         raise ConfigurationError(f"{name} must be an int >= {minimum}{f' ({said})' if said else ''}, got {value!r}.")
 
 
+def is_switch(value: Any) -> bool:
+    """A bool or a 0 or 1 (numpy's too), alone or as a 0-d array or tensor (``np.True_``, ``torch.tensor(True)``):
+    what an on/off argument takes as the bool it stands for. (A torch tensor's dtype has no numpy ``kind``: reading
+    one ended in a bare AttributeError.)"""
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        value = value.item()
+    return isinstance(value, bool) or (is_int(value) and value in (0, 1))
+
+
 def check_switch(name: str, value: Any) -> bool:
     """`value` of the on/off argument `name` as a bool, or a ConfigurationError: a string (``per_layer="no"``) is
-    truthy and turned the switch on. A bool, a numpy bool, or a 0 or 1 (numpy's too) stands for the bool it is, as
-    :func:`~hf_txray.options.check_switches` reads options.
+    truthy and turned the switch on. A bool, a numpy or torch bool, or a 0 or 1 (numpy's too) stands for the bool it is
+    (:func:`is_switch`), as :func:`~hf_txray.options.check_switches` reads options.
 
     Raises:
         ConfigurationError: ``"<name> must be True or False, got 'no' (str)."``
     """
-    numpy_bool = getattr(value, "dtype", None) is not None and value.dtype.kind == "b" and value.ndim == 0
-    if isinstance(value, bool) or numpy_bool or (is_int(value) and value in (0, 1)):
+    if is_switch(value):
         return bool(value)
     raise ConfigurationError(f"{name} must be True or False, got {value!r} ({type(value).__name__}).")
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .counts import check_count, is_int, refuse_repeats
+from .counts import check_count, is_int, is_switch, refuse_repeats
 from .errors import ConfigurationError
 from .features import BUILTIN_FEATURES, UserFeature, parse_features
 from .features.annotation import refuse_loaded_pipeline
@@ -694,8 +694,7 @@ def check_switches(options: Any, caller: str) -> None:
         if hints.get(f.name) not in (bool, bool | None):
             continue
         value = getattr(options, f.name)
-        numpy_bool = getattr(value, "dtype", None) is not None and value.dtype.kind == "b" and value.ndim == 0
-        if isinstance(value, bool) or numpy_bool or (is_int(value) and value in (0, 1)):
+        if is_switch(value):
             setattr(options, f.name, bool(value))
         elif not (value is None and hints[f.name] == bool | None):
             raise ConfigurationError(f"{caller + ': ' if caller else ''}{f.name} must be True or False, got {value!r} "
