@@ -2399,6 +2399,20 @@ def test_corpus_select_and_words_refuse_what_names_no_sentence(planted):
             corpus.words(index)
 
 
+def test_corpus_select_takes_a_set_or_dict_keys_of_sentence_indices():
+    """select({0, 2}) and select(kept.keys()) (Iterable[int], as the signature says) kept sentences 0 and 2 at
+    63cd3b7; since 6126c4f numpy read the set as one object: "select's indices must hold whole numbers, got {0, 2}
+    (object)". A set of something else is still refused by name."""
+    corpus = from_columns(synthetic_rows(12, 0), "tokens", "tags")
+    wanted = [corpus.texts[0], corpus.texts[2]]
+    assert corpus.select({0, 2}).texts == wanted
+    assert corpus.select({0: "a", 2: "b"}.keys()).texts == wanted
+    assert corpus.select(frozenset({-10})).texts == [corpus.texts[2]]
+    for indices in ({1.5}, {True}, {12}):
+        with pytest.raises(ConfigurationError, match=r"select's indices"):
+            corpus.select(indices)
+
+
 def test_top_neurons_of_a_label_refuse_an_index_that_names_no_label(planted):
     """top_neurons(3, label=3) of a probe of 2 labels ended in numpy's IndexError, label=-1 ranked the last label and
     label=True label 1 without a word."""

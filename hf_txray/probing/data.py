@@ -145,7 +145,8 @@ class LabeledCorpus:
         if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__"):  # "12" was sentences 1 and 2
             raise ConfigurationError(f"{what} must be ints naming sentences of this corpus (or one int: a count of "
                                      f"first sentences), got {indices!r}.")
-        array = whole_numbers(indices if hasattr(indices, "__len__") else list(indices), what)
+        # a set or dict keys (no ndim) is read as one object by numpy: listed, as a generator is
+        array = whole_numbers(indices if hasattr(indices, "ndim") else list(indices), what)
         outside = array[(array < -len(self)) | (array >= len(self))]
         if len(outside):
             raise ConfigurationError(f"{what} must name sentences of this corpus of {len(self)} (0 to {len(self) - 1},"
