@@ -933,7 +933,8 @@ def test_a_neuron_dict_mapping_a_layer_to_one_index_or_a_string_is_refused():
     """masked(model, {0: 1}), ablate and prune failed with a bare TypeError "'int' object is not iterable" (and
     {0: "12"} was refused as "A neuron's index must be an int, got '1'", a character of it)."""
     model, _ = tiny("bert")
-    for spec in ({0: 1}, {0: "12"}, {0: [1], 1: None}):
+    # a 0-d array or tensor ({0: np.array(1)}) ended in a bare TypeError "iteration over a 0-d array"
+    for spec in ({0: 1}, {0: "12"}, {0: [1], 1: None}, {0: np.array(1)}, {0: torch.tensor(1)}):
         with pytest.raises(ConfigurationError, match=r"is a dict \{layer: \[index, \.\.\.\]\}: layer \d maps to"):
             plan_pruning(None, spec, widths={0: 48, 1: 48})
         with pytest.raises(ConfigurationError, match="not a list of indices"):

@@ -425,7 +425,8 @@ def explicit_neurons(spec: Any, widths: dict[int, int], blocks: Sequence[int] | 
         spec = spec.neurons
     if isinstance(spec, Mapping):
         listed = {layer: indices for layer, indices in spec.items()
-                  if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__")}
+                  if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__")
+                  or getattr(indices, "ndim", None) == 0}  # np.array(1), torch.tensor(1): "iteration over a 0-d array"
         if listed:  # {0: 1} failed "'int' object is not iterable", {0: "12"} named its characters
             layer, indices = next(iter(listed.items()))
             raise ConfigurationError(f"An explicit neuron list is a dict {{layer: [index, ...]}}: layer {layer!r} maps "
