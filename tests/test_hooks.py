@@ -96,6 +96,17 @@ def test_fill_values_are_what_mean_ablation_sets(bert):
     assert hook_count(model) == 0
 
 
+def test_mean_ablation_refuses_means_of_another_width(bert):
+    """Helper 369: means of 40 (or 60) entries for a 48-neuron layer were accepted when the ablated neurons fell
+    inside them, and another layer's or model's means filled in silently; the layer's own 48 are used."""
+    model, batch = bert
+    for width in (40, 60):
+        with pytest.raises(ConfigurationError, match=rf"shape \({width},\), but the layer has 48 neurons"):
+            with ablate(model, {0: [2, 5]}, mode="mean", means={0: np.linspace(-1, 1, width)}):
+                pass
+    assert hook_count(model) == 0
+
+
 def test_every_handle_is_removed_when_the_block_raises(bert):
     model, batch = bert
     plain = run(model, batch)

@@ -86,9 +86,11 @@ def check_ranked_modules(neurons: Any, model: nn.Module, sites: Mapping[int, Any
                             mlp_sites(model) if sites is None else sites, "probe read")
 
 
-def _means_for(means: Any, chosen: Mapping[int, list[int]], model: nn.Module) -> dict[int, np.ndarray]:
+def _means_for(means: Any, chosen: Mapping[int, list[int]], model: nn.Module,
+               widths: Mapping[int, int]) -> dict[int, np.ndarray]:
     """The fill value of each chosen neuron, from `means`, checked: the MLP site of the encoder (or only) stack, the
-    weights of `model` (an `Activations` records their sample hash), finite, one per neuron."""
+    weights of `model` (an `Activations` records their sample hash), finite, one per neuron of the layer (`widths`:
+    the model's neurons per layer)."""
     if isinstance(means, Activations):
         _check_means_model(means, model)
         if means.site != "mlp":
@@ -114,9 +116,11 @@ def _means_for(means: Any, chosen: Mapping[int, list[int]], model: nn.Module) ->
         if layer not in means:
             raise ConfigurationError(f"No means for layer {layer}; means cover layers {sorted(means)}.")
         values = np.asarray(means[layer], dtype=np.float64)
-        if values.ndim != 1 or max(indices) >= len(values):
-            raise ConfigurationError(f"The means of layer {layer} have {values.shape} entries, too few for neuron "
-                                     f"{max(indices)}.")
+        if values.shape != (widths[layer],):  # helper 369: 40 means filled 2 of a 48-wide layer's neurons silently
+            raise ConfigurationError(
+                f"The means of layer {layer} have shape {values.shape}, but the layer has {widths[layer]} neurons: "
+                "they are the means of another layer or model. Take them from this model (hf_txray.probing."
+                "neuron_means), one per neuron of the layer.")
         if not np.isfinite(values[indices]).all():  # helper 151: NaN means made every later activation NaN
             bad = [i for i in indices if not np.isfinite(values[i])]
             raise ConfigurationError(f"The means of layer {layer} are not finite for neurons {bad[:5]}: a NaN or inf "
@@ -200,7 +204,7 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
     sites = mlp_sites(model)
     check_plan(model, neurons, sites, "Ablating neurons")  # as masking does (mode="zero")
     chosen = sites.chosen(neurons, "Ablating neurons")
-    values = _means_for(means, chosen, model)
+    values = _means_for(means, chosen, model, sites.widths)
     handle = edit_neurons(model, chosen, {layer: Fill(indices, values[layer]) for layer, indices in chosen.items()
                                           if indices}, sites)
     try:
@@ -737,7 +741,7 @@ def ablation_curve(
     if mode == "mean":  # the means every point may fill, checked before the baseline pass (helper 151)
         _means_for(means, {layer: sorted({*ranked.get(layer, []), *(range(sites[layer].width)
                                                                     if layer in pool_layers else [])})
-                           for layer in {*ranked, *pool_layers}}, model)
+                           for layer in {*ranked, *pool_layers}}, model, sites.widths)
 
     def run(chosen: list[tuple[int, int]]) -> float:
         with ablate(model, chosen, mode=mode, means=means):
