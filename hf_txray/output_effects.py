@@ -972,12 +972,16 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
 
     Raises:
         ModelError: no LM head, or a block without a down projection.
-        ConfigurationError: `k` < 1, a layer or neuron out of range, or one named twice.
+        ConfigurationError: `k` < 1, a layer or neuron out of range, or one named twice, or no neuron
+            (``neurons=[]``).
     """
     check_count("k", k)
     model = model_inside(model)  # DataParallel's own attributes held no LM head: "has no LM head" was the refusal
     if neurons is not None:  # [3, 3] was read as [3] without a word
         neurons = whole_numbers(neurons, "Neurons")
+        if not neurons.size:  # an empty frame read as "no effects" (helper 369)
+            raise ConfigurationError("neurons is empty: pass None for every neuron of the layers, or at least one "
+                                     "neuron index.")
         refuse_repeats("neurons", "neuron", neurons.tolist())
     _refuse_offloaded(model)  # first: readout reads the final norm and the LM head, which may be offloaded
     _refuse_quantized_head(model)
@@ -1049,12 +1053,18 @@ def output_effects(model: nn.Module, layer: int, neuron: int, k: int = 20, token
         `pd.DataFrame`: columns layer, neuron, direction, rank, token_id, token, logit; `k` promoted rows (highest
         logit first) then `k` suppressed rows (lowest first).
 
+    Raises:
+        ConfigurationError: `neuron` is not one index (a list: use :func:`output_effects_table`), or out of range.
+
     Example:
         ```python
         >>> model = AutoModelForCausalLM.from_pretrained("gpt2")
         >>> hf_txray.output_effects(model, layer=10, neuron=42, k=5, tokenizer=tokenizer)
         ```
     """
+    if np.ndim(neuron) != 0 or isinstance(neuron, (str, bytes)):  # [1, 2] gave two neurons' rows (helper 369)
+        raise ConfigurationError(f"output_effects takes one neuron index, got {neuron!r}: for several neurons, "
+                                 "use output_effects_table(model, [layer], neurons=[...]).")
     return output_effects_table(model, [layer], k, tokenizer, neurons=[neuron], stack=stack)
 
 

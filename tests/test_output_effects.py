@@ -998,6 +998,19 @@ def test_neuron_out_of_range_is_refused():
         hf_txray.output_effects(model, 0, width, tokenizer=tokenizer)
 
 
+def test_a_list_for_one_neuron_and_no_neurons_are_refused():
+    """Helper 369: output_effects(neuron=[1, 2]) gave two neurons' rows from the one-neuron API (whole_numbers
+    flattened the list), and output_effects_table(neurons=[]) an empty frame that read as "no effects"."""
+    model, tokenizer, _, _ = _llama()
+    for neuron in ([1], [1, 2], np.array([1]), torch.tensor([2])):
+        with pytest.raises(hf_txray.errors.ConfigurationError, match="takes one neuron index"):
+            hf_txray.output_effects(model, 1, neuron, k=2, tokenizer=tokenizer)
+    for neurons in ([], np.array([], dtype=np.int64)):
+        with pytest.raises(hf_txray.errors.ConfigurationError, match="neurons is empty"):
+            hf_txray.output_effects_table(model, [1], k=2, tokenizer=tokenizer, neurons=neurons)
+    assert set(hf_txray.output_effects(model, 1, np.int64(1), k=2, tokenizer=tokenizer)["neuron"]) == {1}
+
+
 def test_layers_and_neurons_named_twice_or_as_fractions():
     """Helper 188: layers=[1, -1] of a 2-block model gave every row twice, and neuron 1.5 was read as neuron 1.
     Helper 290: it was then read once without a word, as analyze read it; refused as analyze refuses it, and a neuron
