@@ -133,7 +133,13 @@ def neuron_summary(card: Mapping[str, Any], report_row: Mapping[str, Any] | None
 
     Returns:
         `str`: e.g. ``"Wins 2.1% of positions, mostly NOUN (61.0%) and PROPN (22.0%); prefers 'year'; promotes 'ago'."``
+
+    Raises:
+        ConfigurationError: `card` (or a given `report_row`) is not a mapping.
     """
+    _check_mapping("card", card)
+    if report_row is not None:
+        _check_mapping("report_row", report_row)
     count = card.get("count")
     if count is not None and int(count) == 0:
         return "Never wins a position at this stage (dead)."
@@ -144,6 +150,15 @@ def neuron_summary(card: Mapping[str, Any], report_row: Mapping[str, Any] | None
     clauses = [first, _prefers_clause(card, kinds, orders), _position_clause(card), _promotes_clause(card),
                _change_clause(report_row, stages, feature_type or _tag_type(card, kinds, orders))]
     return "; ".join(c for c in clauses if c) + "."
+
+
+def _check_mapping(name: str, value: Any) -> None:
+    """Refuse what is not a mapping of fields: None or a string failed with an AttributeError, and a pandas row
+    (a Series iterates over its values) with one about its values (helper 369)."""
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"neuron_summary's {name} must be a mapping of its fields (a NeuronCard, a dict, a pandas row's "
+            f".to_dict()), got {type(value).__name__} {one_line(repr(value))[:60]}.")
 
 
 @dataclass(eq=False)

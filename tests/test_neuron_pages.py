@@ -161,6 +161,19 @@ def _card(**fields):
     return card
 
 
+def test_neuron_summary_refuses_what_is_not_a_card():
+    """Helper 369: neuron_summary(None) and neuron_summary("x") failed with an AttributeError ('NoneType' object has
+    no attribute 'get'), a pandas row with one about its values, and a string report_row was ignored."""
+    import pandas as pd
+
+    for card in (None, "x", 3, pd.Series(_card())):
+        with pytest.raises(hf_txray.ConfigurationError, match="card must be a mapping of its fields"):
+            neuron_summary(card)
+    with pytest.raises(hf_txray.ConfigurationError, match="report_row must be a mapping of its fields"):
+        neuron_summary(_card(), "changed", ("a", "b"))
+    assert neuron_summary(pd.Series(_card()).to_dict()) == neuron_summary(_card())
+
+
 def test_summary_sentence_of_a_hand_built_card():
     report_row = {"changed_pos": True, "p_hellinger_pos": 0.0004, "hellinger_pos": 0.4}
     assert neuron_summary(_card(), report_row, ("pretrained", "fine-tuned")) == (
