@@ -3523,3 +3523,15 @@ def test_probe_out_holding_another_runs_exported_rankings_loses_nothing(planted,
     with pytest.raises(ConfigurationError, match=r"ablation 'other'.*give another folder"):
         curve.save_pretrained(curve_dir)
     assert sorted(set(load_probing(curve_dir).ablation["ablation"])) == ["other", "tiny"]
+
+
+@pytest.mark.parametrize("device", [3.5, [0], "nonsense"])
+def test_a_device_torch_does_not_know_is_refused_before_loading(device, planted):
+    """Helper 369: extract_activations(device=3.5) raised torch's TypeError ("device() received an invalid
+    combination of arguments") after loading the model, and ProbeConfig(device=3.5) once training began; refused as
+    analyze refuses it (distributed.check_device), before the model named by a path is loaded."""
+    with pytest.raises(ConfigurationError, match="is not a device torch knows"):
+        extract_activations("/no/such/model", planted.corpus, planted.tokenizer, device=device)
+    with pytest.raises(ConfigurationError, match="is not a device torch knows"):
+        ProbeConfig().with_options(device=device)
+    assert ProbeConfig().with_options(device="cpu").device == "cpu"

@@ -28,6 +28,7 @@ import torch
 
 from ..artifact import Artifact, write_header
 from ..counts import check_count, is_int
+from ..distributed import check_device
 from ..errors import ConfigurationError, DatasetError, ModelError
 from ..forward import StackForward, weights_dtype
 from ..hashes import text_hashes
@@ -674,6 +675,7 @@ def extract_activations(
         raise ConfigurationError(f"Unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}.")
     # -1, 1.5 and True put every extraction on disk without a word (a size in bytes compared with the values')
     check_count("memmap_threshold", memmap_threshold, minimum=0, note="bytes above which the values are disk-backed")
+    check_device(device)  # as analyze checks it: device=3.5 was torch's TypeError, after the model loaded
     model, tokenizer, model_id, device = _resolve(model, tokenizer, device)
     sites, forward = _sites(model, site, layers, module_pattern, stack)
     width = sites[0].width

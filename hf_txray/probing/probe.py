@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from ..counts import check_count, is_int
+from ..distributed import check_device
 from ..errors import ConfigurationError, DatasetError
 from ..forward import own_precision
 from ..logging import warn_caller
@@ -109,6 +110,7 @@ class ProbeConfig:
         return dataclasses.replace(self, **options).validate()
 
     def validate(self) -> "ProbeConfig":
+        check_device(self.device)  # device=3.5 was torch's TypeError once training began
         for name in ("l1", "l2"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
