@@ -18,7 +18,7 @@ import numpy as np
 from .artifact import artifact_type_of, check_save_target, write_header
 from .counts import check_switch
 from .errors import ConfigurationError, ProfileFormatError
-from .hub_io import check_branch, check_license, check_probed_models, check_repo_id
+from .hub_io import check_branch, check_license, check_probed_models, check_repo_id, check_text
 from .io_utils import atomic_dir, unfinished_writes
 from .card import probing_card
 from .layout import EXPORT_FORMAT_VERSION, EXTRA_CONFIGS, is_export_folder, read_config, read_parts, write_folder
@@ -128,17 +128,19 @@ def _check_target(directory: Path) -> None:
         check_save_target(directory, what="save_to_disk", artifact_type="results")
 
 
-def check_card_options(repo_id: str | None = None, revision: str | None = None, license: str | None = None
-                       ) -> str | None:
+def check_card_options(repo_id: str | None = None, revision: str | None = None, license: str | None = None,
+                       pretty_name: str | None = None) -> str | None:
     """Raise :class:`ConfigurationError`, before anything is read or written, unless the repo id and branch a card's
     loading examples name, and its license, are each None or valid (:func:`~hf_txray.hub_io.check_repo_id`,
     :func:`~hf_txray.hub_io.check_branch`, :func:`~hf_txray.hub_io.check_license`): ``export --repo-id "bad id!"``
-    and ``--license "a b"`` were written into the card as they were. Returns the branch as the card names it
+    and ``--license "a b"`` were written into the card as they were; its title `pretty_name` is None or a string
+    (:func:`~hf_txray.hub_io.check_text`: ``['x']`` was the title). Returns the branch as the card names it
     (:func:`~hf_txray.hub_io.branch_name`: ``refs/heads/exp`` is 'exp')."""
     if repo_id is not None:
         check_repo_id(repo_id)
     branch = check_branch(revision)
     check_license(license)
+    check_text("pretty_name", pretty_name)
     return branch
 
 
@@ -191,7 +193,7 @@ def save_to_disk(
         raise ConfigurationError(
             f"save_to_disk's first argument is the folder to write, got {type(directory).__name__} {directory!r:.60}: "
             "call hf_txray.save_to_disk(directory, profiles, reports).")
-    revision = check_card_options(repo_id, revision, license)
+    revision = check_card_options(repo_id, revision, license, pretty_name)
     plots = check_switch("plots", plots)  # plots="no" (a truthy string) drew them
     by_stage, by_name = collect(profiles, reports)
     directory = Path(directory).expanduser()  # as load() and from_pretrained() read it

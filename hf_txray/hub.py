@@ -23,12 +23,12 @@ from .card import missing_profiles, naming_repo
 from .counts import check_switch
 from .errors import ConfigurationError, ProfileFormatError
 from .export import check_card_options, collect, read_folder, save_to_disk
-from .redaction import shown_url
-from .hub_io import (carry_remote_card, check_branch, check_repo_id, dropped_results, full_repo_id,
+from .hub_io import (carry_remote_card, check_branch, check_repo_id, check_text, dropped_results, full_repo_id,
                      local_or_download, naming_the_source, refuse_probing_of_other_models, resolve_token,
                      token_retry_note, upload_folder)
 from .io_utils import link_or_copy
 from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, check_tables_load, is_export_folder
+from .redaction import shown_url
 from .tables import shell_command, shell_path
 from .version import __version__
 
@@ -109,6 +109,8 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
         ```
     """
     folder, repo_id = Path(folder), check_repo_id(repo_id)
+    private = check_switch("private", private)  # private="no" went on to create_repo (helper 369)
+    check_text("commit_message", commit_message)
     revision = check_branch(revision)  # refs/heads/exp: the branch 'exp', as the card and the messages name it
     if not is_export_folder(folder):
         raise ConfigurationError(f"{folder} is not an hf_txray export folder (README.md and meta/*.parquet); write "
@@ -217,7 +219,8 @@ def push_to_hub(
         ```
     """
     check_repo_id(repo_id)
-    check_card_options(revision=revision, license=license)
+    check_card_options(revision=revision, license=license, pretty_name=pretty_name)
+    check_text("commit_message", commit_message)
     # before the token is read or anything written: private="no" went on to create_repo, plots="no" drew them
     private, plots = check_switch("private", private), check_switch("plots", plots)
     by_stage, by_name = collect(profiles, reports)
@@ -262,7 +265,8 @@ def push_from_disk(path: str | Path, repo_id: str, **kwargs: Any) -> "CommitInfo
     path = Path(path)
     if not path.is_dir():
         raise ConfigurationError(f"{path} is not a folder.")
-    check_card_options(revision=kwargs.get("revision"), license=kwargs.get("license"))  # before the folder is read
+    check_card_options(revision=kwargs.get("revision"), license=kwargs.get("license"),  # before the folder is read
+                       pretty_name=kwargs.get("pretty_name"))
     if is_export_folder(path):
         _warn_card_options_not_held(path, {name: kwargs.pop(name, None) for name in ("license", "pretty_name")})
         return push_folder(path, repo_id, **kwargs)

@@ -100,6 +100,15 @@ def check_license(license: Any) -> str | None:
     return license
 
 
+def check_text(name: str, value: Any) -> None:
+    """Raise :class:`ConfigurationError` unless `value` (a card's ``pretty_name``, a commit message) is None or a
+    string: ``pretty_name=['x']`` titled the card ``['x']``, and ``commit_message=3`` went on to the Hub's commit
+    (helper 369)."""
+    if value is not None and not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a string (or None), got {value!r:.60} ({type(value).__name__}): "
+                                 f"write it as text, e.g. {name}={str(value)!r:.60}. Nothing was written.")
+
+
 def resolve_token(token: str | bool | None = None) -> str:
     """The token to use: `token`, else (None, or `True` as huggingface_hub takes it) ``HF_TOKEN``, else the saved
     login (``hf auth login``). Always the token itself: `True` was handed on as it was, so the errors of a failed

@@ -166,6 +166,36 @@ def test_export_and_push_refuse_a_switch_that_is_not_a_bool(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_artifact_push_switches_and_card_names_are_checked_before_any_io(tmp_path, monkeypatch):
+    """Helper 369: Artifact.push_to_hub(create_pr="no") opened a pull request and private="no" went on to the Hub's
+    create_repo (both sent as the string 'no'), commit_message=3 went on to the commit, and save_to_disk(pretty_name=
+    ['x']) titled the card "['x']". Refused as the other switches and options are, before a token is read or a file
+    written."""
+    import hf_txray.artifact as artifact_module
+    import hf_txray.hub as hub_module
+
+    def no_io(*args, **kwargs):
+        pytest.fail("I/O before the arguments were checked")
+
+    for module in (artifact_module, hub_module):
+        monkeypatch.setattr(module, "resolve_token", no_io)
+        monkeypatch.setattr(module, "upload_folder", no_io)
+    profile = build("profile")
+    for options, match in ((dict(private="no"), "private must be True or False, got 'no'"),
+                           (dict(create_pr="no"), "create_pr must be True or False, got 'no'"),
+                           (dict(commit_message=3), r"commit_message must be a string \(or None\), got 3")):
+        with pytest.raises(hf_txray.ConfigurationError, match=match):
+            profile.push_to_hub("me/repo", **options)
+    with pytest.raises(hf_txray.ConfigurationError, match=r"pretty_name must be a string \(or None\), got \['x'\]"):
+        hf_txray.save_to_disk(tmp_path / "out", profiles=list(profiles()), pretty_name=["x"])
+    assert not (tmp_path / "out").exists()
+    for call in (lambda: hf_txray.push_to_hub("me/results", profiles=list(profiles()), pretty_name=["x"]),
+                 lambda: hf_txray.push_to_hub("me/results", profiles=list(profiles()), commit_message=3),
+                 lambda: hub_module.push_folder(tmp_path, "me/results", private="no")):
+        with pytest.raises(hf_txray.ConfigurationError, match="must be"):
+            call()
+
+
 def test_an_export_in_a_relative_folder_with_a_colon_loads(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     hf_txray.save_to_disk("ex:1", profiles=list(profiles()), reports=[build("transfer_report")], plots=False)
