@@ -88,7 +88,6 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-
 class RedactingFilter(logging.Filter):
     """Masks the secrets a record carries (:func:`~hf_txray.redaction.redact`) in the record itself, so that every
     handler sees them masked: the application's own, after :func:`enable_propagation`, formatted none of them
@@ -100,7 +99,13 @@ class RedactingFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001  arguments the message cannot take ("%d" of "abc"): each handler reports it
+            # ("--- Logging error ---", with the message and arguments as they are), as logging does; a filter that
+            # raised handed the TypeError to the code that logged (helper 370)
+            self._mask_parts(record)
+            return True
         masked = redact(message)
         if masked != message:
             record.msg, record.args = masked, None
@@ -113,6 +118,15 @@ class RedactingFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
         return True
+
+    @staticmethod
+    def _mask_parts(record: logging.LogRecord) -> None:
+        """Mask the message and the string arguments of a record whose message cannot be merged, one by one: a
+        handler's error report repeats them."""
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
 
 class StderrHandler(logging.StreamHandler):
     """Writes to the *current* ``sys.stderr`` (as logging's last-resort handler does), so redirections made after

@@ -158,3 +158,20 @@ def test_records_reaching_the_applications_handlers_are_masked(caplog):
     assert "OSError: https://***@host/z" in shown and "Traceback" in shown
     plain = [r for r in caplog.records if "no secret" in r.getMessage()]
     assert plain and plain[0].args == ("no secret", 3)  # a record without a secret keeps its arguments
+
+
+
+def test_a_record_whose_arguments_do_not_fit_its_message_is_reported_not_raised():
+    """helper 370: since 13088b3 the RedactingFilter merged every record's message on the logger itself, so
+    ``get_logger("analyze").warning("%d items", "abc")`` raised TypeError into the code that logged; logging reports
+    such a record on stderr ('--- Logging error ---') and goes on. The report shows the secret masked. (A subprocess:
+    pytest's own log handler raises such errors on purpose.)"""
+    code = ("from hf_txray.logging import get_logger\n"
+            "get_logger('analyze').warning('%d items from https://me:s3cretPass@host/x', 'abc')\n"
+            "get_logger().warning('%d of %s', 'abc', 'https://me:s3cretPass@host/y')\n"
+            "print('went on')\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["went", "on"], done.stderr[-2000:]
+    assert done.stderr.count("Logging error") == 2 and "%d items" in done.stderr, done.stderr[-2000:]
+    assert "s3cretPass" not in done.stderr, done.stderr[-2000:]
