@@ -256,3 +256,19 @@ def test_entropy_hellinger_and_benjamini_hochberg_refuse_what_is_not_numbers(p):
 def test_distributions_that_round_off_one_are_accepted():
     p = np.full(3, 1 / 3) * (1 + 1e-9)
     assert metrics.hellinger(p, p) == 0.0 and metrics.entropy(p) == pytest.approx(math.log(3), rel=1e-8)
+
+
+def test_hellinger_matches_pandas_series_by_feature_not_by_position():
+    """Two Series holding the same features in other orders were 0.289 apart (read by position), not 0."""
+    import pandas as pd
+    p = pd.Series({"x": 0.7, "y": 0.3})
+    assert metrics.hellinger(p, pd.Series({"y": 0.3, "x": 0.7})) == 0.0
+    q = pd.Series({"z": 0.5, "x": 0.5})  # union x, y, z, missing = 0
+    expected = brute_hellinger([0.7, 0.3, 0.0], [0.5, 0.0, 0.5])
+    assert metrics.hellinger(p, q) == pytest.approx(expected, rel=1e-12)
+    assert metrics.hellinger(p, {"z": 0.5, "x": 0.5}) == pytest.approx(expected, rel=1e-12)
+    assert metrics.hellinger(np.array([0.7, 0.3]), np.array([0.3, 0.7])) > 0  # vectors stay positional
+    with pytest.raises(ConfigurationError, match="not one of each"):
+        metrics.hellinger(p, np.array([0.7, 0.3]))
+    with pytest.raises(ConfigurationError, match="repeated features"):
+        metrics.hellinger(pd.Series([0.5, 0.5], index=["x", "x"]), p)
