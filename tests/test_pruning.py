@@ -292,6 +292,36 @@ def test_masks_and_ablation_of_a_data_parallel_wrapper_act_on_the_model_inside()
     assert not hf_txray.pruning.active_masks(model) and torch.equal(forward(wrapper, inputs), original)
 
 
+def test_prune_apply_plan_and_remove_of_a_data_parallel_wrapper_act_on_the_model_inside():
+    # prune(DataParallel(model), ...), apply_plan / check_applicable and mode="remove" raised "The config of
+    # DataParallel declares no MLP intermediate width", where masks and ablation act on the model inside
+    model, _ = tiny("bert")
+    wrapper = torch.nn.DataParallel(model)  # on CPU it runs the model inside as it is
+    inputs = encode("bert")
+    original = forward(model, inputs)
+    returned, plan = prune(wrapper, None, "random", 0.25, seed=0)
+    assert returned is wrapper and plan.neurons and hf_txray.pruning.active_masks(model)
+    expected = reference_forward(model, "bert", inputs, {})  # the masks are on: compare with a fresh copy below
+    unprune(wrapper)
+    fresh = copy.deepcopy(model)
+    assert torch.allclose(expected, reference_forward(fresh, "bert", inputs, plan.neurons), atol=1e-6, rtol=0)
+    assert not torch.allclose(expected, original)
+    check_applicable(wrapper, plan)
+    check_applicable(wrapper, plan, mode="remove")
+    neurons = {0: [1, 7, 30], 1: [5, 9, 47]}
+    expected = reference_forward(fresh, "bert", inputs, neurons)
+    prune(wrapper, None, neurons, mode="remove")
+    assert model.config.intermediate_size == WIDTH["bert"] - 3
+    assert torch.allclose(forward(wrapper, inputs), expected, atol=1e-5, rtol=0)
+    distributed = type("DistributedDataParallel", (torch.nn.Module,), {})()
+    distributed.module = copy.deepcopy(fresh)
+    explicit = plan_pruning(None, neurons, widths={0: WIDTH["bert"], 1: WIDTH["bert"]})
+    with pytest.raises(ModelError, match=r"DistributedDataParallel wrapper.*wrapper\.module"):
+        apply_plan(distributed, explicit, mode="remove")
+    apply_plan(distributed, explicit)  # masking acts on the model inside
+    assert torch.allclose(forward(distributed.module, inputs), expected, atol=1e-6, rtol=0)
+
+
 def test_mask_runs_before_profiling_hooks():
     model, tokenizer = tiny("bert")
     _, plan = prune(model, None, "random", 0.5, seed=0)

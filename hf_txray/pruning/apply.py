@@ -9,6 +9,7 @@ from torch import nn
 from ..errors import ConfigurationError
 from ..profile import Profile
 from ..report import DEFAULT_MIN_COUNT, TransferReport
+from ..sites import unwrap_model
 from .masks import check_plan, check_plan_fits, mlp_sites, mask_neurons, refuse_decoder_source
 from .plan import MODES, PruningPlan, plan_pruning, resolved_amount, source_info, source_widths
 from .remove import check_removable, remove_neurons
@@ -96,7 +97,9 @@ def prune(
     """
     if mode not in MODES:
         raise ConfigurationError(f"Unknown mode {mode!r}: choose one of {', '.join(MODES)}.")
-    sites = mlp_sites(model)  # the dense blocks of a model mixing them with mixture-of-experts ones
+    # the dense blocks of a model mixing them with mixture-of-experts ones; of the model inside a DataParallel or
+    # compiled wrapper (its config declared no MLP width), as apply_plan prunes that one
+    sites = mlp_sites(unwrap_model(model))
     model_widths = sites.widths
     if report_or_profile is not None and not isinstance(report_or_profile, (TransferReport, Profile)):
         raise ConfigurationError(
@@ -129,6 +132,9 @@ def prune(
 def apply_plan(model: nn.Module, plan: PruningPlan, mode: str | None = None, uneven: str = "error") -> nn.Module:
     """Apply a (saved) :class:`PruningPlan` to `model` in its mode (or in `mode`, overriding it).
 
+    A DataParallel or compiled wrapper is pruned through the model inside (its masks are kept there, and
+    ``mode="remove"`` slices its weights); ``mode="remove"`` refuses DistributedDataParallel, FSDP and DeepSpeed.
+
     Returns:
         The model (the same object). In ``"mask"`` mode the masks are undone by :func:`unprune`.
     """
@@ -149,6 +155,7 @@ def check_applicable(model: nn.Module, plan: PruningPlan, mode: str | None = Non
     if mode not in MODES:
         raise ConfigurationError(f"Unknown mode {mode!r}: choose one of {', '.join(MODES)}.")
     if mode == "mask":
+        model = unwrap_model(model)  # mask_neurons masks the model inside a wrapper
         sites = mlp_sites(model)
         check_plan(model, plan, sites, "Masking neurons")
         sites.chosen(plan, "Masking neurons")

@@ -13,10 +13,15 @@ from ..architectures import DENSE_BLOCK_WIDTHS, expected_mlp_widths, hidden_size
 from ..distributed import refuse_offloaded
 from ..errors import ConfigurationError, ModelError
 from ..provenance import PRUNED_ATTRIBUTE, pruning_record
-from ..sites import Site, find_blocks, in_token_mixer, named_linears, peft_base_layer, resolve_stack, text_model
+from ..sites import (MODEL_WRAPPERS, Site, find_blocks, in_token_mixer, named_linears, peft_base_layer, resolve_stack,
+                     text_model, unwrap_model)
 from .masks import check_plan, mlp_sites, refuse_active_masks
 from .plan import NeuronSpec
 
+# Wrappers whose model inside may be sliced: DataParallel copies the model's parameters at every forward, and a
+# compiled model recompiles for the new shapes. DDP, FSDP and DeepSpeed hold the parameters they synchronise (FSDP
+# flattened), which new, sliced ones would escape.
+SLICEABLE_WRAPPERS = ("DataParallel", "OptimizedModule")
 # Config attributes that hold the MLP intermediate size, in the order they are looked for.
 INTERMEDIATE_SIZE_ATTRIBUTES = ("intermediate_size", "n_inner", "ffn_dim", "d_ff", "ffn_hidden_size", "hidden_dim", "dff")
 # Fused projections holding the gate and the up halves of a gated MLP, ``[gate; up]`` (Phi-3, GLM; ModernBERT's
@@ -150,7 +155,12 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
 
     Returns:
         The model (the same object), with a smaller intermediate size in its config.
+
+    Raises:
+        ModelError: `model` wraps its model in DistributedDataParallel, FSDP or DeepSpeed (whose parameters slicing
+            would replace), or the model cannot be sliced (see :func:`prune`).
     """
+    model = removable_model(model)  # a DataParallel / compiled wrapper: the model inside is sliced
     sites, chosen, common, width, attribute, config, ups = _prepare_removal(model, neurons, uneven, warn=True)
     with torch.no_grad():
         for layer, site in sites.items():
@@ -221,7 +231,25 @@ def _removal_record(previous: dict[str, Any] | None, layers: Any, chosen: dict[i
 def check_removable(model: nn.Module, neurons: NeuronSpec, uneven: str = "error") -> None:
     """Raise what :func:`remove_neurons` would raise for `neurons` on `model`, without changing it (so that a list of
     plans is checked before any is evaluated)."""
-    _prepare_removal(model, neurons, uneven, warn=False)
+    _prepare_removal(removable_model(model), neurons, uneven, warn=False)
+
+
+def removable_model(model: nn.Module) -> nn.Module:
+    """The model inside a DataParallel or compiled wrapper (:func:`~hf_txray.sites.unwrap_model`), else `model`.
+
+    Raises:
+        ModelError: a DistributedDataParallel, FSDP or DeepSpeed wrapper: it holds the parameters it synchronises,
+            and slicing replaces them.
+    """
+    layer = model
+    while unwrap_model(layer) is not layer:  # one wrapper at a time (DataParallel of a compiled model)
+        if type(layer).__name__ not in SLICEABLE_WRAPPERS:
+            raise ModelError(
+                f"mode='remove' cannot slice a model inside a {type(layer).__name__} wrapper: the wrapper holds the "
+                "parameters it synchronises, and slicing replaces them. Remove the neurons from the plain model "
+                "before wrapping it (prune(wrapper.module, ...)), or use mode='mask' (CLI: --mode mask).")
+        layer = getattr(layer, MODEL_WRAPPERS[type(layer).__name__])
+    return layer
 
 
 def _prepare_removal(model: nn.Module, neurons: NeuronSpec, uneven: str, warn: bool) -> tuple:
