@@ -252,14 +252,17 @@ def format_neuron(neuron: int, expert_units: int | None, routed_experts: int | N
             config["num_shared_experts"]``: :func:`routed_experts`); None labels every expert alike.
 
     Raises:
-        ConfigurationError: `neuron` not a whole number >= 0, or `expert_units` or `routed_experts` not an int >= 0
+        ConfigurationError: `neuron` not one whole number >= 0 (a list or array of one too), or `expert_units` or `routed_experts` not an int >= 0
             (1.9 was labelled as neuron 1, -1 units per expert as ``"expert -5 unit 0"``).
     """
     from .indices import whole_numbers  # numpy: this module stays light
 
     index = whole_numbers(neuron, "format_neuron's neuron")
-    if index.size != 1 or index[0] < 0:
-        raise ConfigurationError(f"format_neuron's neuron must be one index >= 0, got {neuron!r}.")
+    # a list or array of one ([5]) passed whole_numbers, which flattens, then failed in int() with a bare TypeError
+    if index.size != 1 or index[0] < 0 or getattr(neuron, "ndim", 0) != 0 or isinstance(neuron, (list, tuple)):
+        raise ConfigurationError(f"format_neuron's neuron must be one index >= 0 (not a list or array), got "
+                                 f"{neuron!r}.")
+    neuron = int(index[0])
     check_count("expert_units", expert_units, minimum=0, none="a dense layer")
     check_count("routed_experts", routed_experts, minimum=0, none="every expert labelled alike")
     expert, unit, shared = expert_unit(neuron, expert_units, routed_experts)

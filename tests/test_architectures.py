@@ -395,6 +395,19 @@ def test_format_neuron_refuses_what_is_not_an_index_or_a_count():
             hf_txray.format_neuron(5, 2, routed)
 
 
+def test_format_neuron_refuses_a_list_or_array_of_one_by_name():
+    """format_neuron([5], None) passed the index check (whole_numbers flattens) and failed in int([5]) with a bare
+    TypeError; np.array([5]) likewise ('only 0-dimensional arrays can be converted')."""
+    import torch
+
+    for neuron in ([5], (5,), np.array([5]), torch.tensor([5])):
+        for units in (None, 4):
+            with pytest.raises(hf_txray.ConfigurationError, match="format_neuron's neuron must be one index"):
+                hf_txray.format_neuron(neuron, units)
+    assert hf_txray.format_neuron(torch.tensor(5), 4) == "expert 1 unit 1 (#5)"
+    assert hf_txray.format_neuron(np.array(5), None) == "5"
+
+
 def test_shared_experts_are_numbered_after_the_routed_ones():
     profile = engine("qwen2_moe", None, "", 3)
     assert profile.num_neurons == 4 * 16 + 48
