@@ -6,6 +6,7 @@ count as "all" or "from the end", ``islice`` and ``range`` cut 2.5 to 2 or round
 """
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Sequence
 
@@ -37,6 +38,26 @@ def check_count(name: str, value: Any, *, minimum: int = 1, none: str | None = N
     if not is_int(value) or value < minimum:
         said = "; ".join(part for part in (note, none and f"or None for {none}") if part)
         raise ConfigurationError(f"{name} must be an int >= {minimum}{f' ({said})' if said else ''}, got {value!r}.")
+
+
+def check_byte_size(name: str, value: Any, note: str = "") -> int | float:
+    """`value` as a size in bytes >= 0: an int, a whole float (``2e9``, as a byte size is often written) as its int,
+    or ``float("inf")`` (never reached); a ConfigurationError otherwise (a bool, a fraction such as 1.5, NaN, a
+    negative size or text).
+
+    Raises:
+        ConfigurationError: ``"<name> must be a size in bytes >= 0 ... got <value>."``
+    """
+    if is_int(value) and value >= 0:
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)) and float(value) >= 0:
+        if math.isinf(float(value)):
+            return math.inf
+        if float(value).is_integer():
+            return int(value)
+    said = f" ({note})" if note else ""
+    raise ConfigurationError(f"{name} must be a size in bytes >= 0{said}: an int, a whole float such as 2e9, or "
+                             f"float('inf'); got {value!r}.")
 
 
 def is_switch(value: Any) -> bool:

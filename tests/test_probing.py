@@ -2442,9 +2442,21 @@ def test_a_memmap_threshold_that_is_not_a_byte_count_is_refused_before_extractio
     without a word, as a threshold of 0 bytes would."""
     corpus = planted.corpus.select(10)
     assert extract_activations(planted.model, corpus, planted.tokenizer, memmap_threshold=0).on_disk
-    for threshold in (-1, 1.5, True, "1", None):
-        with pytest.raises(ConfigurationError, match=r"memmap_threshold must be an int >= 0"):
+    for threshold in (-1, 1.5, True, "1", None, float("nan"), -float("inf"), -2.0, np.bool_(True)):
+        with pytest.raises(ConfigurationError, match=r"memmap_threshold must be a size in bytes >= 0"):
             extract_activations(planted.model, corpus, planted.tokenizer, memmap_threshold=threshold)
+
+
+def test_a_memmap_threshold_written_as_a_whole_float_or_inf_is_a_byte_count(planted):
+    """memmap_threshold=1e9 and float('inf') were refused as 'must be an int >= 0' (they worked before): a byte size
+    is naturally written 2e9. A whole float is its int: the values (their nbytes) stay in memory at a threshold of
+    float(nbytes), go to disk at float(nbytes - 1), as the ints do."""
+    corpus = planted.corpus.select(10)
+    size = extract_activations(planted.model, corpus, planted.tokenizer).values.nbytes
+    for threshold, on_disk in ((1e9, False), (float("inf"), False), (np.float64(size), False), (float(size), False),
+                               (float(size - 1), True), (0.0, True), (size - 1, True)):
+        got = extract_activations(planted.model, corpus, planted.tokenizer, memmap_threshold=threshold)
+        assert got.on_disk is on_disk, threshold
 
 
 def test_probing_names_are_public():

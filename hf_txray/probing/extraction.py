@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from ..artifact import Artifact, write_header
-from ..counts import check_count, is_int
+from ..counts import check_byte_size, check_count, is_int
 from ..distributed import check_device
 from ..errors import ConfigurationError, DatasetError, ModelError
 from ..forward import StackForward, weights_dtype
@@ -609,7 +609,7 @@ def extract_activations(
     device: str | torch.device | None = None,
     dtype: str = "float32",
     out_dir: str | Path | None = None,
-    memmap_threshold: int = DEFAULT_MEMMAP_THRESHOLD,
+    memmap_threshold: int | float = DEFAULT_MEMMAP_THRESHOLD,
     module_pattern: str | None = None,
     stack: str | None = None,
     show_progress: bool = False,
@@ -636,7 +636,8 @@ def extract_activations(
         out_dir (`str` or `Path`, *optional*): store the values there as a memmap (reopen with
             :meth:`Activations.from_pretrained`). Without it, values larger than `memmap_threshold` bytes go to a temporary
             folder that is removed with the returned object.
-        memmap_threshold (`int`, *optional*, defaults to 256 MiB): size above which the values are disk-backed.
+        memmap_threshold (`int`, *optional*, defaults to 256 MiB): size in bytes above which the values are
+            disk-backed; a whole float (``2e9``) is taken as its int, and ``float("inf")`` keeps them in memory.
         module_pattern (`str`, *optional*): regex naming the modules to hook (see :func:`hf_txray.analyze`); they must
             lie in the chosen `stack`.
         stack (`str`, *optional*): for encoder-decoder models (T5, BART...), ``"encoder"`` (the default) or
@@ -674,7 +675,8 @@ def extract_activations(
     if dtype not in DTYPES:
         raise ConfigurationError(f"Unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}.")
     # -1, 1.5 and True put every extraction on disk without a word (a size in bytes compared with the values')
-    check_count("memmap_threshold", memmap_threshold, minimum=0, note="bytes above which the values are disk-backed")
+    memmap_threshold = check_byte_size("memmap_threshold", memmap_threshold,
+                                       note="bytes above which the values are disk-backed")
     check_device(device)  # as analyze checks it: device=3.5 was torch's TypeError, after the model loaded
     model, tokenizer, model_id, device = _resolve(model, tokenizer, device)
     sites, forward = _sites(model, site, layers, module_pattern, stack)

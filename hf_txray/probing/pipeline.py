@@ -336,7 +336,7 @@ def probe_neurons(
     max_length: int | None = None,
     device: str | None = None,
     out_dir: str | Path | None = None,
-    memmap_threshold: int = DEFAULT_MEMMAP_THRESHOLD,
+    memmap_threshold: int | float = DEFAULT_MEMMAP_THRESHOLD,
     name: str | None = None,
     show_progress: bool = False,
     **probe_options: Any,
