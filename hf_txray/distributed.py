@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import torch
 
 from .errors import ConfigurationError, DatasetError, ModelError, ProcessFailedError, error_kind, process_failed_error
@@ -119,12 +120,15 @@ def check_device(device: Any) -> None:
     """Refuse a `device` that torch does not know or that this machine does not have, before any work.
 
     Raises:
-        ConfigurationError: the device named, and what to pass instead.
+        ConfigurationError: the device named, and what to pass instead (a bool, ``True``, is refused by name).
     """
     from .errors import ConfigurationError
 
     if device is None:
         return
+    if isinstance(device, (bool, np.bool_)):  # a bool is an int to isinstance: True would be read as CUDA device 1
+        raise ConfigurationError(f"device={device!r} is a bool, not a device: pass cpu, cuda, cuda:1 (or the index "
+                                 "1), mps... or leave it out (None: this process's accelerator, else the CPU).")
     try:
         parsed = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
     except (RuntimeError, TypeError, ValueError):

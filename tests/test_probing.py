@@ -3537,6 +3537,19 @@ def test_probe_out_holding_another_runs_exported_rankings_loses_nothing(planted,
     assert sorted(set(load_probing(curve_dir).ablation["ablation"])) == ["other", "tiny"]
 
 
+def test_a_bool_device_is_refused_by_name(planted):
+    """check_device(True) handed True on to torch.device("cuda", True) (a bool is an int to isinstance), where torch
+    2.13's TypeError read as 'not a device torch knows'; a bool is now refused as such, before loading."""
+    from hf_txray.distributed import check_device
+
+    for device in (True, False, np.bool_(True)):
+        with pytest.raises(ConfigurationError, match=r"is a bool, not a device"):
+            check_device(device)
+        with pytest.raises(ConfigurationError, match=r"is a bool, not a device"):
+            extract_activations("/no/such/model", planted.corpus, planted.tokenizer, device=device)
+    check_device("cpu")
+
+
 @pytest.mark.parametrize("device", [3.5, [0], "nonsense"])
 def test_a_device_torch_does_not_know_is_refused_before_loading(device, planted):
     """Helper 369: extract_activations(device=3.5) raised torch's TypeError ("device() received an invalid
