@@ -72,6 +72,17 @@ def labelled(values: Any, name: str) -> dict | None:
     return values.to_dict()
 
 
+def feature_order(features: set) -> list:
+    """The features of a union in one fixed order, sorted (by type name and text where they do not compare: ``1`` and
+    ``"a"``): the sum of a distance must not depend on the order of the dicts or Series it came from, where an
+    insertion order gave ``hellinger(p, q)`` and ``hellinger(q, p)`` 1 to 2 ulp apart (0.7804661093703584 vs
+    ...582) for one pair in six."""
+    try:
+        return sorted(features)
+    except TypeError:
+        return sorted(features, key=lambda f: (type(f).__name__, repr(f)))
+
+
 def hellinger(p: np.ndarray | Mapping[str, float], q: np.ndarray | Mapping[str, float]) -> float:
     """Hellinger distance H(p, q) = ||sqrt(p) - sqrt(q)||_2 / sqrt(2), in [0, 1].
 
@@ -90,7 +101,7 @@ def hellinger(p: np.ndarray | Mapping[str, float], q: np.ndarray | Mapping[str, 
         raise ConfigurationError("hellinger takes two vectors or two mappings (or pandas Series) feature -> "
                                  "probability, not one of each.")
     if p_labels is not None:
-        support = list(dict.fromkeys([*p_labels, *q_labels]))
+        support = feature_order(set(p_labels) | set(q_labels))
         p = np.array([p_labels.get(f, 0.0) for f in support])
         q = np.array([q_labels.get(f, 0.0) for f in support])
     p, q = check_distribution(p, "p"), check_distribution(q, "q")
