@@ -248,7 +248,7 @@ def test_names_and_feature_values_with_dollar_signs_are_drawn_as_written(tmp_pat
         drawn = [t.get_text() for figure in figures.values() for t in figure.findobj(Text) if "$" in t.get_text()
                  and "mathdefault" not in t.get_text()]  # log axes' own tick labels are mathtext
         assert drawn and not any(cbook.is_math_text(text) for text in drawn)
-        shown = {text.replace(r"\$", "$") for text in drawn}
+        shown = {text.replace(r"\$", "$").replace("\n", " ") for text in drawn}  # long titles are wrapped
         assert {"$x$", "a$b$c", f"A: {stages[0]}", f"B: {stages[1]}", f"{report.name}: length shift (>= 20 credits) "
                 "(green: shorter in B)"} <= shown
 
@@ -358,3 +358,24 @@ def test_feature_values_alike_after_the_cut_or_on_one_line_draw_labels_told_apar
     from hf_txray.plots.common import value_labels
 
     assert value_labels(["short", "L" * 500]) == ["short", "L" * 30 + "…"]  # values told apart by the cut: as before
+
+
+@pytest.mark.parametrize("many", [False, True])
+def test_report_plot_titles_stay_inside_the_figure(many):
+    """The demo's report plots cut their titles at both edges: "ained-ptb->zeroshot-bbc: preference change per neuron
+    (>= 20 credits" and "...length shift of 1226 neurons (>= 20 credits) (green: sh", 90 to 110 characters on a 6 or
+    7 inch figure. Long titles are wrapped to the axes' width."""
+    from hf_txray.report import ReportMeta, TransferReport
+
+    n = 1500 if many else 50
+    rng = np.random.default_rng(0)
+    report = _shared_report(rng.integers(1, 18, n), rng.integers(1, 18, n), layers=(0, 1))
+    meta = ReportMeta("pretrained-ptb", "zeroshot-bbc", "m", "m", "c1", "c2", "mlp", [0, 1], n, ["pos"])
+    report = TransferReport(meta, report.neurons, report.layers, pd.DataFrame())
+    for figure in (plots.plot_hellinger_vs_length(report, "pos"), plots.plot_length_shift(report, "pos")):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        renderer = FigureCanvasAgg(figure).get_renderer()
+        figure.draw(renderer)
+        box = figure.axes[0].title.get_window_extent(renderer)
+        assert box.x0 >= 0 and box.x1 <= figure.bbox.width, (figure.axes[0].get_title(), box)

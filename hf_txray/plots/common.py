@@ -161,6 +161,30 @@ def labelled_legend(ax: "Axes", artists: list, **kwargs) -> None:
     ax.legend(artists, [artist.get_label() for artist in artists], **kwargs)
 
 
+def fit_title(ax: "Axes", title: str) -> None:
+    """Set `title` on `ax`, in lines as wide as the axes' cell of the figure at most: a report plot's title (stage
+    names, the credit floor, the colour key) ran 75 to 100 characters on a 6 or 7 inch figure and was cut at both
+    edges ("ained-ptb->zeroshot-bbc: ... (>= 20 credits"), which constrained layout does not prevent. Lines break
+    after the first ``": "`` and before a ``" ("``, so that a parenthesis (``(layer 3, >= 20 credits)``) stays whole."""
+    import textwrap
+
+    ax.set_title(title)
+    # a subplot takes 0.775 of its cell's width by matplotlib's default margins; an average glyph is ~0.6 em
+    cell = min(1.0, ax.get_position().width / 0.775) * ax.figure.get_figwidth() * 72
+    characters = max(20, int(cell / (0.6 * ax.title.get_fontsize())))
+    if len(title) <= characters or "\n" in title:
+        return
+    head, colon, rest = title.partition(": ")
+    chunks = [head + ":"] * bool(colon) + re.split(r" (?=\()", rest if colon else title)
+    lines: list[str] = []
+    for chunk in chunks:
+        if lines and len(lines[-1]) + 1 + len(chunk) <= characters:
+            lines[-1] += " " + chunk
+        else:  # a chunk wider than the line on its own is wrapped at spaces, never inside a word ("\\$" stays whole)
+            lines.extend(textwrap.wrap(chunk, characters, break_long_words=False, break_on_hyphens=False) or [chunk])
+    ax.set_title("\n".join(lines))
+
+
 def new_axes(ax: "Axes | None" = None, figsize: tuple[float, float] = (6.4, 4.2)) -> tuple["Figure", "Axes"]:
     """The axes to draw into: `ax` and its figure, or a new figure with one axes.
 

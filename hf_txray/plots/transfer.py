@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..options import resolve_layer
 from ..significance import DEFAULT_MIN_COUNT, check_min_count
-from .common import STAGE_COLORS, checked_feature_type, literal, new_axes
+from .common import STAGE_COLORS, checked_feature_type, fit_title, literal, new_axes
 from .profile import plot_mass_share, plot_neuron_mass
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def plot_hellinger_vs_length(report: "TransferReport", feature_type: str | None 
     title = f"{literal(report.name)}: preference change per neuron{_scope(layer, min_count)}"
     if data.empty:
         _nothing_to_draw(ax, min_count)
-        ax.set_title(title)
+        fit_title(ax, title)
         return fig
     points = ax.scatter(data[f"hellinger_length_{ft}"], data[f"hellinger_{ft}"], c=rank, cmap=cmap,
                         s=9, alpha=0.7, linewidths=0, vmin=-0.5, vmax=len(layers) - 0.5)
@@ -104,8 +104,8 @@ def plot_hellinger_vs_length(report: "TransferReport", feature_type: str | None 
     ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
     ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1.5, 0.5)))
     ax.set_ylim(-0.02, 1.02)
-    ax.set(xlabel=f"Hellinger length ({literal(ft)} values, log)", ylabel=f"Hellinger distance ({literal(ft)})",
-           title=title)
+    ax.set(xlabel=f"Hellinger length ({literal(ft)} values, log)", ylabel=f"Hellinger distance ({literal(ft)})")
+    fit_title(ax, title)
     ticks = np.unique(np.linspace(0, len(layers) - 1, min(len(layers), 12)).round().astype(int))  # 12 at most
     bar = fig.colorbar(points, ax=ax, label="layer", ticks=ticks)
     bar.ax.set_yticklabels([str(layers[i]) for i in ticks])
@@ -159,7 +159,7 @@ def plot_length_shift(report: "TransferReport", feature_type: str | None = None,
     fig, ax = new_axes(ax, (7.0, 4.0))
     if data.empty:
         _nothing_to_draw(ax, min_count)
-        ax.set_title(f"{literal(report.name)}: length shift{scope}")
+        fit_title(ax, f"{literal(report.name)}: length shift{scope}")
         return fig
     if len(data) > PAIRED_DOTS_MAX:  # thousands of paired dots merge into solid blocks: the shift's distribution
         shift = np.log2(b / a)
@@ -168,15 +168,15 @@ def plot_length_shift(report: "TransferReport", feature_type: str | None = None,
         ax.bar(centers, counts, width=np.diff(edges), color=np.where(centers < 0, "tab:green", "tab:red"),
                alpha=0.7, edgecolor="none")
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set(xlabel=f"log2(length B / length A), {literal(ft)}", ylabel="shared neurons",
-               title=f"{literal(report.name)}: length shift of {len(data)} neurons{scope} (green: shorter in B)")
+        ax.set(xlabel=f"log2(length B / length A), {literal(ft)}", ylabel="shared neurons")
+        fit_title(ax, f"{literal(report.name)}: length shift of {len(data)} neurons{scope} (green: shorter in B)")
         return fig
     ax.vlines(x, a, b, colors=np.where(b < a, "tab:green", "tab:red"), linewidths=0.6, alpha=0.5)
     ax.scatter(x, a, s=6, color=STAGE_COLORS[0], label=f"A: {literal(report.meta.stage_a)}")
     ax.scatter(x, b, s=6, color=STAGE_COLORS[1], label=f"B: {literal(report.meta.stage_b)}")
     ax.set_yscale("log")
-    ax.set(xlabel="shared neurons, sorted by length in A", ylabel=f"length ({literal(ft)} values, log)",
-           title=f"{literal(report.name)}: length shift{scope} (green: shorter in B)")
+    ax.set(xlabel="shared neurons, sorted by length in A", ylabel=f"length ({literal(ft)} values, log)")
+    fit_title(ax, f"{literal(report.name)}: length shift{scope} (green: shorter in B)")
     ax.legend(loc="upper left", fontsize="small")
     return fig
 
