@@ -29,6 +29,7 @@ from .pruning import PruningPlan, apply_plan, is_random_strategy, masked, plan_p
 from .pruning.apply import check_applicable
 from .pruning.strategies import check_feature_type_used, ranks_by_feature_type
 from .pruning.masks import refuse_active_masks
+from .sites import unwrap_model
 from .tables import amount_kind, amount_label, amount_labels
 
 TASKS = ("classification", "causal-lm")
@@ -78,8 +79,6 @@ def load_metric(metric: Any, **kwargs: Any):
 def model_task(model: Any) -> str | None:
     """The task a model's class names: ``"classification"`` (``*ForSequenceClassification``), ``"causal-lm"``
     (``*ForCausalLM``, ``*LMHeadModel``), or None; read through a ``torch.compile`` or data-parallel wrapper."""
-    from .loading import unwrap_model
-
     name = type(unwrap_model(model)).__name__
     if name.endswith("ForSequenceClassification"):
         return "classification"
@@ -101,8 +100,6 @@ def infer_task(model: Any, task: str | None) -> str:
         if task not in TASKS:
             raise ConfigurationError(f"Unknown task {task!r}: choose one of {', '.join(TASKS)}.")
         if found is not None and found != task:
-            from .loading import unwrap_model
-
             raise ConfigurationError(
                 f"task={task!r} does not fit a {type(unwrap_model(model)).__name__}, whose head gives "
                 f"{TASK_LOGITS[found][1]}, the {found} task's: leave the task unset (it is read from the model's "
@@ -399,8 +396,6 @@ def run_predictions(model: Any, batches: Sequence[dict[str, torch.Tensor]], task
     back: the figures are those of the weights as saved, the same for ``trainer.model`` and for the checkpoint
     reloaded (helper 182: a tiny GPT-2's perplexity moved from 589.18 to 589.17, and the pruning effect by 9%). A
     ``torch.autocast`` block around the call is turned off for the passes likewise."""
-    from .loading import unwrap_model
-
     restore_modes = enter_eval(model)
     device = _device_of(model)
     out: dict[str, list] = {"predictions": []} if task == "classification" else {"nll": [], "num_tokens": []}
