@@ -128,6 +128,7 @@ class RedactingFilter(logging.Filter):
         if isinstance(record.args, tuple):
             record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
 
+
 class StderrHandler(logging.StreamHandler):
     """Writes to the *current* ``sys.stderr`` (as logging's last-resort handler does), so redirections made after
     import (notebooks, pytest's capture, ``contextlib.redirect_stderr``) see the records."""

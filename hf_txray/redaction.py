@@ -50,7 +50,7 @@ def redact(text: str) -> str:
 
 def scrub(text: str, token: str | None) -> str:
     """`text` with every occurrence of `token` masked (`token` not a string, e.g. `True`: nothing to mask)."""
-    return text.replace(token, "hf_***") if isinstance(token, str) and token else text
+    return text.replace(token, f"hf_{MASK}") if isinstance(token, str) and token else text
 
 
 def safe_cause(err: BaseException, token: Any = None) -> BaseException | None:

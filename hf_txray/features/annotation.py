@@ -161,6 +161,7 @@ def refuse_loaded_pipeline(spacy_model: Any) -> None:
         f"({type(spacy_model).__name__}): hf_txray loads it itself, with only the components its tags need. Pass "
         f"{hint}.")
 
+
 def _folder_stamp(spacy_model: str) -> tuple:
     """The path and :func:`~hf_txray.hashes.file_stamp` of every file of a pipeline given by its folder; empty for
     a package name."""
