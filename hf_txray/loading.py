@@ -287,7 +287,8 @@ def load_model(
     base_model: dict[str, Any] | None = None,
 ) -> tuple[Any, Any, str, str | None]:
     """Return ``(model, tokenizer, model_id, revision)``; `model` is a Hub id, a local path or a loaded model (a
-    ``torch.compile`` or data-parallel wrapper is read through: :func:`unwrap_model`).
+    ``torch.compile`` or data-parallel wrapper is read through, and a forward pre-hook on the wrapper, which would
+    never run, refused with ``ModelError``: :func:`~hf_txray.sites.model_inside`).
 
     A PEFT adapter (a folder or repo with ``adapter_config.json`` and no ``config.json``) is loaded as its base model
     with the adapter's layers in place: the base from `base_model` (a pinned ``ModelSource`` dict, at its own

@@ -680,8 +680,9 @@ class AnalyzeOptions(ProfilerConfig):
 def check_switches(options: Any, caller: str) -> None:
     """Refuse a value that is not a bool for an on/off option: a string from a config file (``streaming: "no"``)
     or a keyword (``trust_remote_code="false"``) is truthy, and would turn the option on. A 0 or 1 (numpy's too) and a
-    numpy bool are set back as the bool they stand for: ``trust_remote_code: 1`` was recorded in the profile as 1,
-    ``--trust-remote-code`` as true, and numpy 2's ``np.True_`` was refused as "got np.True_ (bool)".
+    numpy or torch bool (:func:`~hf_txray.counts.is_switch`, the rule :func:`~hf_txray.counts.check_switch` applies
+    to on/off arguments) are set back as the bool they stand for: ``trust_remote_code: 1`` was recorded in the
+    profile as 1, ``--trust-remote-code`` as true, and numpy 2's ``np.True_`` was refused as "got np.True_ (bool)".
 
     Args:
         caller (`str`): what the message starts with (``"analyze()"``); none where the caller words the message.
