@@ -1129,6 +1129,9 @@ def _read_path(path: Path) -> Path:
     return resolved
 
 
+GLOB_CHARACTERS = "*?["  # what glob (and datasets' data-file patterns) read as a pattern in a path
+
+
 def _missing_dataset_error(name: str) -> DatasetError:
     """The error for a local dataset path that does not exist; a glob pattern (``data/*.txt``, also in a folder's
     name: ``data/*/x.txt``), which is read as a path, not expanded, is told so, with the folder above the pattern to
@@ -1137,7 +1140,7 @@ def _missing_dataset_error(name: str) -> DatasetError:
     366: it was called a pattern, and the folder to pass 'data')."""
     parts = Path(name).parts
     pattern = next((i for i, part in enumerate(parts)
-                    if any(char in part for char in "*?[") and not Path(*parts[:i + 1]).exists()), None)
+                    if any(char in part for char in GLOB_CHARACTERS) and not Path(*parts[:i + 1]).exists()), None)
     if pattern is not None:
         folder = Path(*parts[:pattern]) if pattern else Path(".")
         return DatasetError(f"The dataset path {name!r} is a glob pattern: hf_txray reads a data file or a folder, and "
@@ -1253,7 +1256,7 @@ def _refuse_pattern_folder(name: str, folder: Path) -> None:
     Raises:
         DatasetError: naming the folder and the fixes.
     """
-    if any(char in str(folder) for char in "*?["):
+    if any(char in str(folder) for char in GLOB_CHARACTERS):
         raise DatasetError(f"The data folder {name!r} has '*', '?' or '[' in its path ({str(folder)!r}), which "
                            "datasets reads as a glob pattern: it would read other folders' files (data/run[1] reads "
                            "data/run1). Rename the folder, or pass its data file (a file's path is read as it is).")
