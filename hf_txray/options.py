@@ -23,7 +23,6 @@ import json
 import os
 import re
 import typing
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -32,6 +31,7 @@ from .counts import check_count, is_int, is_switch, refuse_repeats
 from .errors import ConfigurationError
 from .features import BUILTIN_FEATURES, UserFeature, parse_features
 from .features.annotation import refuse_loaded_pipeline
+from .names import control_characters
 from .windows import LONG_TEXT_MODES, check_token_budget, check_window_options
 
 # What `site` and `stack` accept: declared here, with the options, so that checking options (and the CLI's --help)
@@ -548,7 +548,7 @@ def check_stage_name(stage: str, what: str = "stage") -> None:
     if not stage.strip():  # it names a folder and a report ("a->b"): an empty one names neither
         raise ConfigurationError(f"{what} {stage!r} is empty: stage names go into folder and report names and the "
                                  f"card's headings; give a name, e.g. {what}='pretrained'.")
-    bad = [c for c in dict.fromkeys(stage) if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+    bad = control_characters(stage)
     if bad:
         raise ConfigurationError(f"{what} {stage!r} holds the control character(s) {', '.join(map(repr, bad))}: "
                                  "stage names go into the card's headings and tables, folder and report names; give "

@@ -12,12 +12,12 @@ import hashlib
 import math
 import re
 import sys
-import unicodedata
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 from ..counts import check_switch
 from ..errors import ConfigurationError, ProfileFormatError
+from ..names import control_characters
 
 USER_FEATURE_ORDER = 10  # user features read after the spaCy tags and before the text features
 
@@ -283,7 +283,7 @@ def check_user_feature(name: Any, fn: Any) -> None:
     if not isinstance(name, str) or not name.strip() or name != name.strip():
         raise ConfigurationError(f"User feature name {name!r} must be a non-empty string without surrounding "
                                  "whitespace: it names the feature's columns (length_<name>) and saved tables.")
-    bad = [c for c in dict.fromkeys(name) if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+    bad = control_characters(name)
     if bad:  # as a stage name is (options.check_stage_name)
         raise ConfigurationError(f"User feature name {name!r} holds the control character(s) "
                                  f"{', '.join(map(repr, bad))}: it names columns and is written into the tables of "
