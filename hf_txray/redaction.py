@@ -17,23 +17,41 @@ MASK = "***"
 
 # scheme://user:password@ or scheme://token@ (also after pathlib folded "//" into "/": "https:/user:pw@host")
 _USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*:/{1,2})[^/\s@'\"]+@")
-# ?token=..., &access_token=..., #api_key=..., ;sig=... (a query or fragment parameter whose name says secret)
-_SECRET_PARAM = re.compile(
-    r"([?&#;][\w.-]*(?:token|key|secret|passw|pwd|sig|auth|credential)[\w.-]*=)[^&#;:,\s'\"]+", re.IGNORECASE)
-# "token": "...", 'hub_token': '...' (a JSON object or a Python dict repeated in a message: model_kwargs's text), a
-# value of 12 or more characters without a space: a feature's {'token': 'text'} is no secret
-_SECRET_ITEM = re.compile(
-    r"""(["'](?:[\w.-]*[_.-])?(?:token|key|secret|password|passwd|pwd|credentials?|auth)["']\s*:\s*)(["'])"""
-    r"""(?:(?!\2)\S){12,}\2""", re.IGNORECASE)
+# ?token=..., &access_token=..., #api_key=..., ;sig=...: a query or fragment parameter (masked when its name says
+# secret: is_secret_name)
+_PARAM = re.compile(r"([?&#;])([\w.-]+)=([^&#;:,\s'\"]+)")
+# "token": "...", 'hub_token': '...' (a JSON object or a Python dict repeated in a message: model_kwargs's text; masked
+# when the key says secret), a value of 12 or more characters without a space: a feature's {'token': 'text'} is no
+# secret
+_ITEM = re.compile(r"""(["'])([\w.-]+)\1(\s*:\s*)(["'])(?:(?!\4)\S){12,}\4""")
+# an HTTP Authorization header, as a header line, a dict item or a query parameter (its scheme masked with it):
+# "Authorization: Bearer hf_xxx", {'Authorization': 'Basic dXNlcjpwdw=='}
+_AUTH_HEADER = re.compile(
+    r"""(\b(?:proxy-)?authorization["']?\s*[:=]\s*["']?)(?:(?:bearer|basic|digest|token|negotiate)\s+)?"""
+    r"""[^\s'",;&]+""", re.IGNORECASE)
+# the words of a parameter or key name: snake_case, kebab-case and camelCase ("X-Amz-Security-Token", "AWSAccessKeyId")
+_NAME_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+# a word that says secret wherever it stands in a name ("password_hash", "client_secret", "X-Amz-Credential")
+_SECRET_WORDS = frozenset({"secret", "password", "passwd", "passphrase", "pwd", "credential", "credentials"})
+# a word that says secret as a name's last word ("hf_token", "access_token", "api_key", "sig", "X-Amz-Signature",
+# "auth"), not elsewhere: "pad_token_id", "max_tokens_per_batch" and "key_column" name no secret ("tokenizer" and
+# "keyword" are words of their own)
+_SECRET_LAST_WORDS = frozenset({"token", "key", "sig", "signature", "auth", "authorization", "pass", "apikey",
+                                "apitoken", "accesskey", "accesstoken", "authtoken", "secretkey", "privatekey"})
+# a tokenizer's special tokens ("bos_token": "<|endoftext|>", transformers' SPECIAL_TOKENS_ATTRIBUTES) and a
+# processor's ("image_token"): texts of a vocabulary, in every message about a tokenizer
+_SPECIAL_TOKEN_WORDS = frozenset({"bos", "eos", "unk", "sep", "pad", "cls", "mask", "image", "video", "audio", "boi",
+                                  "eoi"})
 # a Hugging Face token as the Hub issues them ("hf_" and 34 letters): long enough to leave names like hf_txray_cache
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
 
 
 def redact(text: str) -> str:
-    """`text` with the secrets it may carry masked: a URL's user and password, the value of a secret-like query
-    parameter (``token=``, ``access_token=``, ``api_key=``, ``sig=``...), the string value of a secret-like key of a
-    JSON object or Python dict (``"token": "..."``, ``'hub_token': '...'``), and a Hugging Face token (``hf_`` and 30
-    or more letters and digits).
+    """`text` with the secrets it may carry masked: a URL's user and password, an ``Authorization`` header's value,
+    the value of a query parameter named as a secret (:func:`is_secret_name`: ``token=``, ``access_token=``,
+    ``api_key=``, ``sig=``..., not ``tokenizer=``), the string value of a JSON object's or a Python dict's key named
+    as a secret (``"token": "..."``, ``'hub_token': '...'``, not ``'bos_token': '<|endoftext|>'``), and a Hugging
+    Face token (``hf_`` and 30 or more letters and digits).
 
     Example:
 
@@ -43,9 +61,34 @@ def redact(text: str) -> str:
     ```
     """
     text = _USERINFO.sub(rf"\g<1>{MASK}@", text)
-    text = _SECRET_PARAM.sub(rf"\g<1>{MASK}", text)
-    text = _SECRET_ITEM.sub(rf"\g<1>\g<2>{MASK}\g<2>", text)
+    text = _AUTH_HEADER.sub(rf"\g<1>{MASK}", text)
+    text = _PARAM.sub(lambda m: f"{m[1]}{m[2]}={MASK}" if is_secret_name(m[2]) else m[0], text)
+    text = _ITEM.sub(lambda m: f"{m[1]}{m[2]}{m[1]}{m[3]}{m[4]}{MASK}{m[4]}" if is_secret_name(m[2]) else m[0], text)
     return _HF_TOKEN.sub(f"hf_{MASK}", text)
+
+
+def is_secret_name(name: str) -> bool:
+    """Whether a parameter or key called `name` holds a secret: one of its words (snake_case, kebab-case, camelCase)
+    is ``secret``, ``password``, ``pwd``, ``credential``..., or its last word is ``token``, ``key``, ``sig``,
+    ``signature``, ``auth``... (``token``, ``hf_token``, ``access_token``, ``api_key``, ``X-Amz-Signature``), or it
+    ends in ``key`` and ``id`` (``AWSAccessKeyId``). Not a name that merely contains such a word (``tokenizer``,
+    ``pad_token_id``, ``max_tokens_per_batch``, ``keyword``, ``author``) nor a tokenizer's special token
+    (``bos_token``, ``pad_token``, ``image_token``).
+
+    Example:
+
+    ```python
+    >>> is_secret_name("hf_token"), is_secret_name("X-Amz-Credential"), is_secret_name("tokenizer")
+    (True, True, False)
+    ```
+    """
+    words = [word.lower() for word in _NAME_WORDS.findall(name)]
+    if not words:
+        return False
+    if _SECRET_WORDS.intersection(words) or words[-2:] == ["key", "id"]:
+        return True
+    special_token = len(words) == 2 and words[0] in _SPECIAL_TOKEN_WORDS and words[1] == "token"
+    return words[-1] in _SECRET_LAST_WORDS and not special_token
 
 
 def scrub(text: str, token: str | None) -> str:

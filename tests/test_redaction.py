@@ -32,6 +32,49 @@ def test_redact(text, expected):
     assert redact(text) == expected
 
 
+# helper 374: a name that merely contained "token", "key" or "auth" was taken for a secret's: "?tokenizer=gpt2" was
+# shown as "?tokenizer=***", "{'bos_token': '<|endoftext|>'}" (a tokenizer's special tokens, in messages about
+# tokenizers) as "{'bos_token': '***'}", "?pad_token_id=50256" and "&max_tokens_per_batch=4096" masked; and an
+# Authorization header's value ("Authorization: Bearer hf_abc", a short token) was shown whole.
+@pytest.mark.parametrize("text, expected", [
+    # secrets: masked
+    ("https://h/x?token=abc", "https://h/x?token=***"),
+    ("https://h/x?hf_token=abc&y=1", "https://h/x?hf_token=***&y=1"),
+    ("https://h/x?access_token=abc", "https://h/x?access_token=***"),
+    ("https://h/x?password=abc", "https://h/x?password=***"),
+    ("https://h/x?user_pwd=abc", "https://h/x?user_pwd=***"),
+    ("https://h/x?apiKey=abc", "https://h/x?apiKey=***"),
+    ("https://h/x?X-Amz-Security-Token=abc", "https://h/x?X-Amz-Security-Token=***"),
+    ("https://h/x?AWSAccessKeyId=AKIA1&Signature=abc", "https://h/x?AWSAccessKeyId=***&Signature=***"),
+    ("https://h/x?client_secret=abc", "https://h/x?client_secret=***"),
+    ("https://h/x?sv=1&sig=abc", "https://h/x?sv=1&sig=***"),
+    ("https://h/x?auth=abc", "https://h/x?auth=***"),
+    ("Authorization: Bearer hf_abc", "Authorization: ***"),
+    ("headers={'Authorization': 'Basic dXNlcjpwdw=='}", "headers={'Authorization': '***'}"),
+    ('{"authorization": "Bearer xyz"}', '{"authorization": "***"}'),
+    ("https://h/x?authorization=Bearer%20xyz", "https://h/x?authorization=***"),
+    ("{'use_auth_token': 'abcdefghijklm'}", "{'use_auth_token': '***'}"),
+    ("{'hubToken': 'abcdefghijklm'}", "{'hubToken': '***'}"),
+    ("{'password_hash': 'abcdefghijklm'}", "{'password_hash': '***'}"),
+    (f"https://me:{SECRET}@host/x", "https://***@host/x"),
+    ("hf_" + "Ab1" * 12, "hf_***"),
+    # no secret: kept whole
+    ("https://h/x?tokenizer=gpt2", "https://h/x?tokenizer=gpt2"),
+    ("https://h/x?pad_token_id=50256&max_tokens_per_batch=4096",) * 2,
+    ("https://h/x?token_ids=1&keyword=cats&author=me&key_column=text",) * 2,
+    ("{'bos_token': '<|endoftext|>', 'eos_token': '<|endoftext|>', 'pad_token': '<|endoftext|>'}",
+     "{'bos_token': '<|endoftext|>', 'eos_token': '<|endoftext|>', 'pad_token': '<|endoftext|>'}"),
+    ("{'image_token': '<|image_pad|>xx', 'mask_token': '[MASK]xxxxxxxxx'}",
+     "{'image_token': '<|image_pad|>xx', 'mask_token': '[MASK]xxxxxxxxx'}"),
+    ("{'tokenizer_class': 'GPT2TokenizerFast', 'pad_token_id': '50256xxxxxxxx'}",
+     "{'tokenizer_class': 'GPT2TokenizerFast', 'pad_token_id': '50256xxxxxxxx'}"),
+    ("{'additional_special_tokens': '<|extra_token_0|>'}", "{'additional_special_tokens': '<|extra_token_0|>'}"),
+    ("401 Unauthorized: check your token", "401 Unauthorized: check your token"),
+])
+def test_redact_masks_secret_names_not_names_that_contain_a_secret_word(text, expected):
+    assert redact(text) == expected
+
+
 def test_errors_mask_a_secret_in_their_message():
     err = DatasetError(f"The dataset path 'https://u:{SECRET}@h/a.txt' does not exist")
     assert SECRET not in str(err) and SECRET not in repr(err) and "https://***@h/a.txt" in str(err)
