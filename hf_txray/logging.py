@@ -95,7 +95,9 @@ class RedactingFilter(logging.Filter):
     mask), the traceback text and the stack are rewritten; a record without a secret is left as it is.
 
     A filter of a logger runs only for the records logged through that logger, not for those its children hand up:
-    :func:`get_logger` puts it on the library logger and on each child it returns.
+    :func:`get_logger` puts it on the library logger and on each child it returns, and the record factory
+    (:func:`_install_record_factory`) applies it to every record of the ``hf_txray`` tree, those of a child made with
+    ``logging.getLogger("hf_txray.x")`` included.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102
@@ -145,6 +147,32 @@ class StderrHandler(logging.StreamHandler):
         pass
 
 
+def in_library_tree(name: str) -> bool:
+    """Whether a logger called `name` is the library logger or one of its children (``hf_txray.analyze``)."""
+    return name == LIBRARY_NAME or name.startswith(LIBRARY_NAME + ".")
+
+
+def _install_record_factory(redacting: RedactingFilter) -> None:
+    """Mask, as each is made, the records of the whole ``hf_txray`` logger tree (the factory that was in place makes
+    them; records of other loggers are left to it).
+
+    A logger's filter sees only the records logged through that logger: a child made with
+    ``logging.getLogger("hf_txray.x")`` rather than :func:`get_logger` has none, and its records reached the
+    handlers of ``hf_txray`` and, after :func:`enable_propagation`, the application's, unmasked (helper 374). The
+    filters of :func:`get_logger` stay: they mask hf_txray's own records even where an application later replaces
+    the record factory without calling the one it found.
+    """
+    previous = logging.getLogRecordFactory()
+
+    def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        if isinstance(getattr(record, "name", None), str) and in_library_tree(record.name):
+            redacting.filter(record)
+        return record
+
+    logging.setLogRecordFactory(make_record)
+
+
 def _configure() -> logging.Logger:
     global _handler, _redacting
     root = logging.getLogger(LIBRARY_NAME)
@@ -152,6 +180,7 @@ def _configure() -> logging.Logger:
         if _redacting is None:
             _redacting = RedactingFilter()
             root.addFilter(_redacting)
+            _install_record_factory(_redacting)
         if _handler is None:
             _handler = StderrHandler()
             _handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))

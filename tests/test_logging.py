@@ -175,3 +175,33 @@ def test_a_record_whose_arguments_do_not_fit_its_message_is_reported_not_raised(
     assert done.stdout.split() == ["went", "on"], done.stderr[-2000:]
     assert done.stderr.count("Logging error") == 2 and "%d items" in done.stderr, done.stderr[-2000:]
     assert "s3cretPass" not in done.stderr, done.stderr[-2000:]
+
+
+def test_records_of_a_child_logger_not_made_by_get_logger_are_masked(caplog):
+    """helper 374: the RedactingFilter sat on the library logger and on the children get_logger returned; a logger's
+    filter does not run for the records its children hand up, so a child made with ``logging.getLogger("hf_txray.x")``
+    sent "open https://u:s3cretPass@h/x" unmasked to a handler on ``hf_txray`` with its own formatter and, after
+    enable_propagation(), to the application's. Every record of the hf_txray tree is masked now (a record factory);
+    other loggers' records are left as they are."""
+    import io
+
+    secret = "s3cretPass"
+    streams = {name: io.StringIO() for name in ("", "hf_txray")}
+    handlers = {name: logging.StreamHandler(stream) for name, stream in streams.items()}
+    for name, handler in handlers.items():
+        logging.getLogger(name).addHandler(handler)
+    hf_txray.logging.enable_propagation()
+    try:
+        with caplog.at_level(logging.WARNING):
+            logging.getLogger("hf_txray.direct_child_374").warning("open https://u:%s@h/x", secret)
+            logging.getLogger("hf_txray.direct_child_374.deeper").error("open https://h/y?token=%s", secret)
+            logging.getLogger("hf_txray_other_374").warning("kept: https://u:%s@h/z", secret)  # not hf_txray's
+    finally:
+        hf_txray.logging.disable_propagation()
+        for name, handler in handlers.items():
+            logging.getLogger(name).removeHandler(handler)
+    for name, stream in streams.items():
+        shown = stream.getvalue()
+        assert "open https://***@h/x" in shown and "open https://h/y?token=***" in shown, (name, shown)
+        assert f"open https://u:{secret}" not in shown and f"token={secret}" not in shown, (name, shown)
+    assert f"kept: https://u:{secret}@h/z" in streams[""].getvalue()
