@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from .errors import ConfigurationError, ProcessFailedError, TXRayError
-from .redaction import redact, shown_url
+from .redaction import redact_typed, shown_url
 
 def _resolve_dataset(name: str, num_samples: int | None):
     """`txray:ptb`, `txray:bbc`... name the embedded corpora (:func:`hf_txray.corpora.by_name`); anything else goes
@@ -1284,8 +1284,9 @@ class _Parser(argparse.ArgumentParser):
         # argparse repeats what it did not understand ("unrecognized arguments: --token hf_..."): mask there what
         # hf_txray's errors mask (redaction.redact: Hub tokens, a stray URL's password or ?token= value) and the value
         # of any secret-like flag (--token VALUE, --tokn=..., --api-key ...), however short. A looser rule of its own
-        # ("hf_" and 8 letters, no word end) showed the name hf_transformers_cache as hf_***_cache (helper 367).
-        message = redact(message)
+        # ("hf_" and 8 letters, no word end) showed the name hf_transformers_cache as hf_***_cache (helper 367); a token
+        # cut short (hf_ and 8 to 29 letters of mixed case or with digits) is masked, a name (hf_transformers) is not.
+        message = redact_typed(message)
         head, found, rest = message.partition("unrecognized arguments: ")
         if found:  # the arguments themselves, up to argparse's suggestions in parentheses
             given, paren, hint = rest.partition(" (")

@@ -44,6 +44,8 @@ _SPECIAL_TOKEN_WORDS = frozenset({"bos", "eos", "unk", "sep", "pad", "cls", "mas
                                   "eoi"})
 # a Hugging Face token as the Hub issues them ("hf_" and 34 letters): long enough to leave names like hf_txray_cache
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
+# a Hugging Face token cut short, 8 to 29 letters and digits after "hf_" (see redact_typed)
+_SHORT_HF_TOKEN = re.compile(r"\bhf_([A-Za-z0-9]{8,29})\b")
 
 
 def redact(text: str) -> str:
@@ -65,6 +67,31 @@ def redact(text: str) -> str:
     text = _PARAM.sub(lambda m: f"{m[1]}{m[2]}={MASK}" if is_secret_name(m[2]) else m[0], text)
     text = _ITEM.sub(lambda m: f"{m[1]}{m[2]}{m[1]}{m[3]}{m[4]}{MASK}{m[4]}" if is_secret_name(m[2]) else m[0], text)
     return _HF_TOKEN.sub(f"hf_{MASK}", text)
+
+
+def redact_typed(text: str) -> str:
+    """:func:`redact`, and a Hugging Face token cut short masked too: for a text that repeats what the user typed
+    word for word (argparse's "unrecognized arguments: ...", "invalid choice: ...": a token pasted without its end is
+    still a secret).
+
+    A short word ``hf_`` + 8 to 29 letters and digits is taken for a token when it mixes at least two kinds of
+    characters (capitals, small letters, digits): a Hub token's letters are random (8 random ones of both cases are
+    all of one case once in 128), while names a user types are small letters and underscores (``hf_transformers``,
+    ``hf_txray``; ``hf_internal_testing`` and ``hf_txray_cache`` are not even one word of letters and digits).
+
+    Example:
+
+    ```python
+    >>> redact_typed("unrecognized arguments: hf_QMbWEzRbZPGy hf_transformers")
+    'unrecognized arguments: hf_*** hf_transformers'
+    ```
+    """
+    def mask(match: re.Match) -> str:
+        body = match[1]
+        kinds = sum(any(test(c) for c in body) for test in (str.isupper, str.islower, str.isdigit))
+        return f"hf_{MASK}" if kinds >= 2 else match[0]
+
+    return _SHORT_HF_TOKEN.sub(mask, redact(text))
 
 
 def is_secret_name(name: str) -> bool:

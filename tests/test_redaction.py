@@ -115,6 +115,23 @@ def test_a_stray_url_in_the_command_line_is_repeated_without_its_password(capsys
         assert "unrecognized arguments" in err and "s3cretPass" not in err, err
 
 
+@pytest.mark.parametrize("stray, masked", [
+    ("hf_QMbWEzRbZPGy", True), ("hf_qmbwezrbzpgyhfjbcuwpvmd12", True), ("hf_abcd1234", True), ("hf_ABCDEFGh", True),
+    ("hf_transformers", False), ("hf_txray", False), ("hf_internal_testing", False), ("hf_txray_cache", False),
+    ("hf_abcdefg1", True), ("hf_Abc1234", False),  # 7 letters after hf_: too short to tell from a name
+])
+def test_a_token_cut_short_in_the_command_line_is_masked_not_a_name(stray, masked, capsys):
+    """helper 374: argparse repeats the words of argv it did not understand; a Hub token pasted without its end
+    ("hf_" and fewer than 30 letters: redact's rule for whole tokens) was repeated whole: "unrecognized arguments:
+    hf_QMbWEzRbZPGy". A word of hf_ and 8 to 29 letters and digits of two kinds or more (capitals, small letters,
+    digits) is masked there; a name (small letters and underscores) is not."""
+    for argv in (["show", "results", stray], [stray]):  # unrecognized arguments; invalid choice of a command
+        with pytest.raises(SystemExit):
+            cli_main(argv)
+        err = capsys.readouterr().err
+        assert "error:" in err and (stray not in err) == masked and ("hf_***" in err) == masked, (argv, err)
+
+
 def test_safe_cause_looks_at_the_whole_chain_a_traceback_prints():
     url = f"https://user:{SECRET}@example.org/a.txt"
     try:
