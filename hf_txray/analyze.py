@@ -1108,10 +1108,10 @@ def _prepare(model: Any, dataset: Any, tokenizer: Any, o: AnalyzeOptions):
                                                  revision=pinned, dtype=o.dtype, trust_remote_code=o.trust_remote_code,
                                                  model_kwargs=model_kwargs, token=o.token,
                                                  base_model=model_source.base_model)
-    from .provenance import jsonable, recordable_load_kwargs
+    from .provenance import recordable_load_kwargs
 
-    runtime = {"trust_remote_code": o.trust_remote_code,
-               "model_kwargs": jsonable(recordable_load_kwargs(model_kwargs))}  # never a token or a proxy's password
+    runtime = {"trust_remote_code": o.trust_remote_code,  # never a token, a proxy's password or another secret
+               "model_kwargs": recordable_load_kwargs(model_kwargs)}
     loaded, device = _place(loaded, o.device, loaded_here=isinstance(model, (str, Path)))
     profiler = Profiler(loaded, tok, config, model_id=model_id or loaded_id, revision=revision, device=device,
                         model_source=model_source, dataset_source=dataset_source, runtime=runtime)

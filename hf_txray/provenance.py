@@ -40,6 +40,7 @@ from typing import Any, Mapping
 
 from .architectures import neuron_architecture
 from .hashes import file_sha256
+from .redaction import redact_record
 from .tables import code_span  # public_label: a name with a backtick in it ended a one-backtick span early
 
 PROVENANCE_SCHEMA = 1
@@ -522,8 +523,12 @@ UNRECORDED_LOAD_KEYS = ("token", "proxies")
 
 
 def recordable_load_kwargs(kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
-    """`kwargs` (a run's ``model_kwargs``) less :data:`UNRECORDED_LOAD_KEYS`."""
-    return {key: value for key, value in (kwargs or {}).items() if key not in UNRECORDED_LOAD_KEYS}
+    """`kwargs` (a run's ``model_kwargs``) as a profile records it: less :data:`UNRECORDED_LOAD_KEYS`, as JSON data
+    (:func:`jsonable`), with the secrets the other values may carry masked
+    (:func:`~hf_txray.redaction.redact_record`: a ``cache_dir`` with a ``?token=``, a ``headers`` dict's
+    ``Authorization``): the record is saved, pushed and shown."""
+    kept = {key: value for key, value in (kwargs or {}).items() if key not in UNRECORDED_LOAD_KEYS}
+    return redact_record(jsonable(kept))
 
 
 def jsonable(value: Any) -> Any:

@@ -10,7 +10,7 @@ the secret there (:class:`~hf_txray.errors.TXRayError` applies it to every messa
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
@@ -116,6 +116,36 @@ def is_secret_name(name: str) -> bool:
         return True
     special_token = len(words) == 2 and words[0] in _SPECIAL_TOKEN_WORDS and words[1] == "token"
     return words[-1] in _SECRET_LAST_WORDS and not special_token
+
+
+def redact_record(value: Any, key: str | None = None) -> Any:
+    """A JSON record (``model_kwargs`` as a profile records it) with its secrets masked: a string value of a key
+    named as a secret (:func:`is_secret_name`: ``{"headers": {"Authorization": "Bearer ..."}}``) as :data:`MASK`,
+    every other string through :func:`redact` (``{"cache_dir": "/x?token=..."}``); other values as they are.
+
+    Example:
+
+    ```python
+    >>> redact_record({"cache_dir": "/x?token=hf_abc", "headers": {"api_key": "k"}, "attn_implementation": "sdpa"})
+    {'cache_dir': '/x?token=***', 'headers': {'api_key': '***'}, 'attn_implementation': 'sdpa'}
+    ```
+    """
+    if isinstance(value, Mapping):
+        return {name: redact_record(item, name if isinstance(name, str) else None) for name, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_record(item) for item in value]
+    if not isinstance(value, str):
+        return value
+    return MASK if key is not None and is_secret_name(key) else redact(value)
+
+
+def holds_masked(value: Any) -> bool:
+    """Whether a record made by :func:`redact_record` holds a masked secret (its original is not recorded)."""
+    if isinstance(value, Mapping):
+        return any(holds_masked(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(holds_masked(item) for item in value)
+    return isinstance(value, str) and MASK in value
 
 
 def scrub(text: str, token: str | None) -> str:

@@ -25,6 +25,7 @@ from .errors import ConfigurationError, DatasetError, ModelError, ProfileFormatE
 from .profile import BATCH_LIMITS, Profile
 from .provenance import (is_embedded, missing_provenance,  # noqa: F401  (hf_txray.reproduce.missing_provenance)
                          needs_texts_again)
+from .redaction import holds_masked
 from .version import __version__
 
 MASS_TOLERANCE = 1e-6  # relative: |a - b| <= 1e-6 * max(1, |stored|)
@@ -834,7 +835,10 @@ def _placement(profile: Profile, model_arg: Any, device: Any) -> dict[str, Any]:
         return {"device": device or (None if is_dispatched(model_arg) else runtime.get("device"))}
     from .loading import DTYPE_KEYS
 
-    model_kwargs = dict(runtime.get("model_kwargs") or {})
+    # an entry recorded with a secret masked (a cache_dir with a ?token=) is not what the run was given: left out, as
+    # a token and proxies are (never recorded); the comparison of the numbers tells whether it mattered
+    model_kwargs = {key: value for key, value in (runtime.get("model_kwargs") or {}).items()
+                    if not holds_masked(value)}
     for key in DTYPE_KEYS:  # the runtime's dtype is what the weights held; older records may repeat one here
         model_kwargs.pop(key, None)
     if runtime.get("attn_implementation"):

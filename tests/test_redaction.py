@@ -246,3 +246,29 @@ def test_push_prints_its_commit_url_without_the_endpoints_password(monkeypatch, 
     assert cli_main(["push", "me/x", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "s3cretPass" not in out and "pushed to https://hub.example.com:8443/datasets/me/x/commit/abc123" in out
+
+
+def test_model_kwargs_are_recorded_with_their_secrets_masked(saved_bert, tmp_path):
+    """helper 374: model_kwargs are recorded in a profile's provenance (runtime), less `token` and `proxies`; a secret
+    in another value was saved, exported and pushed as it was: provenance.runtime.model_kwargs.cache_dir
+    "/x?token=hf_SECRET..." in meta/*.parquet. The record masks it now (redaction.redact_record), and reproduce leaves
+    such an entry out rather than loading with the masked value."""
+    from hf_txray.provenance import recordable_load_kwargs
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("The cat sat on the mat.\nA dog ran in the park.\n")
+    profile = hf_txray.analyze(str(saved_bert), str(texts), features=["token"], show_progress=False,
+                               model_kwargs={"cache_dir": f"/x?token={SECRET}", "local_files_only": True})
+    assert profile.meta.provenance["runtime"]["model_kwargs"] == {"cache_dir": "/x?token=***", "local_files_only": True}
+    profile.save_pretrained(tmp_path / "profile")
+    hf_txray.save_to_disk(tmp_path / "export", [profile])
+    for path in [*(tmp_path / "profile").rglob("*"), *(tmp_path / "export").rglob("*")]:
+        assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
+    result = hf_txray.reproduce(tmp_path / "profile")
+    rerun = result.stages[0].profile.meta.provenance["runtime"]["model_kwargs"]
+    assert result.identical and rerun["local_files_only"] is True and "cache_dir" not in rerun, rerun
+    recorded = recordable_load_kwargs({"token": SECRET, "proxies": {"https": "x"}, "device_map": {"": 0},
+                                       "headers": {"Authorization": f"Bearer {SECRET}", "x-api-key": "k3y"},
+                                       "attn_implementation": "sdpa", "subfolder": "tokenizer_files"})
+    assert recorded == {"device_map": {"": 0}, "headers": {"Authorization": "***", "x-api-key": "***"},
+                        "attn_implementation": "sdpa", "subfolder": "tokenizer_files"}
