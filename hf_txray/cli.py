@@ -1605,8 +1605,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args = _apply_config_file(parser, argv, args)
             _expand_output_paths(args)
             code = args.handler(args)
-    except TXRayError as err:
-        print(f"hf-txray {args.command}: error: {err}", file=sys.stderr)
+    except TXRayError as err:  # its message repeats what was typed (a path, a repo id): masked as argparse's are
+        print(f"hf-txray {args.command}: error: {redact_typed(str(err))}", file=sys.stderr)
         _close_process_group(barrier=False)  # the other ranks may never reach a barrier
         return 2
     except KeyboardInterrupt as stop:
@@ -1629,8 +1629,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         # a file or folder that cannot be read or written (permissions, a full disk, a file in the path): the
         # system's words and the path, not a traceback
-        print(f"hf-txray {args.command}: error: {err.strerror or err}: {err.filename}. Check the path and its "
-              "permissions, or choose another one.", file=sys.stderr)
+        print(redact_typed(f"hf-txray {args.command}: error: {err.strerror or err}: {err.filename}. Check the path "
+                           "and its permissions, or choose another one."), file=sys.stderr)
         _close_process_group(barrier=False)
         return 2
     _close_process_group()  # under torchrun / accelerate launch: every rank leaves the group before exiting

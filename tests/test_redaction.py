@@ -272,3 +272,27 @@ def test_model_kwargs_are_recorded_with_their_secrets_masked(saved_bert, tmp_pat
                                        "attn_implementation": "sdpa", "subfolder": "tokenizer_files"})
     assert recorded == {"device_map": {"": 0}, "headers": {"Authorization": "***", "x-api-key": "***"},
                         "attn_implementation": "sdpa", "subfolder": "tokenizer_files"}
+
+
+def test_the_commands_own_errors_mask_what_was_typed(tmp_path, monkeypatch, capsys):
+    """helper 374: a command's error repeats the path or name typed; `hf-txray show hf_QMbWEzRbZPGy` (a token cut
+    short, pasted where a folder was meant) printed "No folder hf_QMbWEzRbZPGy", and an OSError naming a file printed
+    its filename as it was ("Permission denied: https://u:s3cretPass@h/x?token=s3cretTok"). Both go through
+    redaction.redact_typed now, as argparse's errors do."""
+    import errno
+
+    import hf_txray.hub
+
+    assert cli_main(["show", "hf_QMbWEzRbZPGy"]) == 2
+    err = capsys.readouterr().err
+    assert "error: No folder hf_***" in err and "QMbWEzRbZPGy" not in err, err
+    assert cli_main(["show", str(tmp_path / "hf_transformers")]) == 2  # a name: kept
+    assert "hf_transformers" in capsys.readouterr().err
+
+    def refused(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", "https://u:s3cretPass@h/x?token=s3cretTok")
+
+    monkeypatch.setattr(hf_txray.hub, "push_from_disk", refused)
+    assert cli_main(["push", "me/x", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Permission denied: https://***@h/x?token=***" in err and "s3cret" not in err, err
