@@ -263,8 +263,8 @@ def format_neuron(neuron: int, expert_units: int | None, routed_experts: int | N
         raise ConfigurationError(f"format_neuron's neuron must be one index >= 0 (not a list or array), got "
                                  f"{neuron!r}.")
     neuron = int(index[0])
-    check_count("expert_units", expert_units, minimum=0, none="a dense layer")
-    check_count("routed_experts", routed_experts, minimum=0, none="every expert labelled alike")
+    expert_units = check_count("expert_units", expert_units, minimum=0, none="a dense layer")
+    routed_experts = check_count("routed_experts", routed_experts, minimum=0, none="every expert labelled alike")
     expert, unit, shared = expert_unit(neuron, expert_units, routed_experts)
     if unit is None:
         return str(int(neuron))

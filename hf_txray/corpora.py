@@ -64,8 +64,7 @@ def _checked_num_samples(num_samples):
     """`num_samples` as ``analyze`` takes it: an int >= 1 (numpy ints too), or None for every text. A 0 kept every
     text (a falsy count read as "not given"), and a negative one sliced from the end (PTB: all but the last
     sentences; BBC: none), without an error."""
-    check_count("num_samples", num_samples, none="all")
-    return None if num_samples is None else int(num_samples)
+    return check_count("num_samples", num_samples, none="all")
 
 
 PTB_PLACEHOLDERS = frozenset({"<unk>", "N"})  # Mikolov's rare-word and number placeholders

@@ -13,15 +13,27 @@ from typing import Any, Sequence
 from .errors import ConfigurationError
 
 
+def as_int(value: Any) -> int | None:
+    """`value` as a Python int when it is one integer, else None: an int, a numpy int, or a 0-d integer array or
+    tensor (``scores.argmax()``, ``np.array(3)``, ``torch.tensor(3)``: what numpy and torch hand out for one index),
+    never a bool (``True`` would otherwise pass as 1; numpy bools are not Integral) nor a float, whole ones included
+    (torch, numpy and ``range`` refuse ``2.0`` as an index or a count too). The one rule for a single index or count:
+    :func:`is_int` and :func:`check_count` read it."""
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        value = value.item()  # a 0-d array or tensor, or a numpy scalar: its Python value (a bool stays a bool)
+    return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else None
+
+
 def is_int(value: Any) -> bool:
-    """An int (numpy ints too) that is not a bool (``True`` would otherwise pass as 1; numpy bools are not
-    Integral)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    """Whether `value` is one integer (:func:`as_int`): an int, a numpy int or a 0-d integer array or tensor, not a
+    bool."""
+    return as_int(value) is not None
 
 
-def check_count(name: str, value: Any, *, minimum: int = 1, none: str | None = None, note: str = "") -> None:
-    """Refuse `value` unless it is an int >= `minimum` (numpy ints too; never a bool or a float), or None where
-    `none` says what None means.
+def check_count(name: str, value: Any, *, minimum: int = 1, none: str | None = None, note: str = "") -> int | None:
+    """`value` as a Python int, or a ConfigurationError unless it is an int >= `minimum` (a numpy int or a 0-d
+    integer array or tensor too, :func:`as_int`; never a bool or a float), or None where `none` says what None
+    means (then None is returned).
 
     Args:
         name (`str`): the argument as the caller spells it (``"max_sentences"``, ``"txray_steps"``).
@@ -34,10 +46,15 @@ def check_count(name: str, value: Any, *, minimum: int = 1, none: str | None = N
         ConfigurationError: ``"<name> must be an int >= <minimum> (<note>; or None for <none>), got <value>."``
     """
     if value is None and none is not None:
-        return
-    if not is_int(value) or value < minimum:
+        return None
+    count = as_int(value)
+    if count is None or count < minimum:
         said = "; ".join(part for part in (note, none and f"or None for {none}") if part)
-        raise ConfigurationError(f"{name} must be an int >= {minimum}{f' ({said})' if said else ''}, got {value!r}.")
+        whole = (f" (write {int(value)}: a count is an int)" if isinstance(value, float) and value.is_integer()
+                 else "")
+        raise ConfigurationError(f"{name} must be an int >= {minimum}{f' ({said})' if said else ''}, got "
+                                 f"{value!r}{whole}.")
+    return count
 
 
 def check_byte_size(name: str, value: Any, note: str = "") -> int | float:

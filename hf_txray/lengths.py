@@ -132,7 +132,7 @@ def resolve_max_length(model: nn.Module, tokenizer, requested: int | None, shift
              if lim.tokens is not None]
     usable = min(known, key=lambda lim: lim.tokens) if known else None
     if requested is not None:
-        check_count("max_length", requested, minimum=2, none="the model's limit")
+        requested = check_count("max_length", requested, minimum=2, none="the model's limit")
         if usable is not None and requested > usable.tokens:
             raise ConfigurationError(
                 f"max_length={requested} exceeds what {type(model).__name__} can take: {usable.tokens} tokens "

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .counts import check_count, is_int, is_switch, refuse_repeats
+from .counts import as_int, check_count, is_int, is_switch, refuse_repeats
 from .errors import ConfigurationError
 from .features import BUILTIN_FEATURES, UserFeature, parse_features
 from .features.annotation import refuse_loaded_pipeline
@@ -103,11 +103,12 @@ def resolve_layer(layers: Sequence[int], layer: Any, absent: str) -> int:
         ConfigurationError: `layer` is none of them (`absent` says how, e.g. ``"is not in this report"``).
     """
     layers = list(layers)
-    if is_int(layer):  # numpy ints too
-        if -len(layers) <= layer < 0:
-            return layers[layer]
-        if layer in layers:
-            return int(layer)
+    index = as_int(layer)  # numpy ints and 0-d int arrays or tensors too (``scores.argmax()``)
+    if index is not None:
+        if -len(layers) <= index < 0:
+            return layers[index]
+        if index in layers:
+            return index
     raise ConfigurationError(f"Layer {layer!r} {absent}; its layers: {layers} (or negative indices, counted from the "
                              "last of them).")
 

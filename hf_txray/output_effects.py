@@ -975,7 +975,7 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
         ConfigurationError: `k` < 1, a layer or neuron out of range, or one named twice, or no neuron
             (``neurons=[]``).
     """
-    check_count("k", k)
+    k = check_count("k", k)
     model = model_inside(model)  # DataParallel's own attributes held no LM head: "has no LM head" was the refusal
     if neurons is not None:  # [3, 3] was read as [3] without a word
         neurons = whole_numbers(neurons, "Neurons")

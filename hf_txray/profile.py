@@ -20,7 +20,7 @@ from . import metrics
 from .accumulators import (ActivationHistogram, NoiseSums, PositionMass, SparseSums, TopExamples, merged,
                            split_keys)
 from .artifact import Artifact, meta_from_record
-from .counts import check_count, is_int
+from .counts import as_int, check_count
 from .errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError
 from .features import check_feature_kinds, check_feature_orders, fingerprints_differ
 from .hashes import combined_texts_sum_hash
@@ -483,11 +483,12 @@ class Profile(Artifact):
         return list(self.meta.layers).index(resolve_layer(self.meta.layers, layer, "was not profiled"))
 
     def _row(self, layer: int, neuron: int) -> int:
-        if not is_int(neuron):  # 1.5 passed the range check and failed later with a bare IndexError (helper 188)
+        index = as_int(neuron)  # numpy ints and 0-d int arrays or tensors too (``scores.argmax()``)
+        if index is None:  # 1.5 passed the range check and failed later with a bare IndexError (helper 188)
             raise ConfigurationError(f"A neuron is an int index, got {neuron!r}.")
-        if not 0 <= neuron < self.num_neurons:
-            raise ConfigurationError(f"Neuron {neuron} is out of range: layers have {self.num_neurons} neurons.")
-        return self._layer_position(layer) * self.num_neurons + neuron
+        if not 0 <= index < self.num_neurons:
+            raise ConfigurationError(f"Neuron {index} is out of range: layers have {self.num_neurons} neurons.")
+        return self._layer_position(layer) * self.num_neurons + index
 
     def _table(self, feature_type: str) -> FeatureTable:
         if not isinstance(feature_type, str) or feature_type not in self.tables:  # ['pos']: a bare "unhashable type"
@@ -521,7 +522,7 @@ class Profile(Artifact):
             ConfigurationError: `k` not an int >= 0 (pandas' ``head(-1)`` would drop the last feature without a word,
                 as ``report.most_changed`` refuses a negative count).
         """
-        check_count("k", k, minimum=0, note="the number of features")
+        k = check_count("k", k, minimum=0, note="the number of features")
         stats = self.feature_stats(layer, neuron, feature_type).head(k)
         return list(zip(stats["feature"], stats["probability"].astype(float)))
 
@@ -962,7 +963,7 @@ class Profile(Artifact):
         Raises:
             ConfigurationError: `offset` not an int >= 0 (1.9 gave example ids 1.9, 2.9..., -3 gave ids from -3).
         """
-        check_count("offset", offset, minimum=0, note="the number of texts read before this profile's")
+        offset = check_count("offset", offset, minimum=0, note="the number of texts read before this profile's")
         if offset == 0:
             return self
         examples = self.examples.copy()

@@ -470,8 +470,7 @@ class TransferReport(Artifact):
                 min_count: int) -> pd.DataFrame:
         column = self._hellinger_column(feature_type)
         # numpy ints too (a count computed with numpy), as min_count and every int option take them
-        check_count("n", n, minimum=0)
-        n = int(n)
+        n = check_count("n", n, minimum=0)
         layer = None if layer is None else resolve_layer(self.meta.layers, layer, "is not in this report")
         frame = self.neurons[self.neurons[column].notna() & self.enough_credits(feature_type, min_count)]
         if layer is not None:
@@ -871,7 +870,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     if same_corpus is not None and not isinstance(same_corpus, bool):
         raise ConfigurationError(f"same_corpus must be True, False or None (detect), got {same_corpus!r}.")
     if num_resamples is not None:
-        check_count("num_resamples", num_resamples, minimum=0)
+        num_resamples = check_count("num_resamples", num_resamples, minimum=0)
         if num_resamples == 0:
             test = False
         else:

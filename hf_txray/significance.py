@@ -79,8 +79,7 @@ DEFAULT_MIN_COUNT = 20
 
 def check_min_count(min_count: object) -> int:
     """`min_count` as given, or a ConfigurationError: every per-neuron view that takes a credit floor checks it here."""
-    check_count("min_count", min_count, minimum=0)
-    return int(min_count)
+    return check_count("min_count", min_count, minimum=0)
 
 MIN_EXPECTED = 5.0  # Cochran's rule for the chi-square approximation: >= 5 expected credits per category
 PRIOR_DF = 30.0  # weight of the pooled design effects, in degrees of freedom, half per stage (bench/RESULTS.md)

@@ -255,7 +255,7 @@ def neuron_card(profile: Any, layer: int, neuron: int, top: int | None = None,
     from .output_effects import neuron_tokens
 
     # top=-1 kept all features but the last (pandas' head(-1)), 0 the default 10, 2.5 and True failed in pandas
-    check_count("top", top, none=f"the exported {TOP_FEATURES}", note="the top features kept per feature type")
+    top = check_count("top", top, none=f"the exported {TOP_FEATURES}", note="the top features kept per feature type")
     # one report (not in a list) failed "'TransferReport' object is not iterable", [None] "no attribute 'meta'"
     if isinstance(reports, (str, bytes)) or not hasattr(reports, "__iter__") or hasattr(reports, "made_from"):
         raise ConfigurationError(f"reports must be an iterable of TransferReport (reports=[report]), got "

@@ -91,7 +91,7 @@ def check_window_options(long_texts: str, stride: int | None, max_length: int, n
         raise ConfigurationError(f"long_texts must be one of {LONG_TEXT_MODES}, got {long_texts!r}.")
     explicit = stride is not None
     stride = default_stride(max_length) if stride is None else stride
-    check_count("stride", stride, minimum=0)
+    stride = check_count("stride", stride, minimum=0)
     if num_special is not None and max_length - num_special < 1:
         raise ConfigurationError(
             f"max_length={max_length} leaves no room for a text token: the tokenizer adds {num_special} special "

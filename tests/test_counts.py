@@ -56,3 +56,47 @@ def test_a_torch_bool_is_a_switch_as_a_numpy_bool_is():
     assert options.streaming is True
     with pytest.raises(ConfigurationError, match=r"streaming must be True or False"):
         hf_txray.AnalyzeOptions.build(None, {"streaming": torch.tensor([True])}).validate()
+
+
+def test_a_0d_int_array_or_tensor_is_one_index_or_count_as_a_numpy_int_is():
+    """numpy and torch hand out one index as a 0-d array or tensor (``scores.argmax()``): Profile.distribution(0,
+    np.array(1)) was refused as "A neuron is an int index, got array(1)", layer torch.tensor(1) as "Layer tensor(1)
+    was not profiled; its layers: [0, 1]", renumbered(np.array(3)) and format_neuron(5, torch.tensor(2)) as "must
+    be an int", where np.int64 passed; LabeledCorpus.select(np.array(2)) took sentence 2 where select(np.int64(2))
+    took the first 2. One rule (counts.as_int) reads them all as the Python int they hold; a bool, a float (whole
+    ones too, as torch and range refuse them) or an array of one stays refused, a whole float saying what to write."""
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from hf_txray.counts import as_int
+    from hf_txray.probing.data import LabeledCorpus
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_pruning import STAGE_A, make_profile
+
+    for value in (3, np.int64(3), np.uint8(3), np.array(3), torch.tensor(3), torch.tensor(3, dtype=torch.int8)):
+        assert as_int(value) == 3 and type(as_int(value)) is int
+    for value in (True, np.True_, torch.tensor(True), 3.0, np.float64(3.0), torch.tensor(3.0), np.array([3]),
+                  torch.tensor([3]), "3", None):
+        assert as_int(value) is None
+    profile = make_profile("pretrained", STAGE_A)
+    expected = profile.distribution(1, 7, "token")  # neuron 7 of layer 1: {"a": 18/20, "c": 2/20}
+    assert expected == pytest.approx({"a": 0.9, "c": 0.1})
+    for layer, neuron in ((np.array(1), np.array(7)), (torch.tensor(1), torch.tensor(7)), (torch.tensor(-1), 7),
+                          (np.int64(1), torch.tensor(7))):
+        assert profile.distribution(layer, neuron, "token") == expected
+    for index in (torch.tensor(True), torch.tensor(7.0), np.array([7])):
+        with pytest.raises(ConfigurationError, match="A neuron is an int index"):
+            profile.distribution(1, index, "token")
+    moved = profile.renumbered(np.array(3))
+    assert moved.example_id_span == profile.example_id_span + 3 and type(moved.meta.num_example_ids) is int
+    assert hf_txray.format_neuron(5, torch.tensor(2)) == hf_txray.format_neuron(5, 2) == "expert 2 unit 1 (#5)"
+    with pytest.raises(ConfigurationError, match=r"expert_units must be an int >= 0 .*got 2\.0 \(write 2: a count "
+                                                 r"is an int\)\.$"):
+        hf_txray.format_neuron(5, 2.0)
+    corpus = LabeledCorpus(["a b", "c d", "e f"], [[0, 2]] * 3, [[1, 3]] * 3, [np.array([0, 1])] * 3, ["X", "Y"],
+                           "pos", "hand")
+    assert corpus.words(np.array(1)) == corpus.words(torch.tensor(-2)) == ["c", "d"]
+    assert corpus.select(np.array(2)).texts == corpus.select(np.int64(2)).texts == ["a b", "c d"]

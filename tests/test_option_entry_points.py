@@ -139,7 +139,7 @@ def test_an_option_error_names_the_flags_typed_and_the_config_file_keys(tmp_path
 
 @pytest.mark.parametrize("line, said", [("streaming: maybe", "streaming must be True or False, got 'maybe' (str)"),
                                         ("resume: 2", "resume must be True or False, got 2 (int)"),
-                                        ("top_k: 2.0", "top_k must be an int >= 1, got 2.0."),
+                                        ("top_k: 2.0", "top_k must be an int >= 1, got 2.0 (write 2: a count is an int)."),
                                         ("skip_first_positions: -1", "skip_first_positions must be 'auto' or an int")])
 def test_a_bad_value_in_a_config_file_is_said_with_the_file(tmp_path, capsys, line, said):
     """`streaming: maybe` in a config file was refused as "analyze(): streaming must be True or False" and `top_k:

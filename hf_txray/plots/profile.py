@@ -77,6 +77,7 @@ def plot_mass_share(data: "Profile | TransferReport", feature_type: str | None =
                               data.meta.feature_orders)
     if top is not None and (not is_int(top) or top < 1):  # 0 drew nothing, -1 every tag but the rarest
         raise ConfigurationError(f"top must be a positive int (the number of tags drawn) or None for all, got {top!r}.")
+    top = None if top is None else int(top)
     series = _share_series(data, ft)
     first = next(iter(series.values()))
     tags = list(first.sort_values(ascending=False, kind="stable").index[:top])

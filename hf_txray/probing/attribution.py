@@ -231,8 +231,8 @@ def neuron_attributions(
         raise ConfigurationError("text must be a non-empty string.")
     if not is_int(neuron):  # int() read neuron 2.7 as neuron 2 and True as neuron 1, and attributed that one
         raise ConfigurationError(f"neuron must be an int (the neuron's index in its layer), got {neuron!r}.")
-    check_count("n_steps", n_steps)
-    check_count("internal_batch_size", internal_batch_size, none="one batch of all n_steps")
+    n_steps = check_count("n_steps", n_steps)
+    internal_batch_size = check_count("internal_batch_size", internal_batch_size, none="one batch of all n_steps")
     from ..loading import check_fast_tokenizer
 
     check_fast_tokenizer(tokenizer)  # a slow one ignores return_offsets_mapping: a bare KeyError 'offset_mapping'

@@ -166,7 +166,7 @@ def crosscheck(result: ProbingResult, profile: Profile, tag: str, k: int = 20, *
                                         f"{profile.layers}.")
     if tag not in meta.label_names:
         raise ConfigurationError(f"{tag!r} is not a label of the probe; labels: {meta.label_names}.")
-    check_count("k", k)
+    k = check_count("k", k)
     n = len(layers) * meta.width
     k = min(k, n)
     columns, weights = result.probe.class_ranking(tag)

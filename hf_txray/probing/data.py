@@ -22,7 +22,7 @@ import pandas as pd
 from ..errors import ConfigurationError, DatasetError
 from ..read_errors import NOT_UTF8_FIX, first_undecodable, format_suffix, not_utf8_text, open_data_file
 from ..features import TAG_FEATURES
-from ..counts import check_count, is_int
+from ..counts import as_int, check_count, is_int
 from ..indices import whole_numbers
 from ..streaming import column_names
 
@@ -107,9 +107,10 @@ class LabeledCorpus:
         Raises:
             ConfigurationError: `index` is not an int naming one of the sentences.
         """
-        if not is_int(index):
+        position = as_int(index)  # numpy ints and 0-d int arrays or tensors too (``scores.argmax()``)
+        if position is None:
             raise ConfigurationError(f"LabeledCorpus.words' index must be an int naming a sentence, got {index!r}.")
-        self._check_sentences([index], "LabeledCorpus.words' index")
+        index = int(self._check_sentences([position], "LabeledCorpus.words' index")[0])
         text = self.texts[index]
         return [text[s:e] for s, e in zip(self.word_starts[index], self.word_ends[index])]
 
@@ -131,9 +132,9 @@ class LabeledCorpus:
             ConfigurationError: an int count below 0, or indices that are not whole numbers naming sentences of this
                 corpus (``select("12")`` kept sentences 1 and 2, ``select(True)`` the first one, ``select(-1)`` none).
         """
-        if isinstance(indices, (int, np.integer)) and not isinstance(indices, bool):
-            check_count("indices", indices, minimum=0, note="the number of first sentences kept")
-            indices = range(min(int(indices), len(self)))
+        if is_int(indices):  # np.array(3) and torch.tensor(3) too: they were read as sentence 3, np.int64(3) as 3 first
+            indices = range(min(check_count("indices", indices, minimum=0, note="the number of first sentences kept"),
+                                len(self)))
         indices = self._check_sentences(indices, "LabeledCorpus.select's indices").tolist()
         return LabeledCorpus([self.texts[i] for i in indices], [self.word_starts[i] for i in indices],
                              [self.word_ends[i] for i in indices], [self.labels[i] for i in indices],
@@ -346,7 +347,8 @@ def read_conllu(path: str | Path, column: str = "upos", max_sentences: int | Non
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"CoNLL-U file {path} not found.")
-    check_count("max_sentences", max_sentences, none="all", note="how many sentences from the start")  # 2.5 read 3
+    max_sentences = check_count("max_sentences", max_sentences, none="all",
+                                note="how many sentences from the start")  # 2.5 read 3
     texts, starts, ends, labels = [], [], [], []
     rows: list[list[str]] = []
 
@@ -589,7 +591,8 @@ def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None 
     """
     import datasets
 
-    check_count("max_sentences", max_sentences, none="all", note="how many sentences from the start")
+    max_sentences = check_count("max_sentences", max_sentences, none="all",
+                                note="how many sentences from the start")
     if isinstance(data, LabeledCorpus):
         return data.select(max_sentences) if max_sentences else data
     if isinstance(data, (str, Path)) and is_conllu_file(data):

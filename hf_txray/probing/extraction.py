@@ -280,7 +280,7 @@ def check_split(test_size: Any, seed: Any) -> None:
             or not 0.0 < test_size < 1.0:
         raise ConfigurationError(f"test_size must be a number in (0, 1), the share of sentences held out, got "
                                  f"{test_size!r}.")
-    check_count("seed", seed, minimum=0, note="the split's shuffle")
+    seed = check_count("seed", seed, minimum=0, note="the split's shuffle")
 
 
 def _write_sidecar(directory: Path, acts: Activations) -> None:
@@ -504,7 +504,7 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
     from ..batching import PAD_MULTIPLE, encode
     from ..features import BlankPieces
 
-    check_count("batch_size", batch_size)
+    batch_size = check_count("batch_size", batch_size)
     from ..analyze import default_skip_first_positions
 
     multiple = 1 if batch_size == 1 else PAD_MULTIPLE  # one text per batch runs unpadded: no padding to check

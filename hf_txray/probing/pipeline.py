@@ -197,7 +197,7 @@ class ProbingResult(Artifact):
             0           0      3     811  0.412...
             ```
         """
-        check_count("k", k, note="how many neurons from the top")  # pandas' head(-3): all but the last 3
+        k = check_count("k", k, note="how many neurons from the top")  # pandas' head(-3): all but the last 3
         if label is None:
             return self.ranking.head(k).reset_index(drop=True)
         columns, weights = self.probe.class_ranking(label)
@@ -390,12 +390,13 @@ def probe_neurons(
     config = (config or ProbeConfig()).with_options(**probe_options)
     # before any extraction or training: a subset_size of -3 skipped the subsets and 2.5 was cut to 2, silently, and a
     # seed of 0.5 failed in numpy once the probe, the control task and the minimal set had been computed
-    check_count("subset_size", subset_size, minimum=0, none="the default", note="0 skips the subsets")
+    subset_size = check_count("subset_size", subset_size, minimum=0, none="the default", note="0 skips the subsets")
     subset_seeds = subset_seeds.tolist() if isinstance(subset_seeds, np.ndarray) else subset_seeds
     if not isinstance(subset_seeds, (list, tuple, range)) or not all(is_int(s) for s in subset_seeds):
         raise ConfigurationError(f"subset_seeds must be a sequence of ints (one random subset each), e.g. [0, 1, 2]; "
                                  f"got {subset_seeds!r}.")
-    refuse_repeats("subset_seeds", "seed", list(subset_seeds))  # (0, 0): one random subset read as two
+    subset_seeds = [int(s) for s in subset_seeds]  # a 0-d tensor is one int too, but no seed numpy takes
+    refuse_repeats("subset_seeds", "seed", subset_seeds)  # (0, 0): one random subset read as two
     # helper 272: test_size=1.5, seed=0.5 and target_share=2 were refused (or failed with a TypeError) only after
     # every sentence had been tagged and run through the model
     check_split(test_size, seed)

@@ -496,7 +496,7 @@ def plan_pruning(
     # per_layer="no" ranked per layer and allow_fewer="no" allowed fewer (truthy strings)
     per_layer, allow_fewer = check_switch("per_layer", per_layer), check_switch("allow_fewer", allow_fewer)
     # seed=1.5 and "1" failed in numpy's SeedSequence ("expects int or sequence of ints"), True ran as seed 1
-    check_count("seed", seed, minimum=0, note="of the random choice and the tie-breaking order")
+    seed = check_count("seed", seed, minimum=0, note="of the random choice and the tie-breaking order")
     if widths is None:
         if source is None:
             raise ConfigurationError("plan_pruning needs a report, a profile, or widths={layer: neurons}.")
