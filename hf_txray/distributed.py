@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from .counts import as_int
 from .errors import ConfigurationError, DatasetError, ModelError, ProcessFailedError, error_kind, process_failed_error
 from .logging import get_logger
 
@@ -116,8 +117,12 @@ def default_device(world_size: int) -> torch.device:
     return torch.device("cpu")
 
 
-def check_device(device: Any) -> None:
+def check_device(device: Any) -> Any:
     """Refuse a `device` that torch does not know or that this machine does not have, before any work.
+
+    Returns:
+        `device`, a device index as a Python int (a numpy int, ``np.int64(0)``, or a 0-d int array or tensor, as
+        :func:`~hf_txray.counts.as_int` reads one index): ``torch.device`` and ``.to()`` take no 0-d array or tensor.
 
     Raises:
         ConfigurationError: the device named, and what to pass instead (a bool, ``True``, is refused by name).
@@ -125,12 +130,13 @@ def check_device(device: Any) -> None:
     from .errors import ConfigurationError
 
     if device is None:
-        return
+        return None
     if isinstance(device, (bool, np.bool_)):  # a bool is an int to isinstance: True would be read as CUDA device 1
         raise ConfigurationError(f"device={device!r} is a bool, not a device: pass cpu, cuda, cuda:1 (or the index "
                                  "1), mps... or leave it out (None: this process's accelerator, else the CPU).")
+    index = as_int(device)  # np.int64(0) was "not a device torch knows" where 0 is CUDA device 0 (np.bool_: above)
     try:
-        parsed = torch.device("cuda", device) if isinstance(device, int) else torch.device(device)
+        parsed = torch.device("cuda", index) if index is not None else torch.device(device)
     except (RuntimeError, TypeError, ValueError):
         # named as device=... (the flag or the config file's key on the command line, as the checks below)
         raise ConfigurationError(f"device={device!r} is not a device torch knows: pass cpu, cuda, cuda:1, mps... or "
@@ -144,6 +150,7 @@ def check_device(device: Any) -> None:
     elif parsed.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ConfigurationError(f"device={device!r}, but MPS is not available here: pass device='cpu' or leave it "
                                  "out.")
+    return device if index is None else index
 
 
 def shard_bounds(num_items: int, rank: int, world_size: int) -> tuple[int, int]:

@@ -3560,3 +3560,23 @@ def test_a_device_torch_does_not_know_is_refused_before_loading(device, planted)
     with pytest.raises(ConfigurationError, match="is not a device torch knows"):
         ProbeConfig().with_options(device=device)
     assert ProbeConfig().with_options(device="cpu").device == "cpu"
+
+
+def test_a_numpy_int_device_is_a_device_index_as_an_int_is(monkeypatch):
+    """check_device(np.int64(0)) was refused as "not a device torch knows" (it tested isinstance(device, int)), where
+    0 is checked as CUDA device 0: a numpy int, or a 0-d int array or tensor (one index, counts.as_int), is read as
+    the Python int it holds and handed on as one (torch.device and .to() take no 0-d array or tensor)."""
+    import torch
+
+    from hf_txray.distributed import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    for device in (1, np.int64(1), np.array(1), torch.tensor(1)):
+        checked = check_device(device)
+        assert checked == 1 and type(checked) is int
+        config = ProbeConfig().with_options(device=device)
+        assert config.device == 1 and type(config.device) is int
+    with pytest.raises(ConfigurationError, match=r"device=np.int64\(2\), but this machine has 2 CUDA device"):
+        check_device(np.int64(2))
+    assert check_device("cpu") == "cpu" and check_device(None) is None

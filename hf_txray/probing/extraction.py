@@ -677,7 +677,7 @@ def extract_activations(
     # -1, 1.5 and True put every extraction on disk without a word (a size in bytes compared with the values')
     memmap_threshold = check_byte_size("memmap_threshold", memmap_threshold,
                                        note="bytes above which the values are disk-backed")
-    check_device(device)  # as analyze checks it: device=3.5 was torch's TypeError, after the model loaded
+    device = check_device(device)  # as analyze checks it: device=3.5 was torch's TypeError, after the model loaded
     model, tokenizer, model_id, device = _resolve(model, tokenizer, device)
     sites, forward = _sites(model, site, layers, module_pattern, stack)
     width = sites[0].width

@@ -110,7 +110,7 @@ class ProbeConfig:
         return dataclasses.replace(self, **options).validate()
 
     def validate(self) -> "ProbeConfig":
-        check_device(self.device)  # device=3.5 was torch's TypeError once training began
+        self.device = check_device(self.device)  # device=3.5 was torch's TypeError once training began
         for name in ("l1", "l2"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
