@@ -931,7 +931,7 @@ def test_a_seed_or_switch_of_another_type_is_refused_before_planning(report):
     assert plan_pruning(report, "random", 2, seed=np.int64(3)).neurons == plan_pruning(report, "random", 2,
                                                                                        seed=3).neurons
     assert plan_pruning(report, "random", 2, per_layer=np.False_).per_layer is False
-    for seed in (1.5, "1", True, -1, None):
+    for seed in (1.5, "1", True, -1):
         with pytest.raises(ConfigurationError, match=r"seed must be an int >= 0"):
             plan_pruning(report, "random", 2, seed=seed)
     for switch in ("per_layer", "allow_fewer"):
@@ -2407,3 +2407,22 @@ def test_allow_fewer_says_how_many_were_asked(report, tmp_path, capsys):
                  "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
     assert f"lost@40: {plan.total} neurons" in out and f"fewer than the {plan.requested} asked" in out, out
+
+
+def test_seed_none_draws_a_seed_that_the_plan_records_and_that_reproduces_it(report):
+    """plan_pruning(seed=None) was refused ("seed must be an int >= 0, got None"; before that it ran
+    default_rng(None) and recorded seed None: a plan no one could make again). As datasets' shuffle(seed=None), None
+    now draws a seed, from the system's entropy (numpy's global stream, which set_seed seeds, is left alone); the plan
+    records it, and passing that seed again makes the same plan, through a saved plan too."""
+    state = np.random.get_state()[1].copy()
+    plans = [plan_pruning(None, "random", 5, seed=None, widths={0: 64, 1: 64}) for _ in range(4)]
+    assert np.array_equal(np.random.get_state()[1], state)
+    assert all(type(p.seed) is int and p.seed >= 0 for p in plans) and len({p.seed for p in plans}) == 4
+    assert len({str(p.neurons) for p in plans}) > 1  # drawn: other seeds, other neurons
+    for plan in plans:
+        again = plan_pruning(None, "random", 5, seed=plan.seed, widths={0: 64, 1: 64})
+        assert again.neurons == plan.neurons and again.name == plan.name == f"random@5/seed={plan.seed}"
+        assert all(len(plan.neurons[layer]) == 5 for layer in (0, 1))
+        assert hf_txray.pruning.PruningPlan.from_dict(plan.to_dict()).seed == plan.seed
+    ranked = plan_pruning(report, "lost", 1, seed=None)  # a ranking's ties are broken in the drawn seed's order
+    assert plan_pruning(report, "lost", 1, seed=ranked.seed).neurons == ranked.neurons == {0: [3], 1: [3]}

@@ -22,7 +22,7 @@ def prune(
     strategy: str | Mapping[int, Sequence[int]] | Sequence[Sequence[int]] = "lost",
     amount: int | float | Mapping[int, int] = 0.1,
     *,
-    seed: int = 0,
+    seed: int | None = 0,
     mode: str = "mask",
     per_layer: bool = True,
     layers: Sequence[int] | None = None,
@@ -54,7 +54,8 @@ def prune(
         strategy (`str` or neuron list, *optional*, defaults to `"lost"`): see above.
         amount (`int`, `float` or `dict[int, int]`, *optional*, defaults to 0.1): a count, a fraction in (0, 1],
             or counts per layer (a negative layer key counts from the model's last block, as `layers`).
-        seed (`int`, *optional*, defaults to 0): seed of ``random`` and of tie-breaking.
+        seed (`int`, *optional*, defaults to 0): seed of ``random`` and of tie-breaking; None draws one, which the
+            plan records (``plan.seed``).
         mode (`str`, *optional*, defaults to `"mask"`): ``"mask"`` (reversible hooks, see :func:`unprune`) or
             ``"remove"`` (weights sliced; the model saves and reloads with a smaller intermediate size).
         per_layer (`bool`, *optional*, defaults to `True`): apply `amount` to each layer (True) or to all selected

@@ -465,12 +465,20 @@ def _fewer_hint(strategy: Any, min_count: int) -> str:
             "feature type in both stages)")
 
 
+def _drawn_seed() -> int:
+    """A seed drawn from the operating system's entropy, for ``seed=None`` (a random plan, as ``datasets``'
+    ``shuffle(seed=None)`` draws one): the plan records it, so that ``plan_pruning(..., seed=plan.seed)`` makes the
+    same plan again (``default_rng(None)`` recorded None, and no one could). It leaves the global generators (numpy's,
+    which ``transformers.set_seed`` seeds) as they were."""
+    return int(np.random.SeedSequence().generate_state(1)[0])
+
+
 def plan_pruning(
     source: TransferReport | Profile | None,
     strategy: str | Mapping[int, Sequence[int]] | Sequence[Sequence[int]] = "lost",
     amount: int | float | Mapping[int, int] = 0.1,
     *,
-    seed: int = 0,
+    seed: int | None = 0,
     per_layer: bool = True,
     layers: Sequence[int] | None = None,
     feature_type: str | None = None,
@@ -484,6 +492,9 @@ def plan_pruning(
 
     `widths` (``{layer: neurons}``) is needed only when `source` is None (a ``random`` or explicit plan).
 
+    `seed` None draws a seed from the system's entropy (as ``datasets``' ``shuffle(seed=None)`` draws one), which the
+    plan records (``plan.seed``): passing it again makes the same plan.
+
     A negative index in `layers` counts from the last block of the model the source describes (its recorded
     ``num_hidden_layers``), as :func:`prune` counts it on the model; without a recorded depth, from the last of the
     source's (or `widths`') layers.
@@ -496,7 +507,8 @@ def plan_pruning(
     # per_layer="no" ranked per layer and allow_fewer="no" allowed fewer (truthy strings)
     per_layer, allow_fewer = check_switch("per_layer", per_layer), check_switch("allow_fewer", allow_fewer)
     # seed=1.5 and "1" failed in numpy's SeedSequence ("expects int or sequence of ints"), True ran as seed 1
-    seed = check_count("seed", seed, minimum=0, note="of the random choice and the tie-breaking order")
+    seed = _drawn_seed() if seed is None else check_count("seed", seed, minimum=0,
+                                                          note="of the random choice and the tie-breaking order")
     if widths is None:
         if source is None:
             raise ConfigurationError("plan_pruning needs a report, a profile, or widths={layer: neurons}.")
