@@ -62,9 +62,9 @@ def test_register_user_feature_checks_names(case_feature):
 
 
 @pytest.mark.parametrize("features, said", [
-    ((UserFeature("examples", capitals),), "top_examples would be the neuron cards' top examples"),
-    ((UserFeature("position", capitals),), "top_position would be the neuron cards' top position index"),
-    (("token", UserFeature("length_token", capitals)), "hellinger_length_token .* is the Hellinger length of 'token'"),
+    ((("examples", capitals),), "top_examples would be the neuron cards' top examples"),
+    ((("position", capitals),), "top_position would be the neuron cards' top position index"),
+    (("token", ("length_token", capitals)), "hellinger_length_token .* is the Hellinger length of 'token'"),
 ])
 def test_a_feature_whose_columns_are_anothers_is_refused(features, said):
     """Helper 308: a user feature's columns are named after it (top_<name>, hellinger_<name>, ...), and three names
@@ -73,7 +73,8 @@ def test_a_feature_whose_columns_are_anothers_is_refused(features, said):
     with the int top_position; beside "token", "length_token" made report.neurons' hellinger_length_token, the
     token Hellinger length, which its Hellinger distance replaced. Refused before any work, naming the clash."""
     model, tokenizer = tiny("bert")
-    with pytest.raises(ConfigurationError, match=said):
+    with pytest.raises(ConfigurationError, match=said):  # built here: UserFeature checks its name when it is made
+        features = tuple(UserFeature(*f) if isinstance(f, tuple) else f for f in features)
         hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=tokenizer, features=features, show_progress=False)
     with pytest.raises(ConfigurationError, match="is taken"):
         register_feature(UserFeature("position_share", capitals))
@@ -240,7 +241,10 @@ def test_a_named_spacy_pipeline_splits_the_words_without_tags_too(tmp_path):
 ])
 def test_a_user_feature_with_an_unusable_name_or_function_is_refused_before_any_work(name, fn, message):
     """Helper 189: these user features were taken as given (an empty name profiled into columns length_ and
-    entropy_) or failed late with errors that named neither the feature nor the fix."""
+    entropy_) or failed late with errors that named neither the feature nor the fix. Refused where the UserFeature
+    is made, with the message analyze gave (UserFeature(3, None) was built, and refused only by analyze)."""
+    with pytest.raises(ConfigurationError, match=message):
+        UserFeature(name, fn)
     with pytest.raises(ConfigurationError, match=message):
         parse_features(("token", UserFeature(name, fn)))
     with pytest.raises(ConfigurationError, match=message):

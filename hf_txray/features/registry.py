@@ -32,10 +32,17 @@ class UserFeature:
     come in any order; they must not overlap, must lie within the text and have labels that are strings or numbers
     (``str(label)`` is the value), not missing values such as None or NaN (else a ``ConfigurationError`` at the first
     such text).
+
+    Raises:
+        `ConfigurationError`: at construction, a name or function :func:`check_user_feature` refuses
+            (``UserFeature(3, None)`` was built and refused only by ``analyze``, after any work before it).
     """
 
     name: str
     fn: Callable[[str], Iterable[tuple[int, int, str]]]
+
+    def __post_init__(self) -> None:
+        check_user_feature(self.name, self.fn)
 
 
 def code_fingerprint(fn: Callable[..., Any]) -> str:
