@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import unicodedata
 
-__all__ = ["control_characters"]
+__all__ = ["control_characters", "one_line_name"]
 
 
 def control_characters(name: str) -> list[str]:
@@ -14,3 +14,9 @@ def control_characters(name: str) -> list[str]:
     order of appearance: a name holding any is refused (``options.check_stage_name``,
     ``features.registry.check_user_feature``)."""
     return [c for c in dict.fromkeys(name) if unicodedata.category(c) in ("Cc", "Zl", "Zp")]
+
+
+def one_line_name(name: str) -> str:
+    """`name` as one line of text, for a refusal to suggest: its control characters and separators as spaces, runs
+    of whitespace as one (``"n\\x1b[31mx"`` -> ``"n [31mx"``, ``"a\\nb"`` -> ``"a b"``)."""
+    return " ".join("".join(c if c.isprintable() else " " for c in name).split())

@@ -809,3 +809,23 @@ def test_list_columns_past_the_int32_offsets_of_one_arrow_array_are_chunked_and_
     written = [pq.read_table(f / "neuron_cards") for f in (folder, saved)]  # as written: the same lists
     assert written[0].schema == written[1].schema
     assert all(written[0][name].to_pylist() == written[1][name].to_pylist() for name in lists)
+
+
+def test_a_card_title_of_several_lines_or_with_a_control_character_is_refused(tmp_path):
+    """save_to_disk(pretty_name="TX-Ray\\nrun") wrote the title into the card's YAML metadata as a quoted two-line
+    value (the Hub's dataset name; the heading folded it to "TX-Ray run"), and ESC went in as "\\e". Refused with the
+    rule for stage and feature names (names.control_characters), suggesting the one-line title, before anything is
+    written; a one-line title is the metadata's pretty_name as given."""
+    from huggingface_hub import DatasetCard
+
+    for title, shown in (("TX-Ray\nrun", r"'\\n'"), ("TX-Ray\x1b[31m run", r"'\\x1b'"), ("a\u2028b", r"'\\u2028'")):
+        with pytest.raises(hf_txray.ConfigurationError, match=rf"pretty_name .* holds the control character\(s\) "
+                                                              rf"{shown}.*e\.g\. pretty_name="):
+            hf_txray.save_to_disk(tmp_path / "out", profiles=list(profiles()), pretty_name=title)
+        assert not (tmp_path / "out").exists()
+        with pytest.raises(hf_txray.ConfigurationError, match="holds the control character"):
+            hf_txray.push_to_hub("me/results", profiles=list(profiles()), pretty_name=title)
+    with pytest.raises(hf_txray.ConfigurationError, match=r"e\.g\. pretty_name='TX-Ray run'\. Nothing was written"):
+        hf_txray.save_to_disk(tmp_path / "out", profiles=list(profiles()), pretty_name="TX-Ray\n\trun")
+    hf_txray.save_to_disk(tmp_path / "out", profiles=list(profiles()), pretty_name="TX-Ray: run 2 (é)")
+    assert DatasetCard.load(tmp_path / "out" / "README.md").data.pretty_name == "TX-Ray: run 2 (é)"
