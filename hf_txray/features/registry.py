@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 from ..counts import check_switch
 from ..errors import ConfigurationError, ProfileFormatError
-from ..names import control_characters
+from ..names import control_characters, one_line_name
 
 USER_FEATURE_ORDER = 10  # user features read after the spaCy tags and before the text features
 
@@ -294,8 +294,8 @@ def check_user_feature(name: Any, fn: Any) -> None:
     if bad:  # as a stage name is (options.check_stage_name)
         raise ConfigurationError(f"User feature name {name!r} holds the control character(s) "
                                  f"{', '.join(map(repr, bad))}: it names columns and is written into the tables of "
-                                 f"cards, figures and the terminal; give one line of text, e.g. "
-                                 f"{' '.join(''.join(c if c.isprintable() else ' ' for c in name).split())!r}.")
+                                 "cards, figures and the terminal; give one line of text, e.g. "
+                                 f"{one_line_name(name)!r}.")
     if name in BUILTIN_FEATURES:
         raise ConfigurationError(f"User feature name {name!r} clashes with a built-in feature.")
     if name in RESERVED_FEATURE_NAMES:
