@@ -14,6 +14,7 @@ import copy
 import hashlib
 import itertools
 import math
+import numbers
 import re
 import warnings
 from dataclasses import dataclass
@@ -720,15 +721,34 @@ def _warn_name_reads_like_a_text(column: str, frame_evidence: str | None = None)
 
 def warn_frame_read_without_header(column: str, others: dict[str, Sequence[Any]]) -> None:
     """Warn, as for a headerless CSV file, when a DataFrame's detected text `column` is named like a text and another
-    of its columns (`others`: name -> its first values) is named by one of them, as ``pd.read_csv`` of a file without
-    a header line names them (columns ``['I loved it so much', '1']`` over labels 0 and 1): its first row was taken
-    as the names and is not profiled (helper 359: such a DataFrame had its first text dropped without a word, 2 of 3
-    texts profiled). A DataFrame of a long column name alone is not warned about: nothing tells it from one built
-    so (helper 354)."""
+    of its columns (`others`: name -> its first values) is named by one of them, or by a number over numbers, as
+    ``pd.read_csv`` of a file without a header line names them (columns ``['I loved it so much', '1']`` over labels 0
+    and 1; ``['1', 'I loved it so much']`` over ids 2, 3... that never repeat the first; a score ``'0.734'``): its
+    first row was taken as the names and is not profiled (helper 359: such a DataFrame had its first text dropped
+    without a word, 2 of 3 texts profiled). A DataFrame of a long column name alone is not warned about: nothing
+    tells it from one built so (helper 354)."""
     for name, values in others.items():
         if name in {str(value) for value in values}:
             _warn_name_reads_like_a_text(column, f"column {name!r} is named by one of its own values")
             return
+        if _names_a_number(name) and _all_numbers(values):  # helper 377: an id or a score never repeats the first
+            _warn_name_reads_like_a_text(column, f"column {name!r} is named by a number, as its values are numbers")
+            return
+
+
+def _names_a_number(name: Any) -> bool:
+    """Whether a column name is a finite number written as text (``'1'``, ``'0.734'``), as pandas names the columns
+    of a file without a header line by its first row."""
+    try:
+        return isinstance(name, str) and math.isfinite(float(name))
+    except ValueError:
+        return False
+
+
+def _all_numbers(values: Sequence[Any]) -> bool:
+    """Whether `values` (a column's first values) hold a number and nothing but numbers or missing values."""
+    present = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return bool(present) and all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in present)
 
 
 def _words_hint(word_lists: Sequence[str]) -> str:

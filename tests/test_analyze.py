@@ -2468,6 +2468,37 @@ def test_a_dataframe_read_from_a_headerless_csv_is_warned_of_as_the_file_is(tmp_
         run(texts=frame, features=("word",), text_column=first)  # said to be meant
 
 
+def test_a_dataframe_read_from_a_headerless_csv_whose_first_row_never_recurs_is_warned_of(tmp_path):
+    """Helper 377: the headerless DataFrame was warned of only when its first row's label recurred in its column: a
+    file of ids and texts (ids 2, 3... never repeat the first, '1') or of texts and scores ('0.734') lost its first
+    text without a word. pd.read_csv names such a column by a number over numbers, which a DataFrame built with
+    names (or a real file with its header line: 13 checked, sklearn's, matplotlib's, gradio's, distro-info's, the
+    package lists) does not have beside a text column named like a text. A text column alone stays unwarned."""
+    from hf_txray.loading import load_corpus
+
+    first = "I loved this movie so much"
+    texts = [first, "terrible acting and a dull plot", "what a great day"]
+    (tmp_path / "ids.csv").write_text("".join(f"{i + 1},{t}\n" for i, t in enumerate(texts)))
+    (tmp_path / "scores.csv").write_text("".join(f"{t},{s}\n" for t, s in zip(texts, (0.734, 0.1, 0.93))))
+    for name, column in (("ids.csv", "1"), ("scores.csv", "0.734")):
+        frame = pd.read_csv(tmp_path / name)
+        assert column in frame.columns and first in frame.columns and len(frame) == 2
+        with pytest.warns(UserWarning) as caught:
+            load_corpus(frame)
+        said = [str(w.message) for w in caught if "named like a text" in str(w.message)]
+        assert len(said) == 1 and repr(first) in said[0] and "pd.read_csv(path, header=None" in said[0]
+        assert f"column {column!r} is named by a number, as its values are numbers" in said[0]
+    quiet = [pd.DataFrame({"Text of the review": texts, "id": [1, 2, 3]}),
+             pd.DataFrame({"Text of the review": texts, "nan": [0.5, 0.1, 0.9]}),
+             pd.DataFrame({"text": texts, "1": [2, 3, 4]}),  # the text column's name is a name
+             pd.read_csv(tmp_path / "ids.csv", header=None, names=["id", "text"]),
+             pd.DataFrame({first: texts[1:]})]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*named like a text")
+        for source in quiet:
+            load_corpus(source)
+
+
 def test_a_csv_quote_not_closed_at_its_field_s_end_is_refused_naming_its_line(tmp_path):
     """Helper 345: pandas reads a quote that opens a field but does not close at its end as CSV quoting, without an
     error: in a .tsv (whose quotes are often text), '"Hello there<TAB>1' took the lines up to the next quote into
