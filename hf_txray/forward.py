@@ -57,6 +57,15 @@ def own_precision(active: list[tuple[str, torch.dtype]] | None = None):
 
 
 @contextlib.contextmanager
+def own_autograd():
+    """Autograd on within the block, whatever the caller's context: a ``torch.no_grad()`` or ``torch.inference_mode()``
+    block around a call that trains (a probe) or takes gradients (attributions) made its tensors without history, and
+    the call failed with torch's "element 0 of tensors does not require grad and does not have a grad_fn"."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+@contextlib.contextmanager
 def own_forward(module: nn.Module):
     """`module` with the `forward` it had before Accelerate's mixed precision wrapped it.
 

@@ -1411,6 +1411,19 @@ def test_attributions_inside_torch_autocast_are_those_of_the_models_precision():
     np.testing.assert_array_equal(inside.table["score"], plain.table["score"])
 
 
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_attributions_inside_the_callers_no_grad_or_inference_mode_are_the_plain_ones(context):
+    # helper 379: inside torch.inference_mode() every attribution failed with torch's "element 0 of tensors does not
+    # require grad and does not have a grad_fn" (Captum's set_grad_enabled(True) does not leave inference mode)
+    pytest.importorskip("captum")
+    model, tokenizer, text = tiny_bert(), bert_tokenizer(), "the quick brown fox jumps over the lazy dog"
+    plain = neuron_attributions(model, tokenizer, text, 1, 5, position=3, n_steps=8)
+    with context():
+        inside = neuron_attributions(model, tokenizer, text, 1, 5, position=3, n_steps=8)
+    assert inside.activation == plain.activation
+    np.testing.assert_array_equal(inside.table["score"], plain.table["score"])
+
 @pytest.mark.parametrize("wrap", [torch.nn.DataParallel, torch.compile])
 def test_attributions_of_a_wrapped_model_are_those_of_the_model_inside(wrap):
     # helper 355: DataParallel(model) was refused as a model whose config declares no MLP width, and a compiled BERT
@@ -3258,6 +3271,24 @@ def test_a_probe_trained_inside_torch_autocast_is_the_float32_probe():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         inside = train_probe(x, y, label_names=["n", "p"], epochs=3)
         logits = inside.logits(x)
+    np.testing.assert_array_equal(inside.weight, plain.weight)
+    np.testing.assert_array_equal(logits, plain.logits(x))
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_a_probe_trained_inside_the_callers_no_grad_or_inference_mode_is_the_plain_probe(context):
+    # helper 379: train_probe (and so probe_neurons) inside the user's torch.no_grad() or torch.inference_mode() failed
+    # with torch's "element 0 of tensors does not require grad and does not have a grad_fn"
+    from hf_txray.probing.probe import train_probe
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 16)).astype(np.float32)
+    y = (x[:, 3] + 0.5 * x[:, 7] > 0).astype(np.int64)
+    plain = train_probe(x, y, label_names=["n", "p"], epochs=3)
+    with context():
+        inside = train_probe(x, y, label_names=["n", "p"], epochs=3)
+        logits = inside.logits(x)
+        assert not torch.is_grad_enabled()  # the caller's context is left as it was
     np.testing.assert_array_equal(inside.weight, plain.weight)
     np.testing.assert_array_equal(logits, plain.logits(x))
 

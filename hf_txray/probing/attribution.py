@@ -25,7 +25,7 @@ from ..credit import CONTEXT_CHARS
 from ..errors import ConfigurationError
 from ..hooks import HookSpec, module_hooks, trace
 from ..modes import enter_eval
-from ..forward import check_no_virtual_tokens, own_precision
+from ..forward import check_no_virtual_tokens, own_autograd, own_precision
 from ..lengths import resolve_max_length
 from ..logging import warn_caller
 from ..counts import check_count, is_int
@@ -276,7 +276,9 @@ def neuron_attributions(
         extra["token_type_ids"] = enc["token_type_ids"].to(device)
     names = list(extra)
     embedding = model.get_input_embeddings()
-    with torch.no_grad():
+    # tensors Captum can take gradients through inside the caller's torch.inference_mode() too (the embeddings made
+    # there failed with "element 0 of tensors does not require grad")
+    with own_autograd(), torch.no_grad():
         embeds = embedding(input_ids).detach()
         if baseline == "zero":
             base = torch.zeros_like(embeds)
@@ -298,7 +300,7 @@ def neuron_attributions(
 
     # the model's own precision inside a torch.autocast block too, as the profile that explain_examples pairs with was
     # computed (a tiny BERT under CPU bfloat16 autocast: activation 0.06128 for 0.06104, scores 26% off, silently)
-    with own_precision():
+    with own_precision(), own_autograd():
         restore_modes = enter_eval(model)
         try:
             with torch.no_grad(), trace(model, [target_site], retain=True) as traced:

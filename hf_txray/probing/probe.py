@@ -30,7 +30,7 @@ import torch
 from ..counts import check_count, is_int
 from ..distributed import check_device
 from ..errors import ConfigurationError, DatasetError
-from ..forward import own_precision
+from ..forward import own_autograd, own_precision
 from ..logging import warn_caller
 from .data import check_distinct_labels, control_labels
 from .extraction import Activations
@@ -513,62 +513,65 @@ def train_probe(
             f"The training rows carry a single label ({label_names[int(present[0])]!r}): a probe needs at least two "
             "classes to tell apart, and would score 1.0 with all its weights 0. Use a corpus whose words carry "
             "several labels.")
-    device = config.torch_device()
-    resident = _resident(values, rows, columns, device)
-    if resident is not None:
-        if not bool(torch.isfinite(resident).all()):
-            _refuse_nonfinite(values, rows, columns)
-        mean, scale = _tensor_moments(resident)
-    else:
-        mean, scale = _moments(values, rows, columns, device)  # also checks that every value is finite
-    if not config.standardize:
-        mean, scale = np.zeros(len(columns), np.float32), np.ones(len(columns), np.float32)
-    mean_t, scale_t = torch.from_numpy(mean).to(device), torch.from_numpy(scale).to(device)
-    if resident is not None:
-        resident.sub_(mean_t).div_(scale_t)
-    if config.solver == "saga":
-        block = resident.cpu().numpy() if resident is not None else _standardized_block(values, rows, columns, mean,
-                                                                                          scale)
-        weight, bias_np, losses = _fit_saga(block, labels[rows], num_labels, config)
-        return _finished(weight, bias_np, mean, scale, columns, labels[rows], label_names, config, losses,
-                         int(values.shape[1]), warn_untrained)
-    weight = torch.zeros(num_labels, len(columns), device=device, requires_grad=True)
-    bias = torch.zeros(num_labels, device=device, requires_grad=True)
-    optimizer = torch.optim.Adam([weight, bias], lr=config.lr)
-    labels_t = torch.from_numpy(labels).to(device)
-    rows_labels = labels_t[torch.from_numpy(rows).to(device)]
-    rng = np.random.default_rng(config.seed)
-    losses = []
-
-    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if resident is not None:  # positions into the resident block
-            order = torch.from_numpy(rng.permutation(len(rows))).to(device)
-            for start in range(0, len(rows), config.batch_size):
-                index = order[start:start + config.batch_size]
-                yield resident.index_select(0, index), rows_labels.index_select(0, index)
+    # autograd on inside the caller's torch.no_grad() or torch.inference_mode() too (training failed there with
+    # "element 0 of tensors does not require grad")
+    with own_autograd():
+        device = config.torch_device()
+        resident = _resident(values, rows, columns, device)
+        if resident is not None:
+            if not bool(torch.isfinite(resident).all()):
+                _refuse_nonfinite(values, rows, columns)
+            mean, scale = _tensor_moments(resident)
         else:
-            for chunk, x in _batches(values, rng.permutation(rows), columns, config.batch_size, device):
-                yield (x - mean_t) / scale_t, labels_t[torch.from_numpy(chunk).to(device)]
+            mean, scale = _moments(values, rows, columns, device)  # also checks that every value is finite
+        if not config.standardize:
+            mean, scale = np.zeros(len(columns), np.float32), np.ones(len(columns), np.float32)
+        mean_t, scale_t = torch.from_numpy(mean).to(device), torch.from_numpy(scale).to(device)
+        if resident is not None:
+            resident.sub_(mean_t).div_(scale_t)
+        if config.solver == "saga":
+            block = resident.cpu().numpy() if resident is not None else _standardized_block(values, rows, columns, mean,
+                                                                                              scale)
+            weight, bias_np, losses = _fit_saga(block, labels[rows], num_labels, config)
+            return _finished(weight, bias_np, mean, scale, columns, labels[rows], label_names, config, losses,
+                             int(values.shape[1]), warn_untrained)
+        weight = torch.zeros(num_labels, len(columns), device=device, requires_grad=True)
+        bias = torch.zeros(num_labels, device=device, requires_grad=True)
+        optimizer = torch.optim.Adam([weight, bias], lr=config.lr)
+        labels_t = torch.from_numpy(labels).to(device)
+        rows_labels = labels_t[torch.from_numpy(rows).to(device)]
+        rng = np.random.default_rng(config.seed)
+        losses = []
 
-    # in float32 inside a torch.autocast block too (it ran the products in bfloat16: weights 0.2% off, silently), as
-    # the activations were extracted (forward.StackForward turns it off)
-    with _one_cpu_thread(device), own_precision():
-        for _ in range(config.epochs):
-            total, steps = torch.zeros((), device=device), 0
-            for x, target in batches():
-                loss = torch.nn.functional.cross_entropy(x @ weight.T + bias, target)
-                if config.l1:
-                    loss = loss + config.l1 * weight.abs().sum()
-                if config.l2:
-                    loss = loss + config.l2 * (weight * weight).sum()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.detach()
-                steps += 1
-            losses.append(float(total) / max(steps, 1))
-    return _finished(weight.detach().cpu().numpy(), bias.detach().cpu().numpy(), mean, scale, columns, labels[rows],
-                     label_names, config, losses, int(values.shape[1]), warn_untrained)
+        def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            if resident is not None:  # positions into the resident block
+                order = torch.from_numpy(rng.permutation(len(rows))).to(device)
+                for start in range(0, len(rows), config.batch_size):
+                    index = order[start:start + config.batch_size]
+                    yield resident.index_select(0, index), rows_labels.index_select(0, index)
+            else:
+                for chunk, x in _batches(values, rng.permutation(rows), columns, config.batch_size, device):
+                    yield (x - mean_t) / scale_t, labels_t[torch.from_numpy(chunk).to(device)]
+
+        # in float32 inside a torch.autocast block too (it ran the products in bfloat16: weights 0.2% off, silently), as
+        # the activations were extracted (forward.StackForward turns it off)
+        with _one_cpu_thread(device), own_precision():
+            for _ in range(config.epochs):
+                total, steps = torch.zeros((), device=device), 0
+                for x, target in batches():
+                    loss = torch.nn.functional.cross_entropy(x @ weight.T + bias, target)
+                    if config.l1:
+                        loss = loss + config.l1 * weight.abs().sum()
+                    if config.l2:
+                        loss = loss + config.l2 * (weight * weight).sum()
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    total += loss.detach()
+                    steps += 1
+                losses.append(float(total) / max(steps, 1))
+        return _finished(weight.detach().cpu().numpy(), bias.detach().cpu().numpy(), mean, scale, columns, labels[rows],
+                         label_names, config, losses, int(values.shape[1]), warn_untrained)
 
 
 def _finished(weight: np.ndarray, bias: np.ndarray, mean: np.ndarray, scale: np.ndarray, columns: np.ndarray,
