@@ -319,6 +319,19 @@ def is_dispatched(model: Any) -> bool:
     return bool(getattr(model, "hf_device_map", None))
 
 
+def refuse_unloaded_weights(model: Any) -> None:
+    """Refuse a model whose weights are on the meta device without Accelerate's hooks to load them (built under
+    ``init_empty_weights()`` or ``torch.device("meta")``): its first forward pass failed with a message about meta
+    tensors, and advice about dtypes. An offloaded model (``device_map`` with offload, ``cpu_offload``) keeps meta
+    weights that its hooks load: it is accepted."""
+    meta = [name for name, p in model.named_parameters() if p.is_meta]
+    if meta and not any(hasattr(m, "_hf_hook") for m in model.modules()):
+        raise ModelError(
+            f"{len(meta)} weights of {type(model).__name__} are not loaded: they are on the meta device (e.g. "
+            f"{meta[0]!r}), as in a model built under init_empty_weights() or torch.device('meta'). Load them first: "
+            "from_pretrained(...), or model.to_empty(device='cpu') and then model.load_state_dict(...).")
+
+
 def refuse_offloaded(model: Any, what: str, fix: str) -> None:
     """Refuse a model that keeps weights offloaded (on the meta device between calls: ``device_map`` with CPU or disk
     offload, ``cpu_offload``) for work that reads or writes weights outside its forward pass, where Accelerate's hooks

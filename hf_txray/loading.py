@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from .corpora import recorded_model_id
+from .distributed import refuse_unloaded_weights
 from .errors import ConfigurationError, DatasetError, ModelError
 from .hub_io import may_be_same_model
 from .local_cache import load_local_dataset
@@ -260,19 +261,6 @@ def refuse_adapter_for_whole_model(name: str, folder: str) -> None:
         f"width). Merge the adapter into its base and pass the merged folder: peft.{loader}.from_pretrained("
         f"{name!r}).merge_and_unload().save_pretrained(MERGED), and save the tokenizer there too. The merged model "
         "computes what the adapted one does, so its plans and masks are the same.")
-
-
-def refuse_unloaded_weights(model: Any) -> None:
-    """Refuse a model whose weights are on the meta device without Accelerate's hooks to load them (built under
-    ``init_empty_weights()`` or ``torch.device("meta")``): its first forward pass failed with a message about meta
-    tensors, and advice about dtypes. An offloaded model (``device_map`` with offload, ``cpu_offload``) keeps meta
-    weights that its hooks load: it is accepted."""
-    meta = [name for name, p in model.named_parameters() if p.is_meta]
-    if meta and not any(hasattr(m, "_hf_hook") for m in model.modules()):
-        raise ModelError(
-            f"{len(meta)} weights of {type(model).__name__} are not loaded: they are on the meta device (e.g. "
-            f"{meta[0]!r}), as in a model built under init_empty_weights() or torch.device('meta'). Load them first: "
-            "from_pretrained(...), or model.to_empty(device='cpu') and then model.load_state_dict(...).")
 
 
 def load_model(
