@@ -29,7 +29,7 @@ from .batching import (BatchEncoder, EncodeOptions, PositionBatch, batches_rows,
 from . import corpora
 from .credit import ProfileBuilder, check_grid
 from .distributed import (all_gather, check_device, check_same_corpus, default_device, failing_together, input_device,
-                          shard_note,
+                          refuse_unloaded_weights, shard_note,
                           is_dispatched, process_info, shard_bounds)
 from .errors import ConfigurationError, DatasetError, OutputError
 from .features import (TAG_FEATURES, USER_FEATURE_SAMPLE, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset,
@@ -80,6 +80,7 @@ class Profiler:
         self.model, self.tokenizer = model, tokenizer
         self.model_id = model_id or getattr(model, "name_or_path", "") or type(model).__name__
         self.revision = revision
+        refuse_unloaded_weights(model)  # a meta-device model failed its probe run, blamed on its architecture or dtype
         # the layers, top_k and max_length (checked before the weights load too, where the config says all)
         checked = check_model_options(model, tokenizer, config)
         self.sites: list[Site] = checked.sites

@@ -344,6 +344,7 @@ def refuse_offloaded(model: Any, what: str, fix: str) -> None:
     Raises:
         ModelError: naming one offloaded weight.
     """
+    refuse_unloaded_weights(model)  # weights no hook loads: built on the meta device, not offloaded (helper 379)
     meta = [name for name, p in model.named_parameters() if p.is_meta]
     if meta:
         raise ModelError(

@@ -732,6 +732,28 @@ def test_a_model_whose_weights_are_not_loaded_is_refused_by_name():
         hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=bert_tokenizer(), show_progress=False)
 
 
+
+@pytest.mark.parametrize("entry", ["attribution", "profiler", "output_effects"])
+def test_a_model_whose_weights_are_not_loaded_is_refused_by_name_everywhere(entry):
+    """Helper 379: neuron_attributions on a meta-device model failed with torch's 'Tensor.item() cannot be called on
+    meta tensors', a Profiler built on it blamed its architecture or dtype, and output_effects called its weights
+    offloaded by a device_map (no hook loads them)."""
+    from transformers import LlamaForCausalLM
+
+    from models import tiny_bert, tiny_llama_lm
+
+    with torch.device("meta"):
+        model = LlamaForCausalLM(tiny_llama_lm().config) if entry == "output_effects" else type(tiny_bert())(
+            tiny_bert().config)
+    with pytest.raises(ModelError, match=r"weights of \w+ are not loaded: they are on the meta device.*to_empty"):
+        if entry == "attribution":
+            pytest.importorskip("captum")
+            hf_txray.neuron_attributions(model, bert_tokenizer(), SAMPLE_TEXTS[0], 1, 3, n_steps=4)
+        elif entry == "profiler":
+            hf_txray.Profiler(model, bert_tokenizer(), hf_txray.ProfilerConfig(features=("token",))).run(SAMPLE_TEXTS)
+        else:
+            hf_txray.output_effects(model, 1, 3, tokenizer=bpe_tokenizer())
+
 def test_flex_attention_on_a_cpu_is_refused():
     """Helper 142: flex_attention's CPU kernel gave a tiny Llama's 24-token text activations half their scale off
     eager attention (once NaN), in a plain forward pass; batch_size=1 runs credited them."""

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..credit import CONTEXT_CHARS
+from ..distributed import refuse_unloaded_weights
 from ..errors import ConfigurationError
 from ..hooks import HookSpec, module_hooks, trace
 from ..modes import enter_eval
@@ -247,6 +248,7 @@ def neuron_attributions(
     # a torch.compile / DataParallel wrapper: the model inside runs (DataParallel's missing config was refused as a
     # model without an MLP width, a compiled BERT failed with "'NoneType' object has no attribute 'shape'")
     model = model_inside(model)
+    refuse_unloaded_weights(model)  # a meta-device model failed with "Tensor.item() cannot be called on meta tensors"
     check_no_virtual_tokens(model)  # prompt tuning's virtual tokens would shift every position read
     target_site = _site(model, layer, site, module_pattern)
     runner = model
