@@ -1424,6 +1424,26 @@ def test_attributions_inside_the_callers_no_grad_or_inference_mode_are_the_plain
     assert inside.activation == plain.activation
     np.testing.assert_array_equal(inside.table["score"], plain.table["score"])
 
+
+@pytest.mark.parametrize("dtype, scale, what", [(torch.float16, 3e3, "attribution scores"),
+                                                (torch.bfloat16, 1e30, r"activations \(text, baseline\)")])
+def test_attributions_that_overflow_in_half_precision_are_refused(dtype, scale, what):
+    # helper 379: a tiny Llama whose layer-1 MLP overflows returned a table of NaN scores in float16 (activation 5068,
+    # baseline 62784) and an activation of inf in bfloat16, without an error or a warning
+    pytest.importorskip("captum")
+    from models import bpe_tokenizer, tiny_llama
+
+    model = tiny_llama()
+    with torch.no_grad():
+        for proj in (model.layers[1].mlp.up_proj, model.layers[1].mlp.gate_proj):
+            proj.weight.mul_(scale)
+    model = model.to(dtype)
+    text = "The quick brown fox jumps over the lazy dog."
+    with pytest.raises(ModelError, match=rf"The {what} of neuron 3 \(layer 1\) hold NaN or inf.*overflowed in "
+                                         rf"{str(dtype).removeprefix('torch.')}.*float32"):
+        neuron_attributions(model, bpe_tokenizer(), text, 1, 3, n_steps=4)
+    assert np.isfinite(neuron_attributions(model, bpe_tokenizer(), text, 0, 3, n_steps=4).scores).all()
+
 @pytest.mark.parametrize("wrap", [torch.nn.DataParallel, torch.compile])
 def test_attributions_of_a_wrapped_model_are_those_of_the_model_inside(wrap):
     # helper 355: DataParallel(model) was refused as a model whose config declares no MLP width, and a compiled BERT

@@ -23,10 +23,10 @@ from torch import nn
 
 from ..credit import CONTEXT_CHARS
 from ..distributed import refuse_unloaded_weights
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, ModelError
 from ..hooks import HookSpec, module_hooks, trace
 from ..modes import enter_eval
-from ..forward import check_no_virtual_tokens, own_autograd, own_precision
+from ..forward import check_no_virtual_tokens, own_autograd, own_precision, weights_dtype
 from ..lengths import resolve_max_length
 from ..logging import warn_caller
 from ..counts import check_count, is_int
@@ -312,6 +312,8 @@ def neuron_attributions(
                 forward(base, *extra.values())
                 base_values = grid(traced[target_site.layer])[..., neuron][0].float().cpu()
             position = _read_position(position, values, special, _first_positions(runner))
+            _refuse_nonfinite("activations (text, baseline)", [values[position], base_values[position]], model,
+                              layer, neuron)  # before the integral
             selector = lambda x: grid(x)[:, position, neuron]  # noqa: E731
             to_input = target_site.capture == "input"
             layer_module, taps = _captum_layer(target_site)
@@ -333,6 +335,7 @@ def neuron_attributions(
         finally:
             restore_modes()
     per_token = scores[0].sum(-1).detach().float().cpu().numpy()
+    _refuse_nonfinite("attribution scores", per_token, model, layer, neuron)
     starts, ends = _token_spans(tokenizer, text, enc["input_ids"][0].numpy(), enc["offset_mapping"][0].numpy(),
                                 special.numpy())
     table = pd.DataFrame({
@@ -360,6 +363,21 @@ def neuron_attributions(
             "a token the target reads (on a causal LM, at or before the target's position).", stacklevel=2)
     return result
 
+
+
+def _refuse_nonfinite(what: str, values: Any, model: nn.Module, layer: int, neuron: int) -> None:
+    """Refuse NaN or inf in the neuron's `what` (its activations at the read position, from the text and from the
+    baseline, or the per-token scores): an overflow in half precision gave a tiny Llama in float16 a table of NaN
+    scores, and in bfloat16 an activation of inf, without a word (helper 379)."""
+    values = np.asarray(values, dtype=np.float64)
+    if np.isfinite(values).all():
+        return
+    dtype = str(weights_dtype(model)).removeprefix("torch.")
+    raise ModelError(
+        f"The {what} of neuron {neuron} (layer {layer}) hold NaN or inf ({int((~np.isfinite(values)).sum())} of "
+        f"{values.size}): the forward pass or its gradients overflowed in {dtype}, or the weights hold NaN/inf. "
+        "Attribute in float32 (model.float(), or from_pretrained(..., dtype=torch.float32)), or check the weights "
+        "(torch.isfinite(p).all() for every parameter).")
 
 GAP_WARNING = 0.05  # share of the explained change the scores may miss before a warning
 
