@@ -22,8 +22,8 @@ from .errors import ConfigurationError, DatasetError, ModelError
 from .hub_io import may_be_same_model
 from .local_cache import load_local_dataset
 from .logging import get_logger
-from .read_errors import (NOT_UTF8_FIX, FailedFiles, file_named_by, first_line, first_undecodable, not_utf8_text,
-                          open_data_file, root_cause, short_cause)
+from .read_errors import (COMPRESSIONS, NOT_UTF8_FIX, FailedFiles, data_file_suffixes, file_named_by, first_line,
+                          first_undecodable, not_utf8_text, open_data_file, root_cause, short_cause)
 from .streaming import (builder_name, choose_text_column, missing_rows_error, non_string_column_error,
                         refuse_numbers_column, warn_frame_read_without_header)
 from .sites import model_inside, unwrap_model
@@ -32,9 +32,6 @@ logger = get_logger(__name__)
 
 DATA_FILE_BUILDERS = {".txt": "text", ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json",
                       ".parquet": "parquet", ".arrow": "arrow"}
-# Compressions datasets reads through fsspec with the standard library alone, in memory and streamed, for the
-# builders that read through it (parquet and arrow files are read by pyarrow, which does not decompress them).
-COMPRESSIONS = (".gz", ".bz2", ".xz")
 # The fix named when a corpus of several splits is given without `split`; callers without a `split` argument (the
 # trainer's probe) replace it with theirs.
 SPLIT_CHOICE = "pass split=... to choose one (CLI: --split NAME)"
@@ -43,23 +40,15 @@ COMPRESSIBLE = ("text", "csv", "json")
 
 def data_file_extension(path: str | Path) -> str:
     """The extension that says how a data file is read: ``.jsonl``, or ``.jsonl.gz`` for a compressed one."""
-    return "".join(_extensions(path))
+    return "".join(data_file_suffixes(path))
 
 
 def data_file_builder(path: str | Path) -> str | None:
     """The ``datasets`` builder that reads a data file, by its extension (before a compression's); None if none
     (or a compressed file of a builder that does not decompress)."""
-    extension, compression = _extensions(path)
+    extension, compression = data_file_suffixes(path)
     builder = DATA_FILE_BUILDERS.get(extension)
     return None if compression and builder not in COMPRESSIBLE else builder
-
-
-def _extensions(path: str | Path) -> tuple[str, str]:
-    """A data file's format extension and its compression's ("" when not compressed)."""
-    suffixes = [suffix.lower() for suffix in Path(path).suffixes]
-    if len(suffixes) > 1 and suffixes[-1] in COMPRESSIONS:
-        return suffixes[-2], suffixes[-1]
-    return (suffixes[-1] if suffixes else ""), ""
 
 
 def _offline_hint() -> str:
@@ -1112,7 +1101,7 @@ def _read_path(path: Path) -> Path:
     header could not be read, and its texts '007', '4.50' as the numbers 7.0, 4.5 (helper 349). Such a link is read
     in its resolved folder, by its own name."""
     resolved = path.resolve()
-    if resolved.is_file() and _extensions(resolved) != _extensions(path):
+    if resolved.is_file() and data_file_suffixes(resolved) != data_file_suffixes(path):
         return path.parent.resolve() / path.name
     return resolved
 
@@ -1216,7 +1205,7 @@ def _load_named(name: str, path: Path, split: str | None, streaming: bool):
                                f".txt, .csv, .tsv, .json and .jsonl also compressed ({', '.join(COMPRESSIONS)}).")
         _check_split_of_file(name, split)
         _refuse_not_utf8_text(path)
-        separator = "\t" if _extensions(given)[0] == ".tsv" else None
+        separator = "\t" if data_file_suffixes(given)[0] == ".tsv" else None
         loaded = _read_data_files(builder, {"train": [str(path)]}, streaming, separator)
         return select_slice(loaded, split) if split_and_slice(split)[1] else loaded
     if path.is_dir() and _saved_to_disk(path):  # read as saved: load_dataset would merge a DatasetDict's
@@ -1270,7 +1259,7 @@ def _check_data_files(folder: Path) -> None:
             odd.append(str(relative))
         elif builder:  # a .tsv is read by the CSV builder, but by tabs: another format beside a .csv (helper 167)
             _refuse_not_utf8_text(file, folder)
-            kind = "tsv" if _extensions(file)[0] == ".tsv" else builder
+            kind = "tsv" if data_file_suffixes(file)[0] == ".tsv" else builder
             formats.setdefault(kind, []).append(str(relative))
     if odd:
         raise DatasetError(f"The folder {str(folder)!r} holds data files whose extension is not in lower case "
@@ -1352,7 +1341,7 @@ def _without_byte_order_marks(loaded: Any, builder: str, files: Sequence[str]) -
     datasets decompresses on the fly (helper 167: a word "\\ufeffHello" from a .txt.gz). Only a file's first line can
     start with one; a text never does. In memory the texts are mapped only when one starts with it; a stream of
     compressed files is mapped as it is read."""
-    if builder != "text" or not any(_extensions(file)[1] for file in files):
+    if builder != "text" or not any(data_file_suffixes(file)[1] for file in files):
         return loaded
     strip = {"function": lambda batch: {"text": [t.removeprefix("\ufeff") for t in batch["text"]]}, "batched": True}
     if is_stream(loaded):

@@ -74,7 +74,11 @@ TEXT_SUFFIXES = (".json", ".jsonl", ".ndjson", ".txt", ".csv", ".tsv", ".conllu"
 # Text", PowerShell's `>`): UTF-32's first, as its little-endian mark begins with UTF-16's
 _OTHER_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), (codecs.BOM_UTF16_LE, "UTF-16"),
                (codecs.BOM_UTF16_BE, "UTF-16"))
-_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}  # the compressions the text readers decompress
+# The compressions of data files hf_txray reads, by extension, with the function that decompresses each: those
+# datasets reads through fsspec with the standard library alone, in memory and streamed, for the builders that read
+# through it (parquet and arrow files are read by pyarrow, which does not decompress them)
+_OPENERS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+COMPRESSIONS = tuple(_OPENERS)
 _HEAD = 1 << 16  # bytes read from a file's start: enough to tell UTF-16, whose every other byte of ASCII is NUL
 
 
@@ -90,13 +94,20 @@ def _opener(path: Path):
     return _OPENERS.get(suffixes[-1].lower() if suffixes else "")
 
 
+def data_file_suffixes(path: str | Path) -> tuple[str, str]:
+    """A data file's format extension and its compression's, lower-cased: ``(".jsonl", ".gz")`` for
+    ``x.jsonl.gz``, ``(".jsonl", "")`` for ``x.jsonl``; a lone compression's extension is taken as the format
+    (``(".gz", "")`` for ``x.gz``), ``("", "")`` for none."""
+    suffixes = [suffix.lower() for suffix in Path(path).suffixes]
+    if len(suffixes) > 1 and suffixes[-1] in COMPRESSIONS:
+        return suffixes[-2], suffixes[-1]
+    return (suffixes[-1] if suffixes else ""), ""
+
+
 def format_suffix(path: str | Path) -> str:
     """A data file's format extension, lower-cased, before a compression's: ``.conllu`` for ``x.conllu.gz``, ``""``
     for none."""
-    path = Path(path)
-    suffixes = [suffix.lower() for suffix in path.suffixes]
-    extension = suffixes[-2:-1] if _opener(path) else suffixes[-1:]
-    return extension[0] if extension else ""
+    return data_file_suffixes(path)[0]
 
 
 def not_utf8_text(path: str | Path) -> str | None:
