@@ -86,17 +86,27 @@ def is_switch(value: Any) -> bool:
     return isinstance(value, bool) or (is_int(value) and value in (0, 1))
 
 
-def check_switch(name: str, value: Any) -> bool:
+def check_switch(name: str, value: Any, *, none: str | None = None) -> bool | None:
     """`value` of the on/off argument `name` as a bool, or a ConfigurationError: a string (``per_layer="no"``) is
     truthy and turned the switch on. A bool, a numpy or torch bool, or a 0 or 1 (numpy's too) stands for the bool it is
     (:func:`is_switch`), as :func:`~hf_txray.options.check_switches` reads options.
 
+    Args:
+        name (`str`): the argument as the caller spells it (``"per_layer"``).
+        value: the value given.
+        none (`str`, *optional*): what None stands for where the argument takes it (``"detect"``): None is then
+            returned as None; it is refused when not given.
+
     Raises:
-        ConfigurationError: ``"<name> must be True or False, got 'no' (str)."``
+        ConfigurationError: ``"<name> must be True or False, got 'no' (str)."`` (``"True, False or None
+        (<none>)"`` where None is taken).
     """
+    if value is None and none is not None:
+        return None
     if is_switch(value):
         return bool(value)
-    raise ConfigurationError(f"{name} must be True or False, got {value!r} ({type(value).__name__}).")
+    allowed = "True or False" if none is None else f"True, False or None ({none})"
+    raise ConfigurationError(f"{name} must be {allowed}, got {value!r} ({type(value).__name__}).")
 
 
 def refuse_repeats(name: str, one: str, values: Sequence[Any], labels: Sequence[str] | None = None,

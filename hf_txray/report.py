@@ -36,7 +36,7 @@ import pandas as pd
 
 from . import metrics, significance
 from .significance import DEFAULT_MIN_COUNT, check_min_count  # DEFAULT_MIN_COUNT: its public home was here
-from .counts import check_count
+from .counts import check_count, check_switch
 from .errors import ConfigurationError, IncompatibleProfilesError
 from .features import BUILTIN_FEATURES, check_feature_kinds, check_feature_orders, is_tag_feature
 from .architectures import expert_numbering
@@ -865,10 +865,8 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     b.check_statistics()
     _check_same_experts(a, b)
     alpha = significance.check_alpha(alpha)
-    if not isinstance(test, (bool, np.bool_)):  # "no" or "false" is truthy: the test ran
-        raise ConfigurationError(f"test must be True or False, got {test!r} ({type(test).__name__}).")
-    if same_corpus is not None and not isinstance(same_corpus, bool):
-        raise ConfigurationError(f"same_corpus must be True, False or None (detect), got {same_corpus!r}.")
+    test = check_switch("test", test)  # "no" or "false" is truthy: the test ran
+    same_corpus = check_switch("same_corpus", same_corpus, none="detect")
     if num_resamples is not None:
         num_resamples = check_count("num_resamples", num_resamples, minimum=0)
         if num_resamples == 0:

@@ -1594,7 +1594,7 @@ def test_a_pattern_naming_experts_is_refused_where_the_shared_expert_cannot_be_n
             hf_txray.analyze(model, TEXTS, tokenizer=tokenizer_of("qwen2_moe"), features=("token",),
                              module_pattern=pattern, show_progress=False)
     with pytest.raises(hf_txray.ConfigurationError, match="same_corpus must be True, False or None"):
-        hf_txray.compare(engine("bert", None, "", 1), engine("bert", None, "", 1), same_corpus=1)
+        hf_txray.compare(engine("bert", None, "", 1), engine("bert", None, "", 1), same_corpus="maybe")
 
 
 @pytest.mark.parametrize("shared", [HIDDEN, 16])

@@ -705,3 +705,28 @@ def test_a_test_switch_that_is_not_a_bool_is_refused(pair, test):
     with pytest.raises(hf_txray.ConfigurationError, match=f"test must be True or False, got {test!r}"):
         hf_txray.compare(*pair, test=test)
     hf_txray.compare(*pair, test=np.bool_(False))  # numpy's bool is one
+
+
+def _same_report(one, other) -> None:
+    assert one.meta.test == other.meta.test and one.meta.same_corpus == other.meta.same_corpus
+    pd.testing.assert_frame_equal(one.neurons, other.neurons)
+    pd.testing.assert_frame_equal(one.layers, other.layers)
+
+
+def test_compare_reads_its_switches_as_every_other_switch():
+    """compare(test=...) and same_corpus had a check of their own, which refused a 1 and a torch bool that
+    counts.check_switch (the rule of every other on/off argument) reads as True; "maybe" is refused by both."""
+    import torch
+    a, b = make_pair()
+    for switch, detected in (("test", True), ("same_corpus", None)):
+        baseline = {True: hf_txray.compare(a, b, **{switch: True}), False: hf_txray.compare(a, b, **{switch: False})}
+        assert baseline[True].meta.test != baseline[False].meta.test or switch == "same_corpus"
+        for value in (1, torch.tensor(True), np.int64(1)):
+            _same_report(hf_txray.compare(a, b, **{switch: value}), baseline[True])
+        for value in (0, torch.tensor(False)):
+            _same_report(hf_txray.compare(a, b, **{switch: value}), baseline[False])
+        allowed = "True or False" if detected else r"True, False or None \(detect\)"
+        with pytest.raises(hf_txray.ConfigurationError, match=rf"^{switch} must be {allowed}, got 'maybe' \(str\)"):
+            hf_txray.compare(a, b, **{switch: "maybe"})
+    assert hf_txray.compare(a, b, same_corpus=True).meta.same_corpus is True
+    assert hf_txray.compare(a, b, same_corpus=torch.tensor(True)).meta.same_corpus is True
