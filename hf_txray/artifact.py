@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence, TypeVar
 
 from .counts import check_switch
 from .errors import ArtifactNotFoundError, ConfigurationError, ProfileFormatError, TXRayError
-from .hub_io import (DATASET_THEN_MODEL, carry_remote_card, check_branch, check_repo_id, check_text, dropped_results,
-                     full_repo_id, locate_or_download, naming_the_source, refuse_probing_into_other_models,
-                     refuse_probing_of_other_models, remote_models, resolve_token, upload_folder)
+from .hub_io import (DATASET_THEN_MODEL, carry_remote_card, check_branch, check_hub_text, check_repo_id,
+                     dropped_results, full_repo_id, locate_or_download, naming_the_source,
+                     refuse_probing_into_other_models, refuse_probing_of_other_models, remote_models, resolve_token,
+                     upload_folder)
 from .io_utils import (atomic_dir, check_not_working_directory, check_writable, natural_key, read_json,
                        unfinished_writes, write_json)
 from .version import __version__
@@ -471,7 +472,7 @@ class Artifact:
         check_repo_id(repo_id)
         # create_pr="no" opened a pull request and private="no" went on to create_repo (helper 369)
         private, create_pr = check_switch("private", private), check_switch("create_pr", create_pr)
-        check_text("commit_message", commit_message)
+        check_hub_text("commit_message", commit_message)
         revision = check_branch(revision)  # refs/heads/exp: the branch 'exp', as the card names it
         token = resolve_token(token)
         # a pull request against a branch (revision) is merged into it: the card names that branch

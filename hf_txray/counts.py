@@ -1,5 +1,5 @@
-"""The one rule for the counts the API takes (``num_samples``, ``top_k``, ``max_sentences``, ``k``...), and for its
-on/off arguments (:func:`check_switch`).
+"""The one rule for the counts the API takes (``num_samples``, ``top_k``, ``max_sentences``, ``k``...), for its
+on/off arguments (:func:`check_switch`) and for its text arguments (:func:`check_text`).
 
 Without it, each caller's own test let something through: pandas' ``head(-3)`` and list slicing read 0 or a negative
 count as "all" or "from the end", ``islice`` and ``range`` cut 2.5 to 2 or round it up, and ``True`` passed as 1.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from typing import Any, Sequence
 
 from .errors import ConfigurationError
@@ -107,6 +108,33 @@ def check_switch(name: str, value: Any, *, none: str | None = None) -> bool | No
         return bool(value)
     allowed = "True or False" if none is None else f"True, False or None ({none})"
     raise ConfigurationError(f"{name} must be {allowed}, got {value!r} ({type(value).__name__}).")
+
+
+def check_text(name: str, value: Any, *, optional: bool = True, width: int | None = None, note: str = "") -> None:
+    """Refuse `value` of the text argument `name` unless it is a string, or None where `optional`: ``stage=2020`` (a
+    number read from a YAML file) reached the saved tables, whose writer failed only after the whole run;
+    ``pretty_name=['x']`` titled the card ``['x']``, and ``commit_message=3`` went on to the Hub's commit (helper
+    369). The fix shows the value as text (a compiled regex: its pattern).
+
+    Args:
+        name (`str`): the argument as the caller spells it (``"stage"``).
+        value: the value given.
+        optional (`bool`, defaults to `True`): whether None is taken.
+        width (`int`, *optional*): the most characters of the value (and of the fix) the message shows; all when
+            None.
+        note (`str`, *optional*): a sentence the message ends with (``"Nothing was written."``).
+
+    Raises:
+        ConfigurationError: ``"<name> must be a string (or None), got 3 (int): write it as text, e.g. <name>='3'."``
+    """
+    if isinstance(value, str) or (optional and value is None):
+        return
+    given, text = repr(value), repr(value.pattern if isinstance(value, re.Pattern) else str(value))
+    if width is not None:
+        given, text = given[:width], text[:width]
+    note = f" {note}" if note else ""
+    raise ConfigurationError(f"{name} must be a string{' (or None)' if optional else ''}, got {given} "
+                             f"({type(value).__name__}): write it as text, e.g. {name}={text}.{note}")
 
 
 def refuse_repeats(name: str, one: str, values: Sequence[Any], labels: Sequence[str] | None = None,

@@ -18,7 +18,7 @@ import numpy as np
 from .artifact import artifact_type_of, check_save_target, write_header
 from .counts import check_switch
 from .errors import ConfigurationError, ProfileFormatError
-from .hub_io import check_branch, check_license, check_probed_models, check_repo_id, check_text
+from .hub_io import check_branch, check_hub_text, check_license, check_probed_models, check_repo_id
 from .io_utils import atomic_dir, unfinished_writes
 from .card import probing_card
 from .names import control_characters, one_line_name
@@ -135,14 +135,14 @@ def check_card_options(repo_id: str | None = None, revision: str | None = None, 
     loading examples name, and its license, are each None or valid (:func:`~hf_txray.hub_io.check_repo_id`,
     :func:`~hf_txray.hub_io.check_branch`, :func:`~hf_txray.hub_io.check_license`): ``export --repo-id "bad id!"``
     and ``--license "a b"`` were written into the card as they were; its title `pretty_name` is None or a string
-    (:func:`~hf_txray.hub_io.check_text`: ``['x']`` was the title) of one line, without a control character
+    (:func:`~hf_txray.hub_io.check_hub_text`: ``['x']`` was the title) of one line, without a control character
     (:func:`~hf_txray.names.control_characters`: ``"a\\nb"`` went into the YAML metadata as a quoted two-line title).
     Returns the branch as the card names it (:func:`~hf_txray.hub_io.branch_name`: ``refs/heads/exp`` is 'exp')."""
     if repo_id is not None:
         check_repo_id(repo_id)
     branch = check_branch(revision)
     check_license(license)
-    check_text("pretty_name", pretty_name)
+    check_hub_text("pretty_name", pretty_name)
     bad = control_characters(pretty_name or "")
     if bad:  # as a stage name is (options.check_stage_name)
         raise ConfigurationError(

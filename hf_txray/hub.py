@@ -23,7 +23,7 @@ from .card import missing_profiles, naming_repo
 from .counts import check_switch
 from .errors import ConfigurationError, ProfileFormatError
 from .export import check_card_options, collect, read_folder, save_to_disk
-from .hub_io import (carry_remote_card, check_branch, check_repo_id, check_text, dropped_results, full_repo_id,
+from .hub_io import (carry_remote_card, check_branch, check_hub_text, check_repo_id, dropped_results, full_repo_id,
                      local_or_download, naming_the_source, refuse_probing_of_other_models, resolve_token,
                      token_retry_note, upload_folder)
 from .io_utils import link_or_copy
@@ -110,7 +110,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, toke
     """
     folder, repo_id = Path(folder), check_repo_id(repo_id)
     private = check_switch("private", private)  # private="no" went on to create_repo (helper 369)
-    check_text("commit_message", commit_message)
+    check_hub_text("commit_message", commit_message)
     revision = check_branch(revision)  # refs/heads/exp: the branch 'exp', as the card and the messages name it
     if not is_export_folder(folder):
         raise ConfigurationError(f"{folder} is not an hf_txray export folder (README.md and meta/*.parquet); write "
@@ -220,7 +220,7 @@ def push_to_hub(
     """
     check_repo_id(repo_id)
     check_card_options(revision=revision, license=license, pretty_name=pretty_name)
-    check_text("commit_message", commit_message)
+    check_hub_text("commit_message", commit_message)
     # before the token is read or anything written: private="no" went on to create_repo, plots="no" drew them
     private, plots = check_switch("private", private), check_switch("plots", plots)
     by_stage, by_name = collect(profiles, reports)

@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
+from .counts import check_text
 from .errors import ArtifactNotFoundError, ConfigurationError, HubError, ProfileFormatError, TXRayError
 from .io_utils import UNFINISHED_WRITES
 from .provenance import hub_cache_snapshot
@@ -100,13 +101,14 @@ def check_license(license: Any) -> str | None:
     return license
 
 
-def check_text(name: str, value: Any) -> None:
-    """Raise :class:`ConfigurationError` unless `value` (a card's ``pretty_name``, a commit message) is None or a
-    string: ``pretty_name=['x']`` titled the card ``['x']``, and ``commit_message=3`` went on to the Hub's commit
-    (helper 369)."""
-    if value is not None and not isinstance(value, str):
-        raise ConfigurationError(f"{name} must be a string (or None), got {value!r:.60} ({type(value).__name__}): "
-                                 f"write it as text, e.g. {name}={str(value)!r:.60}. Nothing was written.")
+def check_hub_text(name: str, value: Any) -> None:
+    """Refuse a text argument of a push or export (a card's ``pretty_name``, a commit message) that is neither None
+    nor a string (:func:`~hf_txray.counts.check_text`), its value shown in at most 60 characters.
+
+    Raises:
+        ConfigurationError: ``"commit_message must be a string (or None), got 3 (int): ... Nothing was written."``
+    """
+    check_text(name, value, width=60, note="Nothing was written.")
 
 
 def resolve_token(token: str | bool | None = None) -> str:

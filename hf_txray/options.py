@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .counts import as_int, check_count, is_int, is_switch, refuse_repeats
+from .counts import as_int, check_count, check_text, is_int, is_switch, refuse_repeats
 from .errors import ConfigurationError
 from .features import BUILTIN_FEATURES, UserFeature, parse_features
 from .features.annotation import refuse_loaded_pipeline
@@ -531,11 +531,8 @@ def check_text_fields(options: Any) -> None:
             refuse_loaded_pipeline(value)
         if name in FOLDER_TEXT_FIELDS and isinstance(value, os.PathLike):
             setattr(options, name, value := os.fspath(value))
-        path = name.endswith("_dir") and isinstance(value, os.PathLike)  # checkpoint_dir: a folder
-        if not (isinstance(value, str) or path or (optional and value is None)):
-            text = value.pattern if isinstance(value, re.Pattern) else str(value)  # a compiled regex: its pattern
-            raise ConfigurationError(f"{name} must be a string{' (or None)' if optional else ''}, got {value!r} "
-                                     f"({type(value).__name__}): write it as text, e.g. {name}={text!r}.")
+        if not (name.endswith("_dir") and isinstance(value, os.PathLike)):  # checkpoint_dir: a folder
+            check_text(name, value, optional=optional)
 
 
 def check_stage_name(stage: str, what: str = "stage") -> None:
