@@ -16,7 +16,6 @@ Nothing here imports an artifact or :mod:`hf_txray.hub` (the results repo of man
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -30,12 +29,13 @@ from .hub_io import (DATASET_THEN_MODEL, carry_remote_card, check_branch, check_
                      upload_folder)
 from .io_utils import (atomic_dir, check_not_working_directory, check_writable, natural_key, read_json,
                        unfinished_writes, write_json)
+from .logging import get_logger
 from .version import __version__
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
 
 HEADER_FILE = "txray_artifact.json"
 # Files that mark folders saved before the contract existed (their formats are no longer read).

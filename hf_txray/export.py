@@ -7,7 +7,6 @@ writes, for several stages and reports at once, with plots. The round trip is ex
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -23,11 +22,12 @@ from .io_utils import atomic_dir, unfinished_writes
 from .card import probing_card
 from .names import control_characters, one_line_name
 from .layout import EXPORT_FORMAT_VERSION, EXTRA_CONFIGS, is_export_folder, read_config, read_parts, write_folder
+from .logging import get_logger
 from .options import check_stage_name
 from .profile import Profile
 from .report import TransferReport
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
 
 
 # ----- inputs ---------------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ no file, card or log, and removed from the messages of the errors raised here.
 from __future__ import annotations
 
 import contextlib
-import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,6 +27,7 @@ from .hub_io import (carry_remote_card, check_branch, check_hub_text, check_repo
                      token_retry_note, upload_folder)
 from .io_utils import link_or_copy
 from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, check_tables_load, is_export_folder
+from .logging import get_logger
 from .redaction import shown_url
 from .tables import shell_command, shell_path
 from .version import __version__
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .profile import Profile
     from .report import TransferReport
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
 
 
 class TXRayResults(NamedTuple):

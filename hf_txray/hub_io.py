@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 from .counts import check_text
 from .errors import ArtifactNotFoundError, ConfigurationError, HubError, ProfileFormatError, TXRayError
 from .io_utils import UNFINISHED_WRITES
+from .logging import get_logger
 from .provenance import hub_cache_snapshot
 from .redaction import safe_cause, scrub
 from .tables import shell_command
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo, DatasetCard, HfApi

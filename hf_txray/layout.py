@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import re
 import shutil
@@ -48,6 +47,7 @@ from .accumulators import PositionMass, rank_within_groups
 from .card import build_card
 from .errors import ConfigurationError, ProfileFormatError
 from .io_utils import arrow_path, link_or_copy
+from .logging import get_logger
 from .summary import TOP_FEATURES
 from .tables import shell_command, shell_path
 from .version import __version__
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from .profile import Profile
     from .report import TransferReport
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
 
 CONFIGS = ("neuron_cards", "distributions", "neuron_outputs", "transfer_reports", "summary", "meta")
 OPTIONAL_CONFIGS = ("neuron_outputs",)  # written only when a profile has them (analyze(..., output_effects=True))

@@ -7,7 +7,6 @@ some devices, reads past the table), so the limit is checked before any work.
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 
@@ -15,8 +14,9 @@ from torch import nn
 
 from .counts import check_count
 from .errors import ConfigurationError
+from .logging import get_logger
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
 
 DEFAULT_MAX_LENGTH = 512
 # Learned or fixed position tables, by the last part of their module name: GPT-2 ``wpe``, BERT-style

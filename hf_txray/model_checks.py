@@ -13,7 +13,6 @@ checks to the loaded model, which always runs them again.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,11 @@ from .errors import ConfigurationError, TXRayError
 from .forward import StackForward
 from .lengths import WINDOWED, resolve_max_length
 from .loading import has_own_weights_and_adapter, load_tokenizer, resolve_model_path
+from .logging import get_logger
 from .options import ProfilerConfig, parse_layers
 from .sites import Site, check_one_kind, find_sites, text_config
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
 
 # model_kwargs keys that change how the weights load or where they go, never the config (depth, widths, positions):
 # any other key may override a config attribute (from_pretrained(..., num_hidden_layers=3)), so the skeleton is not

@@ -37,7 +37,6 @@ Mixture-of-experts layers with fused experts (transformers 5: ``experts.down_pro
 
 from __future__ import annotations
 
-import logging
 import re
 import weakref
 from dataclasses import dataclass
@@ -55,12 +54,13 @@ from .forward import own_forward, own_precision, weights_dtype
 from .hooks import HookSpec, call_order, module_hooks, module_tensors
 from .indices import whole_numbers
 from .architectures import hidden_size
+from .logging import get_logger
 from .modes import enter_eval
 from .sites import (Site, block_indices, dynamically_quantized, find_blocks, find_sites, is_encoder_decoder,
                     linear_dims, linear_weight, model_inside, named_linears, refuse_dynamic_quantization,
                     resolve_stack, text_config, unwrap_peft)
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
 
 OUTPUT_COLUMNS = ["layer", "neuron", "direction", "rank", "token_id", "token", "logit"]
 DIRECTIONS = ("promoted", "suppressed")

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import logging
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-logger = logging.getLogger("hf_txray")
+from .logging import get_logger
+
+logger = get_logger(__name__)
 
 CHECKED_TEXTS = 64  # texts of a process's first bucket compared whole against the standard call
 FIELDS = ("input_ids", "special_tokens_mask", "offset_mapping", "token_type_ids")

@@ -12,7 +12,6 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
-import logging
 import multiprocessing
 import os
 import signal
@@ -25,9 +24,10 @@ import torch
 
 from .allocator import release_free_heap
 from .batching import BatchEncoder, PositionBatch
+from .logging import get_logger
 from .streaming import Bucket
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
 _warned_clamp = False
 _ENCODER: BatchEncoder | None = None
 Reader = Callable[[int, int], tuple[list[str], "dict[str, list] | None"]]  # rows [lo, hi) -> texts, annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import logging
 import re
 import warnings
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from ..errors import ConfigurationError
 from ..io_utils import atomic_file
 from ..features import default_feature_type
+from ..logging import get_logger
 from ..tables import clip_right, grapheme_cut, one_line
 
 if TYPE_CHECKING:  # the figures only need these for type hints; importing plots must not import torch
@@ -41,7 +41,9 @@ def layer_colors(count: int) -> list[tuple[float, float, float, float]]:
         return [matplotlib.colors.to_rgba(f"C{i}") for i in range(count)]
     cmap = matplotlib.colormaps["viridis"]
     return [cmap(i / (count - 1)) for i in range(count)]
-logger = logging.getLogger("hf_txray")
+
+
+logger = get_logger(__name__)
 
 # Fonts tried after matplotlib's DejaVu Sans for the characters it lacks (CJK, Arabic, Devanagari, Thai...), when
 # installed: none is a dependency (`apt install fonts-noto-cjk`, for one, adds the first ones).

@@ -24,7 +24,6 @@ Space calls to show these configs when a repo has them.
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -36,6 +35,7 @@ import pyarrow as pa
 from ..artifact import HEADER_FILE
 from ..card import probing_card
 from ..errors import ConfigurationError
+from ..logging import get_logger
 from ..redaction import shown_url
 from ..export import as_list
 from ..hub_io import (check_repo_id, full_repo_id, local_or_download, pushed_models, refuse_probing_into_other_models,
@@ -49,7 +49,7 @@ from .pipeline import ProbingResult
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
 
 
 # ----- folder ------------------------------------------------------------------------------------------------------

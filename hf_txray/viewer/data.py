@@ -6,7 +6,6 @@ and the small table helpers the viewer's modules share.
 from __future__ import annotations
 
 import collections
-import logging
 import os
 import re
 import threading
@@ -25,13 +24,14 @@ from ..export import check_report_of
 from ..hub_io import REVISION_SEPARATOR, split_revision
 from ..indices import whole_numbers
 from ..io_utils import natural_key
+from ..logging import get_logger
 from ..tables import MISSING, untested_unknown
 
 if TYPE_CHECKING:
     from ..profile import Profile
     from ..report import TransferReport
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
 
 # floats in the viewer's tables are rounded to this many decimals, or to as many significant digits below 1 in
 # magnitude (a win rate of 0.00255 or an activation of 2e-4 is not shown as 0)

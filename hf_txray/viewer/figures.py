@@ -4,7 +4,6 @@ as Vega-Lite specs (plain dicts the browser draws, so a neuron switch sends data
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -12,6 +11,7 @@ import pandas as pd
 
 from ..errors import ConfigurationError
 from ..features import is_tag_feature
+from ..logging import get_logger
 from ..tables import percent
 from .data import ResultsView
 from .neuron import histogram_data, neuron_distributions
@@ -19,7 +19,7 @@ from .neuron import histogram_data, neuron_distributions
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-logger = logging.getLogger("hf_txray")
+logger = get_logger(__name__)
 
 
 def overview_figures(view: ResultsView, report_name: str | None = None,
