@@ -79,25 +79,20 @@ class MainProcessFilter(logging.Filter):
         return record.levelno >= ERROR or process_rank() == 0
 
 
-class RedactingFormatter(logging.Formatter):
-    """Formats a record as :class:`logging.Formatter` does, with the secrets a name may carry masked
-    (:func:`~hf_txray.redaction.redact`) in the whole line, traceback included: a log line repeats what the user
-    typed (the viewer's ``Could not open https://user:hf_xxx@host/x``), as an error message does."""
-
-    def format(self, record: logging.LogRecord) -> str:  # noqa: D102
-        return redact(super().format(record))
-
-
 class RedactingFilter(logging.Filter):
     """Masks the secrets a record carries (:func:`~hf_txray.redaction.redact`) in the record itself, so that every
-    handler sees them masked: the application's own, after :func:`enable_propagation`, formatted none of them
-    through :class:`RedactingFormatter` (helper 367). The message (its arguments merged in, when there was one to
-    mask), the traceback text and the stack are rewritten; a record without a secret is left as it is.
+    handler sees them masked: a log line repeats what the user typed (the viewer's ``Could not open
+    https://user:hf_xxx@host/x``), as an error message does, and the application's own handlers, after
+    :func:`enable_propagation`, showed them unmasked when only hf_txray's handler masked its lines (helper 367). The
+    message (its arguments merged in, when there was one to mask), the traceback text and the stack are rewritten; a
+    record without a secret is left as it is.
 
     A filter of a logger runs only for the records logged through that logger, not for those its children hand up:
     :func:`get_logger` puts it on the library logger and on each child it returns, and the record factory
     (:func:`_install_record_factory`) applies it to every record of the ``hf_txray`` tree, those of a child made with
-    ``logging.getLogger("hf_txray.x")`` included.
+    ``logging.getLogger("hf_txray.x")`` included; the library's handler has it too, for when an application replaces
+    the record factory without chaining to ours. It once had a masking formatter instead, which masked the whole
+    line: the filter masks each of its parts, where no secret spans two (the level and the logger's name hold none).
     """
 
     def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102
@@ -183,8 +178,9 @@ def _configure() -> logging.Logger:
             _install_record_factory(_redacting)
         if _handler is None:
             _handler = StderrHandler()
-            _handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+            _handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
             _handler.addFilter(MainProcessFilter())
+            _handler.addFilter(_redacting)  # a record of a logger get_logger did not make passed no RedactingFilter
             root.addHandler(_handler)
             root.setLevel(_default_level())
             # Our handler prints; propagating too would print twice where the application configured the root

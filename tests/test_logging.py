@@ -161,6 +161,26 @@ def test_records_reaching_the_applications_handlers_are_masked(caplog):
 
 
 
+def test_records_of_loggers_get_logger_did_not_make_are_masked_on_hf_txrays_handler():
+    """The library handler masks what reaches it from any logger below ``hf_txray``, also one that
+    :func:`get_logger` did not make (``logging.getLogger("hf_txray.x")``, which carries no RedactingFilter of its
+    own): its message, arguments and traceback. (A subprocess: the handler writes to stderr as it is at that time.)"""
+    code = ("import logging, hf_txray\n"
+            "plain = logging.getLogger('hf_txray.not_from_get_logger')\n"
+            "plain.warning('Could not open %s', 'https://me:s3cretPass@host/x')\n"
+            "try:\n"
+            "    raise OSError('https://me:s3cretPass@host/z')\n"
+            "except OSError:\n"
+            "    plain.exception('failed')\n"
+            "plain.warning('kept as it is: %s of %d', 'no secret', 3)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "s3cretPass" not in done.stderr, done.stderr[-2000:]
+    assert "WARNING hf_txray.not_from_get_logger: Could not open https://***@host/x" in done.stderr, done.stderr
+    assert "OSError: https://***@host/z" in done.stderr and "Traceback" in done.stderr, done.stderr
+    assert "kept as it is: no secret of 3" in done.stderr, done.stderr
+
+
 def test_a_record_whose_arguments_do_not_fit_its_message_is_reported_not_raised():
     """helper 370: since 13088b3 the RedactingFilter merged every record's message on the logger itself, so
     ``get_logger("analyze").warning("%d items", "abc")`` raised TypeError into the code that logged; logging reports
