@@ -649,8 +649,13 @@ class AveragingSGD(torch.optim.SGD):
 
 def _assert_snapshot_is_checkpoints(trainer, run, step):
     """The snapshot of `step` equals the brute-force reference profile of the weights ``checkpoint-{step}`` holds."""
+    _assert_snapshot_is_of(trainer, load_file(run / f"checkpoint-{step}" / "model.safetensors"), step)
+
+
+def _assert_snapshot_is_of(trainer, weights, step):
+    """The snapshot of `step` equals the brute-force reference profile of the classifier holding `weights`."""
     saved = build_classifier()
-    saved.load_state_dict(load_file(run / f"checkpoint-{step}" / "model.safetensors"), strict=False)
+    saved.load_state_dict(weights, strict=False)
     expected = reference_profile(saved, bert_tokenizer(), build_data()["text"], feature_types=("token",))
     got = trainer.txray_profiles[f"step-{step}"]
     assert profile_table(got, "token")[1] == dict(expected.count["token"]), step
@@ -889,6 +894,50 @@ def test_resume_without_data_skip_keeps_the_snapshot_of_an_iterable_epochs_end(t
     for stage, profile in full.txray_profiles.items():
         assert_same_profile(resumed.txray_profiles[stage], profile, exact=False)
     _assert_snapshot_is_checkpoints(resumed, out, 6)
+
+
+def test_resume_without_data_skip_keeps_an_iterable_epochs_snapshot_of_a_schedule_free_optimizers_evaluated_weights(
+        tmp_path):
+    """Helper 375: with a schedule-free optimizer and eval_strategy="epoch", the snapshot an IterableDataset's epoch
+    end takes after checkpoint-6 is saved profiles the evaluation point (the weights Trainer.evaluate uses next),
+    while checkpoint-6 holds the training point. The resume with ignore_data_skip compared that snapshot's recorded
+    weights with the training point alone, found them other, and lost it: timeline steps [0, 12] against the
+    uninterrupted run's [0, 6, 12]. It is taken again, of the evaluation point the checkpoint's optimizer gives."""
+    from transformers import TrainerCallback
+
+    options = dict(txray_strategy="epoch", max_steps=12, save_strategy="steps", save_steps=6, ignore_data_skip=True,
+                   eval_strategy="epoch", learning_rate=0.5)
+
+    class Evaluated(TrainerCallback):  # the weights each evaluation ran with, by step
+        def __init__(self):
+            self.weights = {}
+
+        def on_evaluate(self, args, state, control, model=None, **kwargs):
+            self.weights[state.global_step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def trainer(out, seed, *callbacks):  # 24 examples, 6 batches a pass; no dropout: the resume trains as the run
+        model = build_classifier(seed=seed, dropout=0.0)
+        return TXRayTrainer(model=model, args=build_args(out, **options), callbacks=list(callbacks),
+                            optimizers=(AveragingSGD(model.parameters(), lr=0.5), None),
+                            train_dataset=build_data().to_iterable_dataset(), eval_dataset=build_data(),
+                            processing_class=bert_tokenizer())
+
+    evaluated = Evaluated()
+    full = trainer(tmp_path / "full", 0, evaluated)
+    full.train()
+    assert full.txray_timeline["step"].tolist() == [0, 6, 12]
+    _assert_snapshot_is_of(full, evaluated.weights[6], 6)
+    out = tmp_path / "run"
+    shutil.copytree(tmp_path / "full", out)
+    shutil.rmtree(out / "checkpoint-12")
+    resumed = trainer(out, 1)
+    resumed.train(resume_from_checkpoint=str(out / "checkpoint-6"))
+    assert resumed.txray_timeline["step"].tolist() == [0, 6, 12]
+    assert pd.read_csv(out / "txray" / "timeline.csv")["step"].tolist() == [0, 6, 12]
+    for stage, profile in full.txray_profiles.items():
+        assert_same_profile(resumed.txray_profiles[stage], profile, exact=False)
+    _assert_snapshot_is_of(resumed, evaluated.weights[6], 6)
+    _assert_snapshot_is_checkpoints(resumed, out, 12)  # saved at its step, before the evaluation: the training point
 
 
 def test_a_snapshot_that_cannot_be_written_stops_training_after_its_steps_checkpoint(tmp_path, monkeypatch):

@@ -36,7 +36,7 @@ from ..loading import (SPLIT_CHOICE, check_fast_tokenizer, is_stream, load_pinne
                        unwrap_model)
 from ..profile import Profile, credit_differences
 from ..report import TransferReport, compare
-from ..modes import evaluated_weights
+from ..modes import evaluated_weights, optimizer_train_mode
 from ..rng import keeps_rng
 from ..options import parse_layers, parse_skip_first_positions
 from ..features import is_tag_feature
@@ -249,19 +249,22 @@ class TXRayCallback(TrainerCallback, ExportableState):
         gap = best_checkpoint_gap(args, self.strategy, self.steps, self.option_prefix, state)
         if gap and state.is_world_process_zero:
             logger.warning("TX-Ray: %s", gap)
+        optimizer = kwargs.get("optimizer")
         # read before the pruning below removes that profile from disk
-        retake = bool(state.global_step) and (self._due(state) or self._taken_after_checkpoint(args, state))
+        taken_after = (None if not state.global_step or self._due(state)
+                       else self._taken_after_checkpoint(args, state, optimizer))
+        retake = bool(state.global_step) and (self._due(state) or taken_after is not None)
         if args.should_save:
             self._prune_outputs(args, keep=f"step-{int(state.global_step)}" if retake else None)
             self._write_timeline(args)
         if self.profile_on_train_begin and not self.timeline:  # step-0, or a resume whose checkpoint had none
-            self._snapshot(args, state, control, kwargs.get("optimizer"))
+            self._snapshot(args, state, control, optimizer)
         elif retake:
             # resumed from a checkpoint saved without the snapshot of its step (an epoch's last step saved before
             # its snapshot by hf_txray < that fix, a snapshot whose files could not be written, see
-            # _stop_on_write_error, or one taken after the save, see _taken_after_checkpoint): the weights are that
-            # step's, so take it now
-            self._snapshot(args, state, control, kwargs.get("optimizer"))
+            # _stop_on_write_error, or one taken after the save, see _taken_after_checkpoint, of the weights it
+            # recorded): the weights are that step's, so take it now
+            self._snapshot(args, state, control, optimizer, bool(taken_after))
         self._stop_on_write_error(args, state, begin=True)
 
     def _register_state(self, state: TrainerState) -> None:
@@ -296,27 +299,40 @@ class TXRayCallback(TrainerCallback, ExportableState):
         return ((self.strategy == "steps" and state.global_step % self.steps == 0)
                 or (self.strategy == "epoch" and _at_epoch_end(state)))
 
-    def _taken_after_checkpoint(self, args: TrainingArguments, state: TrainerState) -> bool:
+    def _taken_after_checkpoint(self, args: TrainingArguments, state: TrainerState, optimizer: Any) -> bool | None:
         """Whether the run that saved the checkpoint resumed from took a snapshot of its step after saving it, of the
         weights it holds: with a training set without a length (an ``IterableDataset``, ``max_steps``), the Trainer
         learns that the data ran out, and so that the epoch ended (``on_epoch_end``, where ``txray_strategy="epoch"``
         profiles), only after the checkpoint of the epoch's last step is saved. A resume that reads the data again
         to that point (the default) ends that epoch again at that step; with ``ignore_data_skip`` the data starts
         over, and that epoch's snapshot was lost (pruned from disk as taken after the checkpoint). Decided from the
-        profile of that step on disk, whose recorded weights must be the model's now; every process agrees (the
-        snapshot is taken together), also where one read that profile before the main process pruned it."""
+        profile of that step on disk, whose recorded weights must be the model's now, or with a schedule-free
+        `optimizer` its evaluation point (that snapshot profiled the weights the evaluation at that epoch's end uses,
+        and the checkpoint holds the training point: helper 375, the snapshot was lost); every process agrees (the
+        snapshot is taken together), also where one read that profile before the main process pruned it.
+
+        Returns:
+            `bool` or `None`: None where no such snapshot was taken, else whether it profiled `optimizer`'s
+            evaluation point (to be taken again with :func:`~hf_txray.modes.evaluated_weights`).
+        """
         from ..distributed import all_gather, process_info
 
         step = int(state.global_step)
         folder = Path(args.output_dir) / TXRAY_DIR / "profiles" / f"step-{step}"
-        found = False
+        found = 0  # 0: none, 1: of the weights the model holds, 2: of the optimizer's evaluation point
         if self.strategy == "epoch" and not any(row["step"] == step for row in self.timeline) and folder.is_dir():
             try:
                 runtime = (Profile.from_pretrained(folder).meta.provenance or {}).get("runtime") or {}
-                found = runtime.get("weights_sample_hash") == self._profiler.weights_hash()
             except (ProfileFormatError, ArtifactNotFoundError, OSError):  # damaged, or removed meanwhile
-                found = False
-        return any(all_gather(found, process_info(cpu=self._profiler.device.type == "cpu")[1]))
+                runtime = {}
+            recorded = runtime.get("weights_sample_hash")
+            if recorded and recorded == self._profiler.weights_hash():
+                found = 1
+            elif recorded and optimizer_train_mode(optimizer):  # a schedule-free optimizer, at its training point
+                with evaluated_weights(optimizer):
+                    found = 2 if recorded == self._profiler.weights_hash() else 0
+        found = max(all_gather(found, process_info(cpu=self._profiler.device.type == "cpu")[1]))
+        return None if not found else found == 2
 
     def on_epoch_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
         self._stop_on_write_error(args, state)
