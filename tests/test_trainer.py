@@ -295,6 +295,38 @@ def test_an_early_stop_added_after_construction_is_profiled_into_its_checkpoint_
     assert resumed.callback_handler.callbacks[-1] is resumed.txray_callback  # kept last
 
 
+def test_an_early_stop_listed_after_the_txray_callback_keeps_its_snapshot_on_resume(tmp_path):
+    """Helper 375: with callbacks=[TXRayCallback(...), EarlyStoppingCallback(...)] on a plain Trainer the stop, set at
+    the evaluation after TX-Ray's on_evaluate, is profiled at on_save, after checkpoint-2 recorded the timeline
+    [step-0]: a run resumed from it removed step-2 (the stopped run's last model) as taken after the checkpoint, and
+    its timeline was [step-0, step-4] against [step-0, step-2, step-4] with the callbacks the other way round. The
+    resume takes that snapshot again, as it does an iterable epoch's end seen after its checkpoint."""
+    from transformers import EarlyStoppingCallback, Trainer
+
+    def trainer(patience: int, scores: list[float]) -> tuple[Trainer, TXRayCallback]:
+        args = build_args(tmp_path, max_steps=4, eval_strategy="steps", eval_steps=1, save_strategy="steps",
+                          save_steps=1, metric_for_best_model="score")
+        callback = TXRayCallback(TEXTS, steps=100, features=("token",))
+        built = Trainer(model=build_classifier(), args=args, train_dataset=build_data(), eval_dataset=build_data(),
+                        processing_class=bert_tokenizer(), compute_metrics=lambda p, s=iter(scores): {
+                            "score": next(s, 0.0)},
+                        callbacks=[callback, EarlyStoppingCallback(early_stopping_patience=patience)])
+        return built, callback
+
+    stopped, first = trainer(1, [1.0, 0.0])
+    stopped.train()
+    assert stopped.state.global_step == 2 and list(first.profiles) == ["step-0", "step-2"]
+    resumed, second = trainer(10, [0.0] * 4)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+    assert list(second.profiles) == ["step-0", "step-2", "step-4"]
+    assert sorted(p.name for p in (tmp_path / "txray" / "profiles").iterdir()) == ["step-0", "step-2", "step-4"]
+    assert_same_profile(second.profiles["step-2"], first.profiles["step-2"])
+    saved = build_classifier()
+    saved.load_state_dict(load_file(tmp_path / "checkpoint-2" / "model.safetensors"), strict=False)
+    expected = reference_profile(saved, bert_tokenizer(), TEXTS, feature_types=("token",))
+    assert profile_table(second.profiles["step-2"], "token")[1] == dict(expected.count["token"])
+
+
 def test_training_stopped_early_gets_a_final_profile_at_train_end(tmp_path):
     from transformers import TrainerCallback
 

@@ -305,11 +305,14 @@ class TXRayCallback(TrainerCallback, ExportableState):
         learns that the data ran out, and so that the epoch ended (``on_epoch_end``, where ``txray_strategy="epoch"``
         profiles), only after the checkpoint of the epoch's last step is saved. A resume that reads the data again
         to that point (the default) ends that epoch again at that step; with ``ignore_data_skip`` the data starts
-        over, and that epoch's snapshot was lost (pruned from disk as taken after the checkpoint). Decided from the
-        profile of that step on disk, whose recorded weights must be the model's now, or with a schedule-free
-        `optimizer` its evaluation point (that snapshot profiled the weights the evaluation at that epoch's end uses,
-        and the checkpoint holds the training point: helper 375, the snapshot was lost); every process agrees (the
-        snapshot is taken together), also where one read that profile before the main process pruned it.
+        over, and that epoch's snapshot was lost (pruned from disk as taken after the checkpoint). So was the snapshot
+        of a stop set at an evaluation by a callback listed after this one (``callbacks=[TXRayCallback(...),
+        EarlyStoppingCallback(...)]``), seen only at ``on_save``, after that step's checkpoint (helper 375). Decided
+        from the profile of that step on disk, whose recorded weights must be the model's now, or with a
+        schedule-free `optimizer` its evaluation point (that snapshot profiled the weights the evaluation at that
+        epoch's end uses, and the checkpoint holds the training point: helper 375, the snapshot was lost); every
+        process agrees (the snapshot is taken together), also where one read that profile before the main process
+        pruned it.
 
         Returns:
             `bool` or `None`: None where no such snapshot was taken, else whether it profiled `optimizer`'s
@@ -320,7 +323,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         step = int(state.global_step)
         folder = Path(args.output_dir) / TXRAY_DIR / "profiles" / f"step-{step}"
         found = 0  # 0: none, 1: of the weights the model holds, 2: of the optimizer's evaluation point
-        if self.strategy == "epoch" and not any(row["step"] == step for row in self.timeline) and folder.is_dir():
+        if not any(row["step"] == step for row in self.timeline) and folder.is_dir():
             try:
                 runtime = (Profile.from_pretrained(folder).meta.provenance or {}).get("runtime") or {}
             except (ProfileFormatError, ArtifactNotFoundError, OSError):  # damaged, or removed meanwhile
