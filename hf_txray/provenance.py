@@ -36,7 +36,7 @@ import re
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .architectures import neuron_architecture
 from .hashes import file_sha256
@@ -77,6 +77,18 @@ def weights_sample_hash(model: Any) -> str:
     """
     import torch
 
+    def sampled(flat: Any) -> bytes:
+        # Integer spacing: a float linspace rounds numel - 1 up to numel for tensors past 2**24 values.
+        count = min(WEIGHT_SAMPLES, flat.numel())
+        index = torch.arange(count, device=flat.device) * (flat.numel() - 1) // max(count - 1, 1)
+        return flat[index].to(device="cpu", dtype=torch.float64).numpy().tobytes()
+
+    return "sample-sha256:" + _weights_digest(model, sampled, b"unsampled\n")
+
+
+def _weights_digest(model: Any, values: Callable[[Any], Any], unreadable: bytes) -> str:
+    """The sha256 hex digest of `model`'s weights, as :func:`weights_sample_hash` describes, each non-empty tensor
+    (flattened, detached) contributing ``values(flat)``, or `unreadable` where it cannot be read."""
     digest = hashlib.sha256()
     tensors = [*model.named_parameters(), *model.named_buffers()]
     for name, tensor in tensors:
@@ -86,19 +98,15 @@ def weights_sample_hash(model: Any) -> str:
         if tensor.device.type == "meta" or tensor.numel() == 0:
             continue
         try:
-            flat = tensor.detach().reshape(-1)
-            # Integer spacing: a float linspace rounds numel - 1 up to numel for tensors past 2**24 values.
-            count = min(WEIGHT_SAMPLES, flat.numel())
-            index = torch.arange(count, device=flat.device) * (flat.numel() - 1) // max(count - 1, 1)
-            digest.update(flat[index].to(device="cpu", dtype=torch.float64).numpy().tobytes())
+            digest.update(values(tensor.detach().reshape(-1)))
         except (RuntimeError, TypeError):  # a tensor subclass (quantized, sharded) without indexing or casting
-            digest.update(b"unsampled\n")
+            digest.update(unreadable)
     # A model holding several adapters runs the active ones only (set_adapter, disable_adapter()): the same tensors
     # then compute another function, so probes and means of one adapter must not match the model under another.
     for name, state in peft_adapter_states(model):
         if UNPROFILED_MODULES.isdisjoint(name.split(".")):
             digest.update(f"adapters|{name}|{state}\n".encode())
-    return "sample-sha256:" + digest.hexdigest()
+    return digest.hexdigest()
 
 
 def peft_adapter_states(model: Any) -> list[tuple[str, str]]:
