@@ -45,7 +45,7 @@ from .loading import (adapter_tokenizer, describe_loaded, is_stream, is_texts_on
 from .profile import FEATURE_KINDS, FEATURE_ORDERS, USER_FEATURES, Profile, ProfileMeta
 from .padding import check_padding_is_masked, first_position_is_causal
 from .hashes import bytes_sha256, texts_hash
-from .provenance import tokenizer_hash, tokenizer_vocab_hash, weights_sample_hash
+from .provenance import tokenizer_hash, tokenizer_vocab_hash, weights_full_hash, weights_sample_hash
 from .forward import weights_dtype
 from .sites import Site, WinnerRecorder, text_config, text_depth, text_shape
 from .streaming import (BucketPlan, InMemorySource, StreamingSource, builder_name, column_names, first_texts,
@@ -114,6 +114,7 @@ class Profiler:
             self.skip_first_positions = self._auto_skip_first_positions(probe_width)
         # Provenance (hf_txray.provenance): set by analyze()/TXRayCallback, else described from the objects.
         self.model_source, self.dataset_source, self.runtime = model_source, dataset_source, dict(runtime or {})
+        self.record_full_weights_hash = False  # provenance records weights_full_hash too (see weights_hash)
         # the stream that dataset_source describes, once a run read one (None: the record given, or none yet): a
         # stream has no fingerprint or texts to hash beforehand, so another one is told apart by identity alone
         self._described_stream: Any = None
@@ -222,10 +223,12 @@ class Profiler:
             provenance=self.provenance(corpus, text_column),
         )
 
-    def weights_hash(self) -> str:
+    def weights_hash(self, full: bool = False) -> str:
         """The sample hash (:func:`~hf_txray.provenance.weights_sample_hash`) of the weights that run now (the body,
-        heads left out): what a profile taken now records as ``provenance["runtime"]["weights_sample_hash"]``."""
-        return weights_sample_hash(self.forward.body or self.model)
+        heads left out): what a profile taken now records as ``provenance["runtime"]["weights_sample_hash"]``; with
+        `full`, the hash of every byte of them (:func:`~hf_txray.provenance.weights_full_hash`), which it records as
+        ``provenance["runtime"]["weights_full_hash"]`` where :attr:`record_full_weights_hash` is set."""
+        return (weights_full_hash if full else weights_sample_hash)(self.forward.body or self.model)
 
     def provenance(self, corpus, text_column: str) -> dict[str, Any]:
         """The ``meta.provenance`` record of a run on `corpus` (see :mod:`hf_txray.provenance`)."""
@@ -255,6 +258,9 @@ class Profiler:
                    # which weights ran (a few KB read; those of the body that runs, heads left out) and which
                    # hf_txray masks were on: Profile.merge refuses parts of different models with them
                    "weights_sample_hash": self.weights_hash(),
+                   # and every byte of them, where asked (TXRayCallback: whether a checkpoint holds a snapshot's
+                   # weights; it reads them all, ~0.7 s on GPT-2 small's)
+                   **({"weights_full_hash": self.weights_hash(full=True)} if self.record_full_weights_hash else {}),
                    # an encoder-decoder's profiled stack alone, and its two stacks without a head, as a probe of that
                    # stack hashes them (crosscheck)
                    **({"stack_weights_sample_hash": weights_sample_hash(self.forward.read_weights),

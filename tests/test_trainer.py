@@ -566,6 +566,42 @@ def test_a_callback_changing_the_weights_after_the_snapshot_is_warned_about(tmp_
         _assert_snapshot_is_checkpoints(before, tmp_path / "before", 3)
 
 
+def test_a_callback_changing_weights_the_sample_hash_does_not_read_is_warned_about(tmp_path, caplog):
+    """Helper 375: the checkpoint warning compared the weights sample hash (64 evenly spaced values a tensor), so a
+    callback listed after TXRayCallback that changed only other values of layer 0's intermediate weight at
+    on_step_end made checkpoint-3 other weights than snapshot step-3 (its credit counts off the brute-force
+    reference of checkpoint-3's weights), without a word. Snapshots record a hash of every weight byte now; one
+    saved with the sample hash alone is still compared by it."""
+    from transformers import Trainer, TrainerCallback
+
+    class ShiftUnsampled(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step % 3 == 0:
+                weight = model.bert.encoder.layer[0].intermediate.dense.weight
+                shift = torch.ones(weight.numel())
+                shift[torch.arange(64) * (weight.numel() - 1) // 63] = 0.0  # the values the sample hash reads
+                with torch.no_grad():
+                    weight.add_(shift.view_as(weight))
+
+    callback = TXRayCallback(build_data()["text"], steps=3, features=("token",))
+    plain = Trainer(model=build_classifier(), args=build_args(tmp_path, max_steps=9, save_strategy="steps",
+                                                              save_steps=3, txray_strategy="no"),
+                    train_dataset=build_data(), processing_class=bert_tokenizer(),
+                    callbacks=[callback, ShiftUnsampled()])
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        plain.train()
+    warned = [r.getMessage() for r in caplog.records if "holds other weights" in r.getMessage()]
+    assert len(warned) == 1 and "checkpoint-3 holds other weights than snapshot step-3" in warned[0]
+    plain.txray_profiles = callback.profiles  # as _assert_snapshot_is_checkpoints reads them
+    with pytest.raises(AssertionError):  # what the warning is about
+        _assert_snapshot_is_checkpoints(plain, tmp_path, 3)
+    assert callback.stage_of_weights(plain.model) is None  # shifted after snapshot step-9
+    for profile in callback.profiles.values():  # as saved by an earlier hf_txray: the sample hash alone
+        runtime = profile.meta.provenance["runtime"]
+        assert runtime.pop("weights_full_hash").startswith("sha256:")
+    assert callback.stage_of_weights(plain.model) == "step-9"  # the sample hash cannot tell them apart
+
+
 def test_callback_on_plain_trainer_equals_txray_trainer_and_does_not_change_training(tmp_path):
     from transformers import Trainer
 

@@ -12,13 +12,14 @@ runs unwrapped, in eval mode and without gradients, and the corpus is sharded ac
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import math
 import shutil
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -200,6 +201,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         tokenizer = _text_tokenizer(self.tokenizer if self.tokenizer is not None else tokenizer)
         try:
             self._profiler = Profiler(model, tokenizer, self.config, dataset_source=self.dataset_source)
+            self._profiler.record_full_weights_hash = True  # what a checkpoint is compared with (see _holds_weights)
             self._model_source = None  # a new model: described again at its first snapshot
             self._profiler.refuse_uncreditable(self.corpus[self.text_column], self.text_column,
                                                self.corpus.column_names)
@@ -211,17 +213,28 @@ class TXRayCallback(TrainerCallback, ExportableState):
         return self._profiler
 
     def stage_of_weights(self, model: Any) -> str | None:
-        """The latest snapshot taken of the weights `model` holds now (its recorded weights sample hash is theirs),
-        or None: with ``load_best_model_at_end`` the model ends with the best checkpoint's weights, profiled (if at
-        all) by the snapshot of that checkpoint's step, not by the last one."""
+        """The latest snapshot taken of the weights `model` holds now (its recorded weights hash is theirs, see
+        :meth:`_holds_weights`), or None: with ``load_best_model_at_end`` the model ends with the best checkpoint's
+        weights, profiled (if at all) by the snapshot of that checkpoint's step, not by the last one."""
         profiler = self._profiler
         if profiler is None or profiler.model is not unwrap_model(model):
             return None
-        now = profiler.weights_hash()
+        now = functools.cache(profiler.weights_hash)  # each hash read once for all the rows
         for row in reversed(self.timeline):
-            runtime = (self.profiles[row["stage"]].meta.provenance or {}).get("runtime") or {}
-            if runtime.get("weights_sample_hash") == now:
+            if self._holds_weights(self.profiles[row["stage"]], now):
                 return row["stage"]
+        return None
+
+    def _holds_weights(self, profile: Profile, now: Callable[[bool], str] | None = None) -> bool | None:
+        """Whether the model holds now the weights `profile` was taken of (`now`: the profiler's ``weights_hash``,
+        cached by the caller that compares several), None where it recorded no weights hash: by the hash of every
+        weight byte it records (helper 375: by the sample hash, a change confined to values it does not read went
+        unseen), else, for a snapshot saved by an earlier hf_txray, by its weights sample hash."""
+        now = now or self._profiler.weights_hash
+        runtime = (profile.meta.provenance or {}).get("runtime") or {}
+        for key, full in (("weights_full_hash", True), ("weights_sample_hash", False)):
+            if runtime.get(key):
+                return runtime[key] == now(full)
         return None
 
     @property
@@ -325,15 +338,14 @@ class TXRayCallback(TrainerCallback, ExportableState):
         found = 0  # 0: none, 1: of the weights the model holds, 2: of the optimizer's evaluation point
         if not any(row["step"] == step for row in self.timeline) and folder.is_dir():
             try:
-                runtime = (Profile.from_pretrained(folder).meta.provenance or {}).get("runtime") or {}
+                taken = Profile.from_pretrained(folder)
             except (ProfileFormatError, ArtifactNotFoundError, OSError):  # damaged, or removed meanwhile
-                runtime = {}
-            recorded = runtime.get("weights_sample_hash")
-            if recorded and recorded == self._profiler.weights_hash():
+                taken = None
+            if taken is not None and self._holds_weights(taken):
                 found = 1
-            elif recorded and optimizer_train_mode(optimizer):  # a schedule-free optimizer, at its training point
+            elif taken is not None and optimizer_train_mode(optimizer):  # schedule-free, at its training point
                 with evaluated_weights(optimizer):
-                    found = 2 if recorded == self._profiler.weights_hash() else 0
+                    found = 2 if self._holds_weights(taken) else 0
         found = max(all_gather(found, process_info(cpu=self._profiler.device.type == "cpu")[1]))
         return None if not found else found == 2
 
@@ -374,13 +386,11 @@ class TXRayCallback(TrainerCallback, ExportableState):
         a snapshot profiles the weights at ``on_step_end``, after the callbacks listed before this one and before
         those listed after it, and before ``on_evaluate``/``on_log``/``on_save``; a callback that changes the weights
         later in the step (a mask, a rescaling) made checkpoint-N other weights than snapshot ``step-N``, without a
-        word (helper 360). Found by the snapshot's recorded weights sample hash."""
+        word (helper 360). Found by the snapshot's recorded weights hash (:meth:`_holds_weights`)."""
         step = int(state.global_step)
         if self._warned_checkpoint or self._profiler is None or not self.timeline or self.timeline[-1]["step"] != step:
             return
-        runtime = (self.profiles[self.timeline[-1]["stage"]].meta.provenance or {}).get("runtime") or {}
-        recorded = runtime.get("weights_sample_hash")
-        if recorded and recorded != self._profiler.weights_hash() and state.is_world_process_zero:
+        if state.is_world_process_zero and self._holds_weights(self.profiles[self.timeline[-1]["stage"]]) is False:
             self._warned_checkpoint = True
             logger.warning(
                 "TX-Ray: checkpoint-%d holds other weights than snapshot step-%d profiled: a callback changed the "

@@ -241,7 +241,7 @@ class TXRayTrainer(Trainer):
 
     def _pin_pushed_snapshot(self, commit: str | None, token: Any) -> None:
         """Record the pushed model commit in the snapshot of the weights just pushed (the latest one whose recorded
-        weights sample hash is theirs: the last step's, or with ``load_best_model_at_end`` the best checkpoint's step),
+        weights hash is theirs: the last step's, or with ``load_best_model_at_end`` the best checkpoint's step),
         so that ``hf-txray reproduce`` can recompute it from the Hub."""
         from ..reproduce import pin_model
 
