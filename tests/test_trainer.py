@@ -300,22 +300,34 @@ def test_an_early_stop_listed_after_the_txray_callback_keeps_its_snapshot_on_res
     the evaluation after TX-Ray's on_evaluate, is profiled at on_save, after checkpoint-2 recorded the timeline
     [step-0]: a run resumed from it removed step-2 (the stopped run's last model) as taken after the checkpoint, and
     its timeline was [step-0, step-4] against [step-0, step-2, step-4] with the callbacks the other way round. The
-    resume takes that snapshot again, as it does an iterable epoch's end seen after its checkpoint."""
+    resume takes that snapshot again, as it does an iterable epoch's end seen after its checkpoint; given trainer=,
+    the callback moves itself last at train begin, and checkpoint-2 records the snapshot."""
     from transformers import EarlyStoppingCallback, Trainer
 
-    def trainer(patience: int, scores: list[float]) -> tuple[Trainer, TXRayCallback]:
-        args = build_args(tmp_path, max_steps=4, eval_strategy="steps", eval_steps=1, save_strategy="steps",
+    def trainer(patience: int, scores: list[float], out=tmp_path, given=False) -> tuple[Trainer, TXRayCallback]:
+        args = build_args(out, max_steps=4, eval_strategy="steps", eval_steps=1, save_strategy="steps",
                           save_steps=1, metric_for_best_model="score")
         callback = TXRayCallback(TEXTS, steps=100, features=("token",))
         built = Trainer(model=build_classifier(), args=args, train_dataset=build_data(), eval_dataset=build_data(),
                         processing_class=bert_tokenizer(), compute_metrics=lambda p, s=iter(scores): {
                             "score": next(s, 0.0)},
                         callbacks=[callback, EarlyStoppingCallback(early_stopping_patience=patience)])
+        callback.trainer = built if given else None
         return built, callback
+
+    def recorded(out):  # the stages checkpoint-2 records
+        saved = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())
+        return [row["stage"] for row in saved["stateful_callbacks"]["TXRayCallback"]["attributes"]["timeline"]]
 
     stopped, first = trainer(1, [1.0, 0.0])
     stopped.train()
     assert stopped.state.global_step == 2 and list(first.profiles) == ["step-0", "step-2"]
+    assert recorded(tmp_path) == ["step-0"]  # profiled after the save
+    # with trainer= the callback moves itself last at train begin: the checkpoint records the stop's snapshot
+    given, third = trainer(1, [1.0, 0.0], tmp_path / "given", given=True)
+    given.train()
+    assert recorded(tmp_path / "given") == ["step-0", "step-2"]
+    assert_same_profile(third.profiles["step-2"], first.profiles["step-2"])
     resumed, second = trainer(10, [0.0] * 4)
     resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
     assert list(second.profiles) == ["step-0", "step-2", "step-4"]
@@ -533,7 +545,8 @@ def test_a_callback_changing_the_weights_after_the_snapshot_is_warned_about(tmp_
     """Helper 360: a snapshot profiles the weights at on_step_end. A user callback that rescales a layer at
     on_step_end, listed after TXRayCallback on a plain Trainer, made checkpoint-3/6/9 other weights than snapshots
     step-3/6/9 (their credit counts differ from the brute-force reference of each checkpoint's weights), without a
-    word. Listed before it, the snapshots are the checkpoints' weights; listed after it, a warning says so."""
+    word. Listed before it, the snapshots are the checkpoints' weights; listed after it, a warning says so, and with
+    trainer= given the callback moves itself last at train begin (helper 375), so the order does not matter."""
     from transformers import Trainer, TrainerCallback
 
     class Rescale(TrainerCallback):
@@ -543,13 +556,13 @@ def test_a_callback_changing_the_weights_after_the_snapshot_is_warned_about(tmp_
                     model.bert.encoder.layer[0].intermediate.dense.weight.mul_(1.5)
                     model.bert.encoder.layer[0].intermediate.dense.bias.add_(0.3)
 
-    def run(name, txray_first):
+    def run(name, txray_first, given=False):
         callback = TXRayCallback(build_data()["text"], steps=3, features=("token",))
         plain = Trainer(model=build_classifier(), args=build_args(tmp_path / name, max_steps=9, save_strategy="steps",
                                                                   save_steps=3, txray_strategy="no"),
                         train_dataset=build_data(), processing_class=bert_tokenizer(),
                         callbacks=[callback, Rescale()] if txray_first else [Rescale(), callback])
-        callback.trainer = plain
+        callback.trainer = plain if given else None
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="hf_txray"):
             plain.train()
@@ -564,6 +577,11 @@ def test_a_callback_changing_the_weights_after_the_snapshot_is_warned_about(tmp_
     assert len(warned) == 1 and "checkpoint-3 holds other weights than snapshot step-3" in warned[0]
     with pytest.raises(AssertionError):  # what the warning is about
         _assert_snapshot_is_checkpoints(before, tmp_path / "before", 3)
+    # helper 375: with trainer= the callback moves itself after the others at train begin, so the order is irrelevant
+    given, warned = run("given", txray_first=True, given=True)
+    assert not warned and isinstance(given.callback_handler.callbacks[-1], TXRayCallback)
+    for step in (3, 6, 9):
+        _assert_snapshot_is_checkpoints(given, tmp_path / "given", step)
 
 
 def test_a_callback_changing_weights_the_sample_hash_does_not_read_is_warned_about(tmp_path, caplog):

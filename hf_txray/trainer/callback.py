@@ -87,7 +87,9 @@ class TXRayCallback(TrainerCallback, ExportableState):
         probe_dataset: the probe corpus, anything :func:`hf_txray.analyze` accepts (``Dataset``, path, list of str).
         tokenizer (*optional*): a fast tokenizer; defaults to the Trainer's ``processing_class``.
         trainer (`Trainer`, *optional*): when given, scalars are logged with ``trainer.log`` and so reach
-            ``report_to``; otherwise they are only appended to ``state.log_history`` and the timeline.
+            ``report_to``; otherwise they are only appended to ``state.log_history`` and the timeline. When given,
+            the callback also moves itself after the trainer's other callbacks at train begin, so that a snapshot
+            sees the stop and the weights they set at the same event, whatever order they were listed in.
         strategy (`str`, *optional*, defaults to `"steps"`): ``"no"``, ``"steps"`` or ``"epoch"``.
         steps (`int`, *optional*, defaults to 500): optimizer steps between profiles for ``"steps"``.
         profile_on_train_begin (`bool`, *optional*, defaults to `True`): profile the starting point as ``step-0``.
@@ -253,6 +255,7 @@ class TXRayCallback(TrainerCallback, ExportableState):
         if not self.enabled:
             return
         self._claim_output_dir(state)
+        self._run_last()
         self.setup(kwargs["model"], kwargs.get("processing_class"))
         if self.trainer is None and state.is_world_process_zero:
             logger.warning("TXRayCallback has no `trainer=`: TX-Ray scalars go to trainer.state.log_history and "
@@ -304,6 +307,18 @@ class TXRayCallback(TrainerCallback, ExportableState):
             others.append(owner)
         if others:
             raise ConfigurationError(second_callback_message(len(others) + 1))
+
+    def _run_last(self) -> None:
+        """Move this callback after the other callbacks of `trainer` (where given), as :class:`TXRayTrainer` keeps
+        its own: a snapshot then sees the weights and the stop that the others set at the same event, whatever the
+        order they were listed in (helper 375: listed before ``EarlyStoppingCallback``, the stop's snapshot was taken
+        after its checkpoint was saved; before a callback changing the weights at ``on_step_end``, the snapshots were
+        not the checkpoints' weights). Without `trainer` the handler cannot be reached: the order stays as given."""
+        handler = getattr(self.trainer, "callback_handler", None)
+        callbacks = getattr(handler, "callbacks", None)
+        if isinstance(callbacks, list) and any(c is self for c in callbacks) and callbacks[-1] is not self:
+            # a new list: the handler is going through the old one for this very event (on_train_begin)
+            handler.callbacks = [c for c in callbacks if c is not self] + [self]
 
     def _due(self, state: TrainerState) -> bool:
         """Whether the step just done gets a snapshot by the schedule: every `steps` steps, or an epoch's last step
@@ -395,8 +410,8 @@ class TXRayCallback(TrainerCallback, ExportableState):
             logger.warning(
                 "TX-Ray: checkpoint-%d holds other weights than snapshot step-%d profiled: a callback changed the "
                 "model after the snapshot (taken in on_step_end; by a callback listed after TXRayCallback, or in "
-                "on_evaluate, on_log or on_save). Add TXRayCallback after the callbacks that change the weights at "
-                "on_step_end; weights changed at a later event are never those of a snapshot, profile the "
+                "on_evaluate, on_log or on_save). Give TXRayCallback trainer=... (it then runs after the trainer's other "
+                "callbacks) or add it after the callbacks that change the weights at on_step_end; weights changed at a later event are never those of a snapshot, profile the "
                 "checkpoints with hf_txray.analyze.", step, step)
 
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs):
