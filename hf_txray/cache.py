@@ -14,3 +14,15 @@ def cache_dir() -> Path:
     from huggingface_hub import constants
 
     return Path(constants.HF_HOME) / "hf_txray"
+
+
+def writable_cache_folder(name: str) -> Path | None:
+    """The folder `name` of hf_txray's cache, created if missing; None where it cannot be written (a read-only
+    cache, shared on a cluster or mounted read-only in a container): what would be cached there is then computed
+    again, as where it was never cached, rather than the run failing."""
+    folder = cache_dir() / name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK | os.X_OK) else None

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..cache import cache_dir
+from ..cache import cache_dir, writable_cache_folder
 from ..errors import ConfigurationError, DatasetError
 from ..rng import keeps_rng, preserved_rng
 from .registry import TAG_FEATURES, get_feature_type
@@ -332,8 +332,11 @@ def _annotate(dataset, annotator: WordAnnotator, text_column: str, note: str = "
 
     texts = dataset.select_columns([text_column])
     key = hashlib.sha256(f"{texts_hash(texts, text_column)}|{annotator.cache_key}".encode()).hexdigest()[:24]
-    folder = cache_dir() / "annotations"
-    folder.mkdir(parents=True, exist_ok=True)
+    cached = cache_dir() / "annotations" / f"{key}.arrow"
+    if writable_cache_folder("annotations") is None and not cached.is_file():  # a read-only cache: tag in memory
+        cache = {"keep_in_memory": True}  # (a PermissionError after the model was loaded, helper 378)
+    else:
+        cache = {"cache_file_name": str(cached), "load_from_cache_file": True}
     # Types given, not inferred: a batch whose words are all untagged (None) would be typed null and the next one's
     # labels refused by the cast ("Couldn't cast array of type string to null").
     types = {WORD_START: datasets.List(datasets.Value("int64")), WORD_END: datasets.List(datasets.Value("int64"))}
@@ -345,9 +348,8 @@ def _annotate(dataset, annotator: WordAnnotator, text_column: str, note: str = "
         batch_size=1024,
         remove_columns=[text_column],
         features=datasets.Features(types),
-        cache_file_name=str(folder / f"{key}.arrow"),
-        load_from_cache_file=True,
         new_fingerprint=key,
+        **cache,
         desc=f"hf_txray: spaCy word/tag annotation{note}",
     )
     replaced = [c for c in annotations.column_names if c in dataset.column_names]

@@ -1,0 +1,46 @@
+"""The environment a user runs hf_txray in: interpreter flags (``python -OO``), caches that cannot be written, and
+settings of torch made by the user's own script before ``analyze``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import hf_txray
+from models import SAMPLE_TEXTS, assert_same_credit, bert_tokenizer, tiny_bert
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXTS = [t for t in SAMPLE_TEXTS if t.strip()] + ["Café crème at the naïve façade in Zürich."]
+FEATURES = ("token", "word", "pos")
+
+
+def _profile(**options) -> hf_txray.Profile:
+    return hf_txray.analyze(tiny_bert(), TEXTS, tokenizer=bert_tokenizer(), features=FEATURES, show_progress=False,
+                            **options)
+
+
+def test_unwritable_cache_tags_in_memory(tmp_path, monkeypatch):
+    """A cache that cannot be written (read-only HF_HOME on a cluster, a container's read-only mount) costs the
+    spaCy tagging its cache, as it costs the file hashes theirs: it failed with NotADirectoryError /
+    PermissionError '<cache>/annotations', after the model was loaded."""
+    expected = _profile()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("HF_TXRAY_CACHE", str(blocker / "cache"))  # no folder can be made there, even by root
+    assert_same_credit(_profile(), expected)
+    assert not (blocker.parent / "cache").exists()
+
+
+def test_unwritable_cache_reads_what_it_holds(tmp_path, monkeypatch):
+    """A read-only cache that already holds the tags of these texts is read, not tagged again."""
+    monkeypatch.setenv("HF_TXRAY_CACHE", str(tmp_path / "cache"))
+    expected = _profile()
+    import hf_txray.cache as cache
+
+    from hf_txray.features.annotation import WordAnnotator
+
+    monkeypatch.setattr(cache.os, "access", lambda *args, **kwargs: False)  # as root, chmod would not tell
+    monkeypatch.setattr(WordAnnotator, "annotate", lambda *args: 1 / 0)  # tagging again would fail
+    assert_same_credit(_profile(), expected)
