@@ -1150,7 +1150,8 @@ def _log_detected_column(column: str) -> None:
 # One declaration (hf_txray.options): the signature and the "Args" of analyze() are generated from its fields.
 analyze.__signature__ = inspect.signature(analyze).replace(parameters=[
     *list(inspect.signature(analyze).parameters.values())[:4], *keyword_parameters(AnalyzeOptions)])
-analyze.__doc__ = analyze.__doc__.replace("{options}", args_docstring(AnalyzeOptions))
+if analyze.__doc__:  # None under python -OO
+    analyze.__doc__ = analyze.__doc__.replace("{options}", args_docstring(AnalyzeOptions))
 
 
 def _refuse_loading_options(model: Any, o: AnalyzeOptions) -> None:

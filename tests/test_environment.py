@@ -44,3 +44,15 @@ def test_unwritable_cache_reads_what_it_holds(tmp_path, monkeypatch):
     monkeypatch.setattr(cache.os, "access", lambda *args, **kwargs: False)  # as root, chmod would not tell
     monkeypatch.setattr(WordAnnotator, "annotate", lambda *args: 1 / 0)  # tagging again would fail
     assert_same_credit(_profile(), expected)
+
+
+def test_python_OO_imports_analyze():
+    """``python -OO`` strips docstrings: ``from hf_txray import analyze`` failed with "AttributeError: 'NoneType'
+    object has no attribute 'replace'" (the options table filled into its docstring), so a script that compares
+    saved profiles and imports analyze at its top could not start. (transformers itself builds no model class
+    under -OO: its auto_docstring refuses, so analyze cannot profile there.)"""
+    code = "import hf_txray; from hf_txray import analyze, compare; print(analyze.__doc__, compare.__name__)"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-OO", "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["None", "compare"]
