@@ -46,7 +46,7 @@ from .profile import FEATURE_KINDS, FEATURE_ORDERS, USER_FEATURES, Profile, Prof
 from .padding import check_padding_is_masked, first_position_is_causal
 from .hashes import bytes_sha256, texts_hash
 from .provenance import tokenizer_hash, tokenizer_vocab_hash, weights_full_hash, weights_sample_hash
-from .forward import weights_dtype
+from .forward import own_default_device, weights_dtype
 from .sites import Site, WinnerRecorder, text_config, text_depth, text_shape
 from .streaming import (BucketPlan, InMemorySource, StreamingSource, builder_name, column_names, first_texts,
                         is_streaming)
@@ -1003,7 +1003,7 @@ def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | 
         ```
     """
     options = AnalyzeOptions.build(config, overrides)
-    with progress_bars_for(options.show_progress):
+    with progress_bars_for(options.show_progress), own_default_device():
         return _analyze(model, dataset, tokenizer, options)
 
 

@@ -66,6 +66,19 @@ def own_autograd():
 
 
 @contextlib.contextmanager
+def own_default_device():
+    """torch's default device set back to the CPU, where the caller changed it (``torch.set_default_device`` or a
+    ``with torch.device(...)`` block): the tensors hf_txray makes without naming a device (the tokenizer's inputs,
+    its buffers) are made on the CPU and moved where the model is, as hf_txray places them. With the default device
+    ``"meta"`` around analyze, the inputs were meta tensors and the run was refused as if the architecture could not
+    be profiled ("Cannot copy out of meta tensor"), and a model path could not be loaded (helper 378)."""
+    with contextlib.ExitStack() as stack:
+        if torch.get_default_device().type != "cpu":
+            stack.enter_context(torch.device("cpu"))
+        yield
+
+
+@contextlib.contextmanager
 def own_forward(module: nn.Module):
     """`module` with the `forward` it had before Accelerate's mixed precision wrapped it.
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 import hf_txray
 from models import SAMPLE_TEXTS, assert_same_credit, bert_tokenizer, tiny_bert
 
@@ -16,9 +18,10 @@ TEXTS = [t for t in SAMPLE_TEXTS if t.strip()] + ["Café crème at the naïve fa
 FEATURES = ("token", "word", "pos")
 
 
-def _profile(**options) -> hf_txray.Profile:
-    return hf_txray.analyze(tiny_bert(), TEXTS, tokenizer=bert_tokenizer(), features=FEATURES, show_progress=False,
-                            **options)
+def _profile(model=None, **options) -> hf_txray.Profile:
+    model = tiny_bert() if model is None else model
+    tokenizer = bert_tokenizer() if not isinstance(model, (str, Path)) else None
+    return hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, show_progress=False, **options)
 
 
 def test_unwritable_cache_tags_in_memory(tmp_path, monkeypatch):
@@ -56,3 +59,23 @@ def test_python_OO_imports_analyze():
     done = subprocess.run([sys.executable, "-OO", "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["None", "compare"]
+
+
+def test_default_device_set_by_the_caller(saved_bert):
+    """A script that set torch's default device to "meta" (to build a big model empty, say) before analyze: the
+    inputs hf_txray made were meta tensors and the run was refused as if BertModel could not be profiled
+    ("Cannot copy out of meta tensor"); a model path could not be loaded at all. Now analyze makes its tensors on
+    the CPU, as where no default was set, and leaves the caller's default as it was."""
+    model = tiny_bert()
+    expected = _profile(model)
+    with torch.device("meta"):
+        assert_same_credit(_profile(model), expected)
+        assert torch.empty(1).is_meta
+    expected = _profile(str(saved_bert))
+    torch.set_default_device("meta")
+    try:
+        got = _profile(str(saved_bert))
+        assert torch.get_default_device().type == "meta"
+    finally:
+        torch.set_default_device(None)
+    assert_same_credit(got, expected)
