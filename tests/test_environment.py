@@ -79,3 +79,28 @@ def test_default_device_set_by_the_caller(saved_bert):
     finally:
         torch.set_default_device(None)
     assert_same_credit(got, expected)
+
+
+def test_unwritable_cache_keeps_large_activations_in_the_temporary_folder(tmp_path, monkeypatch):
+    """Activations over memmap_threshold go to a memmap under the cache; a cache that cannot be written failed
+    extract_activations with NotADirectoryError / PermissionError '<cache>/activations': now the system's temporary
+    folder holds them, and they equal the in-memory ones."""
+    import numpy as np
+
+    from hf_txray.probing import LabeledCorpus, extract_activations
+
+    texts = ["a cat sat", "the dog ran far"]
+    starts = [np.array([0, 2, 6]), np.array([0, 4, 8, 12])]
+    ends = [np.array([1, 5, 9]), np.array([3, 7, 11, 15])]
+    corpus = LabeledCorpus(texts, starts, ends, [np.array([0, 1, 2]), np.array([0, 1, 2, 3])],
+                           ["DET", "NOUN", "VERB", "ADV"])
+    model, tokenizer = tiny_bert(), bert_tokenizer()
+    expected = extract_activations(model, corpus, tokenizer, show_progress=False)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("HF_TXRAY_CACHE", str(blocker / "cache"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
+    got = extract_activations(model, corpus, tokenizer, show_progress=False, memmap_threshold=0)
+    assert got.path is not None and got.path.parent == tmp_path
+    np.testing.assert_array_equal(np.asarray(got.values), np.asarray(expected.values))

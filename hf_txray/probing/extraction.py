@@ -585,10 +585,10 @@ def _output_array(num_rows: int, num_cols: int, dtype: np.dtype, out_dir: str | 
         return np.empty((num_rows, num_cols), dtype=dtype), None, False
     temporary = out_dir is None
     if temporary:
-        from ..cache import cache_dir
+        from ..cache import writable_cache_folder
 
-        root = cache_dir() / "activations"
-        root.mkdir(parents=True, exist_ok=True)
+        # a read-only cache: the system's temporary folder (it failed with PermissionError, helper 378)
+        root = writable_cache_folder("activations") or Path(tempfile.gettempdir())
         out_dir = tempfile.mkdtemp(prefix="extract-", dir=root)
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
