@@ -21,7 +21,7 @@ import torch
 
 from .counts import refuse_repeats
 from .errors import ConfigurationError, DatasetError, ModelError
-from .forward import own_forward, own_precision
+from .forward import on_own_default_device, own_forward, own_precision
 from .lengths import resolve_max_length
 from .metrics_offline import OFFLINE_METRICS, metric_path
 from .modes import enter_eval
@@ -512,6 +512,7 @@ def _num_parameters(model: Any) -> int:
     return int(sum(p.numel() for p in model.parameters()))
 
 
+@on_own_default_device
 def evaluate_pruning(
     model: Any,
     plans: PruningPlan | Sequence[PruningPlan] | Mapping[str, PruningPlan],

@@ -16,6 +16,7 @@ encoder-decoder with teacher forcing on the text itself.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import sys
 from typing import Any, Callable
@@ -76,6 +77,16 @@ def own_default_device():
         if torch.get_default_device().type != "cpu":
             stack.enter_context(torch.device("cpu"))
         yield
+
+
+def on_own_default_device(function: Callable) -> Callable:
+    """`function` run under :func:`own_default_device` (the entry points that tokenize and run a model)."""
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with own_default_device():
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 @contextlib.contextmanager

@@ -104,3 +104,34 @@ def test_unwritable_cache_keeps_large_activations_in_the_temporary_folder(tmp_pa
     got = extract_activations(model, corpus, tokenizer, show_progress=False, memmap_threshold=0)
     assert got.path is not None and got.path.parent == tmp_path
     np.testing.assert_array_equal(np.asarray(got.values), np.asarray(expected.values))
+
+
+def test_default_device_set_by_the_caller_around_extraction_and_pruning_evaluation():
+    """extract_activations (so probe_neurons) and evaluate_pruning tokenize and run the model as analyze does: under
+    a caller's `with torch.device("meta")` they ended with ModelError "... Cannot copy out of meta tensor"."""
+    import datasets
+    import numpy as np
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from hf_txray.probing import LabeledCorpus, extract_activations
+    from hf_txray.pruning import plan_pruning
+
+    corpus = LabeledCorpus(["a cat sat"], [np.array([0, 2, 6])], [np.array([1, 5, 9])], [np.array([0, 1, 2])],
+                           ["DET", "NOUN", "VERB"])
+    model, tokenizer = tiny_bert(), bert_tokenizer()
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=48, max_position_embeddings=128, num_labels=2)
+    classifier = BertForSequenceClassification(config).eval()
+    data = datasets.Dataset.from_dict({"text": TEXTS, "label": [i % 2 for i in range(len(TEXTS))]})
+    plans = [plan_pruning(None, "random", 0.25, seed=0, widths={0: 48, 1: 48})]
+
+    def run():
+        return (extract_activations(model, corpus, tokenizer, show_progress=False).values,
+                hf_txray.evaluate_pruning(classifier, plans, data, tokenizer=tokenizer, max_length=32))
+
+    values, table = run()
+    with torch.device("meta"):
+        got_values, got_table = run()
+    np.testing.assert_array_equal(np.asarray(got_values), np.asarray(values))
+    assert got_table[["plan", "accuracy", "f1"]].equals(table[["plan", "accuracy", "f1"]])

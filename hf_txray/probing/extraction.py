@@ -30,7 +30,7 @@ from ..artifact import Artifact, write_header
 from ..counts import check_byte_size, check_count, is_int
 from ..distributed import check_device
 from ..errors import ConfigurationError, DatasetError, ModelError
-from ..forward import StackForward, weights_dtype
+from ..forward import StackForward, on_own_default_device, weights_dtype
 from ..hashes import text_hashes
 from ..hooks import Trace
 from ..indices import whole_numbers
@@ -596,6 +596,7 @@ def _output_array(num_rows: int, num_cols: int, dtype: np.dtype, out_dir: str | 
     return values, folder, temporary
 
 
+@on_own_default_device
 def extract_activations(
     model: Any,
     corpus: LabeledCorpus,
