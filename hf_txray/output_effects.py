@@ -50,7 +50,7 @@ from torch import nn
 from .counts import check_count, refuse_repeats
 from .errors import ConfigurationError, ModelError
 from .distributed import input_device, refuse_offloaded
-from .forward import own_forward, own_precision, weights_dtype
+from .forward import on_own_default_device, own_forward, own_precision, weights_dtype
 from .hooks import HookSpec, call_order, module_hooks, module_tensors
 from .indices import whole_numbers
 from .architectures import hidden_size
@@ -952,6 +952,7 @@ def _top_frame(logits: torch.Tensor, layer: int, first_neuron: int, k: int,
 
 
 @torch.no_grad()
+@on_own_default_device
 def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, k: int = 20,
                          tokenizer: Any = None, neurons: Sequence[int] | None = None,
                          stack: str | None = None) -> pd.DataFrame:
@@ -1033,6 +1034,7 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
     return normalize_output_effects(frame.sort_values(["layer", "neuron", "direction", "rank"], kind="stable"))
 
 
+@on_own_default_device
 def output_effects(model: nn.Module, layer: int, neuron: int, k: int = 20, tokenizer: Any = None,
                    stack: str | None = None) -> pd.DataFrame:
     """The top-`k` vocabulary tokens one MLP neuron promotes and suppresses (Geva et al., EMNLP 2022).

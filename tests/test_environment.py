@@ -135,3 +135,26 @@ def test_default_device_set_by_the_caller_around_extraction_and_pruning_evaluati
         got_values, got_table = run()
     np.testing.assert_array_equal(np.asarray(got_values), np.asarray(values))
     assert got_table[["plan", "accuracy", "f1"]].equals(table[["plan", "accuracy", "f1"]])
+
+
+def test_default_device_set_by_the_caller_around_output_effects_and_attributions():
+    """output_effects, output_effects_table and neuron_attributions under a caller's `with torch.device("meta")`
+    ended with NotImplementedError "Cannot copy out of meta tensor; no data!"."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from models import bpe_tokenizer
+
+    torch.manual_seed(1)
+    config = GPT2Config(vocab_size=len(bpe_tokenizer()), n_embd=32, n_layer=2, n_head=2, n_inner=40, n_positions=64)
+    lm, bert = GPT2LMHeadModel(config).eval(), tiny_bert()
+
+    def run():
+        return (hf_txray.output_effects(lm, 0, 3, k=5, tokenizer=bpe_tokenizer()),
+                hf_txray.output_effects_table(lm, [0], k=3, tokenizer=bpe_tokenizer()),
+                hf_txray.neuron_attributions(bert, bert_tokenizer(), TEXTS[0], 0, 3))
+
+    expected = run()
+    with torch.device("meta"):
+        got = run()
+    for a, b in zip(got, expected):
+        assert a.equals(b) if hasattr(a, "equals") else str(a) == str(b)

@@ -26,7 +26,7 @@ from ..distributed import refuse_unloaded_weights
 from ..errors import ConfigurationError, ModelError
 from ..hooks import HookSpec, module_hooks, trace
 from ..modes import enter_eval
-from ..forward import check_no_virtual_tokens, own_autograd, own_precision, weights_dtype
+from ..forward import check_no_virtual_tokens, on_own_default_device, own_autograd, own_precision, weights_dtype
 from ..lengths import resolve_max_length
 from ..logging import warn_caller
 from ..counts import check_count, is_int
@@ -160,6 +160,7 @@ def _output_tensor(output: Any) -> torch.Tensor:
     return _first_tensor(output)
 
 
+@on_own_default_device
 def neuron_attributions(
     model: Any,
     tokenizer: Any,
