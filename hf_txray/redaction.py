@@ -29,6 +29,13 @@ _ITEM = re.compile(r"""(["'])([\w.-]+)\1(\s*:\s*)(["'])(?:(?!\4)\S){12,}\4""")
 _AUTH_HEADER = re.compile(
     r"""(\b(?:proxy-)?authorization["']?\s*[:=]\s*["']?)(?:(?:bearer|basic|digest|token|negotiate)\s+)?"""
     r"""[^\s'",;&]+""", re.IGNORECASE)
+# NAME=value and name: value outside a query string, of a name of two or more words named as a secret (is_secret_name),
+# or of one word that says secret wherever it stands ("password=..."):
+# an environment variable typed after a command or echoed in a log line ("HF_TOKEN=hf_xxx", "AWS_SECRET_ACCESS_KEY=..."),
+# an HTTP header ("X-Api-Key: ..."), a YAML or .env line ("hf_token: ..."). One word alone ("token=...", "key: ...") is
+# left to the query and item rules: the messages say "pass token=..." and name a vocabulary's tokens
+_ASSIGNMENT = re.compile(r"""(?<![\w.])(-{0,2}[A-Za-z][A-Za-z0-9]*(?:[_-][A-Za-z0-9]+)*)(\s*[=:]\s*)(["']?)"""
+                         r"""[^\s'",;&]+""")
 # the words of a parameter or key name: snake_case, kebab-case and camelCase ("X-Amz-Security-Token", "AWSAccessKeyId")
 _NAME_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 # a word that says secret wherever it stands in a name ("password_hash", "client_secret", "X-Amz-Credential")
@@ -51,7 +58,8 @@ _SHORT_HF_TOKEN = re.compile(r"\bhf_([A-Za-z0-9]{8,29})\b")
 def redact(text: str) -> str:
     """`text` with the secrets it may carry masked: a URL's user and password, an ``Authorization`` header's value,
     the value of a query parameter named as a secret (:func:`is_secret_name`: ``token=``, ``access_token=``,
-    ``api_key=``, ``sig=``..., not ``tokenizer=``), the string value of a JSON object's or a Python dict's key named
+    ``api_key=``, ``sig=``..., not ``tokenizer=``), the value given to a name of several words named as a secret
+    elsewhere (``HF_TOKEN=...``, ``X-Api-Key: ...``, ``hf_token: ...``), the string value of a JSON object's or a Python dict's key named
     as a secret (``"token": "..."``, ``'hub_token': '...'``, not ``'bos_token': '<|endoftext|>'``), and a Hugging
     Face token (``hf_`` and 30 or more letters and digits).
 
@@ -65,8 +73,34 @@ def redact(text: str) -> str:
     text = _USERINFO.sub(rf"\g<1>{MASK}@", text)
     text = _AUTH_HEADER.sub(rf"\g<1>{MASK}", text)
     text = _PARAM.sub(lambda m: f"{m[1]}{m[2]}={MASK}" if is_secret_name(m[2]) else m[0], text)
+    text = _mask_assignments(text)
     text = _ITEM.sub(lambda m: f"{m[1]}{m[2]}{m[1]}{m[3]}{m[4]}{MASK}{m[4]}" if is_secret_name(m[2]) else m[0], text)
     return _HF_TOKEN.sub(f"hf_{MASK}", text)
+
+
+def _mask_assignments(text: str) -> str:
+    """`text` with the values of its ``NAME=value`` and ``name: value`` masked where the name gives a secret
+    (:func:`_gives_a_secret`). A name that gives none is passed alone, not with its value: that "value" may be the
+    next name ("unrecognized arguments: HF_TOKEN=...", "headers: X-Api-Key: ...")."""
+    pieces, position = [], 0
+    while (found := _ASSIGNMENT.search(text, position)) is not None:
+        if _gives_a_secret(found[1], found[2]):
+            pieces.append(f"{text[position:found.start(3)]}{found[3]}{MASK}")
+            position = found.end()
+        else:
+            pieces.append(text[position:found.end(1)])
+            position = found.end(1)
+    return "".join(pieces) + text[position:]
+
+
+def _gives_a_secret(name: str, sign: str) -> bool:
+    """Whether `name` followed by `sign` (``=`` or ``:``, with spaces) gives a secret in a text: a name of several
+    words named as a secret (:func:`is_secret_name`: ``HF_TOKEN=``, ``X-Api-Key:``), or ``password=`` (one of
+    :data:`_SECRET_WORDS` alone, with ``=``: "a secret: ..." is prose); not ``token`` or ``key`` alone, which a message
+    writes of an argument (``pass token=...``) or of a vocabulary's tokens."""
+    if len(_NAME_WORDS.findall(name)) > 1:
+        return is_secret_name(name)
+    return "=" in sign and name.lower() in _SECRET_WORDS
 
 
 def redact_typed(text: str) -> str:

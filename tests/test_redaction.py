@@ -132,6 +132,34 @@ def test_a_token_cut_short_in_the_command_line_is_masked_not_a_name(stray, maske
         assert "error:" in err and (stray not in err) == masked and ("hf_***" in err) == masked, (argv, err)
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("HF_TOKEN=s3cretPass12 hf-txray analyze gpt2", "HF_TOKEN=*** hf-txray analyze gpt2"),
+    ("HUGGING_FACE_HUB_TOKEN=s3cretPass12", "HUGGING_FACE_HUB_TOKEN=***"),
+    ("AWS_SECRET_ACCESS_KEY=s3cretPass12 OPENAI_API_KEY=sk-s3cretPass12", "AWS_SECRET_ACCESS_KEY=*** OPENAI_API_KEY=***"),
+    ("headers: X-Api-Key: s3cretPass12", "headers: X-Api-Key: ***"),
+    ("hf_token: 's3cretPass12'\napi-key = s3cretPass12", "hf_token: '***'\napi-key = ***"),
+    ("--hf-token=s3cretPass12 password=s3cretPass12", "--hf-token=*** password=***"),
+    # no secret: kept whole (an argument's name in a message, a vocabulary's token, prose)
+    ("pass token=... or token=False; key: 'text'; the token: 'Hello'; a secret: check it",) * 2,
+    ("max_tokens_per_batch=4096 is smaller than max_length=512; pad_token_id=0, eos_token: '</s>', key_column=text",
+     ) * 2,
+])
+def test_redact_masks_a_secret_given_to_a_variable_or_header_outside_a_query(text, expected):
+    """An environment variable, a header or a YAML line named as a secret was shown whole: redact masked a
+    secret-named value only after ?, &, # or ; (a query string) or as a dict item of 12 characters or more.
+    Measured before: `hf-txray show results HF_TOKEN=s3cretPass12` printed "unrecognized arguments:
+    HF_TOKEN=s3cretPass12"; "X-Api-Key: s3cretPass12", "AWS_SECRET_ACCESS_KEY=..." were kept whole."""
+    assert redact(text) == expected
+
+
+def test_an_environment_variable_typed_after_a_command_is_repeated_without_its_secret(capsys):
+    """`hf-txray show DIR HF_TOKEN=...` (the variable written after the command instead of before it)."""
+    with pytest.raises(SystemExit):
+        cli_main(["show", "results", "HF_TOKEN=s3cretPass12"])
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: HF_TOKEN=***" in err and "s3cretPass12" not in err, err
+
+
 def test_safe_cause_looks_at_the_whole_chain_a_traceback_prints():
     url = f"https://user:{SECRET}@example.org/a.txt"
     try:
