@@ -24,7 +24,7 @@ import logging
 import os
 import sys
 import threading
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 from logging import CRITICAL, DEBUG, ERROR, INFO, WARNING  # noqa: F401  (re-exported, as transformers does)
 
@@ -119,11 +119,20 @@ class RedactingFilter(logging.Filter):
     @staticmethod
     def _mask_parts(record: logging.LogRecord) -> None:
         """Mask the message and the string arguments of a record whose message cannot be merged, one by one: a
-        handler's error report repeats them."""
+        handler's error report repeats them (``Message: %r``, ``Arguments: %s``): the arguments as a tuple or, for
+        one mapping given (``"%(path)s"``), as a dict; a message that is no string (a dict, an exception) as its text,
+        where that text holds a secret."""
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
+        else:
+            with contextlib.suppress(Exception):  # a str() that raises is reported as such, and shows nothing
+                text = str(record.msg)
+                if redact(text) != text:
+                    record.msg = redact(text)
         if isinstance(record.args, tuple):
             record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+        elif isinstance(record.args, Mapping):
+            record.args = {key: redact(arg) if isinstance(arg, str) else arg for key, arg in record.args.items()}
 
 
 class StderrHandler(logging.StreamHandler):

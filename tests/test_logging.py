@@ -197,6 +197,23 @@ def test_a_record_whose_arguments_do_not_fit_its_message_is_reported_not_raised(
     assert "s3cretPass" not in done.stderr, done.stderr[-2000:]
 
 
+def test_the_report_of_a_record_with_mapping_arguments_or_a_message_that_is_no_string_is_masked():
+    """The report of an unmergeable record showed the secret of a mapping argument ("x %(a)s" with {"b": "...?token=
+    s3cretPass"}: "Arguments: {'b': 'https://h/x?token=s3cretPass'}") and of a message that is not a string (a dict
+    logged with an argument: "Message: {'url': 'https://me:s3cretPass@host/x'}"): only a tuple's strings and a str
+    message were masked."""
+    code = ("import logging\nfrom hf_txray.logging import get_logger\n"
+            "for logger in (get_logger('analyze'), logging.getLogger('hf_txray.x')):\n"
+            "    logger.warning('x %(a)s', {'b': 'https://h/x?token=s3cretPass'})\n"
+            "    logger.warning({'url': 'https://me:s3cretPass@host/x'}, 'extra')\n"
+            "print('went on')\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["went", "on"], done.stderr[-2000:]
+    assert done.stderr.count("Logging error") == 4 and "token=***" in done.stderr, done.stderr[-3000:]
+    assert "s3cretPass" not in done.stderr, done.stderr[-3000:]
+
+
 def test_records_of_a_child_logger_not_made_by_get_logger_are_masked(caplog):
     """helper 374: the RedactingFilter sat on the library logger and on the children get_logger returned; a logger's
     filter does not run for the records its children hand up, so a child made with ``logging.getLogger("hf_txray.x")``
