@@ -51,6 +51,8 @@ _SPECIAL_TOKEN_WORDS = frozenset({"bos", "eos", "unk", "sep", "pad", "cls", "mas
                                   "eoi"})
 # a Hugging Face token as the Hub issues them ("hf_" and 34 letters): long enough to leave names like hf_txray_cache
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
+# a stand-in for a masked secret, which every rule of redact masks again (a Hub token's length: also "hf_" + it)
+_MASKED_PROBE = "Zq9" * 12
 # a Hugging Face token cut short, 8 to 29 letters and digits after "hf_" (see redact_typed)
 _SHORT_HF_TOKEN = re.compile(r"\bhf_([A-Za-z0-9]{8,29})\b")
 
@@ -173,13 +175,29 @@ def redact_record(value: Any, key: str | None = None) -> Any:
     return MASK if key is not None and is_secret_name(key) else redact(value)
 
 
-def holds_masked(value: Any) -> bool:
-    """Whether a record made by :func:`redact_record` holds a masked secret (its original is not recorded)."""
+def holds_masked(value: Any, key: str | None = None) -> bool:
+    """Whether a record made by :func:`redact_record` holds a masked secret (its original is not recorded): a value
+    :data:`MASK` under a key named as a secret, or a string where :func:`redact` put the mask (``/x?token=***``,
+    ``https://***@host``, ``hf_***``). A value that merely holds ``***`` (``/data/***/cache``) is as it was given.
+
+    Example:
+
+    ```python
+    >>> holds_masked({"cache_dir": "/x?token=***"}), holds_masked({"api_key": "***"}), holds_masked("/data/***/x")
+    (True, True, False)
+    ```
+    """
     if isinstance(value, Mapping):
-        return any(holds_masked(item) for item in value.values())
+        return any(holds_masked(item, name if isinstance(name, str) else None) for name, item in value.items())
     if isinstance(value, (list, tuple)):
         return any(holds_masked(item) for item in value)
-    return isinstance(value, str) and MASK in value
+    if not isinstance(value, str) or MASK not in value:
+        return False
+    if value == MASK and key is not None and is_secret_name(key):
+        return True
+    # where redact put the mask, a secret in its place is masked again; elsewhere the text stays as it is
+    unmasked = value.replace(MASK, _MASKED_PROBE)
+    return redact(unmasked) != unmasked
 
 
 def scrub(text: str, token: str | None) -> str:

@@ -838,7 +838,7 @@ def _placement(profile: Profile, model_arg: Any, device: Any) -> dict[str, Any]:
     # an entry recorded with a secret masked (a cache_dir with a ?token=) is not what the run was given: left out, as
     # a token and proxies are (never recorded); the comparison of the numbers tells whether it mattered
     model_kwargs = {key: value for key, value in (runtime.get("model_kwargs") or {}).items()
-                    if not holds_masked(value)}
+                    if not holds_masked(value, key)}
     for key in DTYPE_KEYS:  # the runtime's dtype is what the weights held; older records may repeat one here
         model_kwargs.pop(key, None)
     if runtime.get("attn_implementation"):

@@ -10,7 +10,7 @@ import pytest
 import hf_txray
 from hf_txray.cli import main as cli_main
 from hf_txray.errors import DatasetError, ModelError, TXRayError
-from hf_txray.redaction import redact, safe_cause
+from hf_txray.redaction import holds_masked, redact, safe_cause
 
 SECRET = "hf_SECRETabcdef1234567890"
 NAMES = [f"https://user:{SECRET}@example.org/data/a.txt", f"https://example.org/data/a.txt?token={SECRET}",
@@ -300,6 +300,20 @@ def test_model_kwargs_are_recorded_with_their_secrets_masked(saved_bert, tmp_pat
                                        "attn_implementation": "sdpa", "subfolder": "tokenizer_files"})
     assert recorded == {"device_map": {"": 0}, "headers": {"Authorization": "***", "x-api-key": "***"},
                         "attn_implementation": "sdpa", "subfolder": "tokenizer_files"}
+
+
+def test_reproduce_leaves_out_masked_entries_only_not_values_that_merely_hold_three_stars():
+    """holds_masked took any value with "***" in it for a masked secret, so reproduce left out a model_kwargs entry
+    given as such: measured before, holds_masked("/data/***/cache") was True (reproduce dropped that cache_dir);
+    after, False. A value masked by redact_record is still found: under its secret key or where redact put the mask."""
+    from hf_txray.provenance import recordable_load_kwargs
+
+    recorded = recordable_load_kwargs({"cache_dir": "/data/***/cache", "subfolder": "a *** b", "api_key": "k3y",
+                                       "proxy_url": "https://u:s3cret@h/x", "headers": {"X-Api-Key": "k3y"},
+                                       "revision": "0123456789abcdef0123456789abcdef01234567"})
+    assert recorded["cache_dir"] == "/data/***/cache" and recorded["api_key"] == "***"
+    kept = {key for key, value in recorded.items() if not holds_masked(value, key)}
+    assert kept == {"cache_dir", "subfolder", "revision"}, recorded
 
 
 def test_the_commands_own_errors_mask_what_was_typed(tmp_path, monkeypatch, capsys):
