@@ -167,12 +167,19 @@ def redact_record(value: Any, key: str | None = None) -> Any:
     ```
     """
     if isinstance(value, Mapping):
-        return {name: redact_record(item, name if isinstance(name, str) else None) for name, item in value.items()}
+        return {name: redact_record(item, _record_key(name)) for name, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact_record(item) for item in value]
     if not isinstance(value, str):
         return value
     return MASK if key is not None and is_secret_name(key) else redact(value)
+
+
+def _record_key(name: Any) -> str | None:
+    """`name`, a key of a record, as :func:`redact_record` reads it for a secret's name: ``None`` for one that is no
+    string, or that holds a dot: a module's path or a pattern (``device_map={"bert.encoder.layer.0.attention.self.key":
+    "cpu"}``, ``key_mapping={"^encoder.(.*).key": ...}``), never a parameter's or a header's name."""
+    return name if isinstance(name, str) and "." not in name else None
 
 
 def holds_masked(value: Any, key: str | None = None) -> bool:
@@ -188,7 +195,7 @@ def holds_masked(value: Any, key: str | None = None) -> bool:
     ```
     """
     if isinstance(value, Mapping):
-        return any(holds_masked(item, name if isinstance(name, str) else None) for name, item in value.items())
+        return any(holds_masked(item, _record_key(name)) for name, item in value.items())
     if isinstance(value, (list, tuple)):
         return any(holds_masked(item) for item in value)
     if not isinstance(value, str) or MASK not in value:

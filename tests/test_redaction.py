@@ -316,6 +316,21 @@ def test_reproduce_leaves_out_masked_entries_only_not_values_that_merely_hold_th
     assert kept == {"cache_dir", "subfolder", "revision"}, recorded
 
 
+def test_a_device_map_or_key_mapping_naming_a_key_module_is_recorded_as_given():
+    """redact_record masked the value of any key whose last word is "key", module paths included: measured before,
+    device_map={"bert.encoder.layer.0.attention.self.key": "cpu", ...} was recorded with "***" for "cpu", and
+    key_mapping={"^encoder.(.*).key": ...} with "***", so reproduce left device_map and key_mapping out. A dotted key
+    is a module's path or a pattern, not a secret's name: recorded and reproduced as given."""
+    from hf_txray.provenance import recordable_load_kwargs
+
+    given = {"device_map": {"bert.embeddings": 0, "bert.encoder.layer.0.attention.self.key": "cpu"},
+             "key_mapping": {r"^encoder\.(.*)\.key": r"bert.\1.key"}, "headers": {"x-api-key": "k3y"}}
+    recorded = recordable_load_kwargs(given)
+    assert recorded["device_map"] == given["device_map"] and recorded["key_mapping"] == given["key_mapping"]
+    assert recorded["headers"] == {"x-api-key": "***"}
+    assert [key for key, value in recorded.items() if holds_masked(value, key)] == ["headers"]
+
+
 def test_the_commands_own_errors_mask_what_was_typed(tmp_path, monkeypatch, capsys):
     """helper 374: a command's error repeats the path or name typed; `hf-txray show hf_QMbWEzRbZPGy` (a token cut
     short, pasted where a folder was meant) printed "No folder hf_QMbWEzRbZPGy", and an OSError naming a file printed
