@@ -177,10 +177,22 @@ def _install_record_factory(redacting: RedactingFilter) -> None:
     logging.setLogRecordFactory(make_record)
 
 
+def _kept_from_before(items: list, kind: str) -> Any:
+    """The `kind` (a class name of this module) among a logger's `items` (filters or handlers) that an earlier run of
+    this module made, or None: ``importlib.reload(hf_txray.logging)`` runs it again, and the logger keeps what it
+    was given."""
+    return next((item for item in items if type(item).__name__ == kind and type(item).__module__ == __name__), None)
+
+
 def _configure() -> logging.Logger:
     global _handler, _redacting
     root = logging.getLogger(LIBRARY_NAME)
     with _lock:
+        if _redacting is None:
+            # after a reload, the filter on the logger and the record factory that applies it are in place already:
+            # made again, each record was masked twice by chained factories and printed by two handlers
+            _redacting = _kept_from_before(root.filters, "RedactingFilter")
+            _handler = _kept_from_before(root.handlers, "StderrHandler")
         if _redacting is None:
             _redacting = RedactingFilter()
             root.addFilter(_redacting)

@@ -214,6 +214,25 @@ def test_the_report_of_a_record_with_mapping_arguments_or_a_message_that_is_no_s
     assert "s3cretPass" not in done.stderr, done.stderr[-3000:]
 
 
+def test_reloading_the_module_neither_chains_the_factory_again_nor_prints_twice():
+    """importlib.reload(hf_txray.logging) made a second RedactingFilter, record factory and stderr handler: measured
+    before, a record was masked by 2 chained factories (4 redact calls where 2 were made) and printed twice. After:
+    the filter and handler already on the library logger are kept; one line, masked."""
+    code = ("import importlib, logging\nimport hf_txray.logging as L\n"
+            "calls = []\nmasking = L.redact\n"
+            "def counted(text):\n    calls.append(text)\n    return masking(text)\n"
+            "L.redact = counted\nlogging.getLogger('hf_txray.x').warning('one https://me:s3cretPass@host/x')\n"
+            "before = len(calls)\nimportlib.reload(L)\nL.redact = counted\ncalls.clear()\n"
+            "logging.getLogger('hf_txray.x').warning('two https://me:s3cretPass@host/x')\n"
+            "print(before, len(calls), len(logging.getLogger('hf_txray').handlers), "
+            "len(logging.getLogger('hf_txray').filters))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    before, after, handlers, filters = done.stdout.split()
+    assert after == before and handlers == filters == "1", done.stdout
+    assert done.stderr.count("two https://***@host/x") == 1 and "s3cretPass" not in done.stderr, done.stderr
+
+
 def test_records_of_a_child_logger_not_made_by_get_logger_are_masked(caplog):
     """helper 374: the RedactingFilter sat on the library logger and on the children get_logger returned; a logger's
     filter does not run for the records its children hand up, so a child made with ``logging.getLogger("hf_txray.x")``
