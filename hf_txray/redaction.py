@@ -110,10 +110,11 @@ def redact_typed(text: str) -> str:
     word for word (argparse's "unrecognized arguments: ...", "invalid choice: ...": a token pasted without its end is
     still a secret).
 
-    A short word ``hf_`` + 8 to 29 letters and digits is taken for a token when it mixes at least two kinds of
-    characters (capitals, small letters, digits): a Hub token's letters are random (8 random ones of both cases are
-    all of one case once in 128), while names a user types are small letters and underscores (``hf_transformers``,
-    ``hf_txray``; ``hf_internal_testing`` and ``hf_txray_cache`` are not even one word of letters and digits).
+    A short word ``hf_`` + 8 to 29 letters and digits is taken for a token when it mixes capitals and small letters:
+    a Hub token's characters are random letters of both cases (8 random ones are all of one case once in 128),
+    while names a user types are small letters, digits and underscores (``hf_transformers``, ``hf_gpt2medium``,
+    ``hf_run2024``; ``hf_internal_testing`` and ``hf_txray_cache`` are not even one word of letters and digits).
+    Digits do not count: they are no token's, and a folder ``hf_run2024`` was shown as ``hf_***``.
 
     Example:
 
@@ -124,8 +125,8 @@ def redact_typed(text: str) -> str:
     """
     def mask(match: re.Match) -> str:
         body = match[1]
-        kinds = sum(any(test(c) for c in body) for test in (str.isupper, str.islower, str.isdigit))
-        return f"hf_{MASK}" if kinds >= 2 else match[0]
+        mixed = any(c.isupper() for c in body) and any(c.islower() for c in body)
+        return f"hf_{MASK}" if mixed else match[0]
 
     return _SHORT_HF_TOKEN.sub(mask, redact(text))
 

@@ -116,15 +116,17 @@ def test_a_stray_url_in_the_command_line_is_repeated_without_its_password(capsys
 
 
 @pytest.mark.parametrize("stray, masked", [
-    ("hf_QMbWEzRbZPGy", True), ("hf_qmbwezrbzpgyhfjbcuwpvmd12", True), ("hf_abcd1234", True), ("hf_ABCDEFGh", True),
+    ("hf_QMbWEzRbZPGy", True), ("hf_ABCDEFGh", True), ("hf_QMbWEzRbZPGyHfjB", True), ("hf_abcDEF12", True),
     ("hf_transformers", False), ("hf_txray", False), ("hf_internal_testing", False), ("hf_txray_cache", False),
-    ("hf_abcdefg1", True), ("hf_Abc1234", False),  # 7 letters after hf_: too short to tell from a name
+    # names of small letters and digits (a token holds letters of both cases, no digits): folders users type
+    ("hf_gpt2medium", False), ("hf_run2024", False), ("hf_profiles2", False), ("hf_abcd1234", False),
+    ("hf_Abc1234", False),  # 7 characters after hf_: too short to tell from a name
 ])
 def test_a_token_cut_short_in_the_command_line_is_masked_not_a_name(stray, masked, capsys):
     """helper 374: argparse repeats the words of argv it did not understand; a Hub token pasted without its end
     ("hf_" and fewer than 30 letters: redact's rule for whole tokens) was repeated whole: "unrecognized arguments:
-    hf_QMbWEzRbZPGy". A word of hf_ and 8 to 29 letters and digits of two kinds or more (capitals, small letters,
-    digits) is masked there; a name (small letters and underscores) is not."""
+    hf_QMbWEzRbZPGy". A word of hf_ and 8 to 29 letters and digits mixing capitals and small letters is masked there;
+    a name (small letters, digits and underscores: "No folder hf_***" hid the folder hf_run2024) is not."""
     for argv in (["show", "results", stray], [stray]):  # unrecognized arguments; invalid choice of a command
         with pytest.raises(SystemExit):
             cli_main(argv)
