@@ -45,7 +45,8 @@ from .loading import (adapter_tokenizer, describe_loaded, is_stream, is_texts_on
 from .profile import FEATURE_KINDS, FEATURE_ORDERS, USER_FEATURES, Profile, ProfileMeta
 from .padding import check_padding_is_masked, first_position_is_causal
 from .hashes import bytes_sha256, texts_hash
-from .provenance import tokenizer_hash, tokenizer_vocab_hash, weights_full_hash, weights_sample_hash
+from .provenance import (FULL_HASH_KIND, tokenizer_hash, tokenizer_vocab_hash, weights_full_hash,
+                         weights_sample_hash)
 from .forward import own_default_device, weights_dtype
 from .sites import Site, WinnerRecorder, text_config, text_depth, text_shape
 from .streaming import (BucketPlan, InMemorySource, StreamingSource, builder_name, column_names, first_texts,
@@ -223,12 +224,15 @@ class Profiler:
             provenance=self.provenance(corpus, text_column),
         )
 
-    def weights_hash(self, full: bool = False) -> str:
+    def weights_hash(self, full: str | None = None) -> str:
         """The sample hash (:func:`~hf_txray.provenance.weights_sample_hash`) of the weights that run now (the body,
         heads left out): what a profile taken now records as ``provenance["runtime"]["weights_sample_hash"]``; with
-        `full`, the hash of every byte of them (:func:`~hf_txray.provenance.weights_full_hash`), which it records as
-        ``provenance["runtime"]["weights_full_hash"]`` where :attr:`record_full_weights_hash` is set."""
-        return (weights_full_hash if full else weights_sample_hash)(self.forward.body or self.model)
+        `full` (a kind of :data:`~hf_txray.provenance.FULL_HASHES`), the hash of every byte of them
+        (:func:`~hf_txray.provenance.weights_full_hash`), which it records as
+        ``provenance["runtime"]["weights_full_hash"]`` (of kind ``FULL_HASH_KIND``) where
+        :attr:`record_full_weights_hash` is set."""
+        body = self.forward.body or self.model
+        return weights_sample_hash(body) if full is None else weights_full_hash(body, full)
 
     def provenance(self, corpus, text_column: str) -> dict[str, Any]:
         """The ``meta.provenance`` record of a run on `corpus` (see :mod:`hf_txray.provenance`)."""
@@ -259,8 +263,9 @@ class Profiler:
                    # hf_txray masks were on: Profile.merge refuses parts of different models with them
                    "weights_sample_hash": self.weights_hash(),
                    # and every byte of them, where asked (TXRayCallback: whether a checkpoint holds a snapshot's
-                   # weights; it reads them all, ~0.7 s on GPT-2 small's)
-                   **({"weights_full_hash": self.weights_hash(full=True)} if self.record_full_weights_hash else {}),
+                   # weights; it reads them all, ~0.04 s on GPT-2 small's)
+                   **({"weights_full_hash": self.weights_hash(FULL_HASH_KIND)} if self.record_full_weights_hash
+                      else {}),
                    # an encoder-decoder's profiled stack alone, and its two stacks without a head, as a probe of that
                    # stack hashes them (crosscheck)
                    **({"stack_weights_sample_hash": weights_sample_hash(self.forward.read_weights),

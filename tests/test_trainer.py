@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -614,9 +615,27 @@ def test_a_callback_changing_weights_the_sample_hash_does_not_read_is_warned_abo
     with pytest.raises(AssertionError):  # what the warning is about
         _assert_snapshot_is_checkpoints(plain, tmp_path, 3)
     assert callback.stage_of_weights(plain.model) is None  # shifted after snapshot step-9
-    for profile in callback.profiles.values():  # as saved by an earlier hf_txray: the sample hash alone
-        runtime = profile.meta.provenance["runtime"]
-        assert runtime.pop("weights_full_hash").startswith("sha256:")
+    runtimes = [profile.meta.provenance["runtime"] for profile in callback.profiles.values()]
+    assert all(runtime["weights_full_hash"].startswith("xxh3-128:") for runtime in runtimes)
+    # helper 382: as saved by hf_txray before xxh3-128 (a sha256 of every byte), still compared byte for byte
+    def sha256_of_every_byte(body) -> str:  # what hf_txray 375-381 recorded, written out
+        digest = hashlib.sha256()
+        for name, tensor in [*body.named_parameters(), *body.named_buffers()]:
+            if "pooler" not in name.split(".")[:-1]:
+                digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+                digest.update(tensor.detach().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+        return "sha256:" + digest.hexdigest()
+
+    for runtime in runtimes:
+        runtime["weights_full_hash"] = "sha256:" + hashlib.sha256(b"other weights").hexdigest()
+    assert callback.stage_of_weights(plain.model) is None  # not taken for the sample hash
+    runtimes[-1]["weights_full_hash"] = sha256_of_every_byte(plain.model.bert)  # of the weights held now
+    assert runtimes[-1]["weights_full_hash"] == hf_txray.provenance.weights_full_hash(plain.model.bert, "sha256")
+    assert callback.stage_of_weights(plain.model) == "step-9"
+    runtimes[-1]["weights_full_hash"] = "blake3:" + "0" * 64  # a kind this hf_txray does not compute: the sample
+    assert callback.stage_of_weights(plain.model) == "step-9"  # hash decides, never a false "other weights"
+    for runtime in runtimes:  # as saved by an earlier hf_txray: the sample hash alone
+        runtime.pop("weights_full_hash")
     assert callback.stage_of_weights(plain.model) == "step-9"  # the sample hash cannot tell them apart
 
 

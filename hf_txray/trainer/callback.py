@@ -36,6 +36,7 @@ from ..io_utils import atomic_file, natural_key, remove_stale_backups, restore_i
 from ..loading import (SPLIT_CHOICE, check_fast_tokenizer, is_stream, load_pinned_corpus, resolve_model_source,
                        unwrap_model)
 from ..profile import Profile, credit_differences
+from ..provenance import full_hash_kind
 from ..report import TransferReport, compare
 from ..modes import evaluated_weights, optimizer_train_mode
 from ..rng import keeps_rng
@@ -227,16 +228,20 @@ class TXRayCallback(TrainerCallback, ExportableState):
                 return row["stage"]
         return None
 
-    def _holds_weights(self, profile: Profile, now: Callable[[bool], str] | None = None) -> bool | None:
+    def _holds_weights(self, profile: Profile, now: Callable[[str | None], str] | None = None) -> bool | None:
         """Whether the model holds now the weights `profile` was taken of (`now`: the profiler's ``weights_hash``,
         cached by the caller that compares several), None where it recorded no weights hash: by the hash of every
         weight byte it records (helper 375: by the sample hash, a change confined to values it does not read went
-        unseen), else, for a snapshot saved by an earlier hf_txray, by its weights sample hash."""
+        unseen), computed now of that hash's own kind (xxh3-128, or sha256 for a snapshot of an earlier hf_txray),
+        else (a snapshot saved before full hashes, or of a kind this hf_txray does not compute) by its weights sample
+        hash."""
         now = now or self._profiler.weights_hash
         runtime = (profile.meta.provenance or {}).get("runtime") or {}
-        for key, full in (("weights_full_hash", True), ("weights_sample_hash", False)):
-            if runtime.get(key):
-                return runtime[key] == now(full)
+        kind = full_hash_kind(runtime.get("weights_full_hash"))
+        if kind is not None:
+            return runtime["weights_full_hash"] == now(kind)
+        if runtime.get("weights_sample_hash"):
+            return runtime["weights_sample_hash"] == now(None)
         return None
 
     @property
