@@ -3641,3 +3641,15 @@ def test_a_numpy_int_device_is_a_device_index_as_an_int_is(monkeypatch):
     with pytest.raises(ConfigurationError, match=r"device=np.int64\(2\), but this machine has 2 CUDA device"):
         check_device(np.int64(2))
     assert check_device("cpu") == "cpu" and check_device(None) is None
+
+
+def test_nonfinite_attributions_of_a_float32_model_name_the_weight_not_float32():
+    # helper 382: a float32 tiny BERT whose layer-0 intermediate weight holds inf was refused with "overflowed in
+    # float32 ... Attribute in float32", the precision it already had, and no word of which weight
+    pytest.importorskip("captum")
+    model = tiny_bert()
+    with torch.no_grad():
+        model.encoder.layer[0].intermediate.dense.weight[:, 0] = float("inf")
+    with pytest.raises(ModelError, match=r"hold NaN or inf.*'encoder\.layer\.0\.intermediate\.dense\.weight'") as info:
+        neuron_attributions(model, bert_tokenizer(), "the quick brown fox", 1, 5, position=2, n_steps=8)
+    assert "Attribute in float32" not in str(info.value)

@@ -366,16 +366,28 @@ def neuron_attributions(
 def _refuse_nonfinite(what: str, values: Any, model: nn.Module, layer: int, neuron: int) -> None:
     """Refuse NaN or inf in the neuron's `what` (its activations at the read position, from the text and from the
     baseline, or the per-token scores): an overflow in half precision gave a tiny Llama in float16 a table of NaN
-    scores, and in bfloat16 an activation of inf, without a word (helper 379)."""
+    scores, and in bfloat16 an activation of inf, without a word (helper 379). The fix named is the cause found: a
+    weight holding NaN/inf (named), else half precision (attribute in float32), else a float32 overflow (helper 382:
+    a float32 model with an inf weight was told to attribute in float32)."""
     values = np.asarray(values, dtype=np.float64)
     if np.isfinite(values).all():
         return
-    dtype = str(weights_dtype(model)).removeprefix("torch.")
+    dtype = weights_dtype(model)
+    bad = next((name for name, p in model.named_parameters()
+                if not p.is_meta and p.is_floating_point() and not bool(torch.isfinite(p).all())), None)
+    if bad is not None:
+        cause = (f"the weights hold NaN/inf (e.g. {bad!r}). Load or train weights that are finite "
+                 "(torch.isfinite(p).all() for every parameter).")
+    elif dtype in (torch.float16, torch.bfloat16):
+        cause = (f"the forward pass or its gradients overflowed in {str(dtype).removeprefix('torch.')}. Attribute in "
+                 "float32 (model.float(), or from_pretrained(..., dtype=torch.float32)).")
+    else:
+        cause = (f"the forward pass or its gradients overflowed in {str(dtype).removeprefix('torch.')}, whose weights "
+                 "are finite: the activations grow past its range (check the model's scale, e.g. its norms' "
+                 "weights).")
     raise ModelError(
         f"The {what} of neuron {neuron} (layer {layer}) hold NaN or inf ({int((~np.isfinite(values)).sum())} of "
-        f"{values.size}): the forward pass or its gradients overflowed in {dtype}, or the weights hold NaN/inf. "
-        "Attribute in float32 (model.float(), or from_pretrained(..., dtype=torch.float32)), or check the weights "
-        "(torch.isfinite(p).all() for every parameter).")
+        f"{values.size}): " + cause)
 
 GAP_WARNING = 0.05  # share of the explained change the scores may miss before a warning
 
