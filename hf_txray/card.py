@@ -444,6 +444,17 @@ def _architecture_note(meta) -> str:
 PROBING_SECTION = ("<!-- hf_txray:probing:start -->", "<!-- hf_txray:probing:end -->")
 
 
+# what a probe's headline columns measure, for a reader who has only the card (the split unit, the baselines and
+# where the minimal set is searched are not in the table)
+PROBE_COLUMNS_NOTE = (
+    "`accuracy` is measured on held-out sentences (split by sentence: no word of a training sentence is a test word); "
+    "`majority_baseline` always predicts the most frequent training label; `control_accuracy` is the same probe "
+    "trained on a control task (one random label per word type, Hewitt & Liang, 2019), and `selectivity` = accuracy "
+    "- control_accuracy is what word identity alone does not explain. The minimal set (the fewest top-ranked "
+    "neurons whose retrained probe reaches the target share of the accuracy) is searched on the same test "
+    "sentences.")
+
+
 def _probing_section(probe: Any, ablation: Any, repo_id: str | None = None, revision: str | None = None) -> str:
     """The README section of the ``probe_rankings`` and ``ablation`` configs (pyarrow tables, or None), whose loading
     examples name `repo_id` (and `revision`) where known: one marked subsection per config, so that a push of one
@@ -461,7 +472,7 @@ def _probing_section(probe: Any, ablation: Any, repo_id: str | None = None, revi
         runs = _literal(runs, ["probe", "model_id", "property", "site"])
         # rounded once, by the table (rounded to 4 places first, 0.00046 was printed as 0.001)
         lines += _probing_subsection("probe_rankings", "### Probes (`probe_rankings`)", markdown_table(runs.rename(
-            columns={"num_neurons": "minimal set"})), repo_id, revision)
+            columns={"num_neurons": "minimal set"})), repo_id, revision, PROBE_COLUMNS_NOTE)
     if ablation is not None:
         frame = ablation.to_pandas()
         summary = _literal(frame.groupby(["ablation", "metric", "mode", "strategy", "num_ablated"])["value"].mean()
@@ -496,10 +507,11 @@ def without_probing_parts(text: str, configs: Sequence[str]) -> str:
 
 
 def _probing_subsection(config: str, heading: str, table: str, repo_id: str | None = None,
-                        revision: str | None = None) -> list[str]:
-    """One config's marked part of the probing section: its table and how to load it (from `repo_id` where known,
-    as the TX-Ray part's loading examples name it)."""
-    return [f"<!-- hf_txray:probing-{config}:start -->", heading, "", table, "", "```python",
+                        revision: str | None = None, note: str | None = None) -> list[str]:
+    """One config's marked part of the probing section: its table (after `note`, what its columns measure, where
+    given) and how to load it (from `repo_id` where known, as the TX-Ray part's loading examples name it)."""
+    return [f"<!-- hf_txray:probing-{config}:start -->", heading, "", *([note, ""] if note else []), table, "",
+            "```python",
             "from datasets import load_dataset", "", *_load_lines([config], repo_id, revision),
             "```", f"<!-- hf_txray:probing-{config}:end -->", ""]
 

@@ -1873,6 +1873,28 @@ def test_the_cards_probing_section_rounds_each_figure_once():
     assert cells[1][-1] == "0.000"
 
 
+def test_the_cards_probing_section_says_what_its_columns_measure():
+    """Helper 383: the card's probe table showed accuracy, majority, control and the minimal set without saying that
+    the accuracy is on sentences held out whole or that the minimal set is searched on those test sentences; a reader
+    of a published card could not tell a by-sentence split from a by-word one, or accuracy from selectivity. The note
+    sits inside the probe part, so an ablation-only push (which carries the probe part) keeps it."""
+    import pyarrow as pa
+
+    from hf_txray.card import _probing_section
+
+    table = pa.table({"kind": ["probe"], "probe": ["p"], "model_id": ["m"], "property": ["pos"], "site": ["mlp"],
+                      "accuracy": [0.9], "majority_baseline": [0.2], "control_accuracy": [0.6], "selectivity": [0.3],
+                      "num_neurons": [3]})
+    curve = pa.table({"ablation": ["a"], "metric": ["acc"], "mode": ["zero"], "strategy": ["top"], "num_ablated": [1],
+                      "value": [0.5]})
+    section = _probing_section(table, None)
+    probe_part = section.split("<!-- hf_txray:probing-probe_rankings:start -->")[1].split(
+        "<!-- hf_txray:probing-probe_rankings:end -->")[0]
+    assert "split by sentence" in probe_part and "searched on the same test sentences" in probe_part
+    assert "Hewitt & Liang" in probe_part and "`selectivity` = accuracy - control_accuracy" in probe_part
+    assert "split by sentence" not in _probing_section(None, curve)  # no probe table, no note on its columns
+
+
 def _export_with_an_ablation_curve(tmp_path):
     """A tiny BERT's profile and its export under `tmp_path`, holding a 3-row ablation curve: (profile, folder)."""
     profile = hf_txray.analyze(tiny_bert(), ["the cat sat on the mat", "a dog ran"], tokenizer=bert_tokenizer(),

@@ -100,11 +100,14 @@ class ProbingResult(Artifact):
             :func:`probe_neurons` warns when `accuracy` does not beat it by more than one test word (imbalanced
             classes, where the accuracy alone reads as success).
         control_accuracy (`float`, *optional*): test accuracy of the same probe on the control task.
-        per_class (`pd.DataFrame`): ``label``, ``support``, ``correct``, ``accuracy`` on the test rows.
+        per_class (`pd.DataFrame`): ``label``, ``support``, ``correct``, ``accuracy`` on the test rows (a class's
+            accuracy is its recall, ``correct / support``; no precision or F1 is computed).
         ranking (`pd.DataFrame`): every neuron, most important first: ``rank``, ``layer``, ``neuron``, ``column``,
             ``score``, ``weight_norm``, ``top_label``, ``top_weight``.
         minimal (`pd.DataFrame`): the top-k sizes tried for the minimal set and their accuracies.
-        minimal_size (`int`, *optional*): the smallest k reaching ``meta.target_share`` of `accuracy`.
+        minimal_size (`int`, *optional*): the smallest k reaching ``meta.target_share`` of `accuracy`, searched on
+            the test rows that score it (no separate development split: see
+            :func:`~hf_txray.probing.probe.minimal_neuron_set`).
         subsets (`pd.DataFrame`): top / random / bottom subsets of one size, retrained.
         activations (`Activations`, *optional*): the extracted activations (not saved).
         train_sentences (`np.ndarray`, *optional*): the content hashes (:func:`hf_txray.hashes.text_hashes`, sorted,
@@ -344,9 +347,9 @@ def probe_neurons(
     """Which neurons encode a linguistic property? Train an elastic-net probe on word activations and rank neurons.
 
     Steps: labelled words (:func:`~hf_txray.probing.load_labeled`) -> one activation vector per word at `site` and
-    `layers` -> train/test split by sentence -> probe on all neurons (accuracy, per class) -> neuron ranking ->
-    control task (selectivity) -> minimal top-k set reaching `target_share` of the accuracy -> top vs random vs bottom
-    subsets of one size, retrained.
+    `layers` -> train/test split by sentence (no word of a training sentence is a test word) -> probe on all neurons
+    (accuracy, per class) -> neuron ranking -> control task (selectivity) -> minimal top-k set reaching
+    `target_share` of the accuracy -> top vs random vs bottom subsets of one size, retrained.
 
     Args:
         model (`str`, `Path` or `PreTrainedModel`): the model (ignored when `data` is already `Activations`).
@@ -363,7 +366,8 @@ def probe_neurons(
         max_sentences (`int`, *optional*): use only the first sentences.
         test_size (`float`, *optional*, defaults to 0.2): share of sentences held out, repeated sentences on one
             side (:meth:`~hf_txray.probing.Activations.split`).
-        seed (`int`, *optional*, defaults to 0): the split and the control labels.
+        seed (`int`, *optional*, defaults to 0): the split and the control labels; the probe's batch order is
+            ``config.seed`` (``hf-txray probe --seed`` sets both).
         config (`ProbeConfig`, *optional*): probe hyperparameters; `probe_options` (``l1=..., epochs=...``) override
             single fields.
         control (`bool`, *optional*, defaults to `True`): run the control task (selectivity).
