@@ -3427,6 +3427,23 @@ def test_split_and_target_share_refused_before_extraction(planted, options, matc
     assert calls == []
 
 
+def test_a_seed_given_as_a_0d_array_or_tensor_is_the_int_it_holds(planted, tmp_path):
+    """helper 381: since seeds took 0-d arrays and tensors (counts.as_int), check_split let seed=torch.tensor(3) pass
+    but the split kept the tensor: probe_neurons and Activations.split ended in numpy's bare TypeError
+    ("SeedSequence expects int or sequence of ints for entropy not 3") after the extraction, where the seed had been
+    refused before. It is the int it holds: the split of seed 3, and meta.seed 3 in the saved result."""
+    acts = planted.acts
+    train, test = acts.split(0.2, 3)
+    for seed in (np.array(3), torch.tensor(3), np.int64(3)):
+        got_train, got_test = acts.split(0.2, seed)
+        assert np.array_equal(got_train, train) and np.array_equal(got_test, test)
+    result = probe_neurons(None, acts, config=ProbeConfig(epochs=1), seed=torch.tensor(3), minimal=False,
+                           control=False, subset_size=0)
+    assert type(result.meta.seed) is int and result.meta.seed == 3 and result.meta.num_test == len(test)
+    result.save_pretrained(tmp_path / "probe")
+    assert type(result).from_pretrained(tmp_path / "probe").meta.seed == 3
+
+
 def test_one_string_is_not_a_list_of_texts(planted):
     """helper 272: neuron_means(bert, "the cat sat on the mat", tokenizer) averaged the neurons over 22 one-character
     texts, without an error (on GPT-2 it was refused as 'no token to average past the first position'), and

@@ -204,7 +204,7 @@ class Activations(Artifact):
         Raises:
             DatasetError: fewer than two sentences, or fewer than two distinct ones.
         """
-        check_split(test_size, seed)
+        seed = check_split(test_size, seed)
         sentences = np.unique(self.sentence_ids)
         check_can_split(len(sentences), None if self.sentence_hashes is None else
                         np.asarray(self.sentence_hashes, np.uint64)[sentences])
@@ -271,16 +271,17 @@ class Activations(Artifact):
                 f"labels={len(self.label_names)}, in={where})")
 
 
-def check_split(test_size: Any, seed: Any) -> None:
+def check_split(test_size: Any, seed: Any) -> int:
     """Refuse a `test_size` that is not a number in (0, 1) or a `seed` that is not an int (what
     :meth:`Activations.split` takes), before any extraction: ``probe_neurons(test_size=1.5)`` was refused only after
     every sentence had run through the model, and ``test_size="0.2"`` or ``seed=0.5`` failed there with a bare
-    ``TypeError``."""
+    ``TypeError``. Returns the seed as a Python int: a 0-d array or tensor (:func:`~hf_txray.counts.as_int`) is no
+    seed numpy takes ("SeedSequence expects int or sequence of ints") nor a value a saved result can hold."""
     if isinstance(test_size, bool) or not isinstance(test_size, (int, float, np.integer, np.floating)) \
             or not 0.0 < test_size < 1.0:
         raise ConfigurationError(f"test_size must be a number in (0, 1), the share of sentences held out, got "
                                  f"{test_size!r}.")
-    seed = check_count("seed", seed, minimum=0, note="the split's shuffle")
+    return check_count("seed", seed, minimum=0, note="the split's shuffle")
 
 
 def _write_sidecar(directory: Path, acts: Activations) -> None:

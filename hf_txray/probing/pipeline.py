@@ -403,7 +403,7 @@ def probe_neurons(
     refuse_repeats("subset_seeds", "seed", subset_seeds)  # (0, 0): one random subset read as two
     # helper 272: test_size=1.5, seed=0.5 and target_share=2 were refused (or failed with a TypeError) only after
     # every sentence had been tagged and run through the model
-    check_split(test_size, seed)
+    seed = check_split(test_size, seed)
     control, minimal = check_switch("control", control), check_switch("minimal", minimal)  # "no" ran them (truthy)
     if minimal:
         check_share(target_share, "target_share")
