@@ -3444,6 +3444,20 @@ def test_a_seed_given_as_a_0d_array_or_tensor_is_the_int_it_holds(planted, tmp_p
     assert type(result).from_pretrained(tmp_path / "probe").meta.seed == 3
 
 
+def test_probe_counts_of_a_0d_array_or_tensor_are_recorded_as_ints(planted, tmp_path):
+    """helper 381: since counts took 0-d arrays and tensors (counts.as_int), ProbeConfig(epochs=torch.tensor(1))
+    passed validate but kept the tensor: the probe trained, and save_pretrained then refused its own record
+    ("payload['meta']['config']['epochs'] is tensor(1) (Tensor), and JSON cannot hold it"), where the epochs had been
+    refused before any work. validate keeps the ints check_count returns."""
+    config = ProbeConfig(epochs=torch.tensor(1), batch_size=np.array(16)).validate()
+    assert (type(config.epochs), type(config.batch_size)) == (int, int) and (config.epochs, config.batch_size) == (1, 16)
+    result = probe_neurons(None, planted.acts, config=ProbeConfig(epochs=torch.tensor(1)), minimal=False,
+                           control=False, subset_size=0)
+    assert result.meta.config["epochs"] == 1 and type(result.meta.config["epochs"]) is int
+    result.save_pretrained(tmp_path / "probe")
+    assert type(result).from_pretrained(tmp_path / "probe").meta.config["epochs"] == 1
+
+
 def test_one_string_is_not_a_list_of_texts(planted):
     """helper 272: neuron_means(bert, "the cat sat on the mat", tokenizer) averaged the neurons over 22 one-character
     texts, without an error (on GPT-2 it was refused as 'no token to average past the first position'), and

@@ -120,8 +120,8 @@ class ProbeConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
                 raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}.")
-        for name in ("epochs", "batch_size"):
-            check_count(name, getattr(self, name))
+        for name in ("epochs", "batch_size"):  # kept as ints: a 0-d tensor was recorded and the result unsaveable
+            setattr(self, name, check_count(name, getattr(self, name)))
         if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not self.lr > 0 \
                 or not math.isfinite(self.lr):  # nan passed `lr <= 0` and failed in torch; inf gave NaN weights
             raise ConfigurationError(f"lr must be a number > 0, got {self.lr!r}.")
