@@ -1392,6 +1392,15 @@ def test_bad_configuration_fails_before_training(tmp_path):
     with pytest.raises(ConfigurationError, match="txray_on_train_begin must be True or False, got 'no'"):
         build_args(tmp_path, txray_on_train_begin="no")
     assert build_args(tmp_path, txray_on_train_begin=np.bool_(False)).txray_on_train_begin is False
+    # helper 381: its own check read a numpy dtype's kind: torch.tensor(True) ended in "AttributeError: 'torch.dtype'
+    # object has no attribute 'kind'", and 1 was refused; it is a switch as every other (counts.check_switch)
+    for value, expected in ((torch.tensor(True), True), (torch.tensor(False), False), (1, True), (0, False),
+                            (np.int64(1), True)):
+        begin = build_args(tmp_path, txray_on_train_begin=value).txray_on_train_begin
+        assert begin is expected, (value, begin)
+    for bad in (torch.tensor(2), 2, "yes", None):
+        with pytest.raises(ConfigurationError, match=r"txray_on_train_begin must be True or False, got"):
+            build_args(tmp_path, txray_on_train_begin=bad)
     as_text = build_args(tmp_path, txray_top_k="2", txray_pad_to_multiple_of="8")
     assert (as_text.txray_top_k, as_text.txray_pad_to_multiple_of) == (2, 8)
     assert json.loads(as_text.to_json_string())["txray_top_k"] == 2

@@ -13,7 +13,7 @@ from typing import Any
 
 from transformers import TrainerState, TrainingArguments
 
-from ..counts import check_count, is_int
+from ..counts import check_count, check_switch, is_int
 from ..errors import ConfigurationError
 from ..features import BUILTIN_FEATURES, registered_features, text_features
 from ..options import (SITES, TRAINER_OPTIONS, ProfilerConfig, add_prefixed_options, as_python_ints,
@@ -143,11 +143,8 @@ class TXRayArguments(TrainingArguments):
 
     def __post_init__(self):
         as_python_ints(self)  # numpy ints would reach to_json_string (TensorBoard, the saved training_args)
-        begin = self.txray_on_train_begin
-        if getattr(begin, "dtype", None) is not None and begin.dtype.kind == "b" and begin.ndim == 0:
-            self.txray_on_train_begin = begin = bool(begin)  # a numpy bool
-        if not isinstance(begin, bool):  # "no" is truthy: the step-0 profile would be taken
-            raise ConfigurationError(f"txray_on_train_begin must be True or False, got {begin!r}.")
+        # "no" is truthy: the step-0 profile would be taken (a torch bool ended in an AttributeError, 1 was refused)
+        self.txray_on_train_begin = check_switch("txray_on_train_begin", self.txray_on_train_begin)
         self._parse_text_values()
         check_trainer_options(self.txray_strategy, self.txray_steps, self.txray_max_samples, self.txray_site, PREFIX)
         unknown = [f for f in self.txray_features if f not in registered_features()]
