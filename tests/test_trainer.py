@@ -1406,6 +1406,11 @@ def test_bad_configuration_fails_before_training(tmp_path):
     assert json.loads(as_text.to_json_string())["txray_top_k"] == 2
     with pytest.raises(ConfigurationError, match="needs a probe corpus"):
         TXRayCallback()
+    # helper 381: the callback's own switch was not checked: "no" (truthy) took the step-0 profile
+    with pytest.raises(ConfigurationError, match=r"profile_on_train_begin must be True or False, got 'no' \(str\)"):
+        TXRayCallback(TEXTS, features=("token",), profile_on_train_begin="no")
+    assert TXRayCallback(TEXTS, features=("token",),
+                         profile_on_train_begin=torch.tensor(False)).profile_on_train_begin is False
 
 
 

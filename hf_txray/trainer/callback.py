@@ -28,6 +28,7 @@ from transformers.trainer_callback import (ExportableState, PrinterCallback, Pro
                                           TrainerState)
 
 from ..analyze import Profiler, ProfilerConfig
+from ..counts import check_switch
 from ..logging import get_logger
 from ..errors import (ArtifactNotFoundError, ConfigurationError, DatasetError, ModelError, OutputError,
                       ProfileFormatError)
@@ -124,6 +125,8 @@ class TXRayCallback(TrainerCallback, ExportableState):
                 "while resuming? Leave restore_callback_states_from_checkpoint=False: the callback restores itself.)"
             )
         check_trainer_options(strategy, steps, max_samples, site, "")
+        # "no" is truthy: the step-0 profile was taken (TXRayArguments' txray_on_train_begin refused it)
+        profile_on_train_begin = check_switch("profile_on_train_begin", profile_on_train_begin)
         if is_stream(probe_dataset):  # before the options that need the model: the corpus cannot be used at all
             raise DatasetError(stream_probe_message(probe_dataset, max_samples))
         self.config = ProfilerConfig(layers=parse_layers(layers), site=site, features=features, top_k=top_k,
