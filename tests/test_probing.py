@@ -3292,6 +3292,25 @@ def test_unknown_solvers_and_options_of_the_other_solver_are_refused(options, ma
         train_probe(np.zeros((4, 3), np.float32), np.array([0, 1, 0, 1]), **options)
 
 
+def test_probe_seed_standardize_and_max_iter_follow_the_rules_of_every_count_and_switch():
+    """helper 381: ProbeConfig checked none of seed and standardize, and max_iter by its own rule: seed=1.5, -1 or "1"
+    failed in numpy's SeedSequence once training began (after any extraction), standardize="no" (truthy) trained a
+    standardized probe, and max_iter=np.int64(100) was refused where every other count takes a numpy int."""
+    values, labels = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32), np.arange(40) % 2
+    for seed in (1.5, -1, "1", True):
+        with pytest.raises(ConfigurationError, match=r"seed must be an int >= 0 \(the batch or sample order\)"):
+            ProbeConfig(seed=seed).validate()
+    for standardize in ("no", 2, None):
+        with pytest.raises(ConfigurationError, match=r"standardize must be True or False"):
+            ProbeConfig(standardize=standardize).validate()
+    config = ProbeConfig(seed=torch.tensor(3), standardize=np.False_, solver="saga", max_iter=np.int64(100)).validate()
+    assert (config.seed, config.standardize, config.max_iter) == (3, False, 100)
+    assert (type(config.seed), type(config.standardize), type(config.max_iter)) == (int, bool, int)
+    plain = train_probe(values, labels, epochs=1, seed=3, standardize=False, device="cpu")
+    given = train_probe(values, labels, epochs=1, seed=np.array(3), standardize=torch.tensor(False), device="cpu")
+    assert np.array_equal(plain.weight, given.weight) and given.config.seed == 3
+
+
 def test_saga_warns_when_it_stops_before_settling():
     x_raw, labels = _four_classes()
     with pytest.warns(UserWarning, match=r"stopped after max_iter=2 passes"):

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..counts import check_count, is_int
+from ..counts import check_count, check_switch, is_int
 from ..distributed import check_device
 from ..errors import ConfigurationError, DatasetError
 from ..forward import own_autograd, own_precision
@@ -120,8 +120,11 @@ class ProbeConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
                 raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}.")
-        for name in ("epochs", "batch_size"):  # kept as ints: a 0-d tensor was recorded and the result unsaveable
+        for name in ("epochs", "batch_size", "max_iter"):  # kept as ints: a 0-d tensor was recorded, unsaveable
             setattr(self, name, check_count(name, getattr(self, name)))
+        # seed=1.5, -1 or "1" failed in numpy once the activations were extracted; standardize="no" standardized
+        self.seed = check_count("seed", self.seed, minimum=0, note="the batch or sample order")
+        self.standardize = check_switch("standardize", self.standardize)
         if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not self.lr > 0 \
                 or not math.isfinite(self.lr):  # nan passed `lr <= 0` and failed in torch; inf gave NaN weights
             raise ConfigurationError(f"lr must be a number > 0, got {self.lr!r}.")
@@ -131,8 +134,6 @@ class ProbeConfig:
         if not isinstance(self.tol, (int, float)) or isinstance(self.tol, bool) or not self.tol > 0 \
                 or not math.isfinite(self.tol):
             raise ConfigurationError(f"tol must be a number > 0, got {self.tol!r}.")
-        if not isinstance(self.max_iter, int) or isinstance(self.max_iter, bool) or self.max_iter < 1:
-            raise ConfigurationError(f"max_iter must be an int >= 1, got {self.max_iter!r}.")
         # options of the other solver would be ignored without a word: refused unless left at their defaults
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         unused = [name for name, solvers in SOLVER_OPTIONS.items()
