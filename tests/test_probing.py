@@ -1412,6 +1412,27 @@ def test_attributions_inside_torch_autocast_are_those_of_the_models_precision():
 
 
 
+def test_attributions_take_a_layer_neuron_and_position_held_in_a_0d_array_or_tensor():
+    """helper 381: one index is the int it holds wherever it is taken (counts.as_int), but attributions kept their
+    own rules: layer=np.array(1) was refused ('layer must be an int, got array(1)'), position=np.array(3) (what
+    values.argmax() gives) failed with numpy's bare TypeError 'iteration over a 0-d array', and position=
+    torch.tensor(3) was 'not a token index'. They are the attribution of layer 1, neuron 5 at position 3."""
+    pytest.importorskip("captum")
+    model, tokenizer, text = tiny_bert(), bert_tokenizer(), "the quick brown fox jumps over the lazy dog"
+    plain = neuron_attributions(model, tokenizer, text, 1, 5, position=3, n_steps=8)
+    for layer, neuron, position in ((np.array(1), np.array(5), np.array(3)),
+                                    (torch.tensor(1), torch.tensor(5), torch.tensor(3)),
+                                    (np.int64(1), 5, torch.tensor([3])), (1, 5, [np.array(3)])):
+        got = neuron_attributions(model, tokenizer, text, layer, neuron, position=position, n_steps=8)
+        assert (got.layer, got.neuron, got.position) == (1, 5, 3) and got.activation == plain.activation
+        np.testing.assert_array_equal(got.table["score"], plain.table["score"])
+    for bad in (np.array(99), np.array(1.5), torch.tensor(True), "3"):
+        with pytest.raises(ConfigurationError, match=r"is out of range or not a token index"):
+            neuron_attributions(model, tokenizer, text, 1, 5, position=bad, n_steps=8)
+    with pytest.raises(ConfigurationError, match=r"layer must be an int, got array\(1\.\)"):
+        neuron_attributions(model, tokenizer, text, np.array(1.0), 5, n_steps=8)
+
+
 @pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
 def test_attributions_inside_the_callers_no_grad_or_inference_mode_are_the_plain_ones(context):
     # helper 379: inside torch.inference_mode() every attribution failed with torch's "element 0 of tensors does not

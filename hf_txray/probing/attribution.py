@@ -29,7 +29,7 @@ from ..modes import enter_eval
 from ..forward import check_no_virtual_tokens, on_own_default_device, own_autograd, own_precision, weights_dtype
 from ..lengths import resolve_max_length
 from ..logging import warn_caller
-from ..counts import check_count, is_int
+from ..counts import as_int, check_count, is_int
 from ..tables import covering_pieces
 from ..sites import (Site, check_hooked_rows, check_unchunked, find_sites, is_encoder_decoder, model_inside,
                      require_dense)
@@ -110,9 +110,10 @@ class TokenAttribution:
 
 
 def _site(model: Any, layer: int, site: str, module_pattern: str | None) -> Site:
-    if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
+    index = as_int(layer)  # numpy ints and 0-d int arrays or tensors too (``scores.argmax()``), as a profile's layer
+    if index is None:
         raise ConfigurationError(f"layer must be an int, got {layer!r}.")
-    chosen = find_sites(model, site, module_pattern, layers=int(layer))[0]
+    chosen = find_sites(model, site, module_pattern, layers=index)[0]
     require_dense([chosen], "Attribution")
     check_unchunked(model, [chosen])
     return chosen
@@ -517,14 +518,14 @@ def _check_position(position: int | Sequence[int] | None, num_tokens: int) -> li
     the forward passes on the input and on the baseline)."""
     if position is None:
         return None
-    listed = [position] if isinstance(position, (int, np.integer)) else list(position) \
-        if isinstance(position, (Sequence, np.ndarray)) and not isinstance(position, str) else [position]
-    bad = [p for p in listed if not isinstance(p, (int, np.integer)) or isinstance(p, (bool, np.bool_))
-           or not 0 <= p < num_tokens]
+    # one index: an int, a numpy int or a 0-d array or tensor (``values.argmax()``: np.array(3) failed with numpy's
+    # bare "iteration over a 0-d array", torch.tensor(3) was "not a token index")
+    listed = [position] if is_int(position) or np.ndim(position) == 0 or isinstance(position, str) else list(position)
+    bad = [p for p in listed if as_int(p) is None or not 0 <= as_int(p) < num_tokens]
     if bad or not listed:
         raise ConfigurationError(f"position {bad[0] if bad else position!r} is out of range or not a token "
                                  f"index: the text has {num_tokens} tokens.")
-    return [int(p) for p in listed]
+    return [as_int(p) for p in listed]
 
 
 def _token_spans(tokenizer: Any, text: str, token_ids: np.ndarray, offsets: np.ndarray, special: np.ndarray
