@@ -757,9 +757,11 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     table = _table_dataset(dataset)
     labels = None  # a DataFrame's row labels: what its user names a row by (its index, not the row's position)
     reader = None  # what read the rows, for the advice on missing ones (a datasets builder's name where None)
+    text_named: set[str] = set()  # a DataFrame's columns named by text, as pd.read_csv names a headerless file's
     if table is not None:
         labels = getattr(dataset, "index", None)
         reader = "pandas" if labels is not None else "arrow"
+        text_named = {name for name in getattr(dataset, "columns", ()) if isinstance(name, str)}
         dataset = table
     elif _is_dataset_column(dataset):
         # A column of an in-memory Dataset (``ds["text"]``): use the dataset itself, no row-by-row copy.
@@ -796,7 +798,9 @@ def load_corpus(dataset: Any, *, text_column: str | None = None, split: str | No
     column = _text_column(dataset, text_column)
     if reader == "pandas" and text_column is None:  # a DataFrame read by pd.read_csv from a headerless file
         head = dataset[:10_000]  # the first rows' values by column
-        warn_frame_read_without_header(column, {name: values for name, values in head.items() if name != column})
+        # a column named by the int 0 was built so (pd.DataFrame({..., 0: scores})): no first row made its name
+        warn_frame_read_without_header(column, {name: values for name, values in head.items()
+                                                if name != column and name in text_named})
     dataset_id = dataset_id or getattr(dataset.info, "dataset_name", None)
     if num_samples is not None:
         if num_samples < 1:

@@ -2499,6 +2499,23 @@ def test_a_dataframe_read_from_a_headerless_csv_whose_first_row_never_recurs_is_
             load_corpus(source)
 
 
+def test_a_dataframe_column_named_by_an_int_is_no_evidence_of_a_headerless_csv():
+    """helper 381: pd.read_csv names a headerless file's columns by its first row, as text; a column named by the int
+    0 or 1 was built so (pd.DataFrame({"What the customer said": texts, 0: scores})), yet it was warned of as a
+    headerless read ("column '0' is named by a number, as its values are numbers"; "column '1' is named by one of
+    its own values"), the datasets table naming it '0'. Only a DataFrame's text-named columns are evidence."""
+    from hf_txray.loading import load_corpus
+
+    texts = ["I loved this movie so much", "terrible acting and a dull plot", "what a great day"]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*named like a text")
+        for frame in (pd.DataFrame({"What the customer said": texts, 0: [2, 3, 4]}),
+                      pd.DataFrame({"What the customer said": texts, 1: [0, 1, 1]})):
+            load_corpus(frame)
+    with pytest.warns(UserWarning, match=r"column '0' is named by a number"):  # named by text: as read_csv names it
+        load_corpus(pd.DataFrame({"What the customer said": texts, "0": [2, 3, 4]}))
+
+
 def test_a_csv_quote_not_closed_at_its_field_s_end_is_refused_naming_its_line(tmp_path):
     """Helper 345: pandas reads a quote that opens a field but does not close at its end as CSV quoting, without an
     error: in a .tsv (whose quotes are often text), '"Hello there<TAB>1' took the lines up to the next quote into
