@@ -58,7 +58,9 @@ class Fill:
     """
 
     def __init__(self, indices: Sequence[int], values: float | Sequence[float] | np.ndarray | torch.Tensor | None = None):
-        self.indices = torch.as_tensor(whole_numbers(indices, "Fill's neuron indices"))
+        # on the CPU whatever default device the caller set (moved where the activations are, at use): under a
+        # `with torch.device("meta")` they were meta tensors and masking failed on .item() (helper 384)
+        self.indices = torch.as_tensor(whole_numbers(indices, "Fill's neuron indices"), device="cpu")
         self.values = None
         if values is not None:
             if isinstance(values, torch.Tensor):  # means of kept activations: bfloat16, on a GPU, or needing grad
@@ -68,7 +70,7 @@ class Fill:
             if array.ndim > 1 or (array.ndim == 1 and len(array) != len(self.indices)):
                 raise ConfigurationError(f"A Fill of {len(self.indices)} neurons needs one value or "
                                          f"{len(self.indices)} values, got shape {array.shape}.")
-            self.values = torch.as_tensor(np.broadcast_to(array, (len(self.indices),)).copy())
+            self.values = torch.as_tensor(np.broadcast_to(array, (len(self.indices),)).copy(), device="cpu")
             _refuse_conflicting_values(self.indices, self.values)
         # Index and value tensors moved once per (device, dtype) the activations arrive on.
         self._on: dict[tuple, tuple[torch.Tensor, torch.Tensor | None]] = {}

@@ -158,3 +158,38 @@ def test_default_device_set_by_the_caller_around_output_effects_and_attributions
         got = run()
     for a, b in zip(got, expected):
         assert a.equals(b) if hasattr(a, "equals") else str(a) == str(b)
+
+
+def test_default_device_set_by_the_caller_around_masks_and_ablation():
+    """masked, ablate (zero and mean) and prune(mode="mask") under a caller's `with torch.device("meta")`: the Fill
+    they make held meta tensors and each failed with RuntimeError "Tensor.item() cannot be called on meta tensors".
+    The masked outputs are checked against the neurons zeroed by hand (a hook of this test's own)."""
+    import numpy as np
+
+    from hf_txray.pruning import masked, prune, unprune
+
+    model, tokenizer = tiny_bert(), bert_tokenizer()
+    batch = tokenizer(TEXTS[:2], return_tensors="pt", padding=True)
+    site = model.encoder.layer[0].output.dense
+
+    def zeroed(module, args):
+        x = args[0].clone()
+        x[..., [1, 2]] = 0
+        x[..., [5]] = 0.5
+        return (x,)
+
+    handle = site.register_forward_pre_hook(zeroed)
+    with torch.no_grad():
+        expected = model(**batch).last_hidden_state
+    handle.remove()
+    means = {0: np.full(48, 0.5, dtype=np.float32)}
+    with torch.device("meta"), torch.no_grad():
+        with masked(model, {0: [1, 2]}), hf_txray.ablate(model, {0: [5]}, mode="mean", means=means):
+            got = model(**batch).last_hidden_state
+        _, plan = prune(model, None, {0: [1, 2]}, mode="mask")
+        with hf_txray.ablate(model, {0: [5]}, mode="mean", means=means):
+            pruned = model(**batch).last_hidden_state
+        unprune(model, plan)
+        assert torch.empty(1).is_meta
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    torch.testing.assert_close(pruned, expected, rtol=0, atol=0)
