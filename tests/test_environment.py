@@ -193,3 +193,22 @@ def test_default_device_set_by_the_caller_around_masks_and_ablation():
         assert torch.empty(1).is_meta
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     torch.testing.assert_close(pruned, expected, rtol=0, atol=0)
+
+
+def test_default_device_set_by_the_caller_around_neuron_removal():
+    """prune(mode="remove") under a caller's `with torch.device("meta")`: the kept indices were a meta tensor and it
+    failed with NotImplementedError "Cannot copy out of meta tensor; no data!". The sliced model is checked against
+    the same neurons zeroed in the down projection by hand (removing a neuron = its column of the down projection)."""
+    model, tokenizer = tiny_bert(), bert_tokenizer()
+    batch = tokenizer(TEXTS[:2], return_tensors="pt", padding=True)
+    reference = tiny_bert()
+    with torch.no_grad():
+        for layer, removed in ((0, [1, 2]), (1, [0, 7])):
+            reference.encoder.layer[layer].output.dense.weight[:, removed] = 0
+        expected = reference(**batch).last_hidden_state
+    with torch.device("meta"):
+        pruned, _ = hf_txray.prune(model, None, {0: [1, 2], 1: [0, 7]}, mode="remove")
+    assert not any(p.is_meta for p in pruned.parameters())
+    assert pruned.encoder.layer[0].output.dense.in_features == 46
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(**batch).last_hidden_state, expected)

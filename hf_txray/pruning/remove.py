@@ -12,6 +12,7 @@ from torch import nn
 from ..architectures import DENSE_BLOCK_WIDTHS, expected_mlp_widths, hidden_size
 from ..distributed import refuse_offloaded
 from ..errors import ConfigurationError, ModelError
+from ..forward import on_own_default_device
 from ..provenance import PRUNED_ATTRIBUTE, pruning_record
 from ..sites import (MODEL_WRAPPERS, Site, find_blocks, in_token_mixer, named_linears, peft_base_layer, resolve_stack,
                      text_model, unwrap_model)
@@ -141,6 +142,7 @@ def _intermediate_attribute(config: Any, width: int) -> str:
     )
 
 
+@on_own_default_device
 def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error") -> nn.Module:
     """Slice the MLP weights so the planned neurons no longer exist (in place); see :func:`prune` with mode='remove'.
 
