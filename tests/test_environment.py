@@ -212,3 +212,34 @@ def test_default_device_set_by_the_caller_around_neuron_removal():
     assert pruned.encoder.layer[0].output.dense.in_features == 46
     with torch.no_grad():
         torch.testing.assert_close(pruned(**batch).last_hidden_state, expected)
+
+
+def test_default_device_set_by_the_caller_around_ablation_metrics():
+    """TaskMetric and LMLossMetric (what ablation_curve calls at every point) under a caller's
+    `with torch.device("meta")`: their token batches were meta tensors and they failed with NotImplementedError
+    "Cannot copy out of meta tensor; no data!". Checked against an accuracy and a next-token loss computed by hand."""
+    import torch.nn.functional as F
+    from transformers import BertConfig, BertForSequenceClassification, GPT2Config, GPT2LMHeadModel
+
+    from hf_txray.probing import LMLossMetric, TaskMetric
+    from models import bpe_tokenizer
+
+    tokenizer, bpe = bert_tokenizer(), bpe_tokenizer()
+    torch.manual_seed(0)
+    classifier = BertForSequenceClassification(BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=48, max_position_embeddings=128, num_labels=2)).eval()
+    lm = GPT2LMHeadModel(GPT2Config(vocab_size=len(bpe), n_embd=32, n_layer=2, n_head=2, n_inner=40,
+                                    n_positions=64)).eval()
+    labels = [i % 2 for i in range(len(TEXTS))]
+    with torch.no_grad():
+        predicted = [int(classifier(**tokenizer(t, return_tensors="pt")).logits.argmax()) for t in TEXTS]
+        losses = [F.cross_entropy(lm(ids).logits[0, :-1], ids[0, 1:], reduction="sum")
+                  for ids in (torch.tensor([bpe(t)["input_ids"][:64]]) for t in TEXTS)]
+    accuracy = sum(p == y for p, y in zip(predicted, labels)) / len(TEXTS)
+    loss = float(sum(losses)) / sum(len(bpe(t)["input_ids"][:64]) - 1 for t in TEXTS)
+    with torch.device("meta"):
+        got_accuracy = TaskMetric(tokenizer, {"text": TEXTS, "label": labels})(classifier)
+        got_loss = LMLossMetric(bpe, TEXTS, max_length=64)(lm)
+    assert got_accuracy == accuracy
+    assert abs(got_loss - loss) < 1e-4 * loss

@@ -26,6 +26,7 @@ from torch import nn
 from ..artifact import Artifact
 from ..counts import check_switch, is_int, refuse_repeats
 from ..errors import ConfigurationError, ModelError
+from ..forward import on_own_default_device
 from ..lengths import resolve_max_length
 from ..logging import warn_caller
 from ..metrics_offline import OFFLINE_METRICS
@@ -451,6 +452,7 @@ class TaskMetric:
         return list(text_and_labels(self.dataset, self.text_column, self.label_column, infer_task(model, self.task),
                                     model)[0])
 
+    @on_own_default_device
     def __call__(self, model: nn.Module) -> float:
         from ..evaluation import compute_metrics, run_predictions
 
@@ -502,6 +504,7 @@ class LMLossMetric(TaskMetric):
         token), before any work (``hf-txray ablate`` calls it before computing neuron means)."""
         check_metric_model("lm-loss", model)
 
+    @on_own_default_device
     def __call__(self, model: nn.Module) -> float:
         from ..evaluation import check_rows_have_tokens, encode_batches, run_predictions
 
