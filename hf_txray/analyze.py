@@ -47,7 +47,7 @@ from .padding import check_padding_is_masked, first_position_is_causal
 from .hashes import bytes_sha256, texts_hash
 from .provenance import (FULL_HASH_KIND, tokenizer_hash, tokenizer_vocab_hash, weights_full_hash,
                          weights_sample_hash)
-from .forward import own_default_device, weights_dtype
+from .forward import on_own_default_device, own_default_device, weights_dtype
 from .sites import Site, WinnerRecorder, text_config, text_depth, text_shape
 from .streaming import (BucketPlan, InMemorySource, StreamingSource, builder_name, column_names, first_texts,
                         is_streaming)
@@ -73,6 +73,7 @@ class Profiler:
         runtime (`dict`, *optional*): load options to record (``trust_remote_code``, ``model_kwargs``).
     """
 
+    @on_own_default_device
     def __init__(self, model, tokenizer, config: ProfilerConfig, model_id: str | None = None,
                  revision: str | None = None, device: Any = None, model_source: Any = None,
                  dataset_source: Any = None, runtime: dict[str, Any] | None = None):
@@ -298,6 +299,7 @@ class Profiler:
         return meta
 
     # ----- the run --------------------------------------------------------------------------------------------
+    @on_own_default_device
     def run(self, corpus, *, text_column: str | None, stage: str = "default", dataset_id: str | None = None,
             checkpoint_dir: str | Path | None = None, checkpoint_every: int = 200, resume: bool = False,
             show_progress: bool | None = None) -> Profile:
@@ -434,6 +436,7 @@ class Profiler:
         return DatasetError(f"Every one of the {num_texts} texts is empty or whitespace{beyond}: there is no token to "
                             f"profile. {check}{lower}.")
 
+    @on_own_default_device
     def refuse_uncreditable(self, texts: Sequence[str], text_column: str | None,
                             columns: Sequence[str] | None = None) -> None:
         """Refuse in-memory `texts` none of which has a position to credit, before any work (a Trainer's probe

@@ -243,3 +243,35 @@ def test_default_device_set_by_the_caller_around_ablation_metrics():
         got_loss = LMLossMetric(bpe, TEXTS, max_length=64)(lm)
     assert got_accuracy == accuracy
     assert abs(got_loss - loss) < 1e-4 * loss
+
+
+def test_default_device_set_by_the_caller_around_a_profiler():
+    """hf_txray.Profiler, which TXRayCallback runs at every snapshot of a training script, under a default device set
+    by that script (torch.set_default_device): its one-text probe run was refused with ModelError "BertModel failed on
+    a one-text probe run before it is profiled ... Cannot copy out of meta tensor". The credit counts per neuron are
+    checked against max-1 winners counted by hand (a pre-hook of this test's own on each down projection)."""
+    import datasets
+    import numpy as np
+
+    model, tokenizer = tiny_bert(), bert_tokenizer()
+    expected = np.zeros((2, 48), dtype=np.int64)
+    captured = []
+    handles = [layer.output.dense.register_forward_pre_hook(lambda module, args: captured.append(args[0][0]))
+               for layer in model.encoder.layer]
+    with torch.no_grad():
+        for text in TEXTS:
+            captured.clear()
+            model(**tokenizer(text, return_tensors="pt"))
+            for layer, values in enumerate(captured):
+                expected[layer] += np.bincount(values[1:-1].argmax(-1).numpy(), minlength=48)  # no [CLS], [SEP]
+    for handle in handles:
+        handle.remove()
+    corpus = datasets.Dataset.from_dict({"text": TEXTS})
+    torch.set_default_device("meta")
+    try:
+        profiler = hf_txray.Profiler(model, tokenizer, hf_txray.ProfilerConfig(features=("token",)))
+        got = profiler.run(corpus, text_column="text", show_progress=False)
+        assert torch.get_default_device().type == "meta"
+    finally:
+        torch.set_default_device(None)
+    np.testing.assert_array_equal(got.neuron_count, expected)
