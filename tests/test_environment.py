@@ -275,3 +275,24 @@ def test_default_device_set_by_the_caller_around_a_profiler():
     finally:
         torch.set_default_device(None)
     np.testing.assert_array_equal(got.neuron_count, expected)
+
+
+def test_default_device_set_by_the_caller_around_neuron_means():
+    """neuron_means (the values of ablate(mode="mean")) under a caller's `with torch.device("meta")`: refused with
+    ModelError "BertModel failed on a one-text probe run ... Cannot copy out of meta tensor". Checked against the mean
+    over real tokens taken by hand (a pre-hook of this test's own)."""
+    import numpy as np
+
+    from hf_txray.probing import neuron_means
+
+    model, tokenizer = tiny_bert(), bert_tokenizer()
+    rows = []
+    handle = model.encoder.layer[1].output.dense.register_forward_pre_hook(lambda m, args: rows.append(args[0][0]))
+    with torch.no_grad():
+        for text in TEXTS:
+            model(**tokenizer(text, return_tensors="pt"))
+    handle.remove()
+    expected = torch.cat([r[1:-1] for r in rows]).double().mean(0).numpy()  # no [CLS], [SEP]
+    with torch.device("meta"):
+        got = neuron_means(model, TEXTS, tokenizer, layers=[1])
+    np.testing.assert_allclose(got[1], expected, rtol=1e-4, atol=1e-6)

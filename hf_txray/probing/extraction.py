@@ -748,6 +748,7 @@ def extract_activations(
     return acts
 
 
+@on_own_default_device
 def neuron_means(
     model: Any,
     texts: Sequence[str],
