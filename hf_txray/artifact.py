@@ -19,7 +19,9 @@ import dataclasses
 import os
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence, TypeVar
+from typing import Any, ClassVar, Mapping, Sequence, TypeVar
+
+import huggingface_hub  # lazy: CommitInfo (annotations) loads on use
 
 from .counts import check_switch
 from .errors import ArtifactNotFoundError, ConfigurationError, ProfileFormatError, TXRayError
@@ -31,9 +33,6 @@ from .io_utils import (atomic_dir, check_not_working_directory, check_writable, 
                        unfinished_writes, write_json)
 from .logging import get_logger
 from .version import __version__
-
-if TYPE_CHECKING:
-    from huggingface_hub import CommitInfo
 
 logger = get_logger(__name__)
 
@@ -444,7 +443,7 @@ class Artifact:
 
     def push_to_hub(self, repo_id: str, *, private: bool = False, token: str | None = None,
                     commit_message: str | None = None, revision: str | None = None,
-                    create_pr: bool = False) -> "CommitInfo":
+                    create_pr: bool = False) -> huggingface_hub.CommitInfo:
         """Upload this artifact, saved with :meth:`save_pretrained`, to the Hub dataset repo `repo_id` (one commit).
 
         Files of a previous push in the folders this artifact writes, and in its `optional_folders` (for a profile or

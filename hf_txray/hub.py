@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
+import huggingface_hub  # lazy: CommitInfo (annotations) loads on use
+
 from .artifact import CLASS_OF_TYPE, HEADER_FILE, artifact_type_of, saved_artifacts
 from .card import missing_profiles, naming_repo
 from .counts import check_switch
@@ -33,8 +35,6 @@ from .tables import shell_command, shell_path
 from .version import __version__
 
 if TYPE_CHECKING:
-    from huggingface_hub import CommitInfo
-
     from .profile import Profile
     from .report import TransferReport
 
@@ -76,7 +76,7 @@ def check_configs_load(folder: str | Path) -> dict[str, int]:
 
 # ----- the upload -------------------------------------------------------------------------------------------------
 def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, token: str | None = None,
-                commit_message: str | None = None, revision: str | None = None) -> "CommitInfo":
+                commit_message: str | None = None, revision: str | None = None) -> huggingface_hub.CommitInfo:
     """Upload a folder written by :func:`hf_txray.save_to_disk` as one commit to the dataset repo `repo_id`.
 
     Our folders (:data:`~hf_txray.layout.OWNED_FOLDERS`) are replaced: files of a previous push that this folder no
@@ -178,7 +178,7 @@ def push_to_hub(
     local_dir: str | Path | None = None,
     plots: bool = True,
     revision: str | None = None,
-) -> "CommitInfo":
+) -> huggingface_hub.CommitInfo:
     """Push an analysis (profiles and transfer reports) to the Hub as a dataset repo with a dataset card.
 
     Everything is checked before anything is uploaded: the repo id, the inputs (no empty profile), the token,
@@ -251,7 +251,7 @@ def saved_results(path: str | Path) -> tuple[list["Profile"], list["TransferRepo
             [TransferReport.from_pretrained(p) for p in saved_artifacts(path, TransferReport.artifact_type)])
 
 
-def push_from_disk(path: str | Path, repo_id: str, **kwargs: Any) -> "CommitInfo":
+def push_from_disk(path: str | Path, repo_id: str, **kwargs: Any) -> huggingface_hub.CommitInfo:
     """Push a folder: an export (:func:`push_folder`) as it is, else every profile and report saved under it.
 
     Backs ``hf-txray push REPO_ID DIR``. Keyword arguments go to :func:`push_folder` or :func:`push_to_hub`

@@ -27,8 +27,9 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
+import huggingface_hub
 import pandas as pd
 import pyarrow as pa
 
@@ -45,9 +46,6 @@ from ..version import __version__
 from .ablation import AblationCurve
 from .layout import ABLATION_CONFIG, PROBE_CONFIG, PROBING_CONFIGS, ablation_table, curve_parts, probe_table
 from .pipeline import ProbingResult
-
-if TYPE_CHECKING:
-    from huggingface_hub import CommitInfo
 
 logger = get_logger(__name__)
 
@@ -155,7 +153,7 @@ def _add_probing(directory: Path, probe_list: list, curve_list: list, repo_id: s
 
 
 def push_probing(repo_id: str, probes: Any = None, ablations: Any = None, *, private: bool = False,
-                 token: str | None = None, commit_message: str | None = None) -> "CommitInfo":
+                 token: str | None = None, commit_message: str | None = None) -> huggingface_hub.CommitInfo:
     """Add probing results and ablation curves to a Hub results repo (created when missing), in one commit.
 
     The repo's README and existing ``probe_rankings`` / ``ablation`` rows are fetched first, so runs of other names

@@ -9,12 +9,10 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import huggingface_hub  # lazy: CommitInfo and SpaceCard (annotations) load on use
 
 from ..errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from huggingface_hub import CommitInfo, SpaceCard
 
 SPACE_FILES = ("app.py", "README.md", "requirements.txt", "packages.txt")
 # Files a custom `app_dir` must hold (packages.txt is optional there: app folders made before it existed lack it).
@@ -108,7 +106,7 @@ def gradio_version() -> str:
     return installed_version("gradio") or GRADIO_VERSION
 
 
-def space_card(datasets: list[str], title: str | None = None, source: str | None = None) -> "SpaceCard":
+def space_card(datasets: list[str], title: str | None = None, source: str | None = None) -> huggingface_hub.SpaceCard:
     """The Space's README as a ``huggingface_hub.SpaceCard``: YAML header (sdk, app file, the results repos it opens
     in ``datasets:``, and `source`, the first of them at a revision, when pinned: see :func:`results_source`) and the
     body above."""
@@ -207,7 +205,7 @@ def stage_space(folder: str | Path, results_repo_id: str | None = None, app_dir:
 
 def deploy_space(space_repo_id: str, results_repo_id: str | None = None, *, token: str | None = None,
                  private: bool = False, app_dir: str | Path | None = None, title: str | None = None,
-                 commit_message: str | None = None) -> "CommitInfo":
+                 commit_message: str | None = None) -> huggingface_hub.CommitInfo:
     """Create (or update) a Gradio Space that browses `results_repo_id`, in one commit.
 
     hf_txray is not on PyPI, so the Space carries it: the upload holds ``app.py``, ``README.md`` (its YAML

@@ -1,0 +1,22 @@
+"""The public API's annotations resolve at runtime: ``typing.get_type_hints`` (which pydantic, typer, jsonargparse and
+sphinx-autodoc call) finds every name an annotation uses, not only the names a type checker sees under
+``if TYPE_CHECKING:``."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+
+import hf_txray
+from hf_txray.viewer import deploy_space
+
+
+@pytest.mark.parametrize("function", [
+    hf_txray.push_to_hub, hf_txray.Profile.push_to_hub, hf_txray.TransferReport.push_to_hub,
+    hf_txray.PruningPlan.push_to_hub, hf_txray.ProbingResult.push_to_hub, deploy_space,
+], ids=lambda f: f.__qualname__)
+def test_push_to_hub_annotations_resolve(function):
+    """``-> CommitInfo`` named huggingface_hub's class imported only for type checkers: NameError at runtime."""
+    hints = typing.get_type_hints(function)
+    assert hints["return"].__name__ == "CommitInfo"
