@@ -15,7 +15,7 @@ import contextlib
 import shutil
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import huggingface_hub  # lazy: CommitInfo (annotations) loads on use
 
@@ -30,13 +30,11 @@ from .hub_io import (carry_remote_card, check_branch, check_hub_text, check_repo
 from .io_utils import link_or_copy
 from .layout import CONFIGS, EXTRA_CONFIGS, OWNED_FOLDERS, check_tables_load, is_export_folder
 from .logging import get_logger
+from .profile import Profile
 from .redaction import shown_url
+from .report import TransferReport
 from .tables import shell_command, shell_path
 from .version import __version__
-
-if TYPE_CHECKING:
-    from .profile import Profile
-    from .report import TransferReport
 
 logger = get_logger(__name__)
 
@@ -44,8 +42,8 @@ logger = get_logger(__name__)
 class TXRayResults(NamedTuple):
     """What :func:`load` returns; unpacks as ``profiles, reports``."""
 
-    profiles: dict[str, "Profile"]  # by stage
-    reports: dict[str, "TransferReport"]  # by name, e.g. "pretrained->finetuned"
+    profiles: dict[str, Profile]  # by stage
+    reports: dict[str, TransferReport]  # by name, e.g. "pretrained->finetuned"
 
 
 # ----- inputs (repo ids, tokens and the scrubbing of errors: hf_txray.hub_io) -------------------------------
@@ -242,7 +240,7 @@ def push_to_hub(
     return info
 
 
-def saved_results(path: str | Path) -> tuple[list["Profile"], list["TransferReport"]]:
+def saved_results(path: str | Path) -> tuple[list[Profile], list[TransferReport]]:
     """Every profile and report saved with ``save_pretrained`` under `path` (checkpoints skipped)."""
     from .profile import Profile
     from .report import TransferReport

@@ -20,3 +20,9 @@ def test_push_to_hub_annotations_resolve(function):
     """``-> CommitInfo`` named huggingface_hub's class imported only for type checkers: NameError at runtime."""
     hints = typing.get_type_hints(function)
     assert hints["return"].__name__ == "CommitInfo"
+
+
+def test_load_results_annotations_resolve():
+    """TXRayResults (what ``hf_txray.load`` returns) named Profile and TransferReport imported only for type checkers."""
+    hints = typing.get_type_hints(hf_txray.TXRayResults)
+    assert hints == {"profiles": dict[str, hf_txray.Profile], "reports": dict[str, hf_txray.TransferReport]}
