@@ -27,19 +27,39 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from .errors import ConfigurationError, ModelError
-from .moe import unskipped
+from .moe import ExpertsLayout, unskipped
 from .indices import whole_numbers
 from .metrics import as_floats
 
-if TYPE_CHECKING:
-    from .sites import Site
+
+@dataclass
+class Site:
+    """One hooked layer (also ``hf_txray.sites.Site``; defined here, beside the traces that take it, so that the
+    annotations of :func:`trace` resolve at runtime: ``typing.get_type_hints``).
+
+    Args:
+        layer (`int`): index of the block in the model (0-based), used to match neurons across stages.
+        name (`str`): the hooked module's qualified name.
+        module (`nn.Module`): the hooked module.
+        width (`int`): number of neurons.
+        capture (`str`): ``"input"`` (forward pre-hook, the module's first argument), ``"output"``, or
+            ``"experts"`` (a fused experts module: the chosen experts' intermediates, see :mod:`hf_txray.moe`).
+        experts (`ExpertsLayout`, *optional*): the numbering of a mixture-of-experts layer.
+    """
+
+    layer: int
+    name: str
+    module: nn.Module
+    width: int
+    capture: str
+    experts: ExpertsLayout | None = None
 
 
 class Fill:
@@ -155,7 +175,7 @@ class Trace:
             positional input.
     """
 
-    def __init__(self, sites: Sequence["Site"], *, read: Callable[[int, Any], None] | None = None,
+    def __init__(self, sites: Sequence[Site], *, read: Callable[[int, Any], None] | None = None,
                  edit: Mapping[int, Edit] | None = None, retain: bool = False, once: bool = True,
                  prepend: bool = False, model: nn.Module | None = None):
         self.sites = list(sites)
@@ -204,7 +224,7 @@ class Trace:
             raise
         return self
 
-    def _register(self, slot: int, site: "Site") -> list[torch.utils.hooks.RemovableHandle]:
+    def _register(self, slot: int, site: Site) -> list[torch.utils.hooks.RemovableHandle]:
         if site.capture == "input":
             return [site.module.register_forward_pre_hook(self._input_hook(slot), prepend=self.prepend)]
         if site.capture == "output":
@@ -253,7 +273,7 @@ class Trace:
         # routed experts ran, shared not yet: the call and its tensors' version counters
         self._routed: list[tuple[ExpertsCall, int, int] | None] = [None] * len(self.sites)
 
-    def missing(self) -> list["Site"]:
+    def missing(self) -> list[Site]:
         """The sites that did not fire since the last :meth:`reset`."""
         return [site for site, calls in zip(self.sites, self.calls) if calls == 0]
 
@@ -364,7 +384,7 @@ class Trace:
 
         return hook
 
-    def waiting_for_shared(self) -> list["Site"]:
+    def waiting_for_shared(self) -> list[Site]:
         """The mixture-of-experts sites whose routed experts ran since the last :meth:`reset` but whose shared
         expert has not (yet): their call is read when it runs."""
         return [site for site, routed in zip(self.sites, self._routed) if routed is not None]
@@ -409,7 +429,7 @@ class Trace:
         return hook
 
 
-def _refuse_shared_layers(sites: Sequence["Site"]) -> None:
+def _refuse_shared_layers(sites: Sequence[Site]) -> None:
     """`edit` and ``trace[layer]`` name a site by its layer: sites sharing one (``find_sites(model, "mlp") +
     find_sites(model, "residual")``, or one site listed twice) would send an edit to the last of them only and read
     the first, so the edited tensor and the one kept were not the same, with no error."""
@@ -442,7 +462,7 @@ def _pass_modules(model: nn.Module | None) -> list[nn.Module]:
 
 
 @contextlib.contextmanager
-def trace(model: nn.Module, sites: Sequence["Site"], *, read: Callable[[int, Any], None] | None = None,
+def trace(model: nn.Module, sites: Sequence[Site], *, read: Callable[[int, Any], None] | None = None,
           edit: Mapping[int, Edit] | None = None, retain: bool = False, once: bool = True,
           prepend: bool = False) -> Iterator[Trace]:
     """Hook `sites` of `model` for the duration of a ``with`` block: read, keep or edit their activations.
@@ -539,7 +559,7 @@ def module_hooks(hooks: Sequence[HookSpec]) -> Iterator[None]:
             handle.remove()
 
 
-def check_sites_in(model: nn.Module, sites: Sequence["Site"]) -> None:
+def check_sites_in(model: nn.Module, sites: Sequence[Site]) -> None:
     """Raise :class:`ModelError` when a site's module is not a submodule of `model`."""
     modules = {id(m) for m in model.modules()}
     foreign = [site.name for site in sites if id(site.module) not in modules]

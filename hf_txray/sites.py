@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -29,35 +29,12 @@ from torch import nn
 from .architectures import (DOWN_PROJECTION_NAMES, KERNEL_ONLY_ATTENTION, TOKEN_MIXER_NAME_PARTS, dense_block_widths,
                             expected_mlp_widths, hidden_size, named_down_projection)
 from .errors import BlocksNotFoundError, ConfigurationError, ModelError, UnreadExpertsError
-from .hooks import ExpertsCall, Trace, refuse_skipped_pre_hooks
+from .hooks import ExpertsCall, Site, Trace, refuse_skipped_pre_hooks
 from .modes import enter_eval
 from .options import SITES, STACKS, parse_layers, refuse_same_block
 from .moe import (ExpertsLayout, expert_intermediates, expert_width, has_skip_class, is_fused_experts, moe_top_k,
                   weights_in_memory)
 from .topk import ArgmaxThreads, Runs, contiguous_runs, top_k_per_row
-
-
-
-@dataclass
-class Site:
-    """One hooked layer.
-
-    Args:
-        layer (`int`): index of the block in the model (0-based), used to match neurons across stages.
-        name (`str`): the hooked module's qualified name.
-        module (`nn.Module`): the hooked module.
-        width (`int`): number of neurons.
-        capture (`str`): ``"input"`` (forward pre-hook, the module's first argument), ``"output"``, or
-            ``"experts"`` (a fused experts module: the chosen experts' intermediates, see :mod:`hf_txray.moe`).
-        experts (`ExpertsLayout`, *optional*): the numbering of a mixture-of-experts layer.
-    """
-
-    layer: int
-    name: str
-    module: nn.Module
-    width: int
-    capture: str
-    experts: ExpertsLayout | None = None
 
 
 def peft_base_layer(module: nn.Module) -> nn.Module | None:

@@ -26,3 +26,12 @@ def test_load_results_annotations_resolve():
     """TXRayResults (what ``hf_txray.load`` returns) named Profile and TransferReport imported only for type checkers."""
     hints = typing.get_type_hints(hf_txray.TXRayResults)
     assert hints == {"profiles": dict[str, hf_txray.Profile], "reports": dict[str, hf_txray.TransferReport]}
+
+
+def test_trace_annotations_resolve():
+    """trace and Trace named Site imported only for type checkers (sites.py imports hooks.py, not the reverse)."""
+    from hf_txray.sites import Site
+
+    assert typing.get_type_hints(hf_txray.trace)["sites"] == typing.Sequence[Site]
+    assert typing.get_type_hints(hf_txray.Trace.__init__)["sites"] == typing.Sequence[Site]
+    assert typing.get_type_hints(hf_txray.Trace.missing)["return"] == list[Site]
