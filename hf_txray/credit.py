@@ -22,7 +22,8 @@ from .accumulators import (FEATURE_BITS, HISTOGRAM, Accumulator, ActivationHisto
 from .batching import PositionBatch, to_device
 from .errors import ConfigurationError, ModelError
 from .features import Vocabulary
-from .profile import (EXAMPLE_COLUMNS, SPLIT_BY_ID, SPLIT_BY_TEXT, FeatureTable, HistogramTable, Profile, ProfileMeta,
+from .feature_table import FeatureTable
+from .profile import (EXAMPLE_COLUMNS, SPLIT_BY_ID, SPLIT_BY_TEXT, HistogramTable, Profile, ProfileMeta,
                       empty_examples)
 from .tables import grapheme_cut
 

@@ -46,6 +46,7 @@ from . import metrics
 from .accumulators import PositionMass, rank_within_groups
 from .card import build_card
 from .errors import ConfigurationError, ProfileFormatError
+from .feature_table import NOISE_COLUMNS
 from .io_utils import arrow_path, link_or_copy
 from .logging import get_logger
 from .summary import TOP_FEATURES
@@ -67,7 +68,6 @@ OWNED_FOLDERS = CONFIGS + (PLOTS_DIR,)  # what a re-push may replace or delete; 
 EXTRA_CONFIGS = ("probe_rankings", "ablation")
 EXPORT_FORMAT_VERSION = 1
 # TOP_FEATURES (top features kept per neuron and feature type in `neuron_cards`) is the neuron card's, summary.py
-NOISE_COLUMNS = ("mass_odd", "count_odd", "mass_sq")  # a FeatureTable's split-half and squared sums
 MAX_ROWS_PER_FILE = 1_000_000  # parquet shard size: keeps files well under the Hub's per-file comfort zone
 
 FEATURE_STRUCT = pa.struct([("feature", pa.string()), ("probability", pa.float64()), ("mass", pa.float64()),

@@ -43,7 +43,8 @@ from .architectures import expert_numbering
 from .artifact import Artifact, meta_from_record
 from .layout import OWNED_FOLDERS, read_single, write_folder
 from .options import resolve_layer
-from .profile import (SPLIT_BY_TEXT, USER_FEATURES, FeatureTable, Profile, credit_differences, merged_vocab,
+from .feature_table import FeatureTable
+from .profile import (SPLIT_BY_TEXT, USER_FEATURES, Profile, credit_differences, merged_vocab,
                       recorded_texts_multiset_hash, tokenizer_difference, tokenizer_split_difference,
                       user_feature_differences)
 from .tables import percent

@@ -59,16 +59,13 @@ of each feature type. Measured calibration and power: bench/RESULTS.md, "Calibra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .counts import check_count
 from .errors import ConfigurationError
+from .feature_table import FeatureTable
 from .metrics import as_floats
-
-if TYPE_CHECKING:  # only for annotations: this module needs nothing from profiles but their arrays
-    from .profile import FeatureTable
 
 # Rankings skip neurons credited fewer times than this in either stage. Measured on the demo (bench/RESULTS.md,
 # "Split-half noise by credit count"): two samples of ONE stage's POS preferences differ by a Hellinger distance of

@@ -35,3 +35,13 @@ def test_trace_annotations_resolve():
     assert typing.get_type_hints(hf_txray.trace)["sites"] == typing.Sequence[Site]
     assert typing.get_type_hints(hf_txray.Trace.__init__)["sites"] == typing.Sequence[Site]
     assert typing.get_type_hints(hf_txray.Trace.missing)["return"] == list[Site]
+
+
+@pytest.mark.parametrize("function", [hf_txray.dispersion, hf_txray.homogeneity, hf_txray.homogeneity_pvalues],
+                         ids=lambda f: f.__name__)
+def test_significance_annotations_resolve(function):
+    """The per-neuron tests named FeatureTable imported only for type checkers (profile.py imports significance.py);
+    the class now lives below both, in hf_txray.feature_table, and is still hf_txray.profile.FeatureTable."""
+    from hf_txray.profile import FeatureTable
+
+    assert FeatureTable in typing.get_type_hints(function).values()
