@@ -19,7 +19,7 @@ import contextlib
 import functools
 import inspect
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, ParamSpec, TypeVar
 
 import torch
 from torch import nn
@@ -30,6 +30,8 @@ from .logging import get_logger
 from .sites import Site, check_unchunked, resolve_stack, text_model, unwrap_peft
 
 logger = get_logger(__name__)
+P = ParamSpec("P")  # on_own_default_device keeps the signature it wraps
+R = TypeVar("R")
 
 # Device types whose autocast state is read (torch raises for a type it does not know, such as "meta").
 AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu")
@@ -79,10 +81,11 @@ def own_default_device():
         yield
 
 
-def on_own_default_device(function: Callable) -> Callable:
-    """`function` run under :func:`own_default_device` (the entry points that tokenize and run a model)."""
+def on_own_default_device(function: Callable[P, R]) -> Callable[P, R]:
+    """`function` run under :func:`own_default_device` (the entry points that tokenize and run a model); its
+    signature and return type are kept for type checkers (``Callable`` alone made them ``(*Any, **Any) -> Any``)."""
     @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         with own_default_device():
             return function(*args, **kwargs)
 
