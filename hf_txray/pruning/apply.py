@@ -10,14 +10,14 @@ from ..errors import ConfigurationError
 from ..profile import Profile
 from ..report import DEFAULT_MIN_COUNT, TransferReport
 from ..sites import unwrap_model
-from .masks import check_plan, check_plan_fits, mlp_sites, mask_neurons, refuse_decoder_source
+from .masks import ModelT, check_plan, check_plan_fits, mlp_sites, mask_neurons, refuse_decoder_source
 from .plan import MODES, PruningPlan, plan_pruning, resolved_amount, source_info, source_widths
 from .remove import check_removable, remove_neurons
 
 
 # ----- the one-call API ------------------------------------------------------------------------------------------
 def prune(
-    model: nn.Module,
+    model: ModelT,
     report_or_profile: TransferReport | Profile | None = None,
     strategy: str | Mapping[int, Sequence[int]] | Sequence[Sequence[int]] = "lost",
     amount: int | float | Mapping[int, int] = 0.1,
@@ -31,7 +31,7 @@ def prune(
     allow_fewer: bool = False,
     uneven: str = "error",
     min_count: int = DEFAULT_MIN_COUNT,
-) -> tuple[nn.Module, PruningPlan]:
+) -> tuple[ModelT, PruningPlan]:
     """Prune MLP neurons of `model` chosen by TX-Ray (or at random, or from a list), and record a plan.
 
     Strategies (each ranks candidates; the first `amount` are pruned; ties are broken in a `seed`-ed random order):
@@ -130,7 +130,7 @@ def prune(
     return model, plan
 
 
-def apply_plan(model: nn.Module, plan: PruningPlan, mode: str | None = None, uneven: str = "error") -> nn.Module:
+def apply_plan(model: ModelT, plan: PruningPlan, mode: str | None = None, uneven: str = "error") -> ModelT:
     """Apply a (saved) :class:`PruningPlan` to `model` in its mode (or in `mode`, overriding it).
 
     A DataParallel or compiled wrapper is pruned through the model inside (its masks are kept there, and

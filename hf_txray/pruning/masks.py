@@ -10,7 +10,7 @@ import contextlib
 import hashlib
 import sys
 import warnings
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from torch import nn
 
@@ -22,6 +22,7 @@ from ..provenance import PRUNED_ATTRIBUTE, pruning_fingerprint, pruning_record
 from ..sites import Site, find_sites, readable_sites, require_dense, text_config, text_depth, unwrap_model
 from .plan import NeuronSpec, PruningPlan, explicit_neurons
 
+ModelT = TypeVar("ModelT", bound=nn.Module)  # prune, apply_plan and unprune return the model they were given
 # The model attribute listing the MaskHandles registered on it (set with object.__setattr__: not a submodule).
 MASKS_ATTRIBUTE = "_txray_masks"
 
@@ -457,7 +458,7 @@ def _removed(model: nn.Module, plan: PruningPlan) -> bool:
     return True
 
 
-def unprune(model: nn.Module, plan: PruningPlan | MaskHandle | None = None) -> nn.Module:
+def unprune(model: ModelT, plan: PruningPlan | MaskHandle | None = None) -> ModelT:
     """Undo ``mode="mask"`` pruning: remove the masks of `plan` (or of every plan when None).
 
     The parameters were never modified, so the model computes bit for bit as before. ``mode="remove"`` cannot be
