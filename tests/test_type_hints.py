@@ -45,3 +45,29 @@ def test_significance_annotations_resolve(function):
     from hf_txray.profile import FeatureTable
 
     assert FeatureTable in typing.get_type_hints(function).values()
+
+
+def test_trainer_arguments_declare_their_added_options_for_type_checkers():
+    """The ``txray_*`` fields of TXRayArguments are added at runtime by a decorator that type checkers do not run:
+    the class declares them again under ``if TYPE_CHECKING:`` (README's ``TXRayArguments(txray_features=[...])`` was
+    an unknown argument to mypy). The declarations name the added fields, in order, with their types and defaults."""
+    import ast
+    import dataclasses
+    import inspect
+
+    from hf_txray.options import TRAINER_OPTIONS
+    from hf_txray.trainer import arguments
+
+    added = {f.name: f for f in dataclasses.fields(hf_txray.TXRayArguments) if f.name.startswith("txray_")}
+    tree = ast.parse(inspect.getsource(arguments))
+    body = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "TXRayArguments").body
+    block = next(node for node in body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
+    declared = [(stmt.target.id, eval(ast.unparse(stmt.annotation), vars(arguments)),
+                 eval(ast.unparse(stmt.value), vars(arguments))) for stmt in block.body]
+    assert [name for name, _, _ in declared] == [f"txray_{name}" for name in TRAINER_OPTIONS]
+    for name, annotation, default in declared:
+        assert annotation == added[name].type, name
+        if isinstance(default, dataclasses.Field):
+            assert default.default_factory() == added[name].default_factory(), name
+        else:
+            assert default == added[name].default, name

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from transformers import TrainerState, TrainingArguments
 
@@ -139,7 +139,24 @@ class TXRayArguments(TrainingArguments):
         default=512, metadata={"help": "Profile only the first N probe texts (None: all of them)."})
     txray_on_train_begin: bool = field(
         default=True, metadata={"help": "Profile the starting point (stage 'step-0') when training begins."})
-    # txray_layers, txray_site, txray_features, ... : added by add_prefixed_options from hf_txray.options.
+    # txray_layers, txray_site, txray_features, ... : added by add_prefixed_options from hf_txray.options. Declared
+    # again here for type checkers only, which do not run the decorator (mypy refused TXRayArguments(
+    # txray_features=[...]) as an unknown argument); tests/test_type_hints.py checks them against the added fields.
+    if TYPE_CHECKING:
+        txray_layers: str = "all"
+        txray_site: str = "mlp"
+        txray_features: list[str] = field(default_factory=lambda: ["token", "pos"])
+        txray_top_k: int = 1
+        txray_text_column: str | None = None
+        txray_batch_size: int | str | None = None
+        txray_max_length: int | str | None = None
+        txray_stack: str | None = None
+        txray_skip_first_positions: str = "auto"
+        txray_long_texts: str = "window"
+        txray_stride: int | str | None = None
+        txray_num_workers: int | str | None = None
+        txray_max_tokens_per_batch: int | str | None = None
+        txray_pad_to_multiple_of: int = 16
 
     def __post_init__(self):
         as_python_ints(self)  # numpy ints would reach to_json_string (TensorBoard, the saved training_args)
