@@ -49,7 +49,8 @@ LAZY_EXPORTS: dict[str, tuple[str, ...]] = {
     "trainer": ("TXRayTrainer", "TXRayArguments", "TXRayCallback"),
     # probing, ablation and attribution (issue 7): NeuroX/Captum-style methods on the same models, sites and data
     "probing": ("AblationCurve", "Activations", "LabeledCorpus", "ProbingResult", "ablate", "ablation_curve",
-                "crosscheck", "extract_activations", "neuron_attributions", "probe_neurons", "read_conllu"),
+                "extract_activations", "neuron_attributions", "probe_neurons", "read_conllu"),
+    "probing.crosscheck": ("crosscheck",),  # its own module: type checkers read hf_txray.probing's as the submodule
     # telling change from sampling noise (issue 12): the per-neuron test and the ranking threshold
     "significance": ("DEFAULT_MIN_COUNT", "benjamini_hochberg", "dispersion", "homogeneity", "homogeneity_pvalues"),
     # neuron pages (issue 15): what a neuron writes (output effects) and a one-sentence summary of its card
@@ -87,7 +88,8 @@ if TYPE_CHECKING:
     from .options import AnalyzeOptions
     from .output_effects import output_effects, output_effects_table
     from .probing import (AblationCurve, Activations, LabeledCorpus, ProbingResult, ablate, ablation_curve,
-                          crosscheck, extract_activations, neuron_attributions, probe_neurons, read_conllu)
+                          extract_activations, neuron_attributions, probe_neurons, read_conllu)
+    from .probing.crosscheck import crosscheck  # not from .probing: type checkers took the submodule of that name
     from .profile import Profile, ProfileMeta
     from .pruning import PruningPlan, masked, prune, register_pruning_strategy, unprune
     from .report import ReportMeta, TransferReport, compare

@@ -71,3 +71,16 @@ def test_trainer_arguments_declare_their_added_options_for_type_checkers():
             assert default.default_factory() == added[name].default_factory(), name
         else:
             assert default == added[name].default, name
+
+
+def test_no_public_name_is_declared_from_a_package_holding_a_submodule_of_that_name():
+    """``from .probing import crosscheck`` under TYPE_CHECKING made mypy type ``hf_txray.crosscheck`` as the module
+    hf_txray.probing.crosscheck (and report a redefinition), while at runtime it is the function: a name is declared
+    from the module that defines it when its package also holds a submodule of that name."""
+    from pathlib import Path
+
+    root = Path(hf_txray.__file__).parent
+    shadowed = [(module, name) for module, names in hf_txray.LAZY_EXPORTS.items() for name in names
+                if (root / module.replace(".", "/") / f"{name}.py").exists()
+                or (root / module.replace(".", "/") / name).is_dir()]
+    assert not shadowed
