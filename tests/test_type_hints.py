@@ -4,6 +4,7 @@ sphinx-autodoc call) finds every name an annotation uses, not only the names a t
 
 from __future__ import annotations
 
+import inspect
 import typing
 
 import pytest
@@ -84,3 +85,34 @@ def test_no_public_name_is_declared_from_a_package_holding_a_submodule_of_that_n
                 if (root / module.replace(".", "/") / f"{name}.py").exists()
                 or (root / module.replace(".", "/") / name).is_dir()]
     assert not shadowed
+
+
+def _public_callables() -> list[tuple[str, object]]:
+    """Every callable of ``hf_txray.__all__`` and the README's module-level entry points, and the public methods and
+    properties that hf_txray's own public classes define (inherited ones, e.g. transformers' Trainer.train, are
+    transformers' business)."""
+    from hf_txray import corpora
+    from hf_txray.probing import ProbeMetric, from_spacy
+    from hf_txray.pruning import plan_pruning
+    from hf_txray.sites import find_sites
+
+    named = [(name, getattr(hf_txray, name)) for name in hf_txray.__all__]
+    named += [(f.__qualname__, f) for f in (deploy_space, plan_pruning, find_sites, ProbeMetric, from_spacy,
+                                             corpora.default_model_path, corpora.penn_treebank, corpora.bbc_news)]
+    out = []
+    for name, obj in named:
+        if inspect.ismodule(obj) or not callable(obj):
+            continue
+        out.append((name, obj))
+        if inspect.isclass(obj):
+            for attribute, raw in vars(obj).items():
+                function = raw.fget if isinstance(raw, property) else getattr(raw, "__func__", raw)
+                if (inspect.isfunction(function) and (not attribute.startswith("_") or attribute == "__init__")
+                        and function.__module__.startswith("hf_txray")):
+                    out.append((f"{name}.{attribute}", function))
+    return out
+
+
+@pytest.mark.parametrize(("name", "obj"), _public_callables(), ids=[name for name, _ in _public_callables()])
+def test_every_public_annotation_resolves_at_runtime(name, obj):
+    typing.get_type_hints(obj)
