@@ -355,3 +355,12 @@ def test_the_commands_own_errors_mask_what_was_typed(tmp_path, monkeypatch, caps
     assert cli_main(["push", "me/x", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "Permission denied: https://***@h/x?token=***" in err and "s3cret" not in err, err
+
+
+def test_txray_arguments_repr_masks_the_hub_token(tmp_path):
+    """``TrainingArguments`` shows ``hub_token`` as ``<HUB_TOKEN>`` in its repr; ``@dataclass`` on the subclass made a
+    new repr that printed it (and every other ``*_token``) as typed."""
+    args = hf_txray.TXRayArguments(output_dir=str(tmp_path), hub_token=SECRET, txray_steps=7)
+    for shown in (repr(args), str(args)):
+        assert SECRET not in shown
+        assert "hub_token=<HUB_TOKEN>" in shown and "txray_steps=7" in shown

@@ -103,7 +103,9 @@ def best_checkpoint_gap(args: TrainingArguments, strategy: str, steps: int, pref
             f"{fix} to profile every checkpoint.")
 
 
-@dataclass
+# repr=False: TrainingArguments' own repr, which shows hub_token (every *_token) as <HUB_TOKEN>; a generated one
+# printed the token as typed (a notebook cell showing `args`)
+@dataclass(repr=False)
 @add_prefixed_options(PREFIX, TRAINER_OPTIONS)
 class TXRayArguments(TrainingArguments):
     """`TrainingArguments` plus the TX-Ray options of :class:`TXRayTrainer`; every field is also a CLI flag.
