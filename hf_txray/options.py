@@ -32,6 +32,7 @@ from .errors import ConfigurationError
 from .features import BUILTIN_FEATURES, UserFeature, parse_features
 from .features.annotation import refuse_loaded_pipeline
 from .names import control_characters
+from .redaction import redacted_repr
 from .windows import LONG_TEXT_MODES, check_token_budget, check_window_options
 
 # What `site` and `stack` accept: declared here, with the options, so that checking options (and the CLI's --help)
@@ -629,6 +630,10 @@ class AnalyzeOptions(ProfilerConfig):
     show_progress: bool | None = option(
         None, "Show progress bars for this call.",
         default_text="the global switch, hf_txray.logging.enable_progress_bars / disable_progress_bars")
+
+    def __repr__(self) -> str:
+        # token= and model_kwargs={"token": ...} masked: a notebook shows (and its saved file keeps) this text
+        return redacted_repr(self)
 
     def validate(self) -> tuple[list[str], dict[str, UserFeature]]:
         """:meth:`ProfilerConfig.validate`, and the counts of the run (``num_samples``, ``checkpoint_every``,

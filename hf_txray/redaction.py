@@ -9,6 +9,7 @@ the secret there (:class:`~hf_txray.errors.TXRayError` applies it to every messa
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
@@ -174,6 +175,32 @@ def redact_record(value: Any, key: str | None = None) -> Any:
     if not isinstance(value, str):
         return value
     return MASK if key is not None and is_secret_name(key) else redact(value)
+
+
+def redacted_repr(instance: Any) -> str:
+    """A dataclass's repr as ``@dataclass`` writes it (``Name(field=value, ...)``, the fields shown in a repr) with
+    the secrets its fields hold masked: a string field named as a secret (:func:`is_secret_name`: ``token``) as
+    :data:`MASK`, a mapping through :func:`redact_record` (``model_kwargs={"token": ...}``), every other string
+    through :func:`redact`; other values as they are (``token=True`` says to use the saved login).
+
+    Example:
+
+    ```python
+    >>> @dataclasses.dataclass
+    ... class Login:
+    ...     user: str
+    ...     token: str
+    >>> redacted_repr(Login("me", "hf_xxx"))
+    "Login(user='me', token='***')"
+    ```
+    """
+    def shown(name: str, value: Any) -> Any:
+        if isinstance(value, str):
+            return MASK if is_secret_name(name) else redact(value)
+        return redact_record(value) if isinstance(value, Mapping) else value
+
+    fields = (f"{f.name}={shown(f.name, getattr(instance, f.name))!r}" for f in dataclasses.fields(instance) if f.repr)
+    return f"{type(instance).__qualname__}({', '.join(fields)})"
 
 
 def _record_key(name: Any) -> str | None:

@@ -357,6 +357,18 @@ def test_the_commands_own_errors_mask_what_was_typed(tmp_path, monkeypatch, caps
     assert "Permission denied: https://***@h/x?token=***" in err and "s3cret" not in err, err
 
 
+def test_analyze_options_repr_masks_the_token():
+    """A notebook shows ``options`` (and a saved .ipynb keeps it) by the dataclass repr, which printed the Hub token
+    given as ``token=`` and inside ``model_kwargs``, an option documented as "never recorded"."""
+    options = hf_txray.AnalyzeOptions(token=SECRET, model_kwargs={"token": SECRET, "attn_implementation": "eager"},
+                                      model_id=f"https://user:{SECRET}@example.org/m", stage="pretrained")
+    for shown in (repr(options), str(options)):
+        assert SECRET not in shown
+        assert "token='***'" in shown and "'attn_implementation': 'eager'" in shown and "stage='pretrained'" in shown
+        assert shown.startswith("AnalyzeOptions(layers='all', site='mlp', features=('token', 'pos'),")
+    assert "token=None" in repr(hf_txray.AnalyzeOptions()) and "token=True" in repr(hf_txray.AnalyzeOptions(token=True))
+
+
 def test_txray_arguments_repr_masks_the_hub_token(tmp_path):
     """``TrainingArguments`` shows ``hub_token`` as ``<HUB_TOKEN>`` in its repr; ``@dataclass`` on the subclass made a
     new repr that printed it (and every other ``*_token``) as typed."""
