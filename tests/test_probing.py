@@ -14,6 +14,7 @@ import decimal
 import functools
 import gc
 import json
+import pickle
 import re
 import sys
 import tracemalloc
@@ -425,6 +426,18 @@ def test_extraction_streams_to_memmap_above_threshold(tmp_path, planted):
     assert reopened.on_disk and np.array_equal(np.asarray(reopened.values), np.asarray(kept.values))
     assert reopened.type_vocab == kept.type_vocab and reopened.layers == [1]
 
+
+
+def test_a_pickled_or_deep_copied_memmap_is_said_to_be_in_memory(planted):
+    """A pickled (multiprocessing, a notebook's cache) or deep-copied ``Activations`` holds its values in memory: numpy
+    rebuilds an ``np.memmap`` with no file behind it. ``on_disk`` read the type alone, so the copy's repr said
+    ``in=disk:<the temporary folder>``, a folder deleted with the original."""
+    corpus = from_columns(synthetic_rows(20, 3), "tokens", "tags")
+    streamed = extract_activations(planted.model, corpus, planted.tokenizer, layers=[0], memmap_threshold=0)
+    assert streamed.on_disk and f"in=disk:{streamed.path}" in repr(streamed)
+    for copied in (pickle.loads(pickle.dumps(streamed)), copy.deepcopy(streamed)):
+        assert not copied.on_disk and repr(copied).endswith("in=memory)")
+        assert copied == streamed and np.array_equal(np.asarray(copied.values), np.asarray(streamed.values))
 
 # ----- encoder-decoders: the stack ----------------------------------------------------------------------------------
 T5_DOWN = {"encoder": "encoder.block.{}.layer.1.DenseReluDense.wo",

@@ -149,8 +149,9 @@ class Activations(Artifact):
 
     @property
     def on_disk(self) -> bool:
-        """Whether the values are a disk-backed memmap."""
-        return isinstance(self.values, np.memmap)
+        """Whether the values are a disk-backed memmap (a pickled or deep-copied one has no file behind it: numpy
+        rebuilds it in memory, as an ``np.memmap`` whose ``filename`` is None)."""
+        return isinstance(self.values, np.memmap) and self.values.filename is not None
 
     def column(self, layer: int, neuron: int) -> int:
         """The column of neuron `neuron` of layer `layer` (a block index, or negative: counted from the last extracted
