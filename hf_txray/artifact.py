@@ -265,8 +265,21 @@ CLASS_OF_TYPE = {"profile": "Profile", "transfer_report": "TransferReport", "pro
                  "ablation_curve": "AblationCurve", "pruning_plan": "PruningPlan", "activations": "Activations"}
 
 
-class Artifact:
-    """Mixin giving a class the three methods of the artifact contract (see the module docstring).
+class ValueEquality:
+    """Mixin: ``==`` by value (:func:`same_values`), for a dataclass (``@dataclass(eq=False)``) that holds arrays or
+    frames, where the generated ``==`` would meet one and raise; not hashable, as a dataclass with eq."""
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return same_values(self, other)
+
+    __hash__ = None  # mutable values
+
+
+class Artifact(ValueEquality):
+    """Mixin giving a class the three methods of the artifact contract (see the module docstring), and equality by
+    value (:class:`ValueEquality`): an artifact equals its saved and reloaded copy.
 
     Subclasses set ``artifact_type`` (a short name, e.g. ``"profile"``) and ``format_version`` (raise it when the
     files change incompatibly), and implement ``_save_pretrained(folder)`` and ``_from_pretrained(folder)``.
@@ -288,14 +301,6 @@ class Artifact:
         """With `card_is_section`: the model the results are of (checked against a results repo's profiles on
         push); None otherwise."""
         return None
-
-    def __eq__(self, other: object) -> bool:
-        """Equal values (:func:`same_values`): an artifact equals its saved and reloaded copy."""
-        if type(other) is not type(self):
-            return NotImplemented
-        return same_values(self, other)
-
-    __hash__ = None  # mutable values: not hashable, as a dataclass with eq
 
     def _save_pretrained(self, folder: Path) -> None:
         raise NotImplementedError
