@@ -3759,3 +3759,20 @@ def test_nonfinite_attributions_of_a_float32_model_name_the_weight_not_float32()
     with pytest.raises(ModelError, match=r"hold NaN or inf.*'encoder\.layer\.0\.intermediate\.dense\.weight'") as info:
         neuron_attributions(model, bert_tokenizer(), "the quick brown fox", 1, 5, position=2, n_steps=8)
     assert "Attribute in float32" not in str(info.value)
+
+
+def test_crosscheck_and_token_attribution_compare_by_value():
+    """``==`` on a CrossCheck or a TokenAttribution and its pickled or deep copy raised "The truth value of a DataFrame
+    is ambiguous" (the generated dataclass ``==`` met the table): now by value, as artifacts compare."""
+    from hf_txray.probing.attribution import TokenAttribution
+    from hf_txray.probing.crosscheck import CrossCheck
+
+    table = pd.DataFrame({"layer": [0, 1], "neuron": [3, 4], "in_both": [True, False]})
+    check = CrossCheck("NOUN", 2, 96, 1, 1 / 3, 0.5, 4 / 96, 12.0, 0.04, table)
+    tokens = pd.DataFrame({"token_index": [0, 1], "token": ["[CLS]", "a"], "score": [0.0, 0.25]})
+    attribution = TokenAttribution(tokens, "a", 0, 3, 1, 0.5, 0.0, "integrated_gradients", 8)
+    for result in (check, attribution):
+        assert result == pickle.loads(pickle.dumps(result)) and result == copy.deepcopy(result)
+        changed = copy.deepcopy(result)
+        changed.table.iloc[1, 1] = 5 if isinstance(result, CrossCheck) else "b"
+        assert result != changed and result != object()

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..artifact import ValueEquality
 from ..credit import CONTEXT_CHARS
 from ..distributed import refuse_unloaded_weights
 from ..errors import ConfigurationError, ModelError
@@ -50,8 +51,8 @@ def _require_captum():
     return captum.attr
 
 
-@dataclass
-class TokenAttribution:
+@dataclass(eq=False)  # == by value (ValueEquality): the generated one raised on the table
+class TokenAttribution(ValueEquality):
     """Per-token attribution of one neuron for one text.
 
     Attributes:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
+from ..artifact import ValueEquality
 from ..counts import check_count
 from ..errors import ConfigurationError, IncompatibleProfilesError
 from ..profile import Profile
@@ -23,8 +24,8 @@ from .extraction import WeightsFingerprint, weights_difference
 from .pipeline import ProbingResult
 
 
-@dataclass
-class CrossCheck:
+@dataclass(eq=False)  # == by value (ValueEquality): the generated one raised on the table
+class CrossCheck(ValueEquality):
     """Overlap of the probe's and TX-Ray's top-k neurons for one tag.
 
     Attributes:
