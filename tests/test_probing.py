@@ -3776,3 +3776,17 @@ def test_crosscheck_and_token_attribution_compare_by_value():
         changed = copy.deepcopy(result)
         changed.table.iloc[1, 1] = 5 if isinstance(result, CrossCheck) else "b"
         assert result != changed and result != object()
+
+
+def test_a_probe_and_its_scores_compare_by_value(planted):
+    """``result.probe == copy.deepcopy(result.probe)`` raised "The truth value of an array with more than one element
+    is ambiguous" (the generated dataclass ``==`` met the weights), and ``ProbeScores`` the same on its frame."""
+    corpus = from_columns(synthetic_rows(40, 3), "tokens", "tags")
+    acts = extract_activations(planted.model, corpus, planted.tokenizer, layers=[0])
+    probe = train_probe(acts, config=ProbeConfig(epochs=2))
+    scores = probe.evaluate(acts)
+    for value in (probe, scores):
+        assert value == pickle.loads(pickle.dumps(value)) and value == copy.deepcopy(value)
+    changed = copy.deepcopy(probe)
+    changed.weight[0, 0] += 1
+    assert changed != probe

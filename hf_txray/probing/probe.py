@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..artifact import ValueEquality
 from ..counts import check_count, check_switch, is_int
 from ..distributed import check_device
 from ..errors import ConfigurationError, DatasetError
@@ -151,8 +152,8 @@ class ProbeConfig:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@dataclass
-class ProbeScores:
+@dataclass(eq=False)  # == by value (ValueEquality): the generated one raised on the arrays
+class ProbeScores(ValueEquality):
     """Accuracy of a probe on some rows, overall and per class (``label``, ``support``, ``correct``, ``accuracy``)."""
 
     accuracy: float
@@ -160,8 +161,8 @@ class ProbeScores:
     predictions: np.ndarray = field(repr=False)
 
 
-@dataclass
-class LinearProbe:
+@dataclass(eq=False)  # == by value (ValueEquality): the generated one raised on the arrays
+class LinearProbe(ValueEquality):
     """A trained probe. Weights live in standardised space: ``logits = W ((x - mean) / scale) + b``.
 
     Args:
