@@ -38,7 +38,8 @@ from . import metrics, significance
 from .significance import DEFAULT_MIN_COUNT, check_min_count  # DEFAULT_MIN_COUNT: its public home was here
 from .counts import check_count, check_switch
 from .errors import ConfigurationError, IncompatibleProfilesError
-from .features import BUILTIN_FEATURES, check_feature_kinds, check_feature_orders, is_tag_feature
+from .features import (BUILTIN_FEATURES, check_feature_kinds, check_feature_orders, default_feature_type,
+                       is_tag_feature)
 from .architectures import expert_numbering
 from .artifact import Artifact, meta_from_record
 from .layout import OWNED_FOLDERS, read_single, write_folder
@@ -511,10 +512,16 @@ class TransferReport(Artifact):
         )
 
     def __repr__(self) -> str:
-        s = self.summary()
-        ft = self.meta.feature_types[0]
+        # the feature type `hf-txray show` leads with (pos when profiled), and the mean Hellinger beside what the
+        # noise table compares: A -> B at half size against the split-half noise floors (when the report has them)
+        s, m = self.summary(), self.meta
+        ft = default_feature_type(m.feature_types, kinds=m.feature_kinds, orders=m.feature_orders)
+        noise = [s.get(f"{name}_hellinger_{ft}{end}") for name, end in
+                 (("matched", ""), ("noise_floor", "_a"), ("noise_floor", "_b"))]
+        floors = ("" if any(v is None or np.isnan(v) for v in noise) else
+                  f" (at half size {noise[0]:.3f}, noise floors {noise[1]:.3f} / {noise[2]:.3f})")
         return (f"TransferReport({self.name}, shared={percent(s['share_shared'])}, lost={percent(s['share_lost'])}, "
-                f"gained={percent(s['share_gained'])}, mean_hellinger_{ft}={s[f'mean_hellinger_{ft}']:.3f})")
+                f"gained={percent(s['share_gained'])}, mean_hellinger_{ft}={s[f'mean_hellinger_{ft}']:.3f}{floors})")
 
     # ----- persistence (save_pretrained / from_pretrained / push_to_hub: hf_txray.artifact.Artifact) ------------
     # A report is saved alone, without the two profiles it compares (save them too, or keep them together in one

@@ -730,3 +730,23 @@ def test_compare_reads_its_switches_as_every_other_switch():
             hf_txray.compare(a, b, **{switch: "maybe"})
     assert hf_txray.compare(a, b, same_corpus=True).meta.same_corpus is True
     assert hf_txray.compare(a, b, same_corpus=torch.tensor(True)).meta.same_corpus is True
+
+
+def test_report_repr_leads_with_the_cli_feature_type_beside_its_noise_floors(report):
+    """The repr read the first feature type (token) while ``hf-txray show`` leads with pos, and showed the mean
+    Hellinger alone, though it is only read against the split-half noise floors (0.820 for token on MiniLM PTB -> BBC
+    beside floors of 0.740 / 0.751)."""
+    from models import bert_tokenizer, tiny_bert
+
+    s = report.summary()  # the fixture's profiles have no split halves: no floors to show
+    assert repr(report) == (f"TransferReport(A->B, shared={s['share_shared']:.1%}, lost={s['share_lost']:.1%}, "
+                            f"gained={s['share_gained']:.1%}, mean_hellinger_pos={s['mean_hellinger_pos']:.3f})")
+    model, tokenizer = tiny_bert(), bert_tokenizer()
+    texts = [f"The {w} sat on mat {i} while dogs ran." for i, w in enumerate(["cat", "dog", "bird", "man"] * 8)]
+    a, b = (hf_txray.analyze(model, t, tokenizer=tokenizer, features=("token", "pos"), stage=name,
+                             show_progress=False) for name, t in (("a", texts), ("b", [t.upper() for t in texts])))
+    noisy = hf_txray.compare(a, b)
+    s = noisy.summary()
+    assert repr(noisy).endswith(
+        f"mean_hellinger_pos={s['mean_hellinger_pos']:.3f} (at half size {s['matched_hellinger_pos']:.3f}, noise "
+        f"floors {s['noise_floor_hellinger_pos_a']:.3f} / {s['noise_floor_hellinger_pos_b']:.3f}))")
