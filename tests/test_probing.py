@@ -3790,3 +3790,16 @@ def test_a_probe_and_its_scores_compare_by_value(planted):
     changed = copy.deepcopy(probe)
     changed.weight[0, 0] += 1
     assert changed != probe
+
+
+def test_ablation_curve_repr_is_one_line_of_its_points():
+    """The generated repr printed the whole table first (a row per point and seed: 25 rows and lines for the default
+    counts), the name, metric and mode after it."""
+    rows = [("baseline", -1, 0, 0.9)] + [("ranked", -1, k, 0.9 - k / 100) for k in (1, 2, 5, 10, 20, 50)] + [
+        ("random", seed, k, 0.9 - seed / 1000) for seed in range(3) for k in (1, 2, 5, 10, 20, 50)]
+    table = pd.DataFrame(rows, columns=["strategy", "seed", "num_ablated", "value"])
+    curve = AblationCurve(table, "ablation", "probe_accuracy", "zero", "m", "probe:pos", [0, 1])
+    assert repr(curve) == ("AblationCurve(name='ablation', metric='probe_accuracy', mode='zero', ranking='probe:pos', "
+                           "counts=[1, 2, 5, 10, 20, 50], random_seeds=3, baseline=0.900, at 50: random 0.899, "
+                           "ranked 0.400)")
+    assert repr(AblationCurve(table.iloc[:0], "a", "m", "zero")).endswith("counts=[], random_seeds=0)")

@@ -564,6 +564,23 @@ class AblationCurve(Artifact):
         grouped = self.table.groupby(["strategy", "num_ablated"])["value"]
         return grouped.agg(["mean", "std", "count"]).reset_index()
 
+    def __repr__(self) -> str:
+        # one line, as ProbingResult's: the generated repr put the whole table (a row per point and seed, 25 for the
+        # default counts) before the name, metric and mode
+        t = self.table
+        ablated = t[t["strategy"] != "baseline"]
+        counts = sorted(int(k) for k in ablated["num_ablated"].unique())
+        parts = [f"name={self.name!r}", f"metric={self.metric!r}", f"mode={self.mode!r}",
+                 f"ranking={self.ranking_source!r}", f"counts={counts}",
+                 f"random_seeds={ablated.loc[ablated['strategy'] == 'random', 'seed'].nunique()}"]
+        baseline = t.loc[t["strategy"] == "baseline", "value"]
+        if len(baseline):
+            parts.append(f"baseline={float(baseline.iloc[0]):.3f}")
+        if counts:  # the largest k, random as its mean over the seeds (summary())
+            last = ablated[ablated["num_ablated"] == counts[-1]].groupby("strategy", sort=True)["value"].mean()
+            parts.append(f"at {counts[-1]}: " + ", ".join(f"{s} {v:.3f}" for s, v in last.items()))
+        return f"AblationCurve({', '.join(parts)})"
+
     def plot(self, ax: Any = None):
         """The curves against k: see :func:`hf_txray.plots.plot_ablation`."""
         from ..plots.probing import plot_ablation
