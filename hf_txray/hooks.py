@@ -20,12 +20,20 @@ are: a forward pre-hook for ``capture="input"`` (the input of an MLP down projec
    ``generate()``), one that reads or keeps counts across passes until :meth:`Trace.reset`, so that what it holds
    is one pass's.
 
+4. sees, when it reads or keeps, only the calls of the thread that attached it: two runs on one model in two
+   threads (a Gradio app's worker threads, a ``ThreadPoolExecutor`` profiling several corpora) each read their own
+   forward passes. Hooks are the module's, for every thread, so without this each run's hooks counted the other's
+   calls too, and both failed as a module "reused across layers" (helper 387). A trace that only edits (a pruning
+   mask, an ablation) edits every thread's forward passes: those of ``DataParallel``'s replicas run in threads of
+   their own, and a mask is a change of the model.
+
 Leaving the ``with`` block (or :meth:`Trace.remove`) removes every handle, also when the block raised.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 
@@ -185,6 +193,7 @@ class Trace:
         self.edits = self._edits_by_slot(edit or {})
         self.enabled = True
         self.passes = 0  # forward passes of `model` begun while attached
+        self._thread: int | None = None  # the thread whose calls a reading trace sees (the one that attached it)
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._entered = False  # inside this trace's own `with` block
         self.reset()
@@ -214,6 +223,7 @@ class Trace:
         """Register the hooks (idempotent)."""
         if self._handles:
             return self
+        self._thread = threading.get_ident() if self.reads else None
         try:
             for slot, site in enumerate(self.sites):
                 self._handles.extend(self._register(slot, site))
@@ -290,8 +300,14 @@ class Trace:
         across forward passes."""
         return self.read is not None or self.retain
 
+    def _sees(self) -> bool:
+        """Whether the hooks act on the call now running: on, and (for a trace that reads or keeps) of the thread
+        that attached the trace, or gradient checkpointing's recomputation of a block (autograd may run it in a
+        thread of its own, and the edits must be the same)."""
+        return self.enabled and (self._thread is None or threading.get_ident() == self._thread or _in_backward())
+
     def _pass_hook(self, module: nn.Module, args: tuple) -> None:
-        if not self.enabled:
+        if not self._sees():
             return
         self.passes += 1
         if not self.reads:  # an edit-only trace keeps nothing across passes: each pass starts afresh
@@ -360,7 +376,7 @@ class Trace:
 
     def _input_hook(self, slot: int):
         def hook(module: nn.Module, args: tuple) -> tuple | None:
-            if not self.enabled:
+            if not self._sees():
                 return None
             if not args:
                 raise ModelError(f"{self.sites[slot].name!r} was called without a positional input: hf_txray reads "
@@ -372,7 +388,7 @@ class Trace:
 
     def _output_hook(self, slot: int):
         def hook(module: nn.Module, args: tuple, output: Any) -> Any:
-            if not self.enabled:
+            if not self._sees():
                 return None
             first = output[0] if isinstance(output, (tuple, list)) else output
             edited = self._visit(slot, first)
@@ -391,7 +407,7 @@ class Trace:
 
     def _experts_hook(self, slot: int):
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            if not self.enabled:
+            if not self._sees():
                 return
             hidden = args[0] if args else kwargs["hidden_states"]
             top_k_index = args[1] if len(args) > 1 else kwargs["top_k_index"]
@@ -412,7 +428,7 @@ class Trace:
 
     def _shared_hook(self, slot: int):
         def hook(module: nn.Module, args: tuple) -> None:
-            if not self.enabled:
+            if not self._sees():
                 return
             waiting, self._routed[slot] = self._routed[slot], None
             if waiting is None:  # it runs before the routed experts (Qwen2-MoE): keep its input for them

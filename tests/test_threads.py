@@ -1,0 +1,93 @@
+"""Threads sharing one model: each hf_txray run reads only its own thread's forward passes (a Gradio worker thread,
+a ThreadPoolExecutor running several corpora against one loaded model). Every overlap is forced with barriers in
+the model's forward pass, so that both threads are inside a forward pass, with their hooks on, at once."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+import hf_txray
+from hf_txray.hooks import module_hooks
+from hf_txray.probing import extract_activations, from_columns
+from hf_txray.viewer import LiveProfiler
+from models import bert_tokenizer, bpe_tokenizer, tiny_bert, tiny_gpt2
+
+WORDS = "the cat sat on a mat and dogs ran over hills while birds sang in trees near rivers".split()
+
+
+def corpus(seed: int, num: int = 24) -> list[list[str]]:
+    rng = np.random.default_rng(seed)
+    return [[str(w) for w in rng.choice(WORDS, size=int(rng.integers(3, 10)))] for _ in range(num)]
+
+
+class Overlap:
+    """Hooks that hold the first `passes` forward passes of `size` rows (a run's batches, not the one-text checks
+    before it) of each of two threads until both are inside one (at the first block's input) and again until both
+    have run every block (at `last`): each thread's pass then runs while the other's hf_txray hooks are on."""
+
+    def __init__(self, first, last, passes: int = 2, size: int = 3):
+        self.barrier = threading.Barrier(2, timeout=30)
+        self.passes, self.size, self.seen = passes, size, {}
+        self.hooks = [("pre", first, self.wait), ("pre", last, self.wait)]
+
+    def wait(self, module, args) -> None:
+        if args[0].shape[0] != self.size:
+            return
+        count = self.seen.setdefault((threading.get_ident(), id(module)), [0])
+        count[0] += 1
+        if count[0] <= self.passes:
+            self.barrier.wait()
+
+
+def in_two_threads(run, inputs: list, overlap: Overlap) -> list:
+    with module_hooks(overlap.hooks), ThreadPoolExecutor(2) as pool:
+        return list(pool.map(run, inputs))
+
+
+def test_two_analyze_runs_on_one_model_each_count_their_own_corpus():
+    model, tokenizer = tiny_gpt2(), bpe_tokenizer()
+    corpora = [[" ".join(words) for words in corpus(seed)] for seed in (1, 2)]
+
+    def run(texts):
+        return hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",), batch_size=3,
+                                num_workers=0, show_progress=False)
+
+    alone = [run(texts) for texts in corpora]
+    together = in_two_threads(run, corpora, Overlap(model.h[0], model.ln_f))
+    for one, two in zip(alone, together):
+        np.testing.assert_array_equal(two.neuron_count, one.neuron_count)
+        np.testing.assert_allclose(two.neuron_mass, one.neuron_mass, rtol=0, atol=1e-6)
+
+
+def test_two_extractions_on_one_model_each_read_their_own_words():
+    model, tokenizer = tiny_bert(), bert_tokenizer()
+    corpora = [from_columns({"tokens": words, "tags": [["X"] * len(w) for w in words]}, "tokens", "tags")
+               for words in (corpus(1), corpus(2))]
+
+    def run(labelled):
+        return extract_activations(model, labelled, tokenizer, layers=[0, 1], batch_size=3)
+
+    alone = [run(labelled) for labelled in corpora]
+    together = in_two_threads(run, corpora, Overlap(model.encoder.layer[0], model.pooler))
+    for one, two in zip(alone, together):
+        np.testing.assert_allclose(np.asarray(two.values), np.asarray(one.values), rtol=0, atol=1e-6)
+
+
+def test_two_live_text_requests_on_one_model_each_show_their_own_winners():
+    """What two Gradio worker threads do when two users run the Live text tab at once (one model, one engine)."""
+    model, tokenizer = tiny_gpt2(), bpe_tokenizer()
+    texts = ["the cat sat on a mat and dogs ran", "birds sang in trees near rivers over hills"]
+    profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",), show_progress=False)
+    live = LiveProfiler(model, tokenizer, profile.meta)
+
+    def run(text):
+        return live.run(text, 1, trace_neuron=3).table
+
+    alone = [run(text) for text in texts]
+    together = in_two_threads(run, texts, Overlap(model.h[0], model.ln_f, passes=1, size=1))
+    for one, two in zip(alone, together):
+        assert two.to_dict("list") == one.to_dict("list")
