@@ -372,6 +372,23 @@ def datasets_progress_bars() -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
+@contextlib.contextmanager
+def warnings_caught(record: bool = False) -> Iterator[list | None]:
+    """``warnings.catch_warnings(record=record)``, one block at a time in the process: hf_txray's blocks that silence
+    or record warnings (the viewer's derived reports, figures, probes) may run in several threads at once (Gradio's
+    worker threads), and Python's filters and ``showwarning`` are process-wide. A block that began inside another
+    one and ended after it put back that one's filters: two viewer requests left ``simplefilter("ignore")`` on for
+    good, silencing every later warning of the process (helper 387). Blocks of one thread nest. Warnings that other
+    code raises in other threads while a block runs are still filtered (or recorded) by it, as Python does."""
+    import warnings
+
+    with _warnings_lock, warnings.catch_warnings(record=record) as caught:
+        yield caught
+
+
+_warnings_lock = threading.RLock()
+
+
 def warn_caller(message: str, category: type[Warning] = UserWarning) -> None:
     """``warnings.warn`` attributed to the user's line: the first frame outside hf_txray, however many library
     functions lie between (a fixed ``stacklevel`` is right for one call path only)."""

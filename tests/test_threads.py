@@ -91,3 +91,45 @@ def test_two_live_text_requests_on_one_model_each_show_their_own_winners():
     together = in_two_threads(run, texts, Overlap(model.h[0], model.ln_f, passes=1, size=1))
     for one, two in zip(alone, together):
         assert two.to_dict("list") == one.to_dict("list")
+
+
+def test_two_viewer_comparisons_at_once_leave_the_warning_filters_as_they_were(monkeypatch):
+    """Two Gradio worker threads derive two stage pairs' reports at once (their warnings silenced for the block):
+    Python's warning filters are process-wide, so the second block, begun inside the first and ended after it, put
+    back the first one's "ignore" filter for good, and every later warning of the process was silenced."""
+    import warnings
+
+    import hf_txray.report as report_module
+    from hf_txray.viewer import ResultsView
+
+    model, tokenizer = tiny_gpt2(), bpe_tokenizer()
+    profiles = {stage: hf_txray.analyze(model, [" ".join(words) for words in corpus(seed, 6)], tokenizer=tokenizer,
+                                        features=("token",), stage=stage, show_progress=False)
+                for seed, stage in enumerate(["a", "b", "c"])}
+    view = ResultsView("x", profiles, {})
+    compare, first_in, inside, first_done = report_module.compare, *(threading.Event() for _ in range(3))
+
+    def overlapping(a, b, **kwargs):
+        if b.meta.stage == "b":  # the first: still inside while the second begins (or waits its turn)
+            first_in.set()
+            inside.wait(2)
+        else:  # the second: inside its block, ends after the first has left its own
+            inside.set()
+            first_done.wait(10)
+        return compare(a, b, **kwargs)
+
+    def first():
+        view.report_for("a", "b")
+        first_done.set()
+
+    def second():
+        first_in.wait(10)
+        view.report_for("a", "c")
+
+    monkeypatch.setattr(report_module, "compare", overlapping)
+    filters = list(warnings.filters)
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    [t.start() for t in threads]
+    [t.join(30) for t in threads]
+    assert list(warnings.filters) == filters
+    assert view.report_for("a", "b") is not None and view.report_for("a", "c") is not None

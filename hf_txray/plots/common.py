@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import ConfigurationError
 from ..io_utils import atomic_file
 from ..features import default_feature_type
-from ..logging import get_logger
+from ..logging import get_logger, warnings_caught
 from ..tables import clip_right, grapheme_cut, one_line
 
 if TYPE_CHECKING:  # the figures only need these for type hints; importing plots must not import torch
@@ -230,7 +230,7 @@ def save_figure(figure: "Figure", path: str | Path, dpi: int = 100) -> Path:
     """Save one figure as PNG at `path` (parent folders created), its text drawn with :func:`use_fallback_fonts`;
     returns the path."""
     use_fallback_fonts(figure)
-    with warnings.catch_warnings():  # one warning per glyph: use_fallback_fonts said it once, with the fix
+    with warnings_caught():  # one warning per glyph: use_fallback_fonts said it once, with the fix
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
         # written whole, then renamed: a Trainer's background push stages hard links of its plots, which a figure
         # rewritten in place would change under the upload (helper 219)

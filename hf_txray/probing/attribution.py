@@ -29,7 +29,7 @@ from ..hooks import HookSpec, module_hooks, trace
 from ..modes import enter_eval
 from ..forward import check_no_virtual_tokens, on_own_default_device, own_autograd, own_precision, weights_dtype
 from ..lengths import resolve_max_length
-from ..logging import warn_caller
+from ..logging import warn_caller, warnings_caught
 from ..counts import as_int, check_count, is_int
 from ..tables import covering_pieces
 from ..sites import (Site, check_hooked_rows, check_unchunked, find_sites, is_encoder_decoder, model_inside,
@@ -329,7 +329,7 @@ def neuron_attributions(
                                                  attribute_to_neuron_input=to_input)
                 else:
                     explainer = attr.NeuronConductance(forward, layer_module)
-                    with warnings.catch_warnings():  # the selector picks one unit of the grid (aggregates nothing)
+                    with warnings_caught():  # the selector picks one unit of the grid (aggregates nothing)
                         warnings.filterwarnings("ignore", message="The neuron_selector provided is a callable")
                         scores = explainer.attribute(embeds, neuron_selector=selector, baselines=base, target=target,
                                                      additional_forward_args=tuple(extra.values()), n_steps=n_steps,

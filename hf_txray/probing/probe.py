@@ -32,7 +32,7 @@ from ..counts import check_count, check_switch, is_int
 from ..distributed import check_device
 from ..errors import ConfigurationError, DatasetError
 from ..forward import own_autograd, own_precision
-from ..logging import warn_caller
+from ..logging import warn_caller, warnings_caught
 from .data import check_distinct_labels, control_labels
 from .extraction import Activations
 
@@ -652,7 +652,7 @@ def _fit_saga(block: np.ndarray, train_labels: np.ndarray, num_labels: int,
     x = np.asarray(block, dtype=np.float64)
     model = LogisticRegression(C=C, l1_ratio=l1_ratio, solver="saga", tol=config.tol, max_iter=config.max_iter,
                                random_state=config.seed, **options)
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings_caught(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         model.fit(x, np.searchsorted(present, train_labels))
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):

@@ -16,6 +16,7 @@ from ..counts import check_count, check_switch, is_int
 from ..errors import ConfigurationError, ProfileFormatError
 from ..indices import whole_numbers
 from ..io_utils import read_json, write_json
+from ..logging import warnings_caught
 from ..options import parse_layers, refuse_same_block, resolve_layer
 from ..profile import Profile
 from ..provenance import pruning_fingerprint, recorded_architecture, recorded_depths, recorded_pruning
@@ -109,7 +110,7 @@ class PruningPlan(Artifact):
         if self.amount is None or not self.widths:
             return self.total
         try:
-            with warnings.catch_warnings():  # a fraction rounding to no neuron was said when the plan was made
+            with warnings_caught():  # a fraction rounding to no neuron was said when the plan was made
                 warnings.simplefilter("ignore")
                 counts = _requested_counts(self.amount, self.widths, sorted(self.widths), self.per_layer)
         except ConfigurationError:  # a plan file edited by hand: what it holds is all it says

@@ -24,7 +24,7 @@ from ..export import check_report_of
 from ..hub_io import REVISION_SEPARATOR, split_revision
 from ..indices import whole_numbers
 from ..io_utils import natural_key
-from ..logging import get_logger
+from ..logging import get_logger, warnings_caught
 from ..tables import MISSING, untested_unknown
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ class ResultsView:
 
             a, b = (_with_feature_types(self.profiles[s], self.shared_feature_types(stage_a, stage_b))
                     for s in (stage_a, stage_b))
-            with warnings.catch_warnings():  # size and noise warnings belong to a report the user asked for
+            with warnings_caught():  # size and noise warnings belong to a report the user asked for
                 warnings.simplefilter("ignore")
                 try:
                     self._derived[stage_a, stage_b] = compare(a, b, test=False) if a.meta.feature_types else None
