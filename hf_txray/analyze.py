@@ -469,6 +469,9 @@ class Profiler:
         quota = _rank_quota(self.config.max_positions, rank, world)  # positions this rank may still credit (None: no limit)
         if quota is not None:
             quota -= builder.num_positions
+        from .pruning.masks import masks_version, refuse_changed_masks
+
+        masks = masks_version(self.model)  # another thread's ablation during the run: refused after its bucket
         restore_modes = enter_eval(self.model)  # first: a model it refuses leaves no hook behind
         recorder = WinnerRecorder(self.sites, self.config.top_k).attach()
         bar = tqdm(total=source.total, initial=int(resume_state["processed"]) if resume_state else 0,
@@ -492,6 +495,7 @@ class Profiler:
                 resolve_feature_ids(batches, vocabs)  # after the selection: only what is credited enters a vocabulary
                 for batch in batches:
                     self._process(batch, builder, recorder)
+                refuse_changed_masks(self.model, masks, "analyze")  # before a checkpoint keeps what it mixed
                 quota = None if quota is None else quota - sum(b.num_positions for b in batches)
                 batches_since_save += len(batches)
                 # the tokens the model ran (specials and window context included), shown by the update, in step

@@ -167,7 +167,8 @@ def ablate(model: nn.Module, neurons: Any, mode: str = "zero", means: Any = None
     The neurons are those TX-Ray profiles and probes read at the ``"mlp"`` site (inputs of each block's MLP down
     projection), addressed by ``(layer, index)``. Parameters are not modified; leaving the block restores the model
     exactly. Hooks of :func:`hf_txray.analyze` or :func:`~hf_txray.probing.extract_activations` added inside the
-    block see the ablated values.
+    block see the ablated values. The ablation acts on the model, so on the forward passes of every thread while the
+    block runs (another thread's ``analyze`` of the model refuses its result when one begins or ends during it).
 
     Args:
         model (`nn.Module`): a transformers model.

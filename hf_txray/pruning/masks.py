@@ -25,6 +25,8 @@ from .plan import NeuronSpec, PruningPlan, explicit_neurons
 ModelT = TypeVar("ModelT", bound=nn.Module)  # prune, apply_plan and unprune return the model they were given
 # The model attribute listing the MaskHandles registered on it (set with object.__setattr__: not a submodule).
 MASKS_ATTRIBUTE = "_txray_masks"
+# And the number of times one was registered or removed (masks_version).
+MASKS_VERSION_ATTRIBUTE = "_txray_masks_version"
 
 
 def _warn_masks_not_saved(module: nn.Module, state_dict: Any, prefix: str, local_metadata: Any) -> None:
@@ -65,6 +67,7 @@ class MaskHandle:
         registry = getattr(self.model, MASKS_ATTRIBUTE, None)
         if registry is not None and self in registry:
             registry.remove(self)
+            _count_change(self.model)
 
     def __enter__(self) -> "MaskHandle":
         return self
@@ -308,8 +311,36 @@ def edit_neurons(model: nn.Module, neurons: dict[int, list[int]], edits: Mapping
         registry = []
         object.__setattr__(model, MASKS_ATTRIBUTE, registry)
     registry.append(handle)
+    _count_change(model)
     drop_compiled_graphs()
     return handle
+
+
+def _count_change(model: nn.Module) -> None:
+    object.__setattr__(model, MASKS_VERSION_ATTRIBUTE, getattr(model, MASKS_VERSION_ATTRIBUTE, 0) + 1)
+
+
+def masks_version(model: nn.Module) -> int:
+    """How many times hf_txray masks or fills were put on `model` or taken off (on the model inside a DataParallel or
+    compiled wrapper, where they are kept): a run that reads activations compares it at its start and end
+    (:func:`refuse_changed_masks`)."""
+    return getattr(unwrap_model(model), MASKS_VERSION_ATTRIBUTE, 0)
+
+
+def refuse_changed_masks(model: nn.Module, version: int, what: str) -> None:
+    """Refuse the result of a run whose model had hf_txray masks or ablations put on or taken off while it ran (in
+    another thread: masks edit every thread's forward passes), `version` being :func:`masks_version` at its start.
+
+    Raises:
+        ModelError: naming `what` ran and the fix.
+    """
+    if masks_version(model) != version:
+        raise ModelError(
+            f"hf_txray masks or ablations were put on or taken off the model while {what} ran on it (another thread's "
+            "`with hf_txray.ablate(...)` / `masked(...)`, or mask_neurons / unprune): masks edit the forward passes "
+            "of every thread, so part of its forward passes ran with other neurons masked, and its numbers would "
+            "mix two models. Run it again with no mask changing meanwhile (ablate in the same thread, before or "
+            "after it), or use a copy of the model for the ablations (copy.deepcopy(model)).")
 
 
 def _set_values(edit: Edit) -> dict[int, float | None]:
@@ -391,6 +422,9 @@ def mask_neurons(model: nn.Module, neurons: NeuronSpec) -> MaskHandle:
 @contextlib.contextmanager
 def masked(model: nn.Module, neurons: NeuronSpec) -> Iterator[MaskHandle]:
     """Context manager: the given MLP neurons output 0 inside the block, and the model is unchanged after it.
+
+    The masks are the model's: every thread's forward passes run with them while the block runs (use a copy of the
+    model for work that must not see them, e.g. a Gradio app's other requests).
 
     Args:
         model (`nn.Module`): a transformers model.
