@@ -170,3 +170,52 @@ def test_an_ablation_begun_in_another_thread_during_analyze_is_refused():
     # the same run with no ablation meanwhile is not refused
     hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",), batch_size=3, num_workers=0,
                      show_progress=False)
+
+
+def test_live_text_and_attribution_requests_at_once_on_the_viewer_model(tmp_path):
+    """Two Gradio worker threads: one explains a neuron (Captum's hooks on the model), the other runs the Live text
+    tab on the same model, its forward pass landing inside the attribution's."""
+    pytest.importorskip("captum")
+    import torch
+
+    from hf_txray.viewer import app
+
+    model, tokenizer = tiny_bert(), bert_tokenizer()
+    texts = [" ".join(words) for words in corpus(3, 8)]
+    profile = hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",), stage="pretrained",
+                               show_progress=False)
+    hf_txray.save_to_disk(tmp_path / "results", [profile], plots=False)
+    source = str(tmp_path / "results")
+    app.open_results(source, reload=True)
+    stats = profile.neuron_stats()
+    layer, neuron = (int(v) for v in stats.sort_values("count").iloc[-1][["layer", "neuron"]])
+    attribution = app.AttributionModel((model, tokenizer))
+    explain = lambda: app.explain_neuron(source, layer, neuron, "pretrained", 1, attribution, n_steps=4)  # noqa: E731
+    live = lambda: app.live_text(source, "a cat", layer, None, attribution)  # noqa: E731
+    alone = explain(), live()
+
+    in_captum, live_done = threading.Event(), threading.Event()
+    explainer = {}
+
+    def hold(module, args) -> None:  # at the pooler: every block of the pass has run
+        if threading.get_ident() == explainer.get("id") and torch.is_grad_enabled() and not in_captum.is_set():
+            in_captum.set()
+            live_done.wait(3)  # the live request's whole pass, inside the attribution's (or, in turn, after it)
+
+    def explaining():
+        explainer["id"] = threading.get_ident()
+        return explain()
+
+    def living():
+        in_captum.wait(30)
+        try:
+            return live()
+        finally:
+            live_done.set()
+
+    with module_hooks([("pre", model.pooler, hold)]), ThreadPoolExecutor(2) as pool:
+        together = pool.submit(explaining), pool.submit(living)
+        together = together[0].result(), together[1].result()
+    assert together[0][0] == alone[0][0]
+    assert together[0][2]["score"].tolist() == pytest.approx(alone[0][2]["score"].tolist(), rel=1e-6, abs=1e-9)
+    assert together[1][3].equals(alone[1][3])

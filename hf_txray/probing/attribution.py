@@ -182,6 +182,9 @@ def neuron_attributions(
 ) -> TokenAttribution:
     """Attribute a neuron's activation (or, with conductance, an output through it) to the input tokens.
 
+    Captum reads the neuron through hooks on the model, which see the forward passes of every thread: run nothing
+    else on the model in other threads meanwhile (the viewer holds one lock for its attributions and live text).
+
     Args:
         model (`PreTrainedModel`): a transformers model accepting ``inputs_embeds``.
         tokenizer: its fast tokenizer.

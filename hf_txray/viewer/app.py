@@ -538,7 +538,9 @@ def live_text(source: str, text: str, layer: Any, trace: Any, model: "Attributio
     else:  # read as the Neuron tab reads it: int() ran layer 1.5 (or True) as layer 1 and 0.99 as layer 0
         layer = view.check_neuron(layer, 0)[0]
     trace = None if trace in (None, "") else view.check_neuron(layer, trace)[1]
-    live = model.live(view).run(text, layer, trace)
+    profiler = model.live(view)
+    with _MODEL_RUNS:  # not while an attribution runs the model: Captum's hooks read every thread's forward passes
+        live = profiler.run(text, layer, trace)
     table = data.rounded(live.table.rename(columns={"traced": f"neuron {trace}"}))
     credited = int((live.table["neuron"] >= 0).sum())
     cut = (f" The text was cut to the model's {model.live(view).profiler.max_length} tokens." if live.truncated
@@ -596,7 +598,7 @@ def explain_neuron(source: str, layer: Any, neuron: Any, stage: str, k: Any, mod
     if not stage:
         raise ConfigurationError("Pick stage A: its top examples are explained.")
     net, tokenizer = model.get()
-    with _ATTRIBUTION_LOCK:  # one attribution at a time: it runs the model n_steps times per example
+    with _MODEL_RUNS:  # one attribution at a time (it runs the model n_steps times per example), no live text
         attributions = probing.explain_top_examples(view, net, tokenizer, stage, layer, neuron, k=int(k or 3),
                                                    n_steps=n_steps)
     return (f"Integrated gradients of layer {layer}, neuron {neuron} on its top {len(attributions)} example(s) of "
@@ -605,7 +607,12 @@ def explain_neuron(source: str, layer: Any, neuron: Any, stage: str, k: Any, mod
             probing.attribution_table(attributions))
 
 
-_ATTRIBUTION_LOCK = threading.Lock()
+# Held while a handler runs the model: attributions and the live text. Captum's hooks (an attribution's) are the
+# module's, for every thread, so a live-text forward pass in another Gradio worker thread was read as the
+# attribution's own (helper 387: refused as a model that "changes the number of positions", or taken as its
+# activations when the token counts agree). Their events share one Gradio queue too (concurrency_id="model"): each
+# event's default concurrency_limit of 1 holds one request of that event at a time, not one of each.
+_MODEL_RUNS = threading.Lock()
 
 
 # ----- building the UI -------------------------------------------------------------------------------------------
@@ -896,10 +903,12 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
               neuron_probe_outputs, api_name="neuron_probes")
         gr.on([nb_show.click, nb_neuron.submit, nb_layer.input, nb_a.input, nb_b.input], page_fn, neuron_inputs,
               page_outputs, api_name="neuron_page")
+        # the two events that run the model: one queue, one request at a time (Gradio's default limit, 1, is per
+        # event; the handlers also hold _MODEL_RUNS, for callers outside Gradio's queue)
         gr.on([lv_go.click, lv_text.submit], live_fn, [current, lv_text, lv_layer, lv_trace],
-              [lv_message, lv_spans, lv_trace_spans, lv_table, lv_state], api_name="live_text")
+              [lv_message, lv_spans, lv_trace_spans, lv_table, lv_state], api_name="live_text", concurrency_id="model")
         nb_explain.click(explain_fn, [current, nb_layer, nb_neuron, nb_a, nb_explain_k],
-                         [nb_explain_message, nb_attr, nb_attr_table], api_name="explain")
+                         [nb_explain_message, nb_attr, nb_attr_table], api_name="explain", concurrency_id="model")
         gr.on([p_probe.input, p_label.input, p_layer.input], probe_fn, probe_inputs, probe_outputs,
               api_name="probe")
         p_curve.input(ablation_fn, [current, p_curve], ablation_outputs, api_name="ablation")
