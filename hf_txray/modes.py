@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from typing import Any, Callable, Iterator
 
 import torch
@@ -27,26 +28,51 @@ def enter_eval(model: nn.Module) -> Callable[[], None]:
     """Put `model` in eval mode (no dropout, no gradient checkpointing); returns the function that gives every
     module back the ``training`` flag it had (call it in a ``finally``).
 
+    Runs on one model in several threads at once (a Gradio app's requests, a ``ThreadPoolExecutor`` of corpora)
+    share one eval period: the first to enter records the modes, the last to leave gives them back. Each run giving
+    back the modes it found, a run begun first and ended first put a training model back in training mode while the
+    other still ran, whose later batches ran with dropout (helper 387: 57 of 80 neuron counts of tiny GPT-2 changed),
+    and the other, ending last, left the model in eval mode.
+
     Raises:
         ModelError: a module stays in training mode after ``model.eval()`` (its own ``train()`` refuses eval mode);
             every module has its mode back first.
     """
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    stuck = [name or type(model).__name__ for name, module in model.named_modules() if module.training]
-    if stuck:  # helper 292: a Monte Carlo dropout whose train() refuses eval mode ran its dropout in every profile
-        give_back_modes(modes)
-        raise ModelError(
-            f"{len(stuck)} module(s) of {type(model).__name__} stay in training mode after model.eval() "
-            f"({', '.join(map(repr, stuck[:3]))}{', ...' if len(stuck) > 3 else ''}): their own train() keeps them "
-            "training (as an always-on Monte Carlo dropout does), so their dropout or batch statistics would make "
-            "every activation hf_txray reads depend on chance and on the batch. Let their train(False) take effect "
-            "while hf_txray runs (e.g. a flag your train() reads), or replace them by their eval-mode equivalent.")
+    with _EVAL_LOCK:
+        held = _IN_EVAL.get(id(model))
+        if held is None or held[0] is not model:
+            modes = [(module, module.training) for module in model.modules()]
+            model.eval()
+            stuck = [name or type(model).__name__ for name, module in model.named_modules() if module.training]
+            if stuck:  # helper 292: a Monte Carlo dropout whose train() refuses eval mode ran its dropout in every profile
+                give_back_modes(modes)
+                raise ModelError(
+                    f"{len(stuck)} module(s) of {type(model).__name__} stay in training mode after model.eval() "
+                    f"({', '.join(map(repr, stuck[:3]))}{', ...' if len(stuck) > 3 else ''}): their own train() keeps "
+                    "them training (as an always-on Monte Carlo dropout does), so their dropout or batch statistics "
+                    "would make every activation hf_txray reads depend on chance and on the batch. Let their "
+                    "train(False) take effect while hf_txray runs (e.g. a flag your train() reads), or replace them by "
+                    "their eval-mode equivalent.")
+            held = _IN_EVAL[id(model)] = [model, 0, modes]
+        held[1] += 1
+    left = []
 
     def restore() -> None:
-        give_back_modes(modes)
+        with _EVAL_LOCK:
+            if left:  # given back already
+                return
+            left.append(True)
+            held[1] -= 1
+            if held[1] == 0:
+                del _IN_EVAL[id(model)]
+                give_back_modes(held[2])
 
     return restore
+
+
+_EVAL_LOCK = threading.RLock()
+# id(model) -> [model, runs inside enter_eval, the modes the first of them found]
+_IN_EVAL: dict[int, list[Any]] = {}
 
 
 def give_back_modes(modes: list[tuple[nn.Module, bool]]) -> None:

@@ -219,3 +219,46 @@ def test_live_text_and_attribution_requests_at_once_on_the_viewer_model(tmp_path
     assert together[0][0] == alone[0][0]
     assert together[0][2]["score"].tolist() == pytest.approx(alone[0][2]["score"].tolist(), rel=1e-6, abs=1e-9)
     assert together[1][3].equals(alone[1][3])
+
+
+def test_a_training_model_stays_in_eval_mode_until_the_last_of_two_runs_ends():
+    """Each run puts the model in eval mode and gives it back the modes it found at its end: a run begun first and
+    ended first put a training model back in training mode while the other still ran (whose later batches then ran
+    with dropout), and the other, ending last, left it in eval mode."""
+    model, tokenizer = tiny_gpt2(), bpe_tokenizer()
+    model.train()
+    texts = [" ".join(words) for words in corpus(1)]
+    run = lambda texts: hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",),  # noqa: E731
+                                         batch_size=3, num_workers=0, show_progress=False)
+    alone = run(texts)
+    assert model.training and model.h[0].mlp.dropout.training
+    short_in, long_in, short_done = threading.Event(), threading.Event(), threading.Event()
+    long_batches = []
+
+    def order(module, args) -> None:
+        if args[0].shape[0] != 3:
+            return
+        if threading.current_thread() is threading.main_thread():  # the long run's second batch: after the short run
+            long_batches.append(1)
+            if len(long_batches) == 2:
+                long_in.set()
+                short_done.wait(30)
+        elif not short_in.is_set():  # the short run's first batch: begun before the long run, ends inside it
+            short_in.set()
+            long_in.wait(30)
+
+    def short():
+        try:
+            run(texts[:3])
+        finally:
+            short_done.set()
+
+    with module_hooks([("pre", model.h[0], order)]):
+        other = threading.Thread(target=short)
+        other.start()
+        short_in.wait(30)
+        long = run(texts)
+        other.join(30)
+    np.testing.assert_array_equal(long.neuron_count, alone.neuron_count)
+    np.testing.assert_allclose(long.neuron_mass, alone.neuron_mass, rtol=0, atol=1e-6)
+    assert model.training and model.h[0].mlp.dropout.training  # its modes given back once both ended
