@@ -131,7 +131,7 @@ def _apply_config_file(parser: argparse.ArgumentParser, argv: Sequence[str] | No
     values = config_file_defaults(args.config, valid + list(ANALYZE_CLI_KEYS))
     args.subparser.set_defaults(**_config_values(args.config, values))
     given = _flags_given(args.subparser, sys.argv[1:] if argv is None else argv)
-    parsed = parser.parse_args(argv)
+    parsed = _parse_command_line(parser, sys.argv[1:] if argv is None else argv)
     parsed.from_config = tuple(name for name in values if name not in given)  # how an error names each option
     _refuse_paths_beside_the_config(args.config, {name: values[name] for name in ("model", "dataset")
                                                   if name in values and getattr(parsed, name, None) == values[name]})
@@ -1419,10 +1419,36 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
     _refuse_unknown_short_options(command, rest)
     _refuse_repeated_options(command, rest)
     _refuse_list_values_split_by_spaces(command, rest)
+    return _parse_command_line(parser, argv)
+
+
+def _parse_command_line(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """`parser.parse_args(argv)`, with a command's positional arguments also taken after its options, as Unix tools
+    take them: argparse gives an optional positional (``nargs="?"``) or a list (``nargs="+"``) only the values before
+    the first option, so ``hf-txray analyze MODEL --out DIR DATA`` (and ``analyze MODEL --out DIR -- -x.txt``) said
+    "unrecognized arguments: DATA", and ``export A --out DIR B`` the same of B. Such a command line is read again by
+    the command's parser with its options and positionals intermixed (``parse_known_intermixed_args``); one that is
+    still not understood is refused as before.
+
+    Raises:
+        SystemExit: through the command's `error` (the short usage and the message, exit status 2).
+    """
+    argv = list(argv)
     args, extra = parser.parse_known_args(argv)
-    if extra:  # a stray value: said under its command's usage (argparse's mask of tokens applies)
-        command.error(f"unrecognized arguments: {' '.join(extra)}")
-    return args
+    if not extra:
+        return args
+    commands = next(a for a in parser._subparsers._group_actions if a.dest == "command").choices
+    command = commands[args.command]
+    at = argv.index(args.command)  # the command's name: the first word that is not an option (_check_command)
+    try:
+        mixed, left = command.parse_known_intermixed_args(argv[at + 1:], argparse.Namespace(command=args.command))
+    except TypeError:  # argparse's own refusal of a parser it cannot read intermixed (none of ours today)
+        mixed, left = None, extra
+    if not left:
+        return mixed
+    # a stray value (the one left over once every positional has its values): said under its command's usage
+    # (argparse's mask of tokens applies)
+    command.error(f"unrecognized arguments: {' '.join(left)}")
 
 
 def _refuse_unknown_short_options(command: argparse.ArgumentParser, tokens: Sequence[str]) -> None:

@@ -1340,6 +1340,27 @@ def test_a_negative_number_without_a_leading_zero_is_a_value_not_an_option(tmp_p
     assert not (tmp_path / "o").exists()
 
 
+def test_positional_arguments_may_follow_options(tmp_path, saved_bert, text_file, capsys, monkeypatch):
+    """Helper 385: argparse gives an optional positional (analyze's DATASET) or a list (export's INPUTs) only the
+    values before the first option, so `hf-txray analyze MODEL --out DIR DATA` said "unrecognized arguments: DATA"
+    (exit 2), and so did `analyze MODEL --out DIR -- -x.txt` and `export A --out DIR B`; Unix tools take positionals
+    anywhere. A value that no positional takes is still refused, by itself."""
+    from hf_txray.cli import _parse, build_parser
+
+    monkeypatch.chdir(tmp_path)
+    parsed = _parse(build_parser(), ["analyze", "m", "--out", "o", "--", "-x.txt"])
+    assert (parsed.model, parsed.dataset, parsed.out) == ("m", "-x.txt", "o")
+    assert _parse(build_parser(), ["export", "a", "--out", "o", "b"]).inputs == ["a", "b"]
+    with pytest.raises(SystemExit, match="2"):
+        _parse(build_parser(), ["analyze", "m", "--out", "o", "d", "stray"])
+    assert "unrecognized arguments: stray\n" in capsys.readouterr().err
+    data = tmp_path / "-x.txt"
+    shutil.copy(text_file, data)
+    assert cli_main(["analyze", str(saved_bert), "--out", "p", "--features", "token", "--layers", "1", "--",
+                     data.name]) == 0
+    assert hf_txray.Profile.from_pretrained(tmp_path / "p").meta.dataset_id == "-x.txt"
+
+
 def test_layer_ranges_one_parser_for_python_cli_and_trainer(tmp_path):
     from hf_txray.options import parse_layers
     from hf_txray.trainer import TXRayArguments
