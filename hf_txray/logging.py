@@ -324,11 +324,14 @@ def progress_bars_for(show: bool | None) -> Iterator[None]:
 
 
 def tqdm(*args: Any, **kwargs: Any) -> Any:
-    """``tqdm.auto.tqdm``, disabled when the switch is off or on processes other than the main one."""
+    """``tqdm.auto.tqdm``, disabled when the switch is off or on processes other than the main one. Else tqdm's own
+    environment settings apply (``TQDM_DISABLE=1``, ``TQDM_MININTERVAL=30``...), as to the bars of transformers and
+    datasets: an explicit ``disable=False`` overrode ``TQDM_DISABLE=1``, which then hid every bar but hf_txray's."""
     from tqdm.auto import tqdm as auto_tqdm
 
-    disabled = kwargs.pop("disable", False) or are_progress_bars_disabled() or process_rank() != 0
-    return auto_tqdm(*args, disable=disabled, **kwargs)
+    if kwargs.pop("disable", False) or are_progress_bars_disabled() or process_rank() != 0:
+        kwargs["disable"] = True
+    return auto_tqdm(*args, **kwargs)
 
 
 @contextlib.contextmanager

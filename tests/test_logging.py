@@ -56,6 +56,21 @@ def test_verbosity_and_progress_switch_from_the_environment():
     assert done.stdout.split() == ["40", "True"], done.stderr[-2000:]
 
 
+def test_tqdms_own_environment_switch_hides_hf_txrays_bars_too():
+    """Helper 385: tqdm reads ``TQDM_DISABLE=1`` (and every ``TQDM_*`` default) from the environment, which hid the
+    bars of transformers and datasets, but hf_txray passed ``disable=False`` explicitly, so its profiling bar still
+    filled a SLURM log; tqdm's other settings (``TQDM_MININTERVAL``) apply as well."""
+    code = ("import hf_txray, sys; sys.path.insert(0, 'tests'); from models import SAMPLE_TEXTS, tiny; "
+            "model, tokenizer = tiny('bert'); bar = hf_txray.logging.tqdm(total=3); "
+            "print(getattr(bar, 'mininterval', 'off')); bar.close(); "
+            "hf_txray.analyze(model, SAMPLE_TEXTS[:3], tokenizer=tokenizer, features=('token',), max_length=16)")
+    for env, shown, interval in (({"TQDM_DISABLE": "1"}, False, "off"), ({"TQDM_MININTERVAL": "30"}, True, "30.0")):
+        done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+                              cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and done.stdout.split() == [interval], done.stderr[-2000:]
+        assert ("hf_txray profiling" in done.stderr) == shown, (env, done.stderr[-2000:])
+
+
 def test_one_switch_for_the_profiling_and_spacy_bars(capfd, restore_switches):
     model, tokenizer = tiny("bert")
     texts = [f"{t} (switch test {i})" for i, t in enumerate(SAMPLE_TEXTS) if t.strip()]
