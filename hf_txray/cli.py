@@ -1621,8 +1621,12 @@ def _expand_output_paths(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     _printable_streams()
-    parser = build_parser()
-    args = _parse(parser, argv)
+    try:
+        parser = build_parser()  # imports the options' modules: a few tenths of a second
+        args = _parse(parser, argv)
+    except KeyboardInterrupt:  # Ctrl-C that early: the same one line and exit status as later, not a traceback
+        print("hf-txray: interrupted.", file=sys.stderr)
+        return 130
     try:
         with warnings.catch_warnings(), _terminate_as_interrupt():  # warnings: the default display restored after
             warnings.showwarning = _warning_line(args.command)

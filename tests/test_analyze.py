@@ -3008,6 +3008,20 @@ def test_ctrl_c_while_torch_imports_ends_with_one_line(monkeypatch, capsys):
     assert "interrupted" in err and "Traceback" not in err, err
 
 
+def test_ctrl_c_while_the_parser_is_built_ends_with_one_line(monkeypatch, capsys):
+    """Helper 385: Ctrl-C in the first tenths of a second of a command (`timeout -s INT 0.15 hf-txray analyze ...`,
+    while build_parser imports the options' modules) printed a KeyboardInterrupt traceback; later it prints one line.
+    Exit status 130 and one line either way."""
+    from hf_txray import cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["show", "."]) == 130
+    assert capsys.readouterr().err == "hf-txray: interrupted.\n"
+
+
 def test_a_stage_name_with_a_control_character_is_refused_before_any_work(saved_bert, text_file, monkeypatch,
                                                                           capsys):
     """Helper 176: stage="pre\\ntrained" was profiled and written into the Hub card, whose heading and tables the
