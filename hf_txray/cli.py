@@ -1324,16 +1324,25 @@ def _warning_line(command: str):
     the notice, not our file path and source line); other libraries' warnings keep their location."""
     package = str(Path(__file__).parent)
     # hf_txray attributes its warnings to the first frame outside the package (logging.warn_caller): under the
-    # console script that is the script itself ("hf-txray:6 ... sys.exit(main())"), which is ours too
+    # console script that is the script itself ("hf-txray:6 ... sys.exit(main())"), which is ours too, and under
+    # `python -m hf_txray` (`torchrun -m hf_txray.cli`, `accelerate launch -m ...`) Python's runpy, which ran ours
+    # (helper 385: "<frozen runpy>:88: UserWarning: ..." without the command's name)
     script = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else None
     default = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):
-        if not str(filename).startswith(package) and os.path.abspath(str(filename)) != script:
+        ours = str(filename).startswith(package) or os.path.abspath(str(filename)) == script
+        if not ours and not _is_runpy(str(filename)):
             return default(message, category, filename, lineno, file, line)
         print(f"hf-txray {command}: {category.__name__}: {message}", file=file or sys.stderr)
 
     return show
+
+
+def _is_runpy(filename: str) -> bool:
+    """Whether `filename` is Python's ``runpy`` module (``<frozen runpy>`` where the standard library is frozen), which
+    runs ``python -m hf_txray``: a frame of it is the command's entry point, not a user's code."""
+    return filename == "<frozen runpy>" or Path(filename).name == "runpy.py"
 
 
 def _interrupted_message(args: argparse.Namespace) -> str:

@@ -1193,6 +1193,22 @@ def test_cli_warnings_attributed_to_the_console_script_are_one_line(monkeypatch,
     assert out.getvalue() == "hf-txray ablate: UserWarning: 3 words carry labels the probe never saw\n"
 
 
+def test_cli_warnings_attributed_to_runpy_are_one_line(monkeypatch):
+    """Helper 385: under `python -m hf_txray` (and `torchrun -m hf_txray.cli`), the first frame outside hf_txray is
+    Python's runpy, so the probe's and the ablation's warnings (logging.warn_caller) were printed as "<frozen
+    runpy>:88: UserWarning: ..." without the command's name, where the console script printed one line."""
+    import io
+    import runpy
+
+    from hf_txray.cli import _warning_line
+
+    monkeypatch.setattr(sys, "argv", [str(Path(hf_txray.__file__).with_name("__main__.py")), "ablate"])
+    out = io.StringIO()
+    _warning_line("ablate")(UserWarning("39 of the 50 sentences scored"), UserWarning,
+                            runpy._run_module_as_main.__code__.co_filename, 88, file=out)
+    assert out.getvalue() == "hf-txray ablate: UserWarning: 39 of the 50 sentences scored\n"
+
+
 def noun_tags(text: str) -> list[tuple[int, int, str]]:
     """A user feature: each space-separated word of `text` as NOUN (a word of the synthetic noun list) or OTHER."""
     nouns, _ = _word_lists()
