@@ -1357,8 +1357,11 @@ def _interrupted_message(args: argparse.Namespace) -> str:
 
 def _close_process_group(barrier: bool = True) -> None:
     """:func:`hf_txray.distributed.close_process_group`, when a command imported torch.distributed (only then can a
-    process group exist): `--help` and the light commands never import torch."""
-    if "torch.distributed" in sys.modules:
+    process group exist): `--help` and the light commands never import torch. After Ctrl-C while torch itself was
+    importing, ``torch.distributed`` is loaded but ``torch`` is not (a failed import leaves ``sys.modules``): no group
+    can exist, and importing hf_txray.distributed ran torch's ``__init__`` a second time over the half-registered one
+    ("RuntimeError: duplicate registrations", a traceback and exit status 1, helper 385)."""
+    if "torch.distributed" in sys.modules and "torch" in sys.modules:
         try:
             from .distributed import close_process_group
         except (ImportError, AttributeError):  # Ctrl-C while torch was importing: half a module, and no group yet

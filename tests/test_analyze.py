@@ -3008,6 +3008,31 @@ def test_ctrl_c_while_torch_imports_ends_with_one_line(monkeypatch, capsys):
     assert "interrupted" in err and "Traceback" not in err, err
 
 
+def test_ctrl_c_while_torch_itself_imports_ends_with_one_line(monkeypatch, capsys):
+    """Helper 385: Ctrl-C during `import torch` (3.8 s into `hf-txray probe ...`) leaves torch.distributed loaded and
+    torch not (its failed import is removed from sys.modules); closing the process group imported hf_txray.distributed,
+    whose `import torch` ran torch's __init__ again: "RuntimeError: duplicate registrations", a second traceback and
+    exit 1. No process group can exist then: one line and exit 130."""
+    import sys
+    import types
+
+    from hf_txray import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    class HalfTorch(types.ModuleType):  # what importing hf_txray.distributed then met
+        def __getattr__(self, name):
+            raise RuntimeError("duplicate registrations for aten.linspace.Tensor_Tensor")
+
+    monkeypatch.setattr(cli, "_cmd_show", interrupted)
+    monkeypatch.setitem(sys.modules, "torch.distributed", types.ModuleType("torch.distributed"))
+    monkeypatch.delitem(sys.modules, "torch")
+    monkeypatch.setitem(sys.modules, "hf_txray.distributed", HalfTorch("hf_txray.distributed"))
+    assert cli.main(["show", "."]) == 130
+    assert capsys.readouterr().err == "hf-txray show: interrupted.\n"
+
+
 def test_ctrl_c_while_the_parser_is_built_ends_with_one_line(monkeypatch, capsys):
     """Helper 385: Ctrl-C in the first tenths of a second of a command (`timeout -s INT 0.15 hf-txray analyze ...`,
     while build_parser imports the options' modules) printed a KeyboardInterrupt traceback; later it prints one line.
