@@ -975,8 +975,11 @@ def config_file_defaults(path: str | Path, valid: Sequence[str]) -> dict[str, An
         ConfigurationError: a missing or malformed file, a file that is not a mapping, or an unknown key.
     """
     path = Path(path)
-    if not path.is_file():
+    # a pipe is a config file too (`--config <(envsubst < run.yaml)`, `--config /dev/stdin`): it was "does not exist"
+    if not path.exists():
         raise ConfigurationError(f"The config file {path} does not exist.")
+    if path.is_dir():
+        raise ConfigurationError(f"The config file {path} is a folder: give the YAML (or .json) file itself.")
     text = _config_text(path)
     loaded, keys = _load_json(path, text) if path.suffix.lower() == ".json" else _load_yaml(path, text)
     if loaded is None:

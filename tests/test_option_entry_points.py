@@ -243,6 +243,35 @@ def _read_with_config(tmp_path, config, name, flags):
     return getattr(_apply_config_file(parser, argv, _parse(parser, argv)), name)
 
 
+def test_a_config_file_may_be_a_pipe(tmp_path):
+    """Helper 385: `hf-txray analyze --config <(envsubst < run.yaml) ...` or `--config /dev/stdin` (a pipe, not a regular
+    file) was refused with "The config file /dev/fd/63 does not exist."; a folder is refused as a folder."""
+    import os
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    fifo = tmp_path / "run.yaml"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_text, args=("top_k: 2\n",), daemon=True)
+    writer.start()
+    try:
+        assert _read_with_config(tmp_path, fifo, "top_k", []) == 2
+    finally:
+        if writer.is_alive():  # the pipe was never read: let the writer go
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        writer.join(timeout=10)
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "hf_txray", "analyze", "m", "d", "--config", "/dev/stdin", "--out",
+                           str(tmp_path / "o")], input="top_kk: 2\n", capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(root), "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 2 and "The config file /dev/stdin got an unknown option 'top_kk'" in done.stderr, done.stderr
+    assert "Did you mean 'top_k'" in done.stderr, done.stderr
+    with pytest.raises(ConfigurationError, match="is a folder"):
+        _read_with_config(tmp_path, tmp_path, "top_k", [])
+
+
 @pytest.mark.parametrize("flag, kept", [("--device", "cuda:1"), ("--device-map", "auto")])
 def test_a_flag_sets_device_or_device_map_back_to_its_default_over_a_config_file(tmp_path, flag, kept):
     """`device: cuda:1` or `device_map: auto` in a --config file could not be set back to the default (None: the
