@@ -1225,8 +1225,11 @@ def _load_named(name: str, path: Path, split: str | None, streaming: bool):
         one = _one_split_of_folder(path, split, streaming)
         if one is not None:
             return one
-    if path.exists():
-        return load_local_dataset(str(path), split=split, streaming=streaming)
+    if given.exists():  # neither a file nor a folder: a pipe (`<(cat texts.txt)`, /dev/stdin) or a device
+        raise DatasetError(
+            f"The dataset {name!r} is a pipe or a device, not a file: a corpus is read by its file's extension, "
+            "and hashed to pin it (hf-txray reproduce reads it again), so save the texts to a file (e.g. texts.txt, "
+            "one per line) and give that path.")
     return datasets.load_dataset(name, split=split, streaming=streaming)
 
 

@@ -1361,6 +1361,27 @@ def test_positional_arguments_may_follow_options(tmp_path, saved_bert, text_file
     assert hf_txray.Profile.from_pretrained(tmp_path / "p").meta.dataset_id == "-x.txt"
 
 
+def test_a_dataset_that_is_a_pipe_is_refused_as_a_pipe(tmp_path, saved_bert, text_file, capsys):
+    """Helper 385: `hf-txray analyze MODEL <(cat texts.txt) --out o` (a pipe, /dev/fd/63) was refused with "Could not
+    read the local folder '/dev/fd/63' as a dataset folder ... Couldn't find any data file", naming it a folder. A
+    corpus must be a file (read by its extension, hashed to pin it): said so, with the fix."""
+    import threading
+
+    fifo = tmp_path / "texts"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_text, args=(text_file.read_text(),), daemon=True)
+    writer.start()
+    try:
+        assert cli_main(["analyze", str(saved_bert), str(fifo), "--out", str(tmp_path / "o")]) == 2
+    finally:
+        if writer.is_alive():  # the pipe was not read (as it should not be): let the writer go
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        writer.join(timeout=10)
+    err = capsys.readouterr().err
+    assert f"The dataset {str(fifo)!r} is a pipe or a device, not a file" in err and "save the texts to a file" in err
+    assert "folder" not in err and not (tmp_path / "o").exists()
+
+
 def test_layer_ranges_one_parser_for_python_cli_and_trainer(tmp_path):
     from hf_txray.options import parse_layers
     from hf_txray.trainer import TXRayArguments
