@@ -9,7 +9,6 @@ the secret there (:class:`~hf_txray.errors.TXRayError` applies it to every messa
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
@@ -194,6 +193,8 @@ def redacted_repr(instance: Any) -> str:
     "Login(user='me', token='***')"
     ```
     """
+    import dataclasses  # here: this module loads with `import hf_txray` (logging), and dataclasses brings inspect
+
     def shown(name: str, value: Any) -> Any:
         if isinstance(value, str):
             return MASK if is_secret_name(name) else redact(value)
