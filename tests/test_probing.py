@@ -1462,6 +1462,21 @@ def test_attributions_take_a_layer_neuron_and_position_held_in_a_0d_array_or_ten
         neuron_attributions(model, tokenizer, text, np.array(1.0), 5, n_steps=8)
 
 
+def test_attributions_refuse_a_ragged_list_of_positions_in_words():
+    """helper 390: reading one index by np.ndim (3765122) sent a ragged list through np.asarray: position=[0, [1, 2]]
+    failed with numpy's bare ValueError 'setting an array element with a sequence', where it was refused in words
+    before. It is refused in words again; a list, a 1-d array or tensor and a pandas Index list their positions."""
+    pytest.importorskip("captum")
+    model, tokenizer, text = tiny_bert(), bert_tokenizer(), "the quick brown fox jumps over the lazy dog"
+    for bad in ([0, [1, 2]], [np.array([1, 2]), 3], {1, 2}):
+        with pytest.raises(ConfigurationError, match=r"is out of range or not a token index"):
+            neuron_attributions(model, tokenizer, text, 1, 5, position=bad, n_steps=4)
+    plain = neuron_attributions(model, tokenizer, text, 1, 5, position=[2, 3], n_steps=4)
+    for listed in (np.array([2, 3]), torch.tensor([2, 3]), pd.Index([2, 3]), range(2, 4)):
+        got = neuron_attributions(model, tokenizer, text, 1, 5, position=listed, n_steps=4)
+        assert got.position == plain.position and got.activation == plain.activation
+
+
 @pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
 def test_attributions_inside_the_callers_no_grad_or_inference_mode_are_the_plain_ones(context):
     # helper 379: inside torch.inference_mode() every attribution failed with torch's "element 0 of tensors does not

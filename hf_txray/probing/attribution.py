@@ -522,9 +522,12 @@ def _check_position(position: int | Sequence[int] | None, num_tokens: int) -> li
     the forward passes on the input and on the baseline)."""
     if position is None:
         return None
-    # one index: an int, a numpy int or a 0-d array or tensor (``values.argmax()``: np.array(3) failed with numpy's
-    # bare "iteration over a 0-d array", torch.tensor(3) was "not a token index")
-    listed = [position] if is_int(position) or np.ndim(position) == 0 or isinstance(position, str) else list(position)
+    # several indices: a list, tuple or range, or an array or tensor of one or more dimensions (read by its `ndim`,
+    # not np.ndim, which failed with numpy's bare ValueError on a ragged list such as [0, [1, 2]]); else one index:
+    # an int, a numpy int or a 0-d array or tensor (``values.argmax()``: np.array(3) failed with numpy's bare
+    # "iteration over a 0-d array", torch.tensor(3) was "not a token index")
+    several = (isinstance(position, Sequence) and not isinstance(position, str)) or getattr(position, "ndim", 0) >= 1
+    listed = list(position) if several else [position]
     bad = [p for p in listed if as_int(p) is None or not 0 <= as_int(p) < num_tokens]
     if bad or not listed:
         raise ConfigurationError(f"position {bad[0] if bad else position!r} is out of range or not a token "
