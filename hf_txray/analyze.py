@@ -28,6 +28,7 @@ from .batching import (BatchEncoder, EncodeOptions, PositionBatch, batches_rows,
                        count_texts, num_prefix_specials, padded_width, pads_rows, resolve_feature_ids, stage)
 from . import corpora
 from .credit import ProfileBuilder, check_grid
+from .counts import check_text
 from .distributed import (all_gather, check_device, check_same_corpus, default_device, failing_together, input_device,
                           refuse_unloaded_weights, shard_note,
                           is_dispatched, process_info, shard_bounds)
@@ -306,6 +307,7 @@ class Profiler:
         """Profile `corpus` (a ``datasets.Dataset`` or ``IterableDataset``) and return the same :class:`Profile`
         on every rank. Progress bars (main process only) follow :mod:`hf_txray.logging`'s switch, or
         `show_progress` for this call."""
+        check_text("text_column", text_column)  # 0 for a DataFrame's column 0: datasets' bare ValueError
         with progress_bars_for(show_progress):
             return self._run(corpus, text_column=text_column, stage=stage, dataset_id=dataset_id,
                              checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)

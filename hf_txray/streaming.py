@@ -22,6 +22,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from .counts import check_text
 from .errors import DatasetError
 from .features import WORD_START
 from .read_errors import NOT_UTF8_REENCODE, FailedFiles, first_undecodable, root_cause, short_cause
@@ -667,7 +668,10 @@ def choose_text_column(columns: list[str], string_columns: list[str], text_colum
     field=...)``); `word_lists`: the columns of lists of strings, texts split into words (a message says to join
     them). Beside those, the only string column is most likely an id or a version, not the texts. `reader`: the
     ``datasets`` builder that read the data (:func:`builder_name`); a CSV's (or TSV's) detected column named like a
-    text is warned about, as its file may lack a header line."""
+    text is warned about, as its file may lack a header line. A `text_column` that is no string is refused in words
+    (:func:`~hf_txray.counts.check_text`): ``TXRayCallback(df, text_column=0)`` on a DataFrame whose columns are
+    the ints 0 and 1 (``datasets`` names them ``'0'`` and ``'1'``) failed with a bare TypeError."""
+    check_text("text_column", text_column)
     if text_column is not None:
         if text_column not in columns:
             in_struct = "." in text_column and text_column.split(".")[0] in columns

@@ -787,3 +787,27 @@ def test_max_examples_per_neuron_that_cannot_fit_in_memory_is_refused(monkeypatc
     monkeypatch.setattr(accumulators, "available_memory", lambda: None)  # unknown (not Linux): nothing is checked
     hf_txray.analyze(model, SAMPLE_TEXTS, tokenizer=tokenizer, features=("token",), max_examples_per_neuron=1000,
                      show_progress=False)
+
+
+def test_a_text_column_given_as_an_int_is_refused_in_words_by_the_callback_and_the_profiler():
+    """helper 390: a DataFrame whose columns are the ints 0 and 1 (datasets names them '0' and '1'):
+    TXRayCallback(df, text_column=0) failed with a bare "TypeError: argument of type 'int' is not iterable" and
+    Profiler.run(..., text_column=0) with datasets' "Column name [0] not in the dataset", where analyze says how to
+    write it (counts.check_text). Both now give analyze's message; text_column='0' profiles the texts."""
+    import datasets
+    import pandas as pd
+
+    from models import tiny_bert
+
+    from hf_txray.trainer import TXRayCallback
+
+    frame = pd.DataFrame({0: ["the cat sat on the mat", "a dog ran far away"], 1: [0, 1]})
+    fix = r"text_column must be a string \(or None\), got 0 \(int\): write it as text, e.g. text_column='0'"
+    with pytest.raises(ConfigurationError, match=fix):
+        TXRayCallback(frame, tokenizer=bert_tokenizer(), text_column=0)
+    profiler = hf_txray.Profiler(tiny_bert(), bert_tokenizer(), hf_txray.ProfilerConfig(features=["token"]))
+    corpus = datasets.Dataset.from_pandas(frame)
+    with pytest.raises(ConfigurationError, match=fix):
+        profiler.run(corpus, text_column=0)
+    assert TXRayCallback(frame, tokenizer=bert_tokenizer(), text_column="0").text_column == "0"
+    assert profiler.run(corpus, text_column="0", show_progress=False).meta.num_examples == 2
