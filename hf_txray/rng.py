@@ -18,6 +18,16 @@ from typing import Any, Callable, Iterator, TypeVar
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def drawn_seed() -> int:
+    """A seed drawn from the operating system's entropy, for ``seed=None`` (random, as ``datasets``'
+    ``shuffle(seed=None)`` draws one): what is made with it records it, so that passing it back makes the same thing
+    again (``default_rng(None)`` recorded None, and no one could). It leaves the global generators (numpy's, which
+    ``transformers.set_seed`` seeds) as they were."""
+    import numpy as np  # here: see preserved_rng
+
+    return int(np.random.SeedSequence().generate_state(1)[0])
+
+
 @contextmanager
 def preserved_rng() -> Iterator[None]:
     """Within the block, draw freely: Python's, numpy's and torch's global generators (CPU and every CUDA device)

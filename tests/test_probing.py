@@ -3834,3 +3834,16 @@ def test_ablation_curve_repr_is_one_line_of_its_points():
                            "counts=[1, 2, 5, 10, 20, 50], random_seeds=3, baseline=0.900, at 50: random 0.899, "
                            "ranked 0.400)")
     assert repr(AblationCurve(table.iloc[:0], "a", "m", "zero")).endswith("counts=[], random_seeds=0)")
+
+
+def test_a_probe_seed_of_none_draws_one_and_records_it_so_the_probe_reproduces():
+    """helper 390: ProbeConfig(seed=None), scikit-learn's default and what trained with a random, unrecorded order
+    at 9149ec6, was refused after 07f18d9. It draws a seed from the system's entropy now and records it in the
+    config, as plan_pruning(seed=None) does: passing the recorded seed back trains the same probe."""
+    values, labels = np.random.default_rng(0).normal(size=(40, 6)).astype(np.float32), np.arange(40) % 2
+    drawn = [ProbeConfig(seed=None).validate().seed for _ in range(4)]
+    assert all(type(seed) is int and seed >= 0 for seed in drawn) and len(set(drawn)) == 4, drawn
+    probe = train_probe(values, labels, epochs=2, seed=None, device="cpu")
+    assert type(probe.config.seed) is int
+    again = train_probe(values, labels, epochs=2, seed=probe.config.seed, device="cpu")
+    assert np.array_equal(probe.weight, again.weight)

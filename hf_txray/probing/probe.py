@@ -30,6 +30,7 @@ import torch
 from ..artifact import ValueEquality
 from ..counts import check_count, check_switch, is_int
 from ..distributed import check_device
+from ..rng import drawn_seed
 from ..errors import ConfigurationError, DatasetError
 from ..forward import own_autograd, own_precision
 from ..logging import warn_caller, warnings_caught
@@ -76,7 +77,8 @@ class ProbeConfig:
         epochs (`int`, *optional*, defaults to 10): passes over the training rows (adam).
         batch_size (`int`, *optional*, defaults to 32): rows per step (adam).
         lr (`float`, *optional*, defaults to 1e-3): Adam learning rate.
-        seed (`int`, *optional*, defaults to 0): batch order (adam), sample order (saga).
+        seed (`int`, *optional*, defaults to 0): batch order (adam), sample order (saga). `None` draws one from the
+            system's entropy and records it in the config (so in a saved result).
         standardize (`bool`, *optional*, defaults to `True`): scale every neuron to zero mean, unit variance (on the
             training rows only), so that ``|w|``, and the neuron ranking, compare neurons of different scales. With
             False the weights are on each neuron's own scale and the ranking compares scales as much as information:
@@ -96,7 +98,7 @@ class ProbeConfig:
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3
-    seed: int = 0
+    seed: int | None = 0
     standardize: bool = True
     device: str | None = None
     solver: str = "adam"
@@ -124,7 +126,9 @@ class ProbeConfig:
         for name in ("epochs", "batch_size", "max_iter"):  # kept as ints: a 0-d tensor was recorded, unsaveable
             setattr(self, name, check_count(name, getattr(self, name)))
         # seed=1.5, -1 or "1" failed in numpy once the activations were extracted; standardize="no" standardized
-        self.seed = check_count("seed", self.seed, minimum=0, note="the batch or sample order")
+        # None draws a seed and records it (as plan_pruning does): it trained with an unrecorded random order once
+        self.seed = drawn_seed() if self.seed is None else check_count("seed", self.seed, minimum=0,
+                                                                         note="the batch or sample order")
         self.standardize = check_switch("standardize", self.standardize)
         if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not self.lr > 0 \
                 or not math.isfinite(self.lr):  # nan passed `lr <= 0` and failed in torch; inf gave NaN weights

@@ -21,6 +21,7 @@ from ..options import parse_layers, refuse_same_block, resolve_layer
 from ..profile import Profile
 from ..provenance import pruning_fingerprint, recorded_architecture, recorded_depths, recorded_pruning
 from ..report import DEFAULT_MIN_COUNT, TransferReport
+from ..rng import drawn_seed
 from ..significance import check_min_count
 from ..tables import amount_label, percent
 from ..version import __version__
@@ -466,14 +467,6 @@ def _fewer_hint(strategy: Any, min_count: int) -> str:
             "feature type in both stages)")
 
 
-def _drawn_seed() -> int:
-    """A seed drawn from the operating system's entropy, for ``seed=None`` (a random plan, as ``datasets``'
-    ``shuffle(seed=None)`` draws one): the plan records it, so that ``plan_pruning(..., seed=plan.seed)`` makes the
-    same plan again (``default_rng(None)`` recorded None, and no one could). It leaves the global generators (numpy's,
-    which ``transformers.set_seed`` seeds) as they were."""
-    return int(np.random.SeedSequence().generate_state(1)[0])
-
-
 def plan_pruning(
     source: TransferReport | Profile | None,
     strategy: str | Mapping[int, Sequence[int]] | Sequence[Sequence[int]] = "lost",
@@ -508,7 +501,7 @@ def plan_pruning(
     # per_layer="no" ranked per layer and allow_fewer="no" allowed fewer (truthy strings)
     per_layer, allow_fewer = check_switch("per_layer", per_layer), check_switch("allow_fewer", allow_fewer)
     # seed=1.5 and "1" failed in numpy's SeedSequence ("expects int or sequence of ints"), True ran as seed 1
-    seed = _drawn_seed() if seed is None else check_count("seed", seed, minimum=0,
+    seed = drawn_seed() if seed is None else check_count("seed", seed, minimum=0,
                                                           note="of the random choice and the tie-breaking order")
     if widths is None:
         if source is None:
