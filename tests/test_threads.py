@@ -262,3 +262,24 @@ def test_a_training_model_stays_in_eval_mode_until_the_last_of_two_runs_ends():
     np.testing.assert_array_equal(long.neuron_count, alone.neuron_count)
     np.testing.assert_allclose(long.neuron_mass, alone.neuron_mass, rtol=0, atol=1e-6)
     assert model.training and model.h[0].mlp.dropout.training  # its modes given back once both ended
+
+
+def test_a_refused_traced_neuron_in_live_text_leaves_no_eval_period_behind():
+    """A Live text request refusing its traced neuron left its enter_eval period (and its winner hook) open: every
+    later run on the model shared that period and never put the model in eval mode. After model.train(), analyze
+    ran with dropout (tiny GPT-2: neuron masses off by up to 0.85) and left the model as it found it."""
+    model, tokenizer = tiny_gpt2(), bpe_tokenizer()
+    texts = [" ".join(words) for words in corpus(1)]
+    run = lambda: hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",),  # noqa: E731
+                                   batch_size=3, num_workers=0, show_progress=False)
+    alone = run()
+    live = LiveProfiler(model, tokenizer, alone.meta)
+    hooks = lambda: sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules())  # noqa: E731
+    before = hooks()
+    with pytest.raises(hf_txray.ConfigurationError, match="out of range"):
+        live.run(texts[0], 1, trace_neuron=10 ** 6)
+    assert hooks() == before
+    model.train()
+    after = run()
+    np.testing.assert_array_equal(after.neuron_count, alone.neuron_count)
+    np.testing.assert_allclose(after.neuron_mass, alone.neuron_mass, rtol=0, atol=1e-6)

@@ -83,14 +83,18 @@ class LiveProfiler:
         slot = self.layers.index(layer)
         site = p.sites[slot]
         hooked = p.forward.positions(batch.positions, batch.inputs["input_ids"].shape[1]).to(p.device)
+        if trace_neuron is not None:  # before enter_eval: a refused neuron leaves no eval period or hook behind
+            _check_neuron(site, trace_neuron)
         restore_modes = enter_eval(p.model)  # first: a model it refuses leaves no hook behind
-        recorder = WinnerRecorder([site], top_k=self.top_k).attach()
+        recorder = WinnerRecorder([site], top_k=self.top_k)
         traced: list[torch.Tensor] = []
-        handle = _trace_hook(site, trace_neuron, hooked, traced) if trace_neuron is not None else None
-        recorder.positions = hooked
-        recorder.grid = p.forward.hooked_grid(*batch.inputs["input_ids"].shape)
-        recorder.enabled = True
+        handle = None
         try:
+            recorder.attach()
+            handle = _trace_hook(site, trace_neuron, hooked, traced) if trace_neuron is not None else None
+            recorder.positions = hooked
+            recorder.grid = p.forward.hooked_grid(*batch.inputs["input_ids"].shape)
+            recorder.enabled = True
             with torch.no_grad():
                 p.forward({k: v.to(p.device) for k, v in batch.inputs.items()})
         finally:
@@ -121,13 +125,22 @@ class LiveProfiler:
 
 def _trace_hook(site: Any, neuron: int, positions: Any, out: list) -> Any:
     """A hook keeping one neuron's activation at the creditable positions (the site's captured tensor)."""
-    if not 0 <= int(neuron) < site.width:
-        raise ConfigurationError(f"Neuron {neuron} is out of range: layer {site.layer} has {site.width} neurons.")
+    _check_neuron(site, neuron)
 
     def keep(slot: int, tensor: Any) -> None:
         out.append(tensor.detach().reshape(-1, tensor.shape[-1])[:, int(neuron)].index_select(0, positions))
 
     return Trace([site], read=keep).attach()
+
+
+def _check_neuron(site: Any, neuron: int) -> None:
+    """Refuse a traced neuron the site does not have.
+
+    Raises:
+        ConfigurationError: `neuron` is not one of the site's ``width`` neurons.
+    """
+    if not 0 <= int(neuron) < site.width:
+        raise ConfigurationError(f"Neuron {neuron} is out of range: layer {site.layer} has {site.width} neurons.")
 
 
 SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
