@@ -40,8 +40,11 @@ def enter_eval(model: nn.Module) -> Callable[[], None]:
     """
     with _EVAL_LOCK:
         held = _IN_EVAL.get(id(model))
-        if held is None or held[0] is not model:
-            modes = [(module, module.training) for module in model.modules()]
+        fresh = held is None or held[0] is not model
+        modes = [(module, module.training) for module in model.modules()]
+        # a run joining a period: the model may have been put back in training mode meanwhile (a Trainer's step in
+        # another thread calls model.train()); this run needs eval mode all the same
+        if fresh or any(training for _, training in modes):
             model.eval()
             stuck = [name or type(model).__name__ for name, module in model.named_modules() if module.training]
             if stuck:  # helper 292: a Monte Carlo dropout whose train() refuses eval mode ran its dropout in every profile
@@ -53,6 +56,7 @@ def enter_eval(model: nn.Module) -> Callable[[], None]:
                     "would make every activation hf_txray reads depend on chance and on the batch. Let their "
                     "train(False) take effect while hf_txray runs (e.g. a flag your train() reads), or replace them by "
                     "their eval-mode equivalent.")
+        if fresh:
             held = _IN_EVAL[id(model)] = [model, 0, modes]
         held[1] += 1
     left = []

@@ -283,3 +283,33 @@ def test_a_refused_traced_neuron_in_live_text_leaves_no_eval_period_behind():
     after = run()
     np.testing.assert_array_equal(after.neuron_count, alone.neuron_count)
     np.testing.assert_allclose(after.neuron_mass, alone.neuron_mass, rtol=0, atol=1e-6)
+
+
+def test_a_run_joining_another_threads_eval_period_puts_a_retrained_model_in_eval_mode():
+    """A run that joins another thread's eval period (a Live text request still running) did not call
+    model.eval(): a Trainer step in between (model.train()) left it running with dropout (tiny GPT-2: 56 of 80
+    neuron counts changed). Each run needs eval mode whatever the other runs of the period found."""
+    model, tokenizer = tiny_gpt2(), bpe_tokenizer()
+    texts = [" ".join(words) for words in corpus(1)]
+    run = lambda: hf_txray.analyze(model, texts, tokenizer=tokenizer, features=("token",),  # noqa: E731
+                                   batch_size=3, num_workers=0, show_progress=False)
+    alone = run()
+    other_in, main_done = threading.Event(), threading.Event()
+
+    def hold(module, args) -> None:
+        if threading.current_thread() is not threading.main_thread() and not other_in.is_set():
+            other_in.set()
+            main_done.wait(30)
+
+    with module_hooks([("pre", model.h[0], hold)]):
+        other = threading.Thread(target=run)
+        other.start()
+        try:
+            assert other_in.wait(30)
+            model.train()  # a training step between the other run's batches
+            joined = run()
+        finally:
+            main_done.set()
+            other.join(30)
+    np.testing.assert_array_equal(joined.neuron_count, alone.neuron_count)
+    np.testing.assert_allclose(joined.neuron_mass, alone.neuron_mass, rtol=0, atol=1e-6)
