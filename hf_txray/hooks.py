@@ -23,9 +23,9 @@ are: a forward pre-hook for ``capture="input"`` (the input of an MLP down projec
 4. sees, when it reads or keeps, only the calls of the thread that attached it: two runs on one model in two
    threads (a Gradio app's worker threads, a ``ThreadPoolExecutor`` profiling several corpora) each read their own
    forward passes. Hooks are the module's, for every thread, so without this each run's hooks counted the other's
-   calls too, and both failed as a module "reused across layers" (helper 387). A trace that only edits (a pruning
-   mask, an ablation) edits every thread's forward passes: those of ``DataParallel``'s replicas run in threads of
-   their own, and a mask is a change of the model.
+   calls too, and both failed as a module "reused across layers" (helper 387). A trace's edits (a pruning mask, an
+   ablation, the ``edit`` of a trace that also reads) act on every thread's forward passes: those of
+   ``DataParallel``'s replicas run in threads of their own, and an edit is a change of the model.
 
 Leaving the ``with`` block (or :meth:`Trace.remove`) removes every handle, also when the block raised.
 """
@@ -304,7 +304,18 @@ class Trace:
         """Whether the hooks act on the call now running: on, and (for a trace that reads or keeps) of the thread
         that attached the trace, or gradient checkpointing's recomputation of a block (autograd may run it in a
         thread of its own, and the edits must be the same)."""
-        return self.enabled and (self._thread is None or threading.get_ident() == self._thread or _in_backward())
+        return self.enabled and (self._own_thread() or _in_backward())
+
+    def _own_thread(self) -> bool:
+        """Whether the call now running is one this trace reads: any thread's for a trace that only edits, else
+        the attaching thread's."""
+        return self._thread is None or threading.get_ident() == self._thread
+
+    def _edits_call(self, slot: int) -> bool:
+        """Whether the hook of `slot` acts on the call now running: one the trace sees, or, where the site has an
+        edit, any thread's call (``DataParallel``'s replicas run in threads of their own: their forward passes
+        are edited alike, and not read)."""
+        return self._sees() or (self.enabled and self.edits[slot] is not None)
 
     def _pass_hook(self, module: nn.Module, args: tuple) -> None:
         if not self._sees():
@@ -316,7 +327,9 @@ class Trace:
     def _visit(self, slot: int, value: Any) -> Any:
         """Count the call, edit, read and keep; returns the edited tensor, or None when nothing was edited."""
         edit = self.edits[slot]
-        if _in_backward():  # gradient checkpointing runs the block again to rebuild it: the same call, edited alike
+        # gradient checkpointing runs the block again to rebuild it (the same call), or another thread's call
+        # (a DataParallel replica's) of a trace that reads: edited alike, neither counted nor read
+        if _in_backward() or not self._own_thread():
             return self._edited(slot, edit, value) if edit is not None else None
         self.calls[slot] += 1
         if self.once and self.calls[slot] > 1:
@@ -376,7 +389,7 @@ class Trace:
 
     def _input_hook(self, slot: int):
         def hook(module: nn.Module, args: tuple) -> tuple | None:
-            if not self._sees():
+            if not self._edits_call(slot):
                 return None
             if not args:
                 raise ModelError(f"{self.sites[slot].name!r} was called without a positional input: hf_txray reads "
@@ -388,7 +401,7 @@ class Trace:
 
     def _output_hook(self, slot: int):
         def hook(module: nn.Module, args: tuple, output: Any) -> Any:
-            if not self._sees():
+            if not self._edits_call(slot):
                 return None
             first = output[0] if isinstance(output, (tuple, list)) else output
             edited = self._visit(slot, first)

@@ -313,3 +313,28 @@ def test_a_run_joining_another_threads_eval_period_puts_a_retrained_model_in_eva
             other.join(30)
     np.testing.assert_array_equal(joined.neuron_count, alone.neuron_count)
     np.testing.assert_allclose(joined.neuron_mass, alone.neuron_mass, rtol=0, atol=1e-6)
+
+
+def test_the_edit_of_a_reading_trace_acts_on_another_threads_forward_pass():
+    """DataParallel's replicas run the model in threads of their own. A trace that edits and also reads (or keeps)
+    ignored every call of another thread, its edit included: the other thread's output came out unedited, with no
+    error (tiny GPT-2, layer 0's neurons zeroed: output off from the edited one by up to 0.47).
+    Edits act on every thread, as an edit-only trace's do; only reading stays with the attaching thread."""
+    import torch
+
+    from hf_txray.hooks import Fill, trace
+    from hf_txray.sites import find_sites
+
+    model = tiny_gpt2().eval()
+    sites = find_sites(model, "mlp")
+    ids = torch.randint(0, 100, (2, 7), generator=torch.Generator().manual_seed(0))
+    zero = {0: Fill(torch.arange(sites[0].width), 0.0)}
+    with torch.no_grad():
+        plain = model(ids).last_hidden_state
+        with trace(model, sites, edit=zero) as edit_only:
+            edited = model(ids).last_hidden_state
+        assert edit_only.calls == [1, 1] and not torch.allclose(edited, plain)
+        with trace(model, sites, edit=zero, retain=True) as reading, ThreadPoolExecutor(1) as pool:
+            replica = pool.submit(lambda: model(ids).last_hidden_state).result()
+    torch.testing.assert_close(replica, edited, rtol=0, atol=1e-6)
+    assert reading.calls == [0, 0]  # read in its own thread only
