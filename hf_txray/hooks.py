@@ -279,6 +279,7 @@ class Trace:
         self.calls = [0] * len(self.sites)
         self._call_pass = [0] * len(self.sites)  # the value of `passes` at each site's last call
         self.outputs: list[Any] = [None] * len(self.sites)
+        self._elsewhere = [0] * len(self.sites)  # calls of other threads, which a reading trace does not read
         self._shared: list[torch.Tensor | None] = [None] * len(self.sites)  # shared expert ran, routed not yet
         # routed experts ran, shared not yet: the call and its tensors' version counters
         self._routed: list[tuple[ExpertsCall, int, int] | None] = [None] * len(self.sites)
@@ -288,9 +289,20 @@ class Trace:
         return [site for site, calls in zip(self.sites, self.calls) if calls == 0]
 
     def __getitem__(self, layer: int) -> Any:
-        """The kept activations of the site of `layer` (``retain=True``), None if it has not fired."""
+        """The kept activations of the site of `layer` (``retain=True``), None if it has not fired.
+
+        Raises:
+            ModelError: the site ran only in other threads than the one that attached the trace (a
+                ``DataParallel``'s replicas), whose calls a reading trace does not read.
+        """
         for slot, site in enumerate(self.sites):
             if site.layer == layer:
+                if self.outputs[slot] is None and self.calls[slot] == 0 and self._elsewhere[slot]:
+                    raise ModelError(
+                        f"{site.name!r} ran only in other threads than the one that attached this trace (e.g. the "
+                        "replicas of a DataParallel, or a forward pass handed to a thread pool): a trace reads the "
+                        "forward passes of its own thread only. Run the model inside the wrapper (model.module) or "
+                        "run the forward pass in the thread that entered the trace.")
                 return self.outputs[slot]
         raise KeyError(f"Layer {layer} is not traced: {[s.layer for s in self.sites]}.")
 
@@ -314,8 +326,13 @@ class Trace:
     def _edits_call(self, slot: int) -> bool:
         """Whether the hook of `slot` acts on the call now running: one the trace sees, or, where the site has an
         edit, any thread's call (``DataParallel``'s replicas run in threads of their own: their forward passes
-        are edited alike, and not read)."""
-        return self._sees() or (self.enabled and self.edits[slot] is not None)
+        are edited alike, and not read). Another thread's call is counted apart (:meth:`__getitem__` names it)."""
+        if self._sees():
+            return True
+        if not self.enabled:
+            return False
+        self._elsewhere[slot] += 1
+        return self.edits[slot] is not None
 
     def _pass_hook(self, module: nn.Module, args: tuple) -> None:
         if not self._sees():

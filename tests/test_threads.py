@@ -338,3 +338,23 @@ def test_the_edit_of_a_reading_trace_acts_on_another_threads_forward_pass():
             replica = pool.submit(lambda: model(ids).last_hidden_state).result()
     torch.testing.assert_close(replica, edited, rtol=0, atol=1e-6)
     assert reading.calls == [0, 0]  # read in its own thread only
+
+
+def test_a_kept_activation_that_ran_only_in_another_thread_is_refused_not_none():
+    """A reading trace ignores other threads' calls: with the forward pass run in another thread (a DataParallel's
+    replicas), ``t[layer]`` was None, as if the site had never run, with no word of why."""
+    import torch
+
+    from hf_txray.hooks import trace
+    from hf_txray.sites import find_sites
+
+    model = tiny_gpt2().eval()
+    sites = find_sites(model, "mlp")
+    ids = torch.randint(0, 100, (2, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad(), trace(model, sites, retain=True) as kept, ThreadPoolExecutor(1) as pool:
+        pool.submit(model, ids).result()
+    with pytest.raises(ModelError, match="ran only in other threads"):
+        kept[sites[0].layer]
+    with torch.no_grad(), trace(model, sites, retain=True) as own:
+        model(ids)
+    assert own[sites[0].layer] is not None
