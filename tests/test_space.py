@@ -1750,3 +1750,12 @@ def test_space_of_a_results_source_naming_no_branch_after_refs_heads_is_refused(
     with pytest.raises(ConfigurationError, match="names no branch"):
         viewer.write_space_files(tmp_path / "built-in", "test-user/results@refs/heads/")
     assert not (tmp_path / "built-in" / "README.md").exists()
+
+
+def test_a_deployed_space_names_the_requirements_of_the_space_folder():
+    """xxhash became a dependency (b320dc9) and spaces_app/requirements.txt lacked it (caught by
+    test_space_folder_is_self_consistent); deploy_space writes its own copy (viewer.space.REQUIREMENTS_TXT), which
+    nothing compared: a Space deployed from it would fail at `import hf_txray`. Both say the same."""
+    from hf_txray.viewer.space import REQUIREMENTS_TXT
+
+    assert REQUIREMENTS_TXT == (SPACE / "requirements.txt").read_text(encoding="utf-8")

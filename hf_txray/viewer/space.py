@@ -64,6 +64,7 @@ scipy>=1.11
 scikit-learn>=1.3
 tabulate>=0.9
 regex>=2023.0
+xxhash>=2
 # imported by the app (hf_txray.viewer.app)
 pyyaml>=6
 """
