@@ -26,6 +26,13 @@ def restore_switches():
     (hf_txray.logging.disable_progress_bars if disabled else hf_txray.logging.enable_progress_bars)()
 
 
+def _run_python(code: str) -> subprocess.CompletedProcess:
+    """`code` run by a fresh interpreter that imports this checkout, offline: logging set up from scratch (pytest's
+    own log handler raises on records that logging reports instead)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+
+
 def test_verbosity_levels_and_main_process_only(capfd, monkeypatch, restore_switches):
     logger = get_logger("hf_txray.test")
     assert logger.parent is get_logger() and hf_txray.logging.get_verbosity() == logging.WARNING  # the default
@@ -188,8 +195,7 @@ def test_records_of_loggers_get_logger_did_not_make_are_masked_on_hf_txrays_hand
             "except OSError:\n"
             "    plain.exception('failed')\n"
             "plain.warning('kept as it is: %s of %d', 'no secret', 3)\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    done = _run_python(code)
     assert done.returncode == 0 and "s3cretPass" not in done.stderr, done.stderr[-2000:]
     assert "WARNING hf_txray.not_from_get_logger: Could not open https://***@host/x" in done.stderr, done.stderr
     assert "OSError: https://***@host/z" in done.stderr and "Traceback" in done.stderr, done.stderr
@@ -205,8 +211,7 @@ def test_a_record_whose_arguments_do_not_fit_its_message_is_reported_not_raised(
             "get_logger('analyze').warning('%d items from https://me:s3cretPass@host/x', 'abc')\n"
             "get_logger().warning('%d of %s', 'abc', 'https://me:s3cretPass@host/y')\n"
             "print('went on')\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    done = _run_python(code)
     assert done.stdout.split() == ["went", "on"], done.stderr[-2000:]
     assert done.stderr.count("Logging error") == 2 and "%d items" in done.stderr, done.stderr[-2000:]
     assert "s3cretPass" not in done.stderr, done.stderr[-2000:]
@@ -222,8 +227,7 @@ def test_the_report_of_a_record_with_mapping_arguments_or_a_message_that_is_no_s
             "    logger.warning('x %(a)s', {'b': 'https://h/x?token=s3cretPass'})\n"
             "    logger.warning({'url': 'https://me:s3cretPass@host/x'}, 'extra')\n"
             "print('went on')\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    done = _run_python(code)
     assert done.stdout.split() == ["went", "on"], done.stderr[-2000:]
     assert done.stderr.count("Logging error") == 4 and "token=***" in done.stderr, done.stderr[-3000:]
     assert "s3cretPass" not in done.stderr, done.stderr[-3000:]
@@ -241,8 +245,7 @@ def test_reloading_the_module_neither_chains_the_factory_again_nor_prints_twice(
             "logging.getLogger('hf_txray.x').warning('two https://me:s3cretPass@host/x')\n"
             "print(before, len(calls), len(logging.getLogger('hf_txray').handlers), "
             "len(logging.getLogger('hf_txray').filters))\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    done = _run_python(code)
     before, after, handlers, filters = done.stdout.split()
     assert after == before and handlers == filters == "1", done.stdout
     assert done.stderr.count("two https://***@host/x") == 1 and "s3cretPass" not in done.stderr, done.stderr
