@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import torch
@@ -40,7 +41,7 @@ def enter_eval(model: nn.Module) -> Callable[[], None]:
     """
     with _EVAL_LOCK:
         held = _IN_EVAL.get(id(model))
-        fresh = held is None or held[0] is not model
+        fresh = held is None or held.model is not model
         modes = [(module, module.training) for module in model.modules()]
         # a run joining a period: the model may have been put back in training mode meanwhile (a Trainer's step in
         # another thread calls model.train()); this run needs eval mode all the same
@@ -57,26 +58,37 @@ def enter_eval(model: nn.Module) -> Callable[[], None]:
                     "train(False) take effect while hf_txray runs (e.g. a flag your train() reads), or replace them by "
                     "their eval-mode equivalent.")
         if fresh:
-            held = _IN_EVAL[id(model)] = [model, 0, modes]
-        held[1] += 1
-    left = []
+            held = _IN_EVAL[id(model)] = _EvalPeriod(model, modes)
+        held.runs += 1
+    given_back = False
 
     def restore() -> None:
+        nonlocal given_back
         with _EVAL_LOCK:
-            if left:  # given back already
+            if given_back:  # a second call gives back nothing
                 return
-            left.append(True)
-            held[1] -= 1
-            if held[1] == 0:
+            given_back = True
+            held.runs -= 1
+            if held.runs == 0:
                 del _IN_EVAL[id(model)]
-                give_back_modes(held[2])
+                give_back_modes(held.modes)
 
     return restore
 
 
 _EVAL_LOCK = threading.RLock()
-# id(model) -> [model, runs inside enter_eval, the modes the first of them found]
-_IN_EVAL: dict[int, list[Any]] = {}
+
+
+@dataclass
+class _EvalPeriod:
+    """The runs inside :func:`enter_eval` on one model, and the modes the first of them found."""
+
+    model: nn.Module  # held: an id() reused by another model after this one is collected cannot match it
+    modes: list[tuple[nn.Module, bool]]
+    runs: int = 0
+
+
+_IN_EVAL: dict[int, _EvalPeriod] = {}  # by id(model)
 
 
 def give_back_modes(modes: list[tuple[nn.Module, bool]]) -> None:
