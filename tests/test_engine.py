@@ -24,7 +24,7 @@ import hf_txray
 import reference
 from hf_txray import ConfigurationError, DatasetError, ModelError, UserFeature
 from hf_txray.streaming import BucketPlan, InMemorySource, StreamingSource
-from models import SAMPLE_TEXTS, Interrupted, SpanCounter, tiny
+from models import SAMPLE_TEXTS, Interrupted, SpanCounter, assert_same_credit, tiny
 from test_reference import ATOL, CAPACITY, RTOL, assert_same_table
 
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
@@ -1369,3 +1369,19 @@ def test_an_autocast_context_around_analyze_is_turned_off_and_reported(caplog):
     np.testing.assert_array_equal(cast.neuron_mass, plain.neuron_mass)
     warned = [r.getMessage() for r in caplog.records if "autocast" in r.getMessage()]
     assert len(warned) == 1 and "'cpu', bfloat16" in warned[0] and "(float32)" in warned[0]
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_a_left_padding_tokenizer_gives_the_profile_of_a_right_padding_one(kind):
+    """Decoder tokenizers are often set to ``padding_side="left"`` for generation; the engine pads its batches itself
+    (right, masked), so such a tokenizer must credit the same positions with the same values: no pad credited, no
+    position id shifted. Measured on EWT sentences (helper 397): 0 credits moved in every batching, as here."""
+    import copy
+
+    model, tokenizer = tiny(kind)
+    left = copy.deepcopy(tokenizer)
+    left.padding_side = "left"
+    texts = TEXTS * 2
+    options = dict(features=("token",), show_progress=False, batch_size=3, pad_to_multiple_of=1)
+    expected = hf_txray.analyze(model, texts, tokenizer=tokenizer, **options)
+    assert_same_credit(hf_txray.analyze(model, texts, tokenizer=left, **options), expected)
