@@ -49,6 +49,15 @@ _SECRET_LAST_WORDS = frozenset({"token", "key", "sig", "signature", "auth", "aut
 # processor's ("image_token"): texts of a vocabulary, in every message about a tokenizer
 _SPECIAL_TOKEN_WORDS = frozenset({"bos", "eos", "unk", "sep", "pad", "cls", "mask", "image", "video", "audio", "boi",
                                   "eoi"})
+# a word before "key" that names an ordinary key, of a table, a cache or a sort ("sort_key", "primary_key",
+# "cache_key", hf_txray's own "run_key"), not a credential ("api_key", "secret_key", "access_key", "hf_key", and any
+# other word: a name not listed here stays masked)
+_ORDINARY_KEY_WORDS = frozenset({"sort", "primary", "foreign", "unique", "composite", "natural", "surrogate", "cache",
+                                 "run", "dict", "map", "hash", "lookup", "group", "partition", "shard", "index", "join",
+                                 "row", "column", "record", "order", "cluster", "dedup", "merge"})
+# a name's last word that says it holds a number about something, not the thing: "password_length", "token_count",
+# "max_secret_len" name a number, never a secret
+_QUANTITY_WORDS = frozenset({"length", "len", "count", "size", "min", "max", "limit", "chars", "characters"})
 # a Hugging Face token as the Hub issues them ("hf_" and 34 letters): long enough to leave names like hf_txray_cache
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
 # a stand-in for a masked secret, which every rule of redact masks again (a Hub token's length: also "hf_" + it)
@@ -136,8 +145,9 @@ def is_secret_name(name: str) -> bool:
     is ``secret``, ``password``, ``pwd``, ``credential``..., or its last word is ``token``, ``key``, ``sig``,
     ``signature``, ``auth``... (``token``, ``hf_token``, ``access_token``, ``api_key``, ``X-Amz-Signature``), or it
     ends in ``key`` and ``id`` (``AWSAccessKeyId``). Not a name that merely contains such a word (``tokenizer``,
-    ``pad_token_id``, ``max_tokens_per_batch``, ``keyword``, ``author``) nor a tokenizer's special token
-    (``bos_token``, ``pad_token``, ``image_token``).
+    ``pad_token_id``, ``max_tokens_per_batch``, ``keyword``, ``author``), a tokenizer's special token
+    (``bos_token``, ``pad_token``, ``image_token``), an ordinary key (``sort_key``, ``primary_key``, ``cache_key``,
+    ``run_key``: :data:`_ORDINARY_KEY_WORDS`) nor a number about a secret (``password_length``, ``token_count``).
 
     Example:
 
@@ -147,10 +157,14 @@ def is_secret_name(name: str) -> bool:
     ```
     """
     words = [word.lower() for word in _NAME_WORDS.findall(name)]
-    if not words:
+    if not words or (len(words) > 1 and words[-1] in _QUANTITY_WORDS):
         return False
-    if _SECRET_WORDS.intersection(words) or words[-2:] == ["key", "id"]:
+    if _SECRET_WORDS.intersection(words):
         return True
+    if words[-2:] == ["key", "id"]:
+        words = words[:-1]  # "AWSAccessKeyId": the id of an access key, as secret as the key
+    if words[-1] == "key" and len(words) > 1 and words[-2] in _ORDINARY_KEY_WORDS:
+        return False
     special_token = len(words) == 2 and words[0] in _SPECIAL_TOKEN_WORDS and words[1] == "token"
     return words[-1] in _SECRET_LAST_WORDS and not special_token
 

@@ -376,3 +376,22 @@ def test_txray_arguments_repr_masks_the_hub_token(tmp_path):
     for shown in (repr(args), str(args)):
         assert SECRET not in shown
         assert "hub_token=<HUB_TOKEN>" in shown and "txray_steps=7" in shown
+
+
+@pytest.mark.parametrize("text, expected", [
+    # ordinary keys and numbers about a secret: kept whole
+    ("sort_key=3 primary_key: 7 cache_key=ab12 run_key: 0123abcd sort_keys=True",) * 2,
+    ('{"run_key": "0123456789abcdef01", "cache_key": "k1"} https://h/x?primary_key=12',) * 2,
+    ("password_length=12 PASSWORD_MIN_LENGTH: 8 max_token_length=512 token_count=3",) * 2,
+    # credentials: masked
+    ("api_key=k1 secret_key: k2 access_key=k3 hf_key=k4", "api_key=*** secret_key: *** access_key=*** hf_key=***"),
+    ('{"api_key": "s3cretValue12"} https://h/x?AWSAccessKeyId=AKIA1&key=abc',
+     '{"api_key": "***"} https://h/x?AWSAccessKeyId=***&key=***'),
+])
+def test_ordinary_keys_and_a_secrets_length_are_not_masked(text, expected):
+    """helper 394: every name whose last word is "key" was a secret's, and every name holding "password" too:
+    measured before, "sort_key=3" was shown as "sort_key=***", hf_txray's own progress record '{"run_key": "0123..."}'
+    as '{"run_key": "***"}', "password_length=12" as "password_length=***". A key named by an ordinary word before
+    it (sort, primary, cache, run...) and a name ending in length, count, size... hold no secret; api_key,
+    secret_key, access_key, hf_key stay masked."""
+    assert redact(text) == expected
