@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from .errors import ConfigurationError, ProcessFailedError, TXRayError
-from .redaction import redact_typed, shown_url
+from .redaction import is_secret_flag, redact_typed, shown_url
 
 def _resolve_dataset(name: str, num_samples: int | None):
     """`txray:ptb`, `txray:bbc`... name the embedded corpora (:func:`hf_txray.corpora.by_name`); anything else goes
@@ -1268,6 +1268,16 @@ class _DefaultsFormatter(argparse.HelpFormatter):
         return f"{text} (default: {shown.replace('%', '%%')})"
 
 
+def _masked_flag_values(arguments: str) -> str:
+    """`arguments` (argparse's unrecognized ones, joined by spaces) with the value typed after or with each option
+    that takes a secret (:func:`~hf_txray.redaction.is_secret_flag`: ``--token VALUE``, ``--tokn=...``, ``--api-key
+    ...``) masked, however short; an ordinary option's (``--tokenizer-name=gpt2``) kept."""
+    def mask(found: re.Match) -> str:
+        return f"{found[1]}{found[2]}***" if is_secret_flag(found[1]) else found[0]
+
+    return re.sub(r"(--[\w-]+)(=| )(?!-)\S+", mask, arguments)
+
+
 class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", _DefaultsFormatter)
@@ -1290,8 +1300,7 @@ class _Parser(argparse.ArgumentParser):
         head, found, rest = message.partition("unrecognized arguments: ")
         if found:  # the arguments themselves, up to argparse's suggestions in parentheses
             given, paren, hint = rest.partition(" (")
-            secret = r"(--[\w-]*(?:tok|key|secret|pass)[\w-]*)(=| )(?!-)\S+"
-            message = head + found + re.sub(secret, r"\1\2***", given, flags=re.I) + paren + hint
+            message = head + found + _masked_flag_values(given) + paren + hint
         # one usage line, not argparse's whole block (33 lines for analyze) above the message that matters
         listed = "commands" if self._subparsers is not None else "options"
         self.exit(2, f"usage: {self._short_usage()} (`{self.prog} --help` lists the {listed})\n"

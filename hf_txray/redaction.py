@@ -169,6 +169,33 @@ def is_secret_name(name: str) -> bool:
     return words[-1] in _SECRET_LAST_WORDS and not special_token
 
 
+def is_secret_flag(flag: str) -> bool:
+    """Whether a command-line option called `flag` takes a secret: its name is a secret's (:func:`is_secret_name`:
+    ``--token``, ``--hf-token``, ``--api-key``) or its last word is one of a secret's misspelt (``--tokn``,
+    ``--hf-tokne``, ``--pasword``: what a user typed for ``--token`` is repeated in "unrecognized arguments"). Not
+    ``--tokenizer-name``, ``--max-tokens`` (a plural names no secret), ``--sort-key``.
+
+    Example:
+
+    ```python
+    >>> is_secret_flag("--tokn"), is_secret_flag("--api-key"), is_secret_flag("--tokenizer-name")
+    (True, True, False)
+    ```
+    """
+    import difflib  # here: this module loads with `import hf_txray` (logging)
+
+    if is_secret_name(flag):
+        return True
+    words = [word.lower() for word in _NAME_WORDS.findall(flag)]
+    return bool(words) and any(difflib.SequenceMatcher(None, words[-1], word).ratio() >= 0.75 and
+                               words[-1] != word + "s" for word in _MISSPELT_SECRET_WORDS)
+
+
+# the secret words a misspelt option is compared with (is_secret_flag): long enough that one letter off is still
+# close ("key" and "sig" are not: "kye" or "sag" may be anything)
+_MISSPELT_SECRET_WORDS = ("token", "secret", "password", "passwd", "credential")
+
+
 def redact_record(value: Any, key: str | None = None) -> Any:
     """A JSON record (``model_kwargs`` as a profile records it) with its secrets masked: a string value of a key
     named as a secret (:func:`is_secret_name`: ``{"headers": {"Authorization": "Bearer ..."}}``) as :data:`MASK`,

@@ -395,3 +395,20 @@ def test_ordinary_keys_and_a_secrets_length_are_not_masked(text, expected):
     it (sort, primary, cache, run...) and a name ending in length, count, size... hold no secret; api_key,
     secret_key, access_key, hf_key stay masked."""
     assert redact(text) == expected
+
+
+@pytest.mark.parametrize("stray, shown", [
+    ("--tokenizer-name=gpt2", "--tokenizer-name=gpt2"), ("--max-tokens=4096", "--max-tokens=4096"),
+    ("--sort-key=length", "--sort-key=length"), ("--password-length=12", "--password-length=12"),
+    ("--tokn=abcdefgh", "--tokn=***"), ("--hf-tokne=abcdefgh", "--hf-tokne=***"), ("--pasword=abcdefgh", "--pasword=***"),
+    ("--api-key=abcdefgh", "--api-key=***"), ("--hf-key=abcdefgh", "--hf-key=***"),
+])
+def test_the_command_line_masks_the_value_of_a_secret_option_not_of_an_ordinary_one(stray, shown, capsys):
+    """helper 394: argparse's "unrecognized arguments" masked the value of every option holding "tok", "key",
+    "secret" or "pass": measured before, `hf-txray show r --tokenizer-name=gpt2` said "unrecognized arguments:
+    --tokenizer-name=***". The value is masked where the option is a secret's name or one misspelt
+    (redaction.is_secret_flag)."""
+    with pytest.raises(SystemExit):
+        cli_main(["show", "results", stray])
+    err = capsys.readouterr().err
+    assert f"unrecognized arguments: {shown}" in err and (shown == stray or "abcdefgh" not in err), err
