@@ -58,8 +58,9 @@ _ORDINARY_KEY_WORDS = frozenset({"sort", "primary", "foreign", "unique", "compos
 # a name's last word that says it holds a number about something, not the thing: "password_length", "token_count",
 # "max_secret_len" name a number, never a secret
 _QUANTITY_WORDS = frozenset({"length", "len", "count", "size", "min", "max", "limit", "chars", "characters"})
-# a Hugging Face token as the Hub issues them ("hf_" and 34 letters): long enough to leave names like hf_txray_cache
-_HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
+# a Hugging Face token as the Hub issues them ("hf_" and 34 letters): long enough to leave names like hf_txray_cache;
+# also where a word is glued to it ("hf_<34>_old", "my_hf_<34>": an underscore is a word's letter to \b)
+_HF_TOKEN = re.compile(r"(?<![A-Za-z0-9])hf_[A-Za-z0-9]{30,}")
 # a stand-in for a masked secret, which every rule of redact masks again (a Hub token's length: also "hf_" + it)
 _MASKED_PROBE = "Zq9" * 12
 # a Hugging Face token cut short, 8 to 29 letters and digits after "hf_" (see redact_typed)

@@ -412,3 +412,14 @@ def test_the_command_line_masks_the_value_of_a_secret_option_not_of_an_ordinary_
         cli_main(["show", "results", stray])
     err = capsys.readouterr().err
     assert f"unrecognized arguments: {shown}" in err and (shown == stray or "abcdefgh" not in err), err
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("hf_" + "aB3" * 11 + "a_old", "hf_***_old"), ("old_hf_" + "aB3" * 11 + "a", "old_hf_***"),
+    ("HF_TOKEN_FILE=/x/hf_" + "aB3" * 11 + "a_backup.txt", "HF_TOKEN_FILE=/x/hf_***_backup.txt"),
+    ("hf_txray_cache hf_transformers_cache_2024",) * 2,
+])
+def test_a_hub_token_glued_to_a_word_is_masked(text, expected):
+    """helper 394: the Hub token rule ended at a word's end, and "_" is a word's letter: measured before,
+    "hf_<34 letters>_old" (a token saved beside a suffix, a backup's name) was shown whole."""
+    assert redact(text) == expected
