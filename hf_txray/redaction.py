@@ -35,7 +35,10 @@ _AUTH_HEADER = re.compile(
 # an HTTP header ("X-Api-Key: ..."), a YAML or .env line ("hf_token: ..."). One word alone ("token=...", "key: ...") is
 # left to the query and item rules: the messages say "pass token=..." and name a vocabulary's tokens
 _ASSIGNMENT = re.compile(r"""(?<![\w.])(-{0,2}[A-Za-z][A-Za-z0-9]*(?:[_-][A-Za-z0-9]+)*)(\s*[=:]\s*)(["']?)"""
-                         r"""[^\s'",;&]+""")
+                         r"""([^\s'",;&]+)""")
+# a value that is a Hub token by its look, short ones included ("token: hf_abcdefgh12", "key=hf_short1"): what a name
+# of one word ("token", "key") gives is a secret then (_gives_a_secret)
+_HF_TOKEN_VALUE = re.compile(r"hf_[A-Za-z0-9]{6,}")
 # the words of a parameter or key name: snake_case, kebab-case and camelCase ("X-Amz-Security-Token", "AWSAccessKeyId")
 _NAME_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 # a word that says secret wherever it stands in a name ("password_hash", "client_secret", "X-Amz-Credential")
@@ -96,7 +99,7 @@ def _mask_assignments(text: str) -> str:
     next name ("unrecognized arguments: HF_TOKEN=...", "headers: X-Api-Key: ...")."""
     pieces, position = [], 0
     while (found := _ASSIGNMENT.search(text, position)) is not None:
-        if _gives_a_secret(found[1], found[2]):
+        if _gives_a_secret(found[1], found[2], found[4]):
             pieces.append(f"{text[position:found.start(3)]}{found[3]}{MASK}")
             position = found.end()
         else:
@@ -105,13 +108,16 @@ def _mask_assignments(text: str) -> str:
     return "".join(pieces) + text[position:]
 
 
-def _gives_a_secret(name: str, sign: str) -> bool:
-    """Whether `name` followed by `sign` (``=`` or ``:``, with spaces) gives a secret in a text: a name of several
-    words named as a secret (:func:`is_secret_name`: ``HF_TOKEN=``, ``X-Api-Key:``), or ``password=`` (one of
-    :data:`_SECRET_WORDS` alone, with ``=``: "a secret: ..." is prose); not ``token`` or ``key`` alone, which a message
-    writes of an argument (``pass token=...``) or of a vocabulary's tokens."""
+def _gives_a_secret(name: str, sign: str, value: str) -> bool:
+    """Whether `name` followed by `sign` (``=`` or ``:``, with spaces) and `value` gives a secret in a text: a name of
+    several words named as a secret (:func:`is_secret_name`: ``HF_TOKEN=``, ``X-Api-Key:``), ``password=`` (one of
+    :data:`_SECRET_WORDS` alone, with ``=``: "a secret: ..." is prose), or a name of one word named as a secret given
+    a Hub token, short ones included (``token: hf_abcdefgh12``); not ``token`` or ``key`` alone given anything else,
+    which a message writes of an argument (``pass token=...``) or of a vocabulary's tokens (``token: the``)."""
     if len(_NAME_WORDS.findall(name)) > 1:
         return is_secret_name(name)
+    if is_secret_name(name) and _HF_TOKEN_VALUE.fullmatch(value):
+        return True
     return "=" in sign and name.lower() in _SECRET_WORDS
 
 

@@ -423,3 +423,18 @@ def test_a_hub_token_glued_to_a_word_is_masked(text, expected):
     """helper 394: the Hub token rule ended at a word's end, and "_" is a word's letter: measured before,
     "hf_<34 letters>_old" (a token saved beside a suffix, a backup's name) was shown whole."""
     assert redact(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("token: hf_abcdefgh12", "token: ***"), ("hub:\n  token: 'hf_short1'\n", "hub:\n  token: '***'\n"),
+    ("pass token=hf_short1", "pass token=***"), ("key=hf_QMbWEzRb", "key=***"),
+    # a name of one word given anything but a Hub token: an argument's name, a vocabulary's token
+    ("pass token=... or token=False; the token: key; key: hf_txray", "pass token=... or token=False; the token: key; "
+     "key: hf_txray"),
+])
+def test_a_hub_token_given_to_a_name_of_one_word_is_masked(text, expected):
+    """helper 394: "token" or "key" alone is left to the query and item rules (messages say "pass token=..."), so
+    a short Hub token given to it ("token: hf_abcdefgh12" in a YAML line, "token=hf_short1") was shown whole
+    (the token rule wants 30 letters). A value that looks like a Hub token (hf_ and 6 or more letters and digits)
+    given to a secret's name of one word is masked now."""
+    assert redact(text) == expected
