@@ -21,9 +21,11 @@ _USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*:/{1,2})[^/\s@'\"]+@")
 # secret: is_secret_name)
 _PARAM = re.compile(r"([?&#;])([\w.-]+)=([^&#;:,\s'\"]+)")
 # "token": "...", 'hub_token': '...' (a JSON object or a Python dict repeated in a message: model_kwargs's text; masked
-# when the key says secret), a value of 12 or more characters without a space: a feature's {'token': 'text'} is no
-# secret
-_ITEM = re.compile(r"""(["'])([\w.-]+)\1(\s*:\s*)(["'])(?:(?!\4)\S){12,}\4""")
+# when the key says secret and the value looks like one: _item_gives_a_secret), a value without a space
+_ITEM = re.compile(r"""(["'])([\w.-]+)\1(\s*:\s*)(["'])((?:(?!\4)\S)+)\4""")
+# the characters of a key or token as services issue them (letters, digits, base64's and URLs' signs): a value with
+# others ('<|eot_id|>', '[MASK]', '</s>') is a tokenizer's special token
+_KEY_CHARACTERS = re.compile(r"[A-Za-z0-9_.~+/=-]+")
 # an HTTP Authorization header, as a header line, a dict item or a query parameter (its scheme masked with it):
 # "Authorization: Bearer hf_xxx", {'Authorization': 'Basic dXNlcjpwdw=='}
 _AUTH_HEADER = re.compile(
@@ -89,7 +91,8 @@ def redact(text: str) -> str:
     text = _AUTH_HEADER.sub(rf"\g<1>{MASK}", text)
     text = _PARAM.sub(lambda m: f"{m[1]}{m[2]}={MASK}" if is_secret_name(m[2]) else m[0], text)
     text = _mask_assignments(text)
-    text = _ITEM.sub(lambda m: f"{m[1]}{m[2]}{m[1]}{m[3]}{m[4]}{MASK}{m[4]}" if is_secret_name(m[2]) else m[0], text)
+    text = _ITEM.sub(lambda m: f"{m[1]}{m[2]}{m[1]}{m[3]}{m[4]}{MASK}{m[4]}" if _item_gives_a_secret(m[2], m[5])
+                     else m[0], text)
     return _HF_TOKEN.sub(f"hf_{MASK}", text)
 
 
@@ -119,6 +122,23 @@ def _gives_a_secret(name: str, sign: str, value: str) -> bool:
     if is_secret_name(name) and _HF_TOKEN_VALUE.fullmatch(value):
         return True
     return "=" in sign and name.lower() in _SECRET_WORDS
+
+
+def _item_gives_a_secret(name: str, value: str) -> bool:
+    """Whether the item ``"name": "value"`` of a JSON object or a Python dict in a text holds a secret: `name` is a
+    secret's (:func:`is_secret_name`) and `value` is 12 characters or more, or shorter in a key's characters
+    (:data:`_KEY_CHARACTERS`) given to a name of several words (``{'api_key': 'zz'}``), or to a name of one word
+    when it mixes letters and digits (``{"token": "abc123"}``). Not a feature's kinds or a vocabulary's tokens
+    (``{'token': 'text'}``, ``{"key": "the"}``) nor a special token (``{'eot_token': '<|eot_id|>'}``)."""
+    if not is_secret_name(name):
+        return False
+    if len(value) >= 12:
+        return True
+    if not _KEY_CHARACTERS.fullmatch(value):
+        return False
+    if len(_NAME_WORDS.findall(name)) > 1:
+        return True
+    return any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
 
 
 def redact_typed(text: str) -> str:

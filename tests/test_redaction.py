@@ -438,3 +438,18 @@ def test_a_hub_token_given_to_a_name_of_one_word_is_masked(text, expected):
     (the token rule wants 30 letters). A value that looks like a Hub token (hf_ and 6 or more letters and digits)
     given to a secret's name of one word is masked now."""
     assert redact(text) == expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"token": "abc123"}', '{"token": "***"}'), ("%r" % {"api_key": "zz"}, "{'api_key': '***'}"),
+    ("{'hf_token': 'hf_short1', 'x': 1}", "{'hf_token': '***', 'x': 1}"),
+    # a feature's kinds, a vocabulary's tokens, a special token: kept whole
+    ("feature kinds {'token': 'text', 'pos': 'tag'}; {'token': 'key', 'key': 'the'}",) * 2,
+    ("{'eot_token': '<|eot_id|>', 'bos_token': 'BOS', 'start_token': '<s>'}",) * 2,
+])
+def test_a_short_secret_in_a_json_object_or_a_dict_is_masked(text, expected):
+    """helper 394: a dict item was masked when its value had 12 characters or more (a feature's {'token': 'text'}
+    is no secret): measured before, '{"token": "abc123"}' and "{'api_key': 'zz'}" (a dict logged with %r) were shown
+    whole. A shorter value is masked now where its key is a secret's name of several words, or of one word and the
+    value mixes letters and digits; a value with a special token's signs (<, |, [) is not."""
+    assert redact(text) == expected
