@@ -79,6 +79,10 @@ class MainProcessFilter(logging.Filter):
         return record.levelno >= ERROR or process_rank() == 0
 
 
+# the attribute a record masked by RedactingFilter carries (in its __dict__, as `extra=` attributes are)
+_MASKED_FLAG = "_hf_txray_redacted"
+
+
 class RedactingFilter(logging.Filter):
     """Masks the secrets a record carries (:func:`~hf_txray.redaction.redact`) in the record itself, so that every
     handler sees them masked: a log line repeats what the user typed (the viewer's ``Could not open
@@ -96,6 +100,11 @@ class RedactingFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102
+        # once per record: the record factory, the logger's filter and the handler's each pass it here (3 redactions
+        # of every record, measured by helper 394); the record's own flag says it was masked already
+        if record.__dict__.get(_MASKED_FLAG):
+            return True
+        record.__dict__[_MASKED_FLAG] = True
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001  arguments the message cannot take ("%d" of "abc"): each handler reports it

@@ -279,3 +279,18 @@ def test_records_of_a_child_logger_not_made_by_get_logger_are_masked(caplog):
         assert "open https://***@h/x" in shown and "open https://h/y?token=***" in shown, (name, shown)
         assert f"open https://u:{secret}" not in shown and f"token={secret}" not in shown, (name, shown)
     assert f"kept: https://u:{secret}@h/z" in streams[""].getvalue()
+
+
+def test_each_record_is_masked_once():
+    """helper 394: a record of a get_logger child passed the RedactingFilter three times (the record factory, the
+    logger's filter, the handler's), each merging its message and redacting it: measured before, 3 redact calls per
+    record (2 for a child made with logging.getLogger). Once now, and still masked."""
+    code = ("import logging\nimport hf_txray.logging as L\ncalls = []\nmasking = L.redact\n"
+            "def counted(text):\n    calls.append(text)\n    return masking(text)\n"
+            "L.redact = counted\ncounts = []\n"
+            "for logger in (L.get_logger('counted'), logging.getLogger('hf_txray.direct'), L.get_logger()):\n"
+            "    calls.clear()\n    logger.warning('open https://me:%s@host/x', 's3cretPass')\n"
+            "    counts.append(len(calls))\nprint(*counts)\n")
+    done = _run_python(code)
+    assert done.stdout.split() == ["1", "1", "1"], (done.stdout, done.stderr)
+    assert done.stderr.count("open https://***@host/x") == 3 and "s3cretPass" not in done.stderr, done.stderr
