@@ -1343,7 +1343,7 @@ def _warning_line(command: str):
         ours = str(filename).startswith(package) or os.path.abspath(str(filename)) == script
         if not ours and not _is_runpy(str(filename)):
             return default(message, category, filename, lineno, file, line)
-        print(f"hf-txray {command}: {category.__name__}: {message}", file=file or sys.stderr)
+        print(redact_typed(f"hf-txray {command}: {category.__name__}: {message}"), file=file or sys.stderr)
 
     return show
 

@@ -165,9 +165,16 @@ def in_library_tree(name: str) -> bool:
     return name == LIBRARY_NAME or name.startswith(LIBRARY_NAME + ".")
 
 
+# the logger that ``logging.captureWarnings(True)`` hands every warning to: hf_txray's warnings repeat what a user
+# typed (a model's or a probe's name, a path) as its log lines do
+WARNINGS_LOGGER = "py.warnings"
+
+
 def _install_record_factory(redacting: RedactingFilter) -> None:
-    """Mask, as each is made, the records of the whole ``hf_txray`` logger tree (the factory that was in place makes
-    them; records of other loggers are left to it).
+    """Mask, as each is made, the records of the whole ``hf_txray`` logger tree and those of the warnings that
+    ``logging.captureWarnings(True)`` logs (``py.warnings``: hf_txray's warnings among them, whose text an
+    application's handlers showed unmasked, helper 394); the factory that was in place makes them, and records of
+    other loggers are left to it.
 
     A logger's filter sees only the records logged through that logger: a child made with
     ``logging.getLogger("hf_txray.x")`` rather than :func:`get_logger` has none, and its records reached the
@@ -179,7 +186,8 @@ def _install_record_factory(redacting: RedactingFilter) -> None:
 
     def make_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = previous(*args, **kwargs)
-        if isinstance(getattr(record, "name", None), str) and in_library_tree(record.name):
+        name = getattr(record, "name", None)
+        if isinstance(name, str) and (in_library_tree(name) or name == WARNINGS_LOGGER):
             redacting.filter(record)
         return record
 

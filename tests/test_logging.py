@@ -294,3 +294,24 @@ def test_each_record_is_masked_once():
     done = _run_python(code)
     assert done.stdout.split() == ["1", "1", "1"], (done.stdout, done.stderr)
     assert done.stderr.count("open https://***@host/x") == 3 and "s3cretPass" not in done.stderr, done.stderr
+
+
+def test_warnings_captured_by_logging_and_the_commands_warning_lines_are_masked(tmp_path):
+    """helper 394: with logging.captureWarnings(True) a warning becomes a record of the "py.warnings" logger, which
+    the record factory left alone (only hf_txray's tree was masked): measured before, hf_txray's warning "could not
+    open https://me:s3cretPass@host/x" reached the application's handler whole; and the command line's one-line
+    warnings (cli._warning_line) printed the message as it was. Both masked now; other text kept."""
+    code = ("import logging, sys\nimport hf_txray.logging as L\nlogging.captureWarnings(True)\n"
+            "logging.getLogger('py.warnings').addHandler(logging.StreamHandler(sys.stdout))\n"
+            "L.warn_caller('could not open https://me:s3cretPass@host/x with tokenizer=gpt2, bos_token, author=me')\n")
+    done = _run_python(code)
+    assert "could not open https://***@host/x with tokenizer=gpt2, bos_token, author=me" in done.stdout, done.stdout
+    assert "s3cretPass" not in done.stdout + done.stderr, done.stdout
+    import io
+
+    from hf_txray.cli import _warning_line
+
+    shown = io.StringIO()
+    _warning_line("analyze")(UserWarning("open https://h/x?token=s3cretPass, max_tokens_per_batch=4096"), UserWarning,
+                             hf_txray.logging.__file__, 1, file=shown)
+    assert shown.getvalue() == "hf-txray analyze: UserWarning: open https://h/x?token=***, max_tokens_per_batch=4096\n"
