@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import sys
 
-from .redaction import redact
+from .redaction import redact_typed
 
 
 class TXRayError(Exception):
     """Base class of every error raised by hf_txray.
 
-    Its message is shown with the secrets a name may carry masked (:func:`~hf_txray.redaction.redact`): a dataset
-    given as ``https://user:hf_xxx@host/a.txt`` is refused without repeating the token, in the error, its traceback
-    and the CLI's ``error:`` line alike.
+    Its message is shown with the secrets a name may carry masked (:func:`~hf_txray.redaction.redact_typed`): a
+    dataset given as ``https://user:hf_xxx@host/a.txt`` is refused without repeating the token, in the error, its
+    traceback and the CLI's ``error:`` line alike; so is a Hub token cut short or pasted where a model, a revision or
+    a path was meant (``Model 'hf_QMbWEzRbZPGy' ...``): the message repeats what the user typed, as argparse's do.
     """
 
     def __init__(self, *args: object) -> None:
-        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
+        super().__init__(*(redact_typed(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 class ConfigurationError(TXRayError, ValueError):

@@ -453,3 +453,16 @@ def test_a_short_secret_in_a_json_object_or_a_dict_is_masked(text, expected):
     whole. A shorter value is masked now where its key is a secret's name of several words, or of one word and the
     value mixes letters and digits; a value with a special token's signs (<, |, [) is not."""
     assert redact(text) == expected
+
+
+def test_python_api_errors_mask_a_hub_token_cut_short_where_a_name_was_meant():
+    """helper 394: the command line masks a Hub token cut short that it repeats (redact_typed), the Python API's
+    errors did not: measured before, hf_txray.analyze("hf_QMbWEzRbZPGy", ...) and analyze(..., revision=
+    "hf_QMbWEzRbZPGy") raised "Model 'hf_QMbWEzRbZPGy' ..." and "... at revision 'hf_QMbWEzRbZPGy' ...". A name
+    (hf_transformers, hf_run2024) is still repeated."""
+    for model, revision in (("hf_QMbWEzRbZPGy", None), ("no-such-org/no-such-model", "hf_QMbWEzRbZPGy")):
+        with pytest.raises(ModelError) as caught:
+            hf_txray.analyze(model, ["a text"], revision=revision)
+        shown = "".join(traceback.format_exception(caught.value))
+        assert "QMbWEzRbZPGy" not in shown and "hf_***" in shown, shown
+    assert str(ModelError("No folder hf_run2024 or hf_transformers")) == "No folder hf_run2024 or hf_transformers"
