@@ -474,14 +474,15 @@ class Profiler:
         from .pruning.masks import masks_version, refuse_changed_masks
 
         masks = masks_version(self.model)  # another thread's ablation during the run: refused after its bucket
-        restore_modes = enter_eval(self.model)  # first: a model it refuses leaves no hook behind
-        recorder = WinnerRecorder(self.sites, self.config.top_k).attach()
-        bar = tqdm(total=source.total, initial=int(resume_state["processed"]) if resume_state else 0,
-                   desc=f"hf_txray profiling {meta.stage}{shard_note(rank, world)}", unit="ex")
         # max_positions reached (and the texts it reached counted) in a saved bucket: a resume reads no further
         stopped = bool(resume_state and resume_state.get("stopped"))
-        encoded = None
-        try:
+        recorder = WinnerRecorder(self.sites, self.config.top_k)  # no hook until attached, inside the try
+        bar = encoded = None
+        restore_modes = enter_eval(self.model)  # first: a model it refuses leaves no hook behind
+        try:  # from here on, an interrupt (Ctrl-C while attaching) gives the hooks and the eval period back
+            recorder.attach()
+            bar = tqdm(total=source.total, initial=int(resume_state["processed"]) if resume_state else 0,
+                       desc=f"hf_txray profiling {meta.stage}{shard_note(rank, world)}", unit="ex")
             batches_since_save = 0
             prune_at = STREAM_TEXTS_KEPT  # streamed texts held before the next pruning
             read = source.read if isinstance(source, InMemorySource) else None  # workers read in-memory texts
@@ -525,7 +526,8 @@ class Profiler:
         finally:
             if encoded is not None:
                 encoded.close()  # stops the encoding workers now, not when the traceback is collected
-            bar.close()
+            if bar is not None:
+                bar.close()
             recorder.detach()
             restore_modes()
         return builder.to_profile(dataclasses.replace(meta), source.fetch)

@@ -1,0 +1,71 @@
+"""A Ctrl-C (KeyboardInterrupt) or an exception anywhere in a run leaves the user's model and process as they were:
+every module's training flag, no hook left on any module, the torch default device, the warnings filters, no eval
+period left open (hf_txray.modes), and the next run's numbers those of a fresh run."""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import hf_txray
+import hf_txray.logging
+import hf_txray.modes
+import hf_txray.sites
+from hf_txray.probing import LabeledCorpus, extract_activations
+from hf_txray.viewer import LiveProfiler
+from models import tiny
+
+TEXTS = ["The cat sat on the mat.", "A dog ran in the park today.", "Paris is the capital of France."]
+
+
+def process_state(model: torch.nn.Module) -> dict:
+    """What a run may change and must give back: modes, hooks, default device, warnings filters, eval periods."""
+    return {
+        "training": [(name, module.training) for name, module in model.named_modules()],
+        "hooks": [(name, len(module._forward_hooks), len(module._forward_pre_hooks),
+                   len(module._forward_hooks_with_kwargs)) for name, module in model.named_modules()],
+        "device": str(torch.get_default_device()),
+        "filters": list(warnings.filters),
+        "eval_periods": dict(hf_txray.modes._IN_EVAL),
+    }
+
+
+def training_model(kind: str = "bert"):
+    model, tokenizer = tiny(kind)
+    model.train()  # a model in training mode: a period left open keeps it in eval mode
+    return model, tokenizer
+
+
+def profile(model, tokenizer, **kwargs):
+    return hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False, **kwargs)
+
+
+def interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("where", ["attach", "progress_bar"])
+def test_an_interrupt_while_analyze_sets_up_its_hooks_gives_the_model_back(monkeypatch, where):
+    """Fresh helper 393: the recorder's hooks and the progress bar were set up between enter_eval and the try that
+    gives the eval period back: a Ctrl-C there left the model in eval mode (model.training False for a training
+    model) with its period open, so the next analyze did not give training mode back either (and, at the progress
+    bar, the recorder's 2 hooks stayed on the model)."""
+    model, tokenizer = training_model()
+    fresh = profile(*tiny("bert"))
+    before = process_state(model)
+    if where == "attach":
+        monkeypatch.setattr(hf_txray.sites.WinnerRecorder, "attach", interrupt)
+    else:
+        monkeypatch.setattr(importlib.import_module("hf_txray.analyze"), "tqdm", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        profile(model, tokenizer)
+    assert process_state(model) == before
+    monkeypatch.undo()
+    again = profile(model, tokenizer)
+    assert process_state(model) == before and model.training
+    np.testing.assert_array_equal(again.neuron_count, fresh.neuron_count)
+    np.testing.assert_array_equal(again.neuron_mass, fresh.neuron_mass)
