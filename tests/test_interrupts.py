@@ -69,3 +69,26 @@ def test_an_interrupt_while_analyze_sets_up_its_hooks_gives_the_model_back(monke
     assert process_state(model) == before and model.training
     np.testing.assert_array_equal(again.neuron_count, fresh.neuron_count)
     np.testing.assert_array_equal(again.neuron_mass, fresh.neuron_mass)
+
+
+def labeled_corpus() -> LabeledCorpus:
+    texts = ["a cat sat", "the dog ran"]
+    return LabeledCorpus(texts, [np.array([0, 2, 6]), np.array([0, 4, 8])], [np.array([1, 5, 9]), np.array([3, 7, 11])],
+                         [np.array([0, 1, 2]), np.array([0, 1, 2])], ["DET", "NOUN", "VERB"])
+
+
+def test_an_interrupt_while_extract_activations_starts_its_progress_bar_gives_the_model_back(monkeypatch):
+    """Fresh helper 393: the progress bar was started between enter_eval and the try that gives the eval period
+    back: a Ctrl-C there left a training model in eval mode, its period open for every later run."""
+    model, tokenizer = training_model()
+    other, other_tokenizer = tiny("bert")
+    fresh = extract_activations(other, labeled_corpus(), other_tokenizer, layers=[0, 1])
+    before = process_state(model)
+    monkeypatch.setattr(hf_txray.logging, "tqdm", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        extract_activations(model, labeled_corpus(), tokenizer, layers=[0, 1], show_progress=True)
+    assert process_state(model) == before
+    monkeypatch.undo()
+    again = extract_activations(model, labeled_corpus(), tokenizer, layers=[0, 1], show_progress=True)
+    assert process_state(model) == before and model.training
+    np.testing.assert_array_equal(np.asarray(again.values), np.asarray(fresh.values))

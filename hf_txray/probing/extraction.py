@@ -518,14 +518,15 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
     skip = default_skip_first_positions(model)
     collector = _Collector(sites, aggregation, stop_early=True)
     blank = BlankPieces(tokenizer)
-    restore_modes = enter_eval(model)
-    starts = range(0, len(texts), batch_size)
-    if show_progress:
-        from ..logging import tqdm  # main process only, and off with hf_txray.logging.disable_progress_bars()
-
-        starts = tqdm(starts, desc="hf_txray: extracting activations", unit="batch")
     num_tokens = 0
-    try:
+    bar = None
+    restore_modes = enter_eval(model)
+    try:  # the progress bar inside: an interrupt while it starts gives the eval period back
+        starts = range(0, len(texts), batch_size)
+        if show_progress:
+            from ..logging import tqdm  # main process only, and off with hf_txray.logging.disable_progress_bars()
+
+            starts = bar = tqdm(starts, desc="hf_txray: extracting activations", unit="batch")
         with collector, torch.no_grad():
             for start in starts:
                 chunk = list(texts[start:start + batch_size])
@@ -551,6 +552,8 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
                 num_tokens += len(plan["real"])
                 on_batch(plan, collector.outputs)
     finally:
+        if bar is not None:
+            bar.close()
         restore_modes()
     sums = np.stack([s.cpu().numpy() if s is not None else np.zeros(site.width) for s, site in
                      zip(collector.sums, sites)]) if sites else np.zeros((0, 0))
