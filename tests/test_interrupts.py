@@ -4,10 +4,12 @@ period left open (hf_txray.modes), and the next run's numbers those of a fresh r
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -92,3 +94,45 @@ def test_an_interrupt_while_extract_activations_starts_its_progress_bar_gives_th
     again = extract_activations(model, labeled_corpus(), tokenizer, layers=[0, 1], show_progress=True)
     assert process_state(model) == before and model.training
     np.testing.assert_array_equal(np.asarray(again.values), np.asarray(fresh.values))
+
+
+@pytest.mark.parametrize("where", ["recorder", "attach", "forward"])
+def test_an_interrupt_in_live_text_gives_the_model_back(monkeypatch, where):
+    """Fresh helper 393: LiveProfiler.run built its recorder between enter_eval and the try that gives the eval period
+    back; an interrupt there (or while attaching, or inside the forward pass) now leaves the model as it was."""
+    model, tokenizer = training_model()
+    meta = profile(model, tokenizer).meta
+    live = LiveProfiler(model, tokenizer, meta)
+    fresh = live.run(TEXTS[0], 1, trace_neuron=3).table
+    before = process_state(model)
+    if where == "recorder":
+        monkeypatch.setattr(hf_txray.sites, "ArgmaxThreads", interrupt)
+    elif where == "attach":
+        monkeypatch.setattr(hf_txray.sites.WinnerRecorder, "attach", interrupt)
+    with interrupting_hook(model.encoder.layer[1], enabled=where == "forward"):
+        with pytest.raises(KeyboardInterrupt):
+            live.run(TEXTS[0], 1, trace_neuron=3)
+    assert process_state(model) == before
+    monkeypatch.undo()
+    again = live.run(TEXTS[0], 1, trace_neuron=3).table
+    assert process_state(model) == before and model.training
+    pd.testing.assert_frame_equal(again, fresh)
+
+
+@contextlib.contextmanager
+def interrupting_hook(module: torch.nn.Module, at_call: int = 1, enabled: bool = True):
+    """A Ctrl-C from inside the forward pass: a forward hook on `module` raising KeyboardInterrupt at its
+    `at_call`-th call (none where not `enabled`); removed on leaving."""
+    calls = [0]
+
+    def hook(*args):
+        calls[0] += 1
+        if calls[0] == at_call:
+            raise KeyboardInterrupt
+
+    handle = module.register_forward_hook(hook) if enabled else None
+    try:
+        yield calls
+    finally:
+        if handle is not None:
+            handle.remove()

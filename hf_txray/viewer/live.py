@@ -85,8 +85,8 @@ class LiveProfiler:
         hooked = p.forward.positions(batch.positions, batch.inputs["input_ids"].shape[1]).to(p.device)
         if trace_neuron is not None:  # before enter_eval: a refused neuron leaves no eval period or hook behind
             _check_neuron(site, trace_neuron)
+        recorder = WinnerRecorder([site], top_k=self.top_k)  # no hook until attached, inside the try
         restore_modes = enter_eval(p.model)  # first: a model it refuses leaves no hook behind
-        recorder = WinnerRecorder([site], top_k=self.top_k)
         traced: list[torch.Tensor] = []
         handle = None
         try:
