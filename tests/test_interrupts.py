@@ -136,3 +136,87 @@ def interrupting_hook(module: torch.nn.Module, at_call: int = 1, enabled: bool =
     finally:
         if handle is not None:
             handle.remove()
+
+
+def _analyze_numbers(model, tokenizer):
+    got = profile(model, tokenizer, batch_size=1)
+    return [got.neuron_count, got.neuron_mass]
+
+
+def _extract_numbers(model, tokenizer):
+    return [np.asarray(extract_activations(model, labeled_corpus(), tokenizer, layers=[0, 1], batch_size=1).values)]
+
+
+def _masked_numbers(model, tokenizer):
+    inputs = tokenizer(TEXTS, return_tensors="pt", padding=True)
+    from hf_txray.pruning import masked
+
+    with torch.no_grad(), masked(model, {1: [0, 1, 2]}):
+        return [model(**inputs).last_hidden_state.numpy()]
+
+
+def _ablate_numbers(model, tokenizer):
+    from hf_txray.probing import ablate
+
+    inputs = tokenizer(TEXTS, return_tensors="pt", padding=True)
+    with torch.no_grad(), ablate(model, {0: [1, 2], 1: [0, 5]}):
+        return [model(**inputs).last_hidden_state.numpy()]
+
+
+def _attribution_numbers(model, tokenizer):
+    from hf_txray.probing import neuron_attributions
+
+    got = neuron_attributions(model, tokenizer, TEXTS[0], 1, 3, n_steps=4)
+    return [np.asarray(got.scores)]
+
+
+def _effects_numbers(model, tokenizer):
+    from hf_txray.output_effects import output_effects
+
+    return [output_effects(model, 1, 2, k=5, tokenizer=tokenizer).to_numpy()]
+
+
+def _lm(kind):
+    from models import bpe_tokenizer, tiny_llama_lm
+
+    return (tiny_llama_lm(), bpe_tokenizer()) if kind == "llama_lm" else tiny(kind)
+
+
+FORWARD_CASES = {  # name: (model kind, numbers(model, tokenizer), the block hooked, the call of its hook that interrupts)
+    "analyze-1st": ("bert", _analyze_numbers, 1, 1),
+    "analyze-3rd": ("bert", _analyze_numbers, 1, 3),
+    # extraction stops each forward pass at the last site it reads (inside block 1), before block 1's own hook runs
+    "extract-2nd": ("bert", _extract_numbers, 0, 2),
+    "extract-1st": ("bert", _extract_numbers, 0, 1),
+    "masked": ("bert", _masked_numbers, 1, 1),
+    "ablate": ("bert", _ablate_numbers, 1, 1),
+    "attributions-1st": ("bert", _attribution_numbers, 1, 1),
+    "attributions-3rd": ("bert", _attribution_numbers, 1, 3),
+    "output_effects": ("llama_lm", _effects_numbers, 1, 1),
+}
+
+
+def block(model, index: int):
+    base = getattr(model, "model", model)
+    return base.layers[index] if hasattr(base, "layers") else base.encoder.layer[index]
+
+
+@pytest.mark.parametrize("case", list(FORWARD_CASES))
+def test_an_interrupt_inside_the_forward_pass_leaves_the_model_and_process_as_they_were(case):
+    """Fresh helper 393: a KeyboardInterrupt raised from the model's own forward pass (a hook on one of its blocks,
+    at its Nth call) leaves every module's mode, the hooks, the default device, the warnings filters and the eval
+    periods as before, and the next call's numbers equal a fresh model's."""
+    kind, numbers, hooked, at_call = FORWARD_CASES[case]
+    fresh = numbers(*_lm(kind))
+    model, tokenizer = _lm(kind)
+    model.train(case not in ("masked", "ablate"))  # those run the model as it is (no dropout wanted)
+    before = process_state(model)
+    with interrupting_hook(block(model, hooked), at_call) as calls:
+        with pytest.raises(KeyboardInterrupt):
+            numbers(model, tokenizer)
+    assert calls[0] == at_call
+    assert process_state(model) == before
+    again = numbers(model, tokenizer)
+    assert process_state(model) == before
+    for got, expected in zip(again, fresh):
+        np.testing.assert_array_equal(got, expected)
