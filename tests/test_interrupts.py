@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import warnings
 
 import numpy as np
@@ -220,3 +221,55 @@ def test_an_interrupt_inside_the_forward_pass_leaves_the_model_and_process_as_th
     assert process_state(model) == before
     for got, expected in zip(again, fresh):
         np.testing.assert_array_equal(got, expected)
+
+
+def folder_bytes(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["writing", "header", "swap"])
+def test_an_interrupted_save_keeps_the_previous_save_and_leaves_no_temporary_folder(tmp_path, monkeypatch, where):
+    """Fresh helper 393: a Ctrl-C while Profile.save_pretrained writes, writes its header, or swaps the folders in
+    leaves the previous save there byte for byte, and nothing beside it."""
+    import hf_txray.artifact
+    import hf_txray.io_utils
+
+    first = profile(*tiny("bert"))
+    second = profile(*tiny("bert", seed=1))
+    target = tmp_path / "profile"
+    first.save_pretrained(target)
+    good = folder_bytes(target)
+    if where == "writing":
+        monkeypatch.setattr(type(second), "_save_pretrained", interrupt)
+    elif where == "header":
+        monkeypatch.setattr(hf_txray.artifact, "write_header", interrupt)
+    else:  # the new folder's rename, after the old one was moved aside
+        replaces = []
+        real_replace = os.replace
+
+        def replace(src, dst):
+            replaces.append(src)
+            if len(replaces) == 2:
+                raise KeyboardInterrupt
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(hf_txray.io_utils.os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        second.save_pretrained(target)
+    monkeypatch.undo()
+    assert folder_bytes(target) == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["profile"]
+    np.testing.assert_array_equal(hf_txray.Profile.from_pretrained(target).neuron_count, first.neuron_count)
+
+
+def test_an_interrupted_push_leaves_no_temporary_folder(monkeypatch, tmp_path):
+    """Fresh helper 393: a Ctrl-C during the upload of push_to_hub leaves no folder in the temporary directory."""
+    import tempfile
+
+    import hf_txray.artifact
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(hf_txray.artifact, "upload_folder", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        profile(*tiny("bert")).push_to_hub("user/profiles", token="hf_x")
+    assert list(tmp_path.iterdir()) == []
