@@ -273,3 +273,33 @@ def test_an_interrupted_push_leaves_no_temporary_folder(monkeypatch, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         profile(*tiny("bert")).push_to_hub("user/profiles", token="hf_x")
     assert list(tmp_path.iterdir()) == []
+
+
+def masking_hook(model, at_call: int):
+    """A hook on the embeddings that, at their `at_call`-th call, masks neurons 0-9 of block 0 (as another thread's
+    ``masked`` / ``ablate`` would while a run reads the model)."""
+    from hf_txray.pruning.masks import mask_neurons
+
+    calls = [0]
+
+    def hook(*args):
+        calls[0] += 1
+        if calls[0] == at_call:
+            mask_neurons(model, {0: list(range(10))})
+
+    return model.embeddings.register_forward_hook(hook)
+
+
+def test_extract_activations_refuses_masks_changed_while_it_runs():
+    """Fresh helper 393: analyze refused a run during which another thread's ablation began or ended
+    (masks_version); extract_activations did not, and returned the 2nd sentence's 3 word vectors read with block
+    0's neurons 0-9 masked (0.0 for up to 0.133 unmasked), the 1st sentence's unmasked, without a word. Now it refuses them, as analyze does."""
+    from hf_txray.errors import ModelError
+
+    model, tokenizer = tiny("bert")
+    handle = masking_hook(model, at_call=3)  # two probe passes, then the 1st batch: the 2nd sentence runs masked
+    try:
+        with pytest.raises(ModelError, match="while extract_activations ran"):
+            extract_activations(model, labeled_corpus(), tokenizer, layers=[0], batch_size=1)
+    finally:
+        handle.remove()

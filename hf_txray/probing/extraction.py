@@ -516,6 +516,9 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
     # loss 6.27 -> 10.69, against 6.37 for its mean past the first position): the means skip that position as
     # profiles do (skip_first_positions="auto": 1 for decoder-only LMs, 0 otherwise)
     skip = default_skip_first_positions(model)
+    from ..pruning.masks import masks_version, refuse_changed_masks
+
+    masks = masks_version(model)  # another thread's ablation during the run: refused after its batch
     collector = _Collector(sites, aggregation, stop_early=True)
     blank = BlankPieces(tokenizer)
     num_tokens = 0
@@ -549,6 +552,7 @@ def _iterate(model, tokenizer, corpus: LabeledCorpus | None, texts: Sequence[str
                     forward({k: v.to(device) for k, v in inputs.items()})
                 except _StopForward:
                     pass
+                refuse_changed_masks(model, masks, "extract_activations")  # before its vectors are kept
                 num_tokens += len(plan["real"])
                 on_batch(plan, collector.outputs)
     finally:
