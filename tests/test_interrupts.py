@@ -303,3 +303,23 @@ def test_extract_activations_refuses_masks_changed_while_it_runs():
             extract_activations(model, labeled_corpus(), tokenizer, layers=[0], batch_size=1)
     finally:
         handle.remove()
+
+
+@pytest.mark.parametrize("run", ["live", "attributions"])
+def test_live_text_and_attributions_refuse_masks_changed_while_they_run(run):
+    """Fresh helper 393: the live text and neuron_attributions, like extract_activations, read the model's forward
+    passes without checking masks_version: a mask put on during their passes gave numbers of two models."""
+    from hf_txray.errors import ModelError
+    from hf_txray.probing import neuron_attributions
+
+    model, tokenizer = tiny("bert")
+    live = LiveProfiler(model, tokenizer, profile(model, tokenizer).meta)
+    handle = masking_hook(model, at_call=1)
+    try:
+        with pytest.raises(ModelError, match="while (the live text|neuron_attributions) ran"):
+            if run == "live":
+                live.run(TEXTS[0], 0)
+            else:
+                neuron_attributions(model, tokenizer, TEXTS[0], 0, 3, n_steps=4)
+    finally:
+        handle.remove()

@@ -308,6 +308,9 @@ def neuron_attributions(
 
     # the model's own precision inside a torch.autocast block too, as the profile that explain_examples pairs with was
     # computed (a tiny BERT under CPU bfloat16 autocast: activation 0.06128 for 0.06104, scores 26% off, silently)
+    from ..pruning.masks import masks_version, refuse_changed_masks
+
+    masks = masks_version(model)  # another thread's ablation during the passes: refused after them
     with own_precision(), own_autograd():
         restore_modes = enter_eval(model)
         try:
@@ -340,6 +343,7 @@ def neuron_attributions(
                                                      attribute_to_neuron_input=to_input, method="gausslegendre")
         finally:
             restore_modes()
+    refuse_changed_masks(model, masks, "neuron_attributions")
     per_token = scores[0].sum(-1).detach().float().cpu().numpy()
     _refuse_nonfinite("attribution scores", per_token, model, layer, neuron)
     starts, ends = _token_spans(tokenizer, text, enc["input_ids"][0].numpy(), enc["offset_mapping"][0].numpy(),

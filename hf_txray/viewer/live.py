@@ -85,6 +85,9 @@ class LiveProfiler:
         hooked = p.forward.positions(batch.positions, batch.inputs["input_ids"].shape[1]).to(p.device)
         if trace_neuron is not None:  # before enter_eval: a refused neuron leaves no eval period or hook behind
             _check_neuron(site, trace_neuron)
+        from ..pruning.masks import masks_version, refuse_changed_masks
+
+        masks = masks_version(p.model)  # another thread's ablation during the pass: refused after it
         recorder = WinnerRecorder([site], top_k=self.top_k)  # no hook until attached, inside the try
         restore_modes = enter_eval(p.model)  # first: a model it refuses leaves no hook behind
         traced: list[torch.Tensor] = []
@@ -103,6 +106,7 @@ class LiveProfiler:
             if handle is not None:
                 handle.remove()
             restore_modes()
+        refuse_changed_masks(p.model, masks, "the live text")
         all_values = recorder.values[0].float().cpu().numpy().astype(np.float64)  # (positions, top_k), descending
         all_indices = recorder.indices[0].cpu().numpy().astype(np.int64)
         values = all_values[:, 0]
