@@ -323,3 +323,30 @@ def test_live_text_and_attributions_refuse_masks_changed_while_they_run(run):
                 neuron_attributions(model, tokenizer, TEXTS[0], 0, 3, n_steps=4)
     finally:
         handle.remove()
+
+
+@pytest.mark.parametrize("where", ["save_warning", "compiled_graphs"])
+def test_a_mask_interrupted_while_it_is_put_on_is_not_left_on_the_model(monkeypatch, where):
+    """Fresh helper 393: mask_neurons attached its hooks, then registered the handle's save warning, listed it and
+    reset torch's compiled graphs; an interrupt in between left the mask on the model while ``with masked(...)``
+    never began: every later forward pass ran with the neurons at 0 (and, before the handle was listed, neither
+    unprune nor active_masks knew of it)."""
+    import hf_txray.pruning.masks as masks
+    from hf_txray.pruning import active_masks, masked
+
+    model, tokenizer = tiny("bert")
+    inputs = tokenizer(TEXTS, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected = model(**inputs).last_hidden_state
+    before = process_state(model)
+    if where == "save_warning":
+        monkeypatch.setattr(torch.nn.Module, "register_state_dict_post_hook", interrupt)
+    else:
+        monkeypatch.setattr(masks, "drop_compiled_graphs", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        with masked(model, {0: list(range(10)), 1: [0, 1, 2]}):
+            pass
+    monkeypatch.undo()
+    assert process_state(model) == before and active_masks(model) == []
+    with torch.no_grad():
+        torch.testing.assert_close(model(**inputs).last_hidden_state, expected, rtol=0, atol=0)

@@ -62,12 +62,12 @@ class MaskHandle:
         was_active = self.trace.active
         self.trace.remove()
         self._save_warning.remove()
-        if was_active:
-            drop_compiled_graphs()
         registry = getattr(self.model, MASKS_ATTRIBUTE, None)
         if registry is not None and self in registry:
             registry.remove(self)
             _count_change(self.model)
+        if was_active:  # last: the model's own state is complete whatever interrupts it
+            drop_compiled_graphs()
 
     def __enter__(self) -> "MaskHandle":
         return self
@@ -304,15 +304,20 @@ def edit_neurons(model: nn.Module, neurons: dict[int, list[int]], edits: Mapping
     model = unwrap_model(model)  # a DataParallel / compiled wrapper: its model's sites, and masks kept on its model
     sites = mlp_sites(model) if sites is None else sites
     _refuse_overridden_edits(model, edits, sites)
-    trace = Trace([sites[layer] for layer in edits], edit=edits, once=False, prepend=True).attach()
+    trace = Trace([sites[layer] for layer in edits], edit=edits, once=False, prepend=True)
     handle = MaskHandle(model, neurons, trace, plan)
     registry = getattr(model, MASKS_ATTRIBUTE, None)
     if registry is None:
         registry = []
         object.__setattr__(model, MASKS_ATTRIBUTE, registry)
-    registry.append(handle)
-    _count_change(model)
-    drop_compiled_graphs()
+    try:  # an interrupt once the hooks are on takes them off: no mask is left that no handle was returned for
+        trace.attach()
+        registry.append(handle)
+        _count_change(model)
+        drop_compiled_graphs()
+    except BaseException:
+        handle.remove()
+        raise
     return handle
 
 
