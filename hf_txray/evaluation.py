@@ -396,9 +396,9 @@ def run_predictions(model: Any, batches: Sequence[dict[str, torch.Tensor]], task
     back: the figures are those of the weights as saved, the same for ``trainer.model`` and for the checkpoint
     reloaded (helper 182: a tiny GPT-2's perplexity moved from 589.18 to 589.17, and the pruning effect by 9%). A
     ``torch.autocast`` block around the call is turned off for the passes likewise."""
-    restore_modes = enter_eval(model)
     device = _device_of(model)
     out: dict[str, list] = {"predictions": []} if task == "classification" else {"nll": [], "num_tokens": []}
+    restore_modes = enter_eval(model)
     try:
         with contextlib.ExitStack() as forwards:  # every wrapper put back, even if taking one off fails
             for module in {id(m): m for m in (model, unwrap_model(model))}.values():

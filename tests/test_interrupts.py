@@ -350,3 +350,25 @@ def test_a_mask_interrupted_while_it_is_put_on_is_not_left_on_the_model(monkeypa
     assert process_state(model) == before and active_masks(model) == []
     with torch.no_grad():
         torch.testing.assert_close(model(**inputs).last_hidden_state, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("where", ["device", "forward"])
+def test_an_interrupt_in_run_predictions_gives_the_model_back(monkeypatch, where):
+    """Fresh helper 393: run_predictions (evaluate_pruning's passes) read the model's device between enter_eval and
+    the try that gives the eval period back: an interrupt there left a training model in eval mode, for good."""
+    import hf_txray.evaluation as evaluation
+    from models import bpe_tokenizer, tiny_llama_lm
+
+    tokenizer = bpe_tokenizer()
+    batches = [dict(tokenizer([text], return_tensors="pt")) for text in TEXTS]
+    fresh = evaluation.run_predictions(tiny_llama_lm(), batches, "causal-lm")
+    model = tiny_llama_lm().train()
+    before = process_state(model)
+    if where == "device":
+        monkeypatch.setattr(evaluation, "_device_of", interrupt)
+    with interrupting_hook(block(model, 1), enabled=where == "forward"), pytest.raises(KeyboardInterrupt):
+        evaluation.run_predictions(model, batches, "causal-lm")
+    monkeypatch.undo()
+    assert process_state(model) == before and model.training
+    assert evaluation.run_predictions(model, batches, "causal-lm") == fresh
+    assert process_state(model) == before
