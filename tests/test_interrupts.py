@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tqdm.auto import tqdm
 
 import hf_txray
 import hf_txray.logging
@@ -34,6 +35,7 @@ def process_state(model: torch.nn.Module) -> dict:
         "device": str(torch.get_default_device()),
         "filters": list(warnings.filters),
         "eval_periods": dict(hf_txray.modes._IN_EVAL),
+        "progress_bars": len(tqdm._instances) if hasattr(tqdm, "_instances") else 0,  # bars left open
     }
 
 
@@ -372,3 +374,22 @@ def test_an_interrupt_in_run_predictions_gives_the_model_back(monkeypatch, where
     assert process_state(model) == before and model.training
     assert evaluation.run_predictions(model, batches, "causal-lm") == fresh
     assert process_state(model) == before
+
+
+def test_an_interrupted_analyze_keeps_the_callers_default_device(tmp_path):
+    """Fresh helper 393: analyze runs with the CPU as torch's default device (own_default_device); a Ctrl-C from
+    the forward pass gives the caller's default device ("meta" here) back, and the next run's numbers are a fresh
+    run's."""
+    fresh = _analyze_numbers(*tiny("bert"))
+    model, tokenizer = tiny("bert")
+    torch.set_default_device("meta")
+    try:
+        with interrupting_hook(block(model, 1), 2), pytest.raises(KeyboardInterrupt):
+            _analyze_numbers(model, tokenizer)
+        assert torch.get_default_device().type == "meta"
+        again = _analyze_numbers(model, tokenizer)
+        assert torch.get_default_device().type == "meta"
+    finally:
+        torch.set_default_device(None)
+    for got, expected in zip(again, fresh):
+        np.testing.assert_array_equal(got, expected)
