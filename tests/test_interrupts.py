@@ -393,3 +393,21 @@ def test_an_interrupted_analyze_keeps_the_callers_default_device(tmp_path):
         torch.set_default_device(None)
     for got, expected in zip(again, fresh):
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("at_call", [9, 14])  # 7 probe passes, then the 9 batches: the 2nd and the 7th
+def test_an_analyze_interrupted_between_checkpoints_resumes_to_a_fresh_runs_numbers(tmp_path, at_call):
+    """Fresh helper 393: a Ctrl-C during a checkpointed analyze (one batch per checkpoint) leaves a checkpoint
+    folder that resumes to the numbers of an uninterrupted run, with nothing half-written beside it."""
+    texts = TEXTS * 3
+    kwargs = dict(tokenizer=tiny("bert")[1], features=("token",), show_progress=False, batch_size=1,
+                  checkpoint_every=1)
+    fresh = hf_txray.analyze(tiny("bert")[0], texts, **{k: v for k, v in kwargs.items() if k != "checkpoint_every"})
+    model = tiny("bert")[0]
+    folder = tmp_path / "checkpoint"
+    with interrupting_hook(block(model, 1), at_call), pytest.raises(KeyboardInterrupt):
+        hf_txray.analyze(model, texts, checkpoint_dir=str(folder), **kwargs)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
+    resumed = hf_txray.analyze(model, texts, checkpoint_dir=str(folder), resume=True, **kwargs)
+    np.testing.assert_array_equal(resumed.neuron_count, fresh.neuron_count)
+    np.testing.assert_array_equal(resumed.neuron_mass, fresh.neuron_mass)
