@@ -411,3 +411,34 @@ def test_an_analyze_interrupted_between_checkpoints_resumes_to_a_fresh_runs_numb
     resumed = hf_txray.analyze(model, texts, checkpoint_dir=str(folder), resume=True, **kwargs)
     np.testing.assert_array_equal(resumed.neuron_count, fresh.neuron_count)
     np.testing.assert_array_equal(resumed.neuron_mass, fresh.neuron_mass)
+
+
+def test_a_removal_interrupted_between_layers_says_the_model_is_half_pruned(monkeypatch):
+    """prune(mode="remove") slices layer after layer in place and writes the config last: a Ctrl-C after the first
+    layer left a model whose layer 0 had lost its neurons while its config still gave the old width, with nothing
+    said. Keeping the old weights to undo it would double the MLP's memory at the peak, so the interrupt now carries
+    a note naming the changed layers and the fix (load the model again); an interrupt before any layer says nothing."""
+    import hf_txray.pruning.remove as remove
+
+    model, _ = tiny("bert")
+    width = model.config.intermediate_size
+    plan = {0: [1, 5, 9, 11], 1: [2, 3, 7, 8]}
+    real, calls = remove._slice_linear, []
+
+    def slice_then_stop(module, keep, side):
+        calls.append(side)
+        if len(calls) == 3:  # layer 0's up and down projections are cut; layer 1's up is next
+            raise KeyboardInterrupt
+        real(module, keep, side)
+
+    monkeypatch.setattr(remove, "_slice_linear", slice_then_stop)
+    with pytest.raises(KeyboardInterrupt) as caught:
+        hf_txray.prune(model, None, plan, mode="remove")
+    assert any("layer(s) [0]" in note and "load it again" in note for note in getattr(caught.value, "__notes__", []))
+    assert model.config.intermediate_size == width  # the config is written last: what the note is about
+    calls.clear()
+    monkeypatch.setattr(remove, "_slice_linear", interrupt)
+    fresh, _ = tiny("bert")
+    with pytest.raises(KeyboardInterrupt) as caught:
+        hf_txray.prune(fresh, None, plan, mode="remove")
+    assert not getattr(caught.value, "__notes__", [])  # nothing was changed: nothing to say

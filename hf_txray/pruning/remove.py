@@ -160,27 +160,20 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
 
     Raises:
         ModelError: `model` wraps its model in DistributedDataParallel, FSDP or DeepSpeed (whose parameters slicing
-            would replace), or the model cannot be sliced (see :func:`prune`).
+            would replace), or the model cannot be sliced (see :func:`prune`). An exception or Ctrl-C between layers
+            leaves the layers already cut as they are (undoing would keep a second copy of the MLP weights); it carries
+            a note naming them, and the model should be loaded again.
     """
     model = removable_model(model)  # a DataParallel / compiled wrapper: the model inside is sliced
     sites, chosen, common, width, attribute, config, ups = _prepare_removal(model, neurons, uneven, warn=True)
-    with torch.no_grad():
-        for layer, site in sites.items():
-            planned = chosen.get(layer, [])
-            removed, zeroed = planned[:common], planned[common:]
-            if zeroed:
-                down = site.module
-                index = torch.as_tensor(zeroed, dtype=torch.long, device=down.weight.device)
-                down.weight.index_fill_(0 if not isinstance(down, nn.Linear) else 1, index, 0.0)
-            if not removed:
-                continue
-            keep = torch.as_tensor(sorted(set(range(width)) - set(removed)), dtype=torch.long)
-            for _, module, halves in ups[layer]:  # a fused [gate; up] loses the unit from both halves
-                _slice_linear(module, torch.cat([keep + half * width for half in range(halves)]), "out")
-            _slice_linear(site.module, keep, "in")
-            for module in (model.get_submodule(site.name.rsplit(".", 1)[0]),):
-                if getattr(module, "intermediate_size", None) == width:
-                    module.intermediate_size = width - common
+    sliced: list[int] = []
+    try:
+        _slice_layers(model, sites, chosen, common, width, ups, sliced)
+    except BaseException as error:  # an interrupt between layers leaves some sliced and the config still whole
+        if sliced:
+            error.add_note(f"hf_txray: prune(mode='remove') was stopped after changing layer(s) {sliced} in place, "
+                           f"with the config still at {width} neurons: the model is half-pruned; load it again.")
+        raise
     if attribute is not None and (common or pruning_record(model)):
         _own_config(model, config)
         setattr(model.config, attribute, width - common)
@@ -190,6 +183,31 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
     if common:
         _warn_unfound(model, width - common)
     return model
+
+
+def _slice_layers(model: nn.Module, sites: dict, chosen: dict[int, list[int]], common: int, width: int, ups: dict,
+                  sliced: list[int]) -> None:
+    """Slice (or zero) each layer's planned neurons in place, appending each layer to `sliced` once it is changed."""
+    with torch.no_grad():
+        for layer, site in sites.items():
+            planned = chosen.get(layer, [])
+            removed, zeroed = planned[:common], planned[common:]
+            if zeroed:
+                down = site.module
+                index = torch.as_tensor(zeroed, dtype=torch.long, device=down.weight.device)
+                down.weight.index_fill_(0 if not isinstance(down, nn.Linear) else 1, index, 0.0)
+                sliced.append(layer)
+            if not removed:
+                continue
+            keep = torch.as_tensor(sorted(set(range(width)) - set(removed)), dtype=torch.long)
+            for _, module, halves in ups[layer]:  # a fused [gate; up] loses the unit from both halves
+                _slice_linear(module, torch.cat([keep + half * width for half in range(halves)]), "out")
+            _slice_linear(site.module, keep, "in")
+            if not zeroed:
+                sliced.append(layer)
+            for module in (model.get_submodule(site.name.rsplit(".", 1)[0]),):
+                if getattr(module, "intermediate_size", None) == width:
+                    module.intermediate_size = width - common
 
 
 def _warn_unfound(model: nn.Module, new_width: int) -> None:
