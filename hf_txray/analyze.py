@@ -81,7 +81,9 @@ class Profiler:
         self.feature_names, self.user_features = config.validate()
         self.config = config
         self.model, self.tokenizer = model, tokenizer
-        self.model_id = model_id or getattr(model, "name_or_path", "") or type(model).__name__
+        # a loaded embedded MiniLM (a TXRayTrainer's model) by its Hub id, as analyze names it, not by its venv path
+        loaded_name = corpora.recorded_model_id(getattr(model, "name_or_path", ""))
+        self.model_id = model_id or loaded_name or type(model).__name__
         self.revision = revision
         refuse_unloaded_weights(model)  # a meta-device model failed its probe run, blamed on its architecture or dtype
         # the layers, top_k and max_length (checked before the weights load too, where the config says all)

