@@ -569,7 +569,8 @@ def evaluate_pruning(
 
     Example:
         ```python
-        >>> plans = [hf_txray.pruning.plan_pruning(report, s, 0.1, seed=k) for s, k in [("lost", 0), ("random", 0)]]
+        >>> plans = [hf_txray.pruning.plan_pruning(report, s, 0.1, seed=k, allow_fewer=True)  # lost: may be fewer
+        ...          for s, k in [("lost", 0), ("random", 0)]]
         >>> table = hf_txray.evaluate_pruning(classifier, plans, test_set, tokenizer=tokenizer, max_length=128)
         >>> table[["plan", "pruned", "accuracy", "f1"]]
         ```

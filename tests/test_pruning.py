@@ -2426,3 +2426,22 @@ def test_seed_none_draws_a_seed_that_the_plan_records_and_that_reproduces_it(rep
         assert hf_txray.pruning.PruningPlan.from_dict(plan.to_dict()).seed == plan.seed
     ranked = plan_pruning(report, "lost", 1, seed=None)  # a ranking's ties are broken in the drawn seed's order
     assert plan_pruning(report, "lost", 1, seed=ranked.seed).neurons == ranked.neurons == {0: [3], 1: [3]}
+
+
+def test_docstring_examples_prune_lost_neurons_as_the_readme_does(report):
+    """Helper 396: the Example sections of `prune`, `PruningPlan` and `evaluate_pruning` pruned 10% of every layer
+    by `strategy="lost"` without `allow_fewer=True`; on the README's own report (3,000 PTB sentences -> 400 BBC
+    articles) layer 0 has 126 lost neurons for the 154 asked, so each raised ConfigurationError, and `PruningPlan`
+    showed `{0: 154, ...}`, counts `lost` could not give. Like the README's Pruning snippet, a `lost` call passes
+    `allow_fewer=True` (which this hand-built report, 2 lost neurons a layer, needs at 0.25)."""
+    import inspect
+
+    for name in ("prune", "PruningPlan", "evaluate_pruning"):
+        doc = inspect.getdoc(getattr(hf_txray, name))
+        code = " ".join(line.strip()[4:] for line in doc.splitlines() if line.strip()[:4] in (">>> ", "... "))
+        for call in re.findall(r"(?:prune|plan_pruning)\((?:[^()]|\([^()]*\))*\)", code):
+            if '"lost"' in call:
+                assert "allow_fewer=True" in call, (name, call)
+    with pytest.raises(ConfigurationError, match="allow_fewer=True"):
+        plan_pruning(report, "lost", 0.25)
+    assert plan_pruning(report, "lost", 0.25, allow_fewer=True).counts == {0: 2, 1: 2}

@@ -90,9 +90,12 @@ def prune(
     Example:
         ```python
         >>> report = hf_txray.compare(pretrained_profile, finetuned_profile)
-        >>> model, plan = hf_txray.prune(model, report, strategy="lost", amount=0.1)   # masked, reversible
-        >>> hf_txray.pruning.unprune(model)
-        >>> model, plan = hf_txray.prune(model, report, strategy="lost", amount=0.1, mode="remove")
+        >>> # allow_fewer: a layer may have fewer lost neurons than 10% (else a ConfigurationError says so)
+        >>> model, plan = hf_txray.prune(model, report, strategy="lost", amount=0.1, allow_fewer=True)   # masked
+        >>> hf_txray.pruning.unprune(model)   # bit-exact undo
+        >>> # remove needs one count in every layer: uneven="zero" removes the common count and zeroes the excess
+        >>> model, plan = hf_txray.prune(model, report, strategy="lost", amount=0.1, allow_fewer=True, mode="remove",
+        ...                              uneven="zero")
         >>> model.save_pretrained("pruned")   # reloads with AutoModel... as a smaller model
         ```
     """

@@ -59,11 +59,11 @@ class PruningPlan(Artifact):
 
     Example:
         ```python
-        >>> model, plan = hf_txray.prune(model, report, strategy="lost", amount=0.1)
+        >>> model, plan = hf_txray.prune(model, report, strategy="low_mass", amount=0.1)   # MiniLM: 1,536 a layer
         >>> plan.counts
         {0: 154, 1: 154, 2: 154, 3: 154, 4: 154, 5: 154}
-        >>> plan.save_pretrained("plans/lost-10")
-        >>> hf_txray.PruningPlan.from_pretrained("plans/lost-10") == plan
+        >>> plan.save_pretrained("plans/low-mass-10")
+        >>> hf_txray.PruningPlan.from_pretrained("plans/low-mass-10") == plan
         True
         ```
 
