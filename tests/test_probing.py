@@ -428,6 +428,32 @@ def test_extraction_streams_to_memmap_above_threshold(tmp_path, planted):
 
 
 
+@pytest.mark.parametrize("failing", ["_write_sidecar", "text_hashes"])
+def test_a_failure_after_the_extraction_loop_leaves_no_temporary_folder(planted, monkeypatch, failing):
+    """A temporary memmap folder was removed when the loop failed, but not when a step after it did (the sidecar's
+    write on a full disk, the rows' checks): helper 395 counted one folder more in the cache after each such
+    failure. It goes with the error now, as with the returned object once dropped."""
+    from hf_txray.cache import writable_cache_folder
+    from hf_txray.probing import extraction
+
+    root = writable_cache_folder("activations")
+    before = set(root.iterdir())
+    corpus = from_columns(synthetic_rows(20, 3), "tokens", "tags")
+    streamed = extract_activations(planted.model, corpus, planted.tokenizer, layers=[0], memmap_threshold=0)
+    assert streamed.on_disk and set(root.iterdir()) - before == {streamed.path}
+    del streamed
+    gc.collect()
+    assert set(root.iterdir()) == before
+
+    def fail(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(extraction, failing, fail)
+    with pytest.raises(OSError, match="No space left"):
+        extract_activations(planted.model, corpus, planted.tokenizer, layers=[0], memmap_threshold=0)
+    assert set(root.iterdir()) == before
+
+
 def test_a_pickled_or_deep_copied_memmap_is_said_to_be_in_memory(planted):
     """A pickled (multiprocessing, a notebook's cache) or deep-copied ``Activations`` holds its values in memory: numpy
     rebuilds an ``np.memmap`` with no file behind it. ``on_disk`` read the type alone, so the copy's repr said

@@ -713,46 +713,47 @@ def extract_activations(
         state["sent"].append(plan["sentence"])
         state["word"].append(plan["word"])
 
+    # one try from the loop to the sidecar: an error after the loop (the sidecar's write, a check of the rows) left
+    # the temporary folder behind (helper 395), where one in the loop removed it
     try:
         means, num_tokens = _iterate(model, tokenizer, corpus, corpus.texts, sites, forward, aggregation, batch_size,
                                      max_length, device, show_progress, write)
+        rows = state["row"]
+        if rows == 0:
+            raise DatasetError(f"No labelled word of the {corpus.num_sentences} sentences could be aligned to a token "
+                               f"of {model_id} (empty texts, or max_length={max_length} too small).")
+        sentence_ids = np.concatenate(state["sent"])
+        word_ids = np.concatenate(state["word"])
+        labels = np.fromiter((corpus.labels[s][w] for s, w in zip(sentence_ids, word_ids)), np.int64, count=rows)
+        type_index: dict[str, int] = {}
+        # a word type is what the model reads: an uncased tokenizer's normalizer makes "The" and "the" one input, so
+        # one type (helper 151: as two, they drew different control labels the probe could not tell apart, which
+        # lowered the control accuracy and inflated the selectivity)
+        normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
+        normalize = normalizer.normalize_str if normalizer is not None else (lambda form: form)
+        forms = (normalize(corpus.texts[s][corpus.word_starts[s][w]:corpus.word_ends[s][w]])
+                 for s, w in zip(sentence_ids, word_ids))
+        word_types = np.fromiter((type_index.setdefault(f, len(type_index)) for f in forms), np.int64, count=rows)
+        if folder is not None:
+            values.flush()
+            del values
+            os.truncate(folder / VALUES_FILE, rows * num_cols * np.dtype(DTYPES[dtype]).itemsize)
+            values = np.memmap(folder / VALUES_FILE, mode="r", dtype=DTYPES[dtype], shape=(rows, num_cols))
+        else:
+            values = values[:rows] if rows == len(values) else values[:rows].copy()
+        acts = Activations(values, labels, list(corpus.label_names), sentence_ids, word_ids, word_types,
+                           list(type_index), [s.layer for s in sites], width, site, aggregation, means, num_tokens,
+                           state["skipped"], model_id, corpus.property_name, forward.stack, module_pattern,
+                           *_fingerprint(forward), text_hashes(corpus.texts), tokenizer_vocab_hash(tokenizer),
+                           path=folder)
+        if folder is not None:
+            _write_sidecar(folder, acts)
     except BaseException:
         if temporary and folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
         raise
-    rows = state["row"]
-    if rows == 0:
-        if temporary and folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
-        raise DatasetError(f"No labelled word of the {corpus.num_sentences} sentences could be aligned to a token of "
-                           f"{model_id} (empty texts, or max_length={max_length} too small).")
-    sentence_ids = np.concatenate(state["sent"])
-    word_ids = np.concatenate(state["word"])
-    labels = np.fromiter((corpus.labels[s][w] for s, w in zip(sentence_ids, word_ids)), np.int64, count=rows)
-    type_index: dict[str, int] = {}
-    # a word type is what the model reads: an uncased tokenizer's normalizer makes "The" and "the" one input, so one
-    # type (helper 151: as two, they drew different control labels the probe could not tell apart, which lowered the
-    # control accuracy and inflated the selectivity)
-    normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
-    normalize = normalizer.normalize_str if normalizer is not None else (lambda form: form)
-    forms = (normalize(corpus.texts[s][corpus.word_starts[s][w]:corpus.word_ends[s][w]])
-             for s, w in zip(sentence_ids, word_ids))
-    word_types = np.fromiter((type_index.setdefault(f, len(type_index)) for f in forms), np.int64, count=rows)
-    if folder is not None:
-        values.flush()
-        del values
-        os.truncate(folder / VALUES_FILE, rows * num_cols * np.dtype(DTYPES[dtype]).itemsize)
-        values = np.memmap(folder / VALUES_FILE, mode="r", dtype=DTYPES[dtype], shape=(rows, num_cols))
-    else:
-        values = values[:rows] if rows == len(values) else values[:rows].copy()
-    acts = Activations(values, labels, list(corpus.label_names), sentence_ids, word_ids, word_types, list(type_index),
-                       [s.layer for s in sites], width, site, aggregation, means, num_tokens, state["skipped"],
-                       model_id, corpus.property_name, forward.stack, module_pattern, *_fingerprint(forward),
-                       text_hashes(corpus.texts), tokenizer_vocab_hash(tokenizer), path=folder)
-    if folder is not None:
-        _write_sidecar(folder, acts)
-        if temporary:
-            weakref.finalize(acts, shutil.rmtree, str(folder), True)
+    if temporary and folder is not None:
+        weakref.finalize(acts, shutil.rmtree, str(folder), True)
     return acts
 
 
