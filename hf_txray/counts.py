@@ -58,6 +58,42 @@ def check_count(name: str, value: Any, *, minimum: int = 1, none: str | None = N
     return count
 
 
+def as_number(value: Any) -> int | float | None:
+    """`value` as a Python int or float when it is one real number, else None: a Python or numpy number, or a 0-d
+    array or tensor (``np.float32(0.1)``, ``torch.tensor(0.1)``: what numpy and torch hand out for one number), its
+    kind kept (an int stays an int: a pruning amount's 1 is a count, 1.0 a fraction); never a bool (``l1=True`` would
+    otherwise pass as 1.0), a complex number or text. The one rule for a single number, as :func:`as_int` is for a
+    single int: :func:`check_number` reads it."""
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        value = value.item()  # a 0-d array or tensor, or a numpy scalar: its Python value (a bool stays a bool)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return float(value) if isinstance(value, numbers.Real) else None
+
+
+def check_number(name: str, value: Any, low: float, strict: bool = False, note: str = "") -> float:
+    """`value` as a Python float, or a ConfigurationError unless it is a finite number (:func:`as_number`: numpy's
+    and 0-d arrays or tensors too, never a bool) >= `low` (> `low` when `strict`).
+
+    Args:
+        name (`str`): the argument as the caller spells it (``"l1"``).
+        value: the number given.
+        low (`float`): the smallest number accepted (excluded when `strict`).
+        note (`str`, *optional*): what the number means, said in the message.
+
+    Raises:
+        ConfigurationError: ``"<name> must be a number >= <low> (finite; not a bool), got <value>."``
+    """
+    number = as_number(value)
+    if number is None or not math.isfinite(number) or number < low or (strict and number == low):
+        said = f"; {note}" if note else ""
+        raise ConfigurationError(f"{name} must be a number {'>' if strict else '>='} {low:g} (finite, not a "
+                                 f"bool{said}), got {value!r}.")
+    return float(number)
+
+
 def check_byte_size(name: str, value: Any, note: str = "") -> int | float:
     """`value` as a size in bytes >= 0: an int, a whole float (``2e9``, as a byte size is often written) as its int,
     or ``float("inf")`` (never reached); a ConfigurationError otherwise (a bool, a fraction such as 1.5, NaN, a

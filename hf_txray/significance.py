@@ -62,7 +62,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .counts import check_count
+from .counts import as_number, check_count, check_number
 from .errors import ConfigurationError
 from .feature_table import FeatureTable
 from .metrics import as_floats
@@ -92,23 +92,14 @@ def on_one_vocabulary(ta: FeatureTable, tb: FeatureTable) -> tuple[FeatureTable,
     return ta.remapped(vocab), tb.remapped(vocab)
 
 
-def check_number(name: str, value: object, low: float, strict: bool = False) -> float:
-    """`value` as a float, or a ConfigurationError: a finite number >= `low` (> `low` when `strict`). A NaN
-    min_expected or prior_df made every p-value NaN, a negative prior_df too, without an error."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(
-            value) or value < low or (strict and value == low):
-        raise ConfigurationError(f"{name} must be a finite number {'>' if strict else '>='} {low:g}, got {value!r}.")
-    return float(value)
-
-
 def check_alpha(alpha: object) -> float:
     """`alpha` as a plain float, or a ConfigurationError: a false discovery rate in (0, 1), a Python or numpy number
     (``compare`` refused ``np.float32(0.1)`` as "not a number in (0, 1)" where :func:`benjamini_hochberg` took it;
-    the report saves it in JSON, which holds no numpy float32)."""
-    if isinstance(alpha, (bool, np.bool_)) or not isinstance(alpha, (int, float, np.integer, np.floating)) \
-            or not 0 < alpha < 1:
+    the report saves it in JSON, which holds no numpy float32); a 0-d array or tensor too (:func:`as_number`)."""
+    number = as_number(alpha)
+    if number is None or not 0 < number < 1:
         raise ConfigurationError(f"alpha must be a number in (0, 1), got {alpha!r}.")
-    return float(alpha)
+    return float(number)
 
 
 def check_tested(tested: np.ndarray | None, num_rows: int) -> np.ndarray:

@@ -100,3 +100,25 @@ def test_a_0d_int_array_or_tensor_is_one_index_or_count_as_a_numpy_int_is():
                            "pos", "hand")
     assert corpus.words(np.array(1)) == corpus.words(torch.tensor(-2)) == ["c", "d"]
     assert corpus.select(np.array(2)).texts == corpus.select(np.int64(2)).texts == ["a b", "c d"]
+
+
+def test_one_number_is_read_by_one_rule_as_one_int_is():
+    """helper 395: ``ProbeConfig(l1=True)`` trained with an L1 weight of 1.0 (a bool is an int to isinstance), while
+    ``l1=np.float32(1e-3)`` and a 0-d tensor were refused as "not a number". :func:`as_number` reads one number as
+    :func:`as_int` reads one int: its Python value, its kind kept, never a bool."""
+    import torch
+
+    from hf_txray.counts import as_number, check_number
+
+    for value, expected in ((0.5, 0.5), (np.float32(0.5), 0.5), (np.array(0.5), 0.5), (torch.tensor(0.5), 0.5),
+                            (3, 3), (np.int64(3), 3), (torch.tensor(3), 3)):
+        number = as_number(value)
+        assert number == expected and type(number) is type(expected), (value, number)
+    for value in (True, np.True_, torch.tensor(True), "0.5", 1j, None, np.array([0.5]), [0.5]):
+        assert as_number(value) is None, value
+    assert check_number("l1", torch.tensor(0.25), 0.0) == 0.25 and type(check_number("l1", 0, 0.0)) is float
+    for value in (True, -0.1, float("nan"), float("inf"), "0.1"):
+        with pytest.raises(ConfigurationError, match=r"l1 must be a number >= 0 \(finite, not a bool\), got"):
+            check_number("l1", value, 0.0)
+    with pytest.raises(ConfigurationError, match=r"lr must be a number > 0"):
+        check_number("lr", 0, 0.0, strict=True)

@@ -3402,6 +3402,19 @@ def test_probe_seed_standardize_and_max_iter_follow_the_rules_of_every_count_and
     assert np.array_equal(plain.weight, given.weight) and given.config.seed == 3
 
 
+def test_probe_penalties_follow_the_rule_of_every_number():
+    """helper 395: ProbeConfig(l1=True) validated and trained with an L1 weight of 1.0 (a bool is an int to
+    isinstance), where lr=True and tol=True were refused; l1=np.float32(1e-3) or a 0-d tensor was refused as not a
+    number. All four read one number by counts.check_number, kept as Python floats."""
+    for name in ("l1", "l2", "lr", "tol"):
+        refused = rf"{name} must be a number >=? 0 \(finite, not a bool\), got True"
+        with pytest.raises(ConfigurationError, match=refused):
+            ProbeConfig(solver="saga" if name == "tol" else "adam", **{name: True}).validate()
+    config = ProbeConfig(l1=np.float32(0.5), l2=torch.tensor(0.25), lr=np.array(0.125)).validate()
+    assert (config.l1, config.l2, config.lr) == (0.5, 0.25, 0.125)
+    assert {type(config.l1), type(config.l2), type(config.lr)} == {float}
+
+
 def test_saga_warns_when_it_stops_before_settling():
     x_raw, labels = _four_classes()
     with pytest.warns(UserWarning, match=r"stopped after max_iter=2 passes"):

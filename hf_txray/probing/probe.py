@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 
 from ..artifact import ValueEquality
-from ..counts import check_count, check_switch, is_int
+from ..counts import check_count, check_number, check_switch, is_int
 from ..distributed import check_device
 from ..rng import drawn_seed
 from ..errors import ConfigurationError, DatasetError
@@ -119,10 +119,12 @@ class ProbeConfig:
 
     def validate(self) -> "ProbeConfig":
         self.device = check_device(self.device)  # device=3.5 was torch's TypeError once training began
+        # by the rule of every number (counts.check_number): l1=True trained with l1 1.0 (helper 395), and
+        # np.float32(1e-3) or a 0-d tensor was refused where a float was taken
         for name in ("l1", "l2"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0 or not math.isfinite(value):
-                raise ConfigurationError(f"{name} must be a number >= 0, got {value!r}.")
+            setattr(self, name, check_number(name, getattr(self, name), 0.0))
+        for name in ("lr", "tol"):  # nan passed `lr <= 0` and failed in torch; inf gave NaN weights
+            setattr(self, name, check_number(name, getattr(self, name), 0.0, strict=True))
         for name in ("epochs", "batch_size", "max_iter"):  # kept as ints: a 0-d tensor was recorded, unsaveable
             setattr(self, name, check_count(name, getattr(self, name)))
         # seed=1.5, -1 or "1" failed in numpy once the activations were extracted; standardize="no" standardized
@@ -130,15 +132,9 @@ class ProbeConfig:
         self.seed = drawn_seed() if self.seed is None else check_count("seed", self.seed, minimum=0,
                                                                          note="the batch or sample order")
         self.standardize = check_switch("standardize", self.standardize)
-        if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not self.lr > 0 \
-                or not math.isfinite(self.lr):  # nan passed `lr <= 0` and failed in torch; inf gave NaN weights
-            raise ConfigurationError(f"lr must be a number > 0, got {self.lr!r}.")
         if self.solver not in SOLVERS:
             raise ConfigurationError(f"Unknown probe solver {self.solver!r}: the choices are {list(SOLVERS)} (adam: "
                                      "NeuroX's training; saga: the elastic net's exact optimum, by scikit-learn).")
-        if not isinstance(self.tol, (int, float)) or isinstance(self.tol, bool) or not self.tol > 0 \
-                or not math.isfinite(self.tol):
-            raise ConfigurationError(f"tol must be a number > 0, got {self.tol!r}.")
         # options of the other solver would be ignored without a word: refused unless left at their defaults
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         unused = [name for name, solvers in SOLVER_OPTIONS.items()
