@@ -2445,3 +2445,19 @@ def test_docstring_examples_prune_lost_neurons_as_the_readme_does(report):
     with pytest.raises(ConfigurationError, match="allow_fewer=True"):
         plan_pruning(report, "lost", 0.25)
     assert plan_pruning(report, "lost", 0.25, allow_fewer=True).counts == {0: 2, 1: 2}
+
+
+def test_a_0d_array_or_tensor_amount_is_its_python_number():
+    """helper 395: plan_pruning(amount=torch.tensor(0.1)) or np.array(5) (what a computed amount often is) was refused
+    as "amount must be an int (a count), a float in (0, 1]..." while np.float64(0.1) was taken; np.float32(0.1) was
+    kept as a numpy float in the plan. An amount is read as its Python number (counts.as_number), a count or a
+    fraction as it is; a bool is still refused."""
+    widths = {0: 40, 1: 40}
+    for given, plain in ((torch.tensor(0.1), float(torch.tensor(0.1))), (np.array(0.1), 0.1),
+                         (np.float32(0.1), float(np.float32(0.1))), (np.array(5), 5), (torch.tensor(5), 5)):
+        plan = plan_pruning(None, "random", amount=given, widths=widths, seed=0)
+        expected = plan_pruning(None, "random", amount=plain, widths=widths, seed=0)
+        assert plan.neurons == expected.neurons and plan.amount == plain and type(plan.amount) is type(plain)
+    for given in (torch.tensor(True), np.True_, True):
+        with pytest.raises(ConfigurationError, match=r"amount must be an int \(a count\), a float in \(0, 1\]"):
+            plan_pruning(None, "random", amount=given, widths=widths, seed=0)

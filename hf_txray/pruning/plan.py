@@ -12,7 +12,7 @@ import numpy as np
 
 from ..architectures import neuron_architecture
 from ..artifact import Artifact
-from ..counts import check_count, check_switch, is_int
+from ..counts import as_number, check_count, check_switch, is_int
 from ..errors import ConfigurationError, ProfileFormatError
 from ..indices import whole_numbers
 from ..io_utils import read_json, write_json
@@ -526,6 +526,11 @@ def plan_pruning(
     # last of the source's (or widths') layers
     depths = info.get("num_hidden_layers") or []
     blocks = list(range(depths[0])) if len(depths) == 1 else sorted(widths)
+    # one number by the rule of every number: np.float32(0.1) was recorded unsaveable in JSON, and a 0-d array or
+    # tensor (torch.tensor(0.1), np.array(5)) refused where its Python value was taken; its kind kept (a count, a
+    # fraction); a bool is still refused below
+    number = as_number(amount)
+    amount = amount if number is None else number
     asked = amount
     amount = resolved_amount(amount, blocks)  # a dict amount's negative keys count from the last block too
     if not isinstance(strategy, str):
