@@ -3415,6 +3415,26 @@ def test_probe_penalties_follow_the_rule_of_every_number():
     assert {type(config.l1), type(config.l2), type(config.lr)} == {float}
 
 
+def test_probe_rows_of_a_fractional_layer_or_neuron_are_refused_not_read_as_the_ones_below():
+    """helper 395: probe_top_neurons(results, layer=1.7) listed layer 1's neurons and neuron_probe_rows(results, 1.7,
+    3.9) the rows of layer 1, neuron 3 (int() of each), without a word. A layer is read as report.most_changed reads
+    it (options.resolve_layer: a negative one counts from the last), a neuron's layer and index as ints."""
+    rows = [{"probe": "tags", "property": "pos", "kind": "neuron", "rank": rank, "layer": layer, "neuron": neuron,
+             "score": 1.0, "weight_norm": 1.0, "label": "NOUN", "weight": 0.5}
+            for rank, (layer, neuron) in enumerate([(0, 2), (0, 3), (1, 2), (1, 3)])]
+    results = probing_results.ProbingResults(pd.DataFrame(rows), None)
+    for layer in (1, np.int64(1), -1):
+        top = probing_results.probe_top_neurons(results, layer=layer)
+        assert top[["layer", "neuron"]].values.tolist() == [[1, 2], [1, 3]]
+    for layer in (1.7, np.float64(1.7), True, 5):
+        with pytest.raises(ConfigurationError, match=r"has no probed neuron; its layers: \[0, 1\]"):
+            probing_results.probe_top_neurons(results, layer=layer)
+    assert probing_results.neuron_probe_rows(results, 1, 3)["rank"].tolist() == [3]
+    for layer, neuron in ((1.7, 3.9), (1, 3.0), (True, 3)):
+        with pytest.raises(ConfigurationError, match=r"A neuron is named by its layer and index, two ints"):
+            probing_results.neuron_probe_rows(results, layer, neuron)
+
+
 def test_saga_warns_when_it_stops_before_settling():
     x_raw, labels = _four_classes()
     with pytest.warns(UserWarning, match=r"stopped after max_iter=2 passes"):

@@ -1759,3 +1759,22 @@ def test_a_deployed_space_names_the_requirements_of_the_space_folder():
     from hf_txray.viewer.space import REQUIREMENTS_TXT
 
     assert REQUIREMENTS_TXT == (SPACE / "requirements.txt").read_text(encoding="utf-8")
+
+
+def test_a_fractional_layer_filter_is_refused_not_read_as_the_layer_below():
+    """helper 395: the viewer's layer filters (search by status or Hellinger, the transfer table, a probe's top
+    neurons) read the layer with int(): 1.7 filtered layer 1 and True layer 1, without a word, where the Neuron tab
+    (check_neuron) refuses a fraction. Both read it by one rule now (data.read_index)."""
+    from hf_txray.viewer.data import chosen_layer, layer_filter
+
+    frame = pd.DataFrame({"layer": [0, 1, 1], "neuron": [4, 5, 6]})
+    for every in (None, "", viewer.ALL_LAYERS):
+        assert chosen_layer(every) is None and len(layer_filter(frame, every)) == 3
+    for one in (1, 1.0, "1", "1.0", np.int64(1)):
+        assert layer_filter(frame, one)["neuron"].tolist() == [5, 6]
+    for fraction in (1.7, "1.7", np.float64(0.5)):
+        with pytest.raises(ConfigurationError, match=r"The layer number must hold whole numbers, got"):
+            layer_filter(frame, fraction)
+    for other in (True, "first"):
+        with pytest.raises(ConfigurationError, match=r"layer"):
+            layer_filter(frame, other)

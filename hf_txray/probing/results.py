@@ -35,6 +35,7 @@ import pyarrow as pa
 
 from ..artifact import HEADER_FILE
 from ..card import probing_card
+from ..counts import as_int
 from ..errors import ConfigurationError
 from ..logging import get_logger
 from ..redaction import shown_url
@@ -42,6 +43,7 @@ from ..export import as_list
 from ..hub_io import (check_repo_id, full_repo_id, local_or_download, pushed_models, refuse_probing_into_other_models,
                       resolve_token, upload_folder)
 from ..layout import CONFIGS, check_tables_load, read_config, write_config
+from ..options import resolve_layer
 from ..version import __version__
 from .ablation import AblationCurve
 from .layout import ABLATION_CONFIG, PROBE_CONFIG, PROBING_CONFIGS, ablation_table, curve_parts, probe_table
@@ -286,8 +288,9 @@ def probe_top_neurons(results: ProbingResults, probe: str | None = None, label: 
     else:
         rows = _probe_rows(results, "label_neuron", probe)
         rows = rows[rows["label"] == label][["probe", "label", "rank", "layer", "neuron", "weight"]]
-    if layer is not None:
-        rows = rows[rows["layer"] == int(layer)]
+    if layer is not None:  # int() read layer 1.7 (and True) as layer 1, without a word (helper 395)
+        layers = sorted({int(v) for v in results.probe_rankings["layer"].dropna()})  # a class's row has none
+        rows = rows[rows["layer"] == resolve_layer(layers, layer, "has no probed neuron")]
     return rows.sort_values(["probe", "rank"]).groupby("probe").head(n).reset_index(drop=True)
 
 
@@ -298,7 +301,11 @@ def neuron_probe_rows(results: ProbingResults, layer: int, neuron: int) -> pd.Da
         return pd.DataFrame(columns=["probe", "property", "rank", "of", "score", "top_label", "top_weight",
                                      "label_ranks"])
     frame = results.probe_rankings
-    mine = frame[(frame["layer"] == int(layer)) & (frame["neuron"] == int(neuron))]
+    # int() read layer 1.7, neuron 3.9 as layer 1, neuron 3 (and True as 1), without a word (helper 395)
+    if as_int(layer) is None or as_int(neuron) is None:
+        raise ConfigurationError(f"A neuron is named by its layer and index, two ints; got layer {layer!r}, neuron "
+                                 f"{neuron!r}.")
+    mine = frame[(frame["layer"] == as_int(layer)) & (frame["neuron"] == as_int(neuron))]
     out = []
     for probe, rows in mine.groupby("probe", sort=True):
         ranked = rows[rows["kind"] == "neuron"]

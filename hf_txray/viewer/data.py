@@ -210,17 +210,9 @@ class ResultsView:
         """`(layer, neuron)` as ints, or a :class:`ConfigurationError` saying what is valid: indices by
         :func:`~hf_txray.indices.whole_numbers` (a fraction such as 3.7 is refused, not read as another neuron; a
         text from a box or a link is read as a number first)."""
-        def index(value: Any, what: str) -> int:
-            if isinstance(value, str):
-                try:
-                    value = float(value) if value.strip() else None
-                except ValueError:
-                    value = None
-            if value is None:
-                raise ConfigurationError(f"Pick a layer and a neuron number (got layer {layer!r}, neuron {neuron!r}).")
-            return int(whole_numbers(value, f"The {what} number")[0])
-
-        layer_i, neuron_i = index(layer, "layer"), index(neuron, "neuron")
+        layer_i, neuron_i = read_index(layer, "layer"), read_index(neuron, "neuron")
+        if layer_i is None or neuron_i is None:
+            raise ConfigurationError(f"Pick a layer and a neuron number (got layer {layer!r}, neuron {neuron!r}).")
         if layer_i not in self.layers:
             raise ConfigurationError(f"Layer {layer_i} is not in these results; profiled layers: {self.layers}.")
         if not 0 <= neuron_i < self.num_neurons:
@@ -715,10 +707,41 @@ def rounded(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def read_index(value: Any, what: str) -> int | None:
+    """A layer or neuron number as the viewer reads it from a box, a link or a call: a text read as a number first,
+    then :func:`~hf_txray.indices.whole_numbers` (a whole float such as 3.0 taken, a fraction such as 3.7 refused, not
+    read as another index); None where nothing is given (None, an empty text, a text that is no number).
+
+    Raises:
+        ConfigurationError: a fraction, a bool, inf or NaN (``"The <what> number must hold whole numbers..."``).
+    """
+    if isinstance(value, str):
+        try:
+            value = float(value) if value.strip() else None
+        except ValueError:
+            value = None
+    return None if value is None else int(whole_numbers(value, f"The {what} number")[0])
+
+
+def chosen_layer(layer: Any) -> int | None:
+    """A layer filter's choice: None for every layer (None, an empty text or :data:`ALL_LAYERS`), else the layer as
+    :func:`read_index` reads it (``int()`` read layer 1.7 as layer 1, and True as 1: helper 395).
+
+    Raises:
+        ConfigurationError: a fraction, a bool, or a text that is no layer.
+    """
+    if layer in (None, "", ALL_LAYERS) and not isinstance(layer, bool):
+        return None
+    index = read_index(layer, "layer")
+    if index is None:
+        raise ConfigurationError(f"Pick a layer, or {ALL_LAYERS!r} for every layer (got {layer!r}).")
+    return index
+
+
 def layer_filter(frame: pd.DataFrame, layer: Any) -> pd.DataFrame:
-    if layer in (None, "", ALL_LAYERS):
-        return frame
-    return frame[frame["layer"] == int(layer)]
+    """The rows of `frame` in the chosen layer (:func:`chosen_layer`), all of them for every layer."""
+    chosen = chosen_layer(layer)
+    return frame if chosen is None else frame[frame["layer"] == chosen]
 
 
 def missing_shown(value: Any) -> Any:

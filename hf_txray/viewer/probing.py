@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..errors import ConfigurationError
-from .data import ALL_LAYERS, ResultsView, rounded
+from .data import ResultsView, chosen_layer, rounded
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -78,7 +78,7 @@ def probing_top_neurons(view: ResultsView, probe: str, label: str | None = None,
     from ..probing.results import probe_top_neurons
 
     label = None if label in (None, "", ALL_LABELS) else label
-    layer = None if layer in (None, "", ALL_LAYERS) else int(layer)
+    layer = chosen_layer(layer)  # int() read layer 1.7 as layer 1
     if label is not None and label not in probe_label_names(view, probe):
         raise ConfigurationError(f"Probe {probe!r} has no label {label!r}; labels: "
                                  f"{', '.join(probe_label_names(view, probe))}.")

@@ -12,7 +12,7 @@ import pandas as pd
 from ..errors import ConfigurationError
 from ..metrics import mean_length, row_totals
 from ..report import DEFAULT_MIN_COUNT, STATUSES, corpus_text
-from .data import ALL_LAYERS, ResultsView, display_values, layer_filter, rounded, yes_no
+from .data import ResultsView, chosen_layer, display_values, layer_filter, rounded, yes_no
 
 if TYPE_CHECKING:
     from ..report import TransferReport
@@ -211,7 +211,7 @@ def transfer_table(view: ResultsView, report_name: str, feature_type: str | None
         raise ConfigurationError(f"Choose 'most' or 'least' changed, not {which!r}.")
     report = view.report(report_name)
     ft = feature_type or report.meta.feature_types[0]
-    layer = None if layer in (None, "", ALL_LAYERS) else int(layer)
+    layer = chosen_layer(layer)  # int() read layer 1.7 as layer 1
     rank = report.most_changed if which == "most" else report.least_changed
     frame = rank(int(n), ft, layer=layer, min_count=int(min_count or 1))
     columns = ["layer", "neuron", "status", f"hellinger_{ft}", f"hellinger_length_{ft}", f"length_a_{ft}",
