@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import hf_txray
+from hf_txray.errors import ConfigurationError
 from hf_txray.viewer import LiveProfiler
 from models import tiny
 from test_architectures import build
@@ -111,3 +112,19 @@ def test_live_text_shows_a_character_several_tokens_cover_with_the_strongest_of_
             assert shown[char] == (pytest.approx(want) if covering else None), (char, covering)
         pieces = [p for p in traced.index if offsets[p] == (3, 4)]
         assert len(pieces) == 4 and len({traced[p] for p in pieces}) > 1  # four pieces of their own scores
+
+
+def test_a_fractional_traced_neuron_or_a_bool_layer_is_refused_not_read_as_another():
+    """helper 395: LiveProfiler.run(text, layer, trace_neuron=2.7) traced neuron 2 (int() of it) and layer=True ran
+    layer 1 (True == 1), without a word. Both are read as ints (counts.as_int); numpy ints are taken."""
+    model, tokenizer = tiny("bert")
+    profile = hf_txray.analyze(model, [TEXT], tokenizer=tokenizer, features=("token",), show_progress=False)
+    live = LiveProfiler(model, tokenizer, profile.meta)
+    layer = profile.layers[-1]
+    plain = live.run(TEXT, layer, trace_neuron=2).table
+    given = live.run(TEXT, np.int64(layer), trace_neuron=np.int64(2)).table
+    np.testing.assert_array_equal(plain["traced"], given["traced"])
+    with pytest.raises(ConfigurationError, match=r"The traced neuron must be an int .*got 2\.7"):
+        live.run(TEXT, layer, trace_neuron=2.7)
+    with pytest.raises(ConfigurationError, match=r"Layer True was not profiled"):
+        live.run(TEXT, True)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..counts import as_int
 from ..errors import ConfigurationError
 from ..hooks import Trace
 from ..modes import enter_eval
@@ -70,8 +71,10 @@ class LiveProfiler:
 
         if not isinstance(text, str) or not text.strip():
             raise ConfigurationError("Type or paste some text.")
-        if layer not in self.layers:
-            raise ConfigurationError(f"Layer {layer} was not profiled; layers: {self.layers}.")
+        # as ints (counts.as_int): layer True ran as layer 1 (True == 1), and trace_neuron 2.7 traced neuron 2
+        if as_int(layer) not in self.layers:
+            raise ConfigurationError(f"Layer {layer!r} was not profiled; layers: {self.layers} (an int).")
+        layer = as_int(layer)
         p = self.profiler
         vocabs = {"token": TokenVocabulary(p.tokenizer)}
         batch = build_batch([text], 0, p.tokenizer, p.max_length, ["token"], vocabs,
@@ -143,7 +146,9 @@ def _check_neuron(site: Any, neuron: int) -> None:
     Raises:
         ConfigurationError: `neuron` is not one of the site's ``width`` neurons.
     """
-    if not 0 <= int(neuron) < site.width:
+    if as_int(neuron) is None:  # int() traced neuron 2.7 as neuron 2, without a word (helper 395)
+        raise ConfigurationError(f"The traced neuron must be an int (a neuron's index), got {neuron!r}.")
+    if not 0 <= as_int(neuron) < site.width:
         raise ConfigurationError(f"Neuron {neuron} is out of range: layer {site.layer} has {site.width} neurons.")
 
 
