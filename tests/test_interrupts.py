@@ -442,3 +442,38 @@ def test_a_removal_interrupted_between_layers_says_the_model_is_half_pruned(monk
     with pytest.raises(KeyboardInterrupt) as caught:
         hf_txray.prune(fresh, None, plan, mode="remove")
     assert not getattr(caught.value, "__notes__", [])  # nothing was changed: nothing to say
+
+
+def test_masks_put_on_before_a_run_and_kept_through_it_are_not_refused():
+    """Helper 400: the masks_version checks refuse masks put on or taken off *while* a run reads the model, not masks
+    already on when it starts (nested ``masked``, ``ablate``): extract_activations, the live text and
+    neuron_attributions read the model as masked, equal to a plain torch pre-hook zeroing the same neurons."""
+    from hf_txray.probing import ablate, neuron_attributions
+    from hf_txray.pruning import masked
+
+    model, tokenizer = tiny("bert")
+    live = LiveProfiler(model, tokenizer, profile(model, tokenizer).meta)
+    zeroed, inputs = {0: [1, 2, 7], 1: [0, 3]}, tokenizer(TEXTS[0], return_tensors="pt")
+    seen = {}
+
+    def zeroing(layer):
+        def hook(module, args):
+            x = args[0].clone()
+            x[..., zeroed[layer]] = 0
+            seen[layer] = x
+            return (x,)
+        return hook
+
+    with contextlib.ExitStack() as hooks:
+        for layer in (0, 1):
+            hooks.callback(model.encoder.layer[layer].output.dense.register_forward_pre_hook(zeroing(layer)).remove)
+        with torch.no_grad():
+            model(**inputs)
+    with masked(model, {0: [1, 2]}), masked(model, {0: [7], 1: [0, 3]}):
+        acts = extract_activations(model, labeled_corpus(), tokenizer, layers=[0, 1])
+        table = live.run(TEXTS[0], 1, trace_neuron=5).table
+    with ablate(model, zeroed):
+        attribution = neuron_attributions(model, tokenizer, TEXTS[0], 1, 5, position=3, n_steps=4)
+    assert attribution.activation == pytest.approx(float(seen[1][0, 3, 5]), abs=1e-5)
+    np.testing.assert_allclose(table["traced"], seen[1][0, table["position"].to_numpy(), 5].numpy(), atol=1e-5)
+    assert (np.asarray(acts.values)[:, [1, 2, 7, 48, 51]] == 0).all()  # column c: neuron c % 48 of layer c // 48
