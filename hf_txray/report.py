@@ -712,12 +712,26 @@ def _read_other_texts(a: Profile, b: Profile) -> bool:
     if a.meta.num_positions != b.meta.num_positions:
         return True
     users = {*(a.meta.config.get(USER_FEATURES) or {}), *(b.meta.config.get(USER_FEATURES) or {})}
-
-    def counted(table: FeatureTable) -> dict[str, int]:
-        return {value: int(n) for value, n in zip(table.vocab, table.corpus_count.tolist()) if n}
-
-    return any(counted(a.tables[ft]) != counted(b.tables[ft]) for ft in a.feature_types
+    return any(_corpus_counts(a.tables[ft]) != _corpus_counts(b.tables[ft]) for ft in a.feature_types
                if ft in BUILTIN_FEATURES and ft not in users and ft in b.tables)
+
+
+def _corpus_counts(table: FeatureTable) -> dict[str, int]:
+    """``{value: corpus count}`` of the values a table counted in its corpus."""
+    return {value: int(n) for value, n in zip(table.vocab, table.corpus_count.tolist()) if n}
+
+
+def _token_count_difference(a: Profile, b: Profile) -> float | None:
+    """How far two profiles of the same texts split them into other tokens: the total variation between their token
+    corpus counts, as a share of the larger count of positions (0.0: every token string as often in both, so the
+    tokenizers agree on this corpus, whatever other entries their vocabularies hold). None without token tables."""
+    if "token" not in a.tables or "token" not in b.tables:
+        return None
+    ca, cb = _corpus_counts(a.tables["token"]), _corpus_counts(b.tables["token"])
+    total = max(sum(ca.values()), sum(cb.values()))
+    if not total:
+        return None
+    return sum(abs(ca.get(value, 0) - cb.get(value, 0)) for value in {*ca, *cb}) / 2 / total
 
 
 def _no_noise_reason(a: Profile, b: Profile) -> str:
@@ -815,7 +829,9 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     with sample size alone; profile both with ``analyze(..., max_positions=N)`` to compare equal sizes. Warns when
     token features were profiled with different tokenizer vocabularies (``provenance["runtime"]
     ["tokenizer_vocab_hash"]``): the token distributions then describe unlike units; and when tokenizers of one
-    vocabulary split texts otherwise (``tokenizer_hash``: another normalizer, pre-tokenizer or post-processor).
+    vocabulary split texts otherwise (``tokenizer_hash``: another normalizer, pre-tokenizer or post-processor). On the
+    same texts neither is given where both stages counted every token string alike (a pad token added to the
+    vocabulary changes no text's tokens), and each gives the total variation between the stages' token frequencies.
 
     Args:
         a (`Profile` or `str`): the earlier stage (e.g. pretrained on its own corpus); a saved profile's folder is
@@ -898,21 +914,27 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
             f"Stages {a.stage!r} and {b.stage!r} differ {max(credits_a, credits_b) / max(min(credits_a, credits_b), 1):.1f}x "
             f"in credits ({credits_a} vs {credits_b}): lengths, lost/gained shares and Hellinger move with sample size. "
             "Profile both with analyze(..., max_positions=N) for equal sizes.", UserWarning, stacklevel=2)
+    same = _same_corpus(a, b) if same_corpus is None else same_corpus
+    # on the same texts, the token counts show whether the tokenizers split them alike (a pad token added at the end
+    # of the vocabulary for fine-tuning, or added words the texts never hold, change no token of them)
+    moved = _token_count_difference(a, b) if same else None
+    measured = "" if moved is None else \
+        f"; on these same texts their token frequencies differ by {moved:.1%} (total variation)"
     vocabularies = tokenizer_difference(a.meta, b.meta)
-    if vocabularies and "token" in a.feature_types:
+    if vocabularies and "token" in a.feature_types and moved != 0:
         warnings.warn(
-            f"Stages {a.stage!r} and {b.stage!r} were profiled with different tokenizers ({vocabularies}): their token "
-            "features are strings of different vocabularies, so the token distributions, their Hellinger distances "
-            "and lengths compare unlike units. Compare the tokenizer-independent features (word, pos), or profile "
-            "both stages with one tokenizer.", UserWarning, stacklevel=2)
+            f"Stages {a.stage!r} and {b.stage!r} were profiled with different tokenizers ({vocabularies}{measured}): "
+            "their token features are strings of different vocabularies, so the token distributions, their Hellinger "
+            "distances and lengths compare unlike units. Compare the tokenizer-independent features (word, pos), or "
+            "profile both stages with one tokenizer.", UserWarning, stacklevel=2)
     split = tokenizer_split_difference(a.meta, b.meta)
-    if split:
+    if split and moved != 0:
         warnings.warn(
             f"Stages {a.stage!r} and {b.stage!r} were profiled with tokenizers that split texts into other tokens "
             f"({split}: another normalizer, pre-tokenizer or post-processor, such as lower-casing or "
-            "add_prefix_space): the same texts give other token features and other positions to credit, so part of "
-            "any difference between the stages is the tokenizer's, not the model's. Profile both stages with one "
-            "tokenizer.", UserWarning, stacklevel=2)
+            f"add_prefix_space{measured}): the same texts give other token features and other positions to credit, so "
+            "part of any difference between the stages is the tokenizer's, not the model's. Profile both stages with "
+            "one tokenizer.", UserWarning, stacklevel=2)
     relabelled = user_feature_differences(a.meta, b.meta)
     if relabelled:
         warnings.warn(
@@ -952,7 +974,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
                  f"{significance.MIN_EXPECTED:g}, prior df {significance.PRIOR_DF:g}, per stage, weighted by the other "
                  "stage's credits, Satterthwaite df, each stage's at most its texts (those that carry the feature "
                  "type, where recorded) less 1)") if test else ""
-    meta.same_corpus = _same_corpus(a, b) if same_corpus is None else same_corpus
+    meta.same_corpus = same
     if meta.same_corpus and a.meta.split_halves != b.meta.split_halves:
         # one stage's halves by content, the other's by example id parity: their halves hold other texts
         warnings.warn(
