@@ -198,9 +198,11 @@ def is_secret_name(name: str) -> bool:
 
 def is_secret_flag(flag: str) -> bool:
     """Whether a command-line option called `flag` takes a secret: its name is a secret's (:func:`is_secret_name`:
-    ``--token``, ``--hf-token``, ``--api-key``) or its last word is one of a secret's misspelt (``--tokn``,
-    ``--hf-tokne``, ``--pasword``: what a user typed for ``--token`` is repeated in "unrecognized arguments"). Not
-    ``--tokenizer-name``, ``--max-tokens`` (a plural names no secret), ``--sort-key``.
+    ``--token``, ``--hf-token``, ``--api-key``) or one of its words is, or ends in, a secret's word, misspelt or not
+    (``--tokn``, ``--hf-tokne``, ``--pasword``, ``--hf-token-value``, ``--githubtoken``, ``--token2``: what a user
+    typed for ``--token`` is repeated in "unrecognized arguments", and an option argparse does not know says nothing
+    of what its value holds). Not ``--tokenizer-name``, ``--max-tokens`` (a plural names no secret), ``--sort-key``,
+    ``--password-length`` (a number: :data:`_QUANTITY_WORDS`).
 
     Example:
 
@@ -209,13 +211,23 @@ def is_secret_flag(flag: str) -> bool:
     (True, True, False)
     ```
     """
-    import difflib  # here: this module loads with `import hf_txray` (logging)
-
     if is_secret_name(flag):
         return True
     words = [word.lower() for word in _NAME_WORDS.findall(flag)]
-    return bool(words) and any(difflib.SequenceMatcher(None, words[-1], word).ratio() >= 0.75 and
-                               words[-1] != word + "s" for word in _MISSPELT_SECRET_WORDS)
+    if not words or words[-1] in _QUANTITY_WORDS:
+        return False
+    return any(_is_secret_word(typed, word) for typed in words for word in _MISSPELT_SECRET_WORDS)
+
+
+def _is_secret_word(typed: str, word: str) -> bool:
+    """Whether `typed`, a word of an option's name, is the secret's `word`: as it is, glued after another word
+    (``githubtoken``) or one letter off (``tokn``, ``tokne``), not its plural (``tokens``) nor a longer word of its
+    own (``tokenizer``)."""
+    import difflib  # here: this module loads with `import hf_txray` (logging)
+
+    if typed == word + "s":
+        return False
+    return typed.endswith(word) or difflib.SequenceMatcher(None, typed, word).ratio() >= 0.75
 
 
 # the secret words a misspelt option is compared with (is_secret_flag): long enough that one letter off is still

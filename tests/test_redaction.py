@@ -414,6 +414,20 @@ def test_the_command_line_masks_the_value_of_a_secret_option_not_of_an_ordinary_
     assert f"unrecognized arguments: {shown}" in err and (shown == stray or "abcdefgh" not in err), err
 
 
+@pytest.mark.parametrize("stray", ["--hf-token-value=abcdefgh", "--token-value=abcdefgh", "--api_token_value=abcdefgh",
+                                   "--hf-token-old=abcdefgh", "--githubtoken=abcdefgh", "--token2=abcdefgh",
+                                   "--client-secret-value=abcdefgh"])
+def test_the_command_line_masks_the_value_of_an_option_naming_a_secret_before_its_last_word(stray, capsys):
+    """helper 399: is_secret_flag (48b6137) looked at an option's last word only, where the rule it replaced masked
+    every option holding "tok": measured at 48b6137, `hf-txray show results --hf-token-value=abcdefgh` said
+    "unrecognized arguments: --hf-token-value=abcdefgh" (masked as "--hf-token-value=***" before it); so did
+    --githubtoken and --token2. A secret's word anywhere in the name, or glued to its end, masks the value."""
+    with pytest.raises(SystemExit):
+        cli_main(["show", "results", stray])
+    err = capsys.readouterr().err
+    assert f"unrecognized arguments: {stray.split('=')[0]}=***" in err and "abcdefgh" not in err, err
+
+
 @pytest.mark.parametrize("text, expected", [
     ("hf_" + "aB3" * 11 + "a_old", "hf_***_old"), ("old_hf_" + "aB3" * 11 + "a", "old_hf_***"),
     ("HF_TOKEN_FILE=/x/hf_" + "aB3" * 11 + "a_backup.txt", "HF_TOKEN_FILE=/x/hf_***_backup.txt"),
