@@ -79,8 +79,19 @@ class MainProcessFilter(logging.Filter):
         return record.levelno >= ERROR or process_rank() == 0
 
 
-# the attribute a record masked by RedactingFilter carries (in its __dict__, as `extra=` attributes are)
+# the attribute a record masked by RedactingFilter carries (in its __dict__, as `extra=` attributes are): the texts
+# it left (_shown_parts), so that a record whose message or arguments were changed afterwards is masked again
 _MASKED_FLAG = "_hf_txray_redacted"
+
+
+def _shown_parts(record: logging.LogRecord) -> tuple[str, str | None, str | None] | None:
+    """The texts of `record` that :class:`RedactingFilter` masks: its message with its arguments merged, its traceback
+    text and its stack (strings: the record stays picklable for a ``SocketHandler`` or a process's queue); ``None``
+    where the message cannot be merged."""
+    try:
+        return record.getMessage(), record.exc_text, record.stack_info
+    except Exception:  # noqa: BLE001  reported by each handler (RedactingFilter._mask)
+        return None
 
 
 class RedactingFilter(logging.Filter):
@@ -101,17 +112,26 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102
         # once per record: the record factory, the logger's filter and the handler's each pass it here (3 redactions
-        # of every record, measured by helper 394); the record's own flag says it was masked already
-        if record.__dict__.get(_MASKED_FLAG):
+        # of every record, measured by helper 394); the record's own flag holds the parts it was left with, and a
+        # record whose message, arguments, traceback or stack were replaced since (an application's filter adding
+        # "password=..." to its arguments, helper 399) is masked again
+        shown = _shown_parts(record)
+        if shown is not None and record.__dict__.get(_MASKED_FLAG) == shown:
             return True
-        record.__dict__[_MASKED_FLAG] = True
+        self._mask(record)
+        record.__dict__[_MASKED_FLAG] = _shown_parts(record)
+        return True
+
+    def _mask(self, record: logging.LogRecord) -> None:
+        """Mask the message (its arguments merged in, when there is one to mask), traceback text and stack of
+        `record` in place."""
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001  arguments the message cannot take ("%d" of "abc"): each handler reports it
             # ("--- Logging error ---", with the message and arguments as they are), as logging does; a filter that
             # raised handed the TypeError to the code that logged (helper 370)
             self._mask_parts(record)
-            return True
+            return
         masked = redact(message)
         if masked != message:
             record.msg, record.args = masked, None
@@ -123,7 +143,6 @@ class RedactingFilter(logging.Filter):
             record.exc_text = redact(record.exc_text)
         if record.stack_info:
             record.stack_info = redact(record.stack_info)
-        return True
 
     @staticmethod
     def _mask_parts(record: logging.LogRecord) -> None:

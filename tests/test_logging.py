@@ -315,3 +315,24 @@ def test_warnings_captured_by_logging_and_the_commands_warning_lines_are_masked(
     _warning_line("analyze")(UserWarning("open https://h/x?token=s3cretPass, max_tokens_per_batch=4096"), UserWarning,
                              hf_txray.logging.__file__, 1, file=shown)
     assert shown.getvalue() == "hf-txray analyze: UserWarning: open https://h/x?token=***, max_tokens_per_batch=4096\n"
+
+
+def test_a_record_changed_after_it_was_masked_is_masked_again():
+    """helper 399: the once-per-record flag (7d1a394) was a bare True set by the record factory, so a record whose
+    arguments an application's filter changed afterwards passed hf_txray's handler unmasked: measured at 7d1a394,
+    "open x (password=hunter2)" on stderr (fb52d66: "password=***"). The flag holds the texts the filter left, and a
+    record whose texts changed is masked again; an unchanged one still costs one redact call, and stays picklable
+    (a SocketHandler or a process's queue sends its __dict__)."""
+    code = ("import logging, pickle\nimport hf_txray.logging as L\ncalls = []\nmasking = L.redact\n"
+            "def counted(text):\n    calls.append(text)\n    return masking(text)\n"
+            "L.redact = counted\nclass Context(logging.Filter):\n"
+            "    def filter(self, record):\n        record.msg += ' (%s)'\n"
+            "        record.args = (*(record.args or ()), 'password=hunter2')\n        return True\n"
+            "logger = L.get_logger('context')\nlogger.warning('open %s', 'x')\ncalls.clear()\n"
+            "logger.addFilter(Context())\nrecords = []\nkeep = logging.Handler()\nkeep.emit = records.append\n"
+            "logger.addHandler(keep)\nlogger.warning('open %s', 'x')\n"
+            "logger.removeFilter(logger.filters[-1])\ncalls.clear()\nlogger.warning('plain %s', 'y')\n"
+            "print(len(calls), len(pickle.dumps(records[0].__dict__)) > 0)\n")
+    done = _run_python(code)
+    assert "open x (password=***" in done.stderr and "hunter2" not in done.stderr, done.stderr
+    assert done.stdout.split() == ["1", "True"], (done.stdout, done.stderr)
