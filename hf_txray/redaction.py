@@ -127,16 +127,19 @@ def _gives_a_secret(name: str, sign: str, value: str) -> bool:
 def _item_gives_a_secret(name: str, value: str) -> bool:
     """Whether the item ``"name": "value"`` of a JSON object or a Python dict in a text holds a secret: `name` is a
     secret's (:func:`is_secret_name`) and `value` is 12 characters or more, or shorter in a key's characters
-    (:data:`_KEY_CHARACTERS`) given to a name of several words (``{'api_key': 'zz'}``), or to a name of one word
-    when it mixes letters and digits (``{"token": "abc123"}``). Not a feature's kinds or a vocabulary's tokens
-    (``{'token': 'text'}``, ``{"key": "the"}``) nor a special token (``{'eot_token': '<|eot_id|>'}``)."""
+    (:data:`_KEY_CHARACTERS`) given to a name of several words not ending in ``token`` (``{'api_key': 'zz'}``), or to
+    a name of one word or ending in ``token`` when it mixes letters and digits (``{"token": "abc123"}``,
+    ``{'hf_token': 'x9'}``). Not a feature's kinds or a vocabulary's tokens (``{'token': 'text'}``, ``{"key":
+    "the"}``), nor a special token (``{'eot_token': '<|eot_id|>'}``, a word-level vocabulary's ``{'start_token':
+    'BOS'}``)."""
     if not is_secret_name(name):
         return False
     if len(value) >= 12:
         return True
     if not _KEY_CHARACTERS.fullmatch(value):
         return False
-    if len(_NAME_WORDS.findall(name)) > 1:
+    words = [word.lower() for word in _NAME_WORDS.findall(name)]
+    if len(words) > 1 and words[-1] != "token":
         return True
     return any(c.isdigit() for c in value) and any(c.isalpha() for c in value)
 

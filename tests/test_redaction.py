@@ -480,3 +480,26 @@ def test_python_api_errors_mask_a_hub_token_cut_short_where_a_name_was_meant():
         shown = "".join(traceback.format_exception(caught.value))
         assert "QMbWEzRbZPGy" not in shown and "hf_***" in shown, shown
     assert str(ModelError("No folder hf_run2024 or hf_transformers")) == "No folder hf_run2024 or hf_transformers"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("{'start_token': 'BOS'}",) * 2, ("{'end_token': 'EOS', 'sop_token': 'SOP'}",) * 2,
+    ('{"hf_token": "x9"}', '{"hf_token": "***"}'), ("{'api_key': 'zz'}", "{'api_key': '***'}"),
+    ("{'access_token': 'abcdefghijklmn'}", "{'access_token': '***'}"),
+])
+def test_a_word_level_vocabularys_special_token_in_a_dict_is_shown(text, expected):
+    """helper 399: 542a74a masked every short value of a key of several words named as a secret, so a word-level
+    tokenizer's special tokens outside transformers' list were masked where fb52d66 showed them: measured at
+    542a74a, redact("{'start_token': 'BOS'}") == "{'start_token': '***'}". A name ending in "token" (a vocabulary's
+    word as well as a credential's) wants a value that mixes letters and digits, as "token" alone does."""
+    assert redact(text) == expected
+
+
+def test_an_error_repeating_model_kwargs_shows_its_special_tokens():
+    """helper 399: the error refusing a model_kwargs that is no mapping repeats it (redact_typed): measured at
+    542a74a, "got [{'start_token': '***'}] (list)"."""
+    from hf_txray.options import check_model_kwargs
+
+    with pytest.raises(TXRayError) as caught:
+        check_model_kwargs([{"start_token": "BOS", "api_key": "zz"}])
+    assert "got [{'start_token': 'BOS', 'api_key': '***'}] (list)" in str(caught.value), str(caught.value)
