@@ -56,9 +56,10 @@ _SPECIAL_TOKEN_WORDS = frozenset({"bos", "eos", "unk", "sep", "pad", "cls", "mas
                                   "eoi"})
 # a word before "key" that names an ordinary key, of a table, a cache or a sort ("sort_key", "primary_key",
 # "cache_key", hf_txray's own "run_key"), not a credential ("api_key", "secret_key", "access_key", "hf_key", and any
-# other word: a name not listed here stays masked)
+# other word: a name not listed here stays masked). Not "hash": a keyed hash's key (HASH_KEY=... for an HMAC) is a
+# secret as often as a table's hash key is none
 _ORDINARY_KEY_WORDS = frozenset({"sort", "primary", "foreign", "unique", "composite", "natural", "surrogate", "cache",
-                                 "run", "dict", "map", "hash", "lookup", "group", "partition", "shard", "index", "join",
+                                 "run", "dict", "map", "lookup", "group", "partition", "shard", "index", "join",
                                  "row", "column", "record", "order", "cluster", "dedup", "merge"})
 # a name's last word that says it holds a number about something, not the thing: "password_length", "token_count",
 # "max_secret_len" name a number, never a secret

@@ -503,3 +503,15 @@ def test_an_error_repeating_model_kwargs_shows_its_special_tokens():
     with pytest.raises(TXRayError) as caught:
         check_model_kwargs([{"start_token": "BOS", "api_key": "zz"}])
     assert "got [{'start_token': 'BOS', 'api_key': '***'}] (list)" in str(caught.value), str(caught.value)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("HASH_KEY=3f9aK2 hash_key: s3cr3t", "HASH_KEY=*** hash_key: ***"),
+    ("{'hash_key': 'abcdefghijklmnop'}", "{'hash_key': '***'}"), ("https://h/x?hashKey=abc", "https://h/x?hashKey=***"),
+])
+def test_a_keyed_hashs_key_stays_masked(text, expected):
+    """helper 399: fbed022 listed "hash" among the ordinary words before "key" (a table's hash key), so the key of
+    a keyed hash (an HMAC's, HASH_KEY=... in an environment dump) was shown: measured at fbed022,
+    redact("HASH_KEY=3f9aK2") == "HASH_KEY=3f9aK2" (fb52d66: "HASH_KEY=***"). hf_txray names no hash key of its
+    own; when unsure, masked."""
+    assert redact(text) == expected
