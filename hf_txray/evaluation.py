@@ -725,8 +725,10 @@ def summarize(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
         metric (`str`, *optional*): one metric column.
 
     Returns:
-        `pd.DataFrame` with ``<metric>_mean``, ``<metric>_std`` and ``n`` per (strategy, amount). Rows are averaged
-        only at the same amount: 1 (a count) and 1.0 (a fraction) apart, each per-layer amount and neuron list apart.
+        `pd.DataFrame` with ``<metric>_mean``, ``<metric>_std`` and ``n`` per (strategy, amount, mode). Rows are
+        averaged only at the same amount: 1 (a count) and 1.0 (a fraction) apart, each per-layer amount and neuron
+        list apart; and in the same mode (``mask`` and ``remove`` rows of one plan are one model measured twice, not
+        two runs; a table without a ``mode`` column is grouped by strategy and amount).
 
     Raises:
         ConfigurationError: a metric not in the table; rows of one ``custom``/``list`` amount that pruned
@@ -740,12 +742,16 @@ def summarize(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
         raise ConfigurationError(f"Metric column(s) {missing} not in the table: {list(table.columns)}.")
     frame = table.copy()
     frame["amount"] = amount_labels(frame)
-    grouped = frame.groupby(["strategy", "amount"], sort=False)
+    # helper 398: a plan evaluated in both modes (mask, then remove for size) is one model measured twice, and was
+    # averaged as two runs: random at 0.2, seeds 0-4 in mask and seed 0 in remove, read "n 6" (seed 0 twice), and
+    # low_mass "n 2, std 0.0000". Each mode is its own setting.
+    keys = ["strategy", "amount"] + (["mode"] if "mode" in frame else [])
+    grouped = frame.groupby(keys, sort=False)
     if "amount_kind" in frame and "pruned" in frame:  # a table of an older version: every per-layer amount "custom"
         kinds = frame["amount_kind"].isin(["custom", "list"])
-        sizes = frame[kinds].groupby(["strategy", "amount"], sort=False)["pruned"].nunique()
+        sizes = frame[kinds].groupby(keys, sort=False)["pruned"].nunique()
         if (sizes > 1).any():
-            strategy, amount = sizes[sizes > 1].index[0]
+            strategy, amount = sizes[sizes > 1].index[0][:2]
             raise ConfigurationError(
                 f"summarize: the rows of strategy {strategy!r} and amount {amount!r} pruned different numbers of "
                 f"neurons ({sorted(set(frame[kinds & (frame['strategy'] == strategy)]['pruned']))}): they are "

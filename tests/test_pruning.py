@@ -2461,3 +2461,28 @@ def test_a_0d_array_or_tensor_amount_is_its_python_number():
     for given in (torch.tensor(True), np.True_, True):
         with pytest.raises(ConfigurationError, match=r"amount must be an int \(a count\), a float in \(0, 1\]"):
             plan_pruning(None, "random", amount=given, widths=widths, seed=0)
+
+
+def test_summarize_and_plot_sweep_keep_mask_and_remove_rows_apart():
+    """Helper 398: a plan evaluated masked and removed (the same neurons: one model, measured twice) was averaged as
+    two runs: random at 0.2, seeds 0-4 masked and seed 0 removed, read n 6 with seed 0 counted twice (MiniLM: mean
+    0.83125 for the five seeds' 0.8325), and one low_mass plan in both modes "n 2, std 0.0000"."""
+    from hf_txray import plots
+
+    model = classifier(seed=3, num_labels=3)
+    texts = TEXTS * 2
+    data = {"text": texts, "label": [i % 3 for i in range(len(texts))]}
+    widths = {0: 48, 1: 48}
+    plans = [plan_pruning(None, "random", 0.25, seed=s, widths=widths) for s in (0, 1, 2)]
+    plans.append(plan_pruning(None, "random", 0.25, seed=0, widths=widths, mode="remove"))
+    table = evaluate_pruning(model, plans, data, "accuracy", tokenizer=bert_tokenizer(), max_length=32)
+    expected = {}  # brute force: one group per (strategy, amount, mode)
+    for row in table.itertuples():
+        expected.setdefault((row.strategy, str(row.amount), row.mode), []).append(row.accuracy)
+    summary = summarize(table, "accuracy")
+    assert list(zip(summary["strategy"], summary["amount"], summary["mode"])) == list(expected)
+    assert list(summary["n"]) == [1, 3, 1]
+    for row, values in zip(summary.itertuples(), expected.values()):
+        assert row.accuracy_mean == pytest.approx(np.mean(values))
+    labels = [text.get_text() for text in plots.plot_sweep(table, "accuracy").axes[0].get_legend().get_texts()]
+    assert labels[1:] == ["random (mask)", "random (remove)"]

@@ -53,12 +53,16 @@ def plot_sweep(table: pd.DataFrame, metric: str = "accuracy", ax: "Axes | None" 
     if strategies is not None:
         pruned = pruned[pruned["strategy"].isin(list(strategies))]
     pruned["_amount"] = amount_labels(pruned)  # 1 (a count) and 1.0 (a fraction) apart
-    for strategy, group in pruned.groupby("strategy", sort=False):
+    # one series per mode too, as summarize groups: a plan masked and removed is one model measured twice (helper 398)
+    modes = "mode" in pruned and pruned["mode"].nunique() > 1
+    for key, group in pruned.groupby(["strategy", "mode"] if modes else ["strategy"], sort=False):
+        strategy = key[0]
         stats = group.groupby("_amount").agg(x=("fraction", "mean"), mean=(metric, "mean"), std=(metric, "std"))
         stats = stats.sort_values("x")
         # std is NaN for an amount of one run: no bar there (a bar of 0 drew its caps, as if the runs agreed)
         ax.errorbar(stats["x"], stats["mean"], yerr=stats["std"].to_numpy(dtype=float), marker="o", capsize=3,
-                    label=literal(strategy), linestyle=":" if strategy.startswith("random") else "-")
+                    label=literal(f"{strategy} ({key[1]})" if modes else strategy),
+                    linestyle=":" if strategy.startswith("random") else "-")
     # PruningPlan.fraction: over the neurons of the layers the plan covers, not the whole model's (helper 191)
     ax.set_xlabel("fraction of the planned layers' MLP neurons pruned (mean over runs)")
     ax.set_ylabel(literal(metric))
