@@ -34,7 +34,8 @@ from .distributed import (all_gather, check_device, check_same_corpus, default_d
                           is_dispatched, process_info, shard_bounds)
 from .errors import ConfigurationError, DatasetError, OutputError
 from .features import (TAG_FEATURES, USER_FEATURE_SAMPLE, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset,
-                       check_user_features, code_fingerprint, feature_type_of, needs_words, recorded_fingerprint)
+                       check_user_features, code_fingerprint, dataset_holds_markup, feature_type_of,
+                       markup_strings, needs_words, recorded_fingerprint)
 from .io_utils import atomic_dir, check_writable, output_error, read_json, restore_interrupted_swap, write_json
 from .lengths import model_length_limit
 from .logging import get_logger, library_bars_on_main_process, progress_bars_for, tqdm
@@ -99,7 +100,9 @@ class Profiler:
         self.skip_first_positions = 0 if auto_skip else int(config.skip_first_positions)
         self.device = torch.device(device) if device is not None else input_device(model)
         tags = [t for t in self.feature_names if t in TAG_FEATURES]
-        self.annotator = WordAnnotator(tags, config.spacy_model) if needs_words(self.feature_names) else None
+        # the tokenizer's special token strings are no part of a word (a chat template's <|im_end|>)
+        self.annotator = (WordAnnotator(tags, config.spacy_model, markup=markup_strings(tokenizer))
+                          if needs_words(self.feature_names) else None)
         self.stride = self._checked_stride()
         # a window runs padded (widths rounded up to pad_to_multiple_of): the budget must hold that width
         window_width = padded_width(self.max_length, self.pad_limit, config.pad_to_multiple_of)
@@ -415,6 +418,9 @@ class Profiler:
             features = {name: code_fingerprint(f.fn) for name, f in self.user_features.items()}
             # the spaCy pipeline that tags words (its name, version, components and files), None without words
             annotation = self.annotator.cache_key if self.annotator is not None else None
+            if annotation is not None and not isinstance(source, StreamingSource) and dataset_holds_markup(
+                    shard, self.annotator, text_column):  # words fused with markup before helper 403: not resumed
+                annotation += self.annotator.markup_key()
             key, key_parts = _run_key(meta, *key_range, weights_sample_hash(self.model), features, annotation)
             streamed = isinstance(source, StreamingSource)
             state = _CheckpointState(checkpoint_dir, rank, world, key, source.head_hash() if streamed else None,
@@ -742,7 +748,8 @@ def _run_key(meta: ProfileMeta, start: int, end: int, weights: str, features: di
     corpus (its fingerprint, and the content hash of local data files) and its num_samples, shard, the options that
     change what is counted or the activations (``module_pattern``, ``pad_to_multiple_of``...), the tokenizer's
     vocabulary, `features` (each user feature's :func:`~hf_txray.features.code_fingerprint`) and `annotation` (the
-    spaCy pipeline's :attr:`~hf_txray.features.WordAnnotator.cache_key`, None without word features).
+    spaCy pipeline's :attr:`~hf_txray.features.WordAnnotator.cache_key`, and its ``markup_key()`` when in-memory
+    texts hold the tokenizer's special token strings; None without word features).
     ``batch_size`` and ``max_tokens_per_batch`` are left out: with widths rounded to 16 a text's activations do not
     depend on its batch, so a resume may change them."""
     model = (meta.provenance or {}).get("model", {})

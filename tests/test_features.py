@@ -799,3 +799,98 @@ def test_a_loaded_spacy_pipeline_is_refused_naming_its_package_or_a_folder():
         assert "object at 0x" not in str(caught.value)
         with pytest.raises(ConfigurationError, match=r"nlp.to_disk\('my_pipeline'\).*'en_pipeline', which is not"):
             call(spacy.blank("en"))
+
+
+# ----- a tokenizer's special token strings are no part of a word (helper 403) ------------------------------------
+CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                 "<|im_start|>assistant\n")
+
+
+def chat_tokenizer():
+    import copy
+
+    from models import bpe_tokenizer
+
+    tokenizer = copy.deepcopy(bpe_tokenizer())
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def expected_words(tokenizer, texts, markup):
+    """Brute force: each token's word is the spaCy token (blank English, of the text with `markup` replaced by
+    spaces) holding the token's first non-space character; counts per word over all texts."""
+    import collections
+
+    import spacy
+
+    nlp, counts = spacy.blank("en"), collections.Counter()
+    for text in texts:
+        blanked = text
+        for string in markup:
+            blanked = blanked.replace(string, " " * len(string))
+        words = [(w.idx, w.idx + len(w)) for w in nlp(blanked) if not w.is_space]
+        for start, end in tokenizer(text, return_offsets_mapping=True)["offset_mapping"]:
+            visible = [i for i in range(start, end) if not text[i].isspace()]
+            held = [text[s:e] for s, e in words if visible and s <= visible[0] < e]
+            counts.update(held)
+    return counts
+
+
+def test_chat_template_markup_is_no_part_of_a_word():
+    """spaCy read a chat template's markup as text: "Summarize.<|im_end|" (36 credits) and "|im_start|>system" (16)
+    were words, and tagged: 98 of layer 0's 143 word credits went to words fused with markup. The special tokens'
+    positions now hold no word (123 credits, each a word of the blanked text), in memory and streamed alike, while
+    the tokens stay credited as tokens."""
+    import datasets
+
+    tokenizer = chat_tokenizer()
+    texts = [tokenizer.apply_chat_template([{"role": "system", "content": "Summarize."},
+                                            {"role": "user", "content": content}], tokenize=False,
+                                           add_generation_prompt=True)
+             for content in ("The quick brown fox jumps.", "Prices rose 42% last year!", "she sells sea shells",
+                             "It's raining.")]
+    model = tiny_llama_for(tokenizer)
+    options = dict(tokenizer=tokenizer, features=("token", "word", "pos"), skip_first_positions=0,
+                   show_progress=False)
+    profile = hf_txray.analyze(model, texts, **options)
+    words = profile.to_pandas("word")
+    assert not words["feature"].str.contains("im_").any()  # 'Summarize.<|im_end|', '|im_start|>assistant'
+    first = words[words["layer"] == 0].groupby("feature")["count"].sum()
+    assert dict(first) == expected_words(tokenizer, texts, ["<|im_start|>", "<|im_end|>"])
+    assert profile.to_pandas("pos")["count"].sum() == words["count"].sum()
+    tokens = profile.to_pandas("token")
+    assert tokens[tokens["feature"] == "<|im_end|>"]["count"].sum() == 2 * 4 * 2  # still tokens: 2 a text, 2 layers
+    streamed = hf_txray.analyze(model, datasets.Dataset.from_dict({"text": texts}).to_iterable_dataset(), **options)
+    assert streamed.to_pandas("word").sort_values(["layer", "neuron", "feature"])["count"].tolist() == \
+        words.sort_values(["layer", "neuron", "feature"])["count"].tolist()
+
+
+def test_markup_changes_the_annotation_cache_key_only_for_texts_that_hold_it(tmp_path, monkeypatch):
+    """Ordinary texts keep the cache written without markup (no re-tagging after the fix); texts that hold a special
+    token string get a key of their own, so words cached fused are not served."""
+    import datasets
+
+    from hf_txray.features import WORD_END, WORD_START, WordAnnotator, annotate_dataset, markup_strings
+
+    monkeypatch.setenv("HF_TXRAY_CACHE", str(tmp_path))
+    markup = markup_strings(chat_tokenizer())
+    assert {"<|im_start|>", "<|im_end|>", "<|endoftext|>"} <= set(markup)
+    folder = tmp_path / "annotations"
+    for texts, files in ((["A plain text.", "Another one."], 1), (["<|im_start|>user\nHi.<|im_end|>"], 3)):
+        rows = datasets.Dataset.from_dict({"text": texts})
+        plain = annotate_dataset(rows, WordAnnotator(()), "text", show_progress=False)
+        blanked = annotate_dataset(rows, WordAnnotator((), markup=markup), "text", show_progress=False)
+        assert len({f.name for f in folder.glob("*.arrow")}) == files
+    assert [plain["text"][0][s:e] for s, e in zip(plain[WORD_START][0], plain[WORD_END][0])][1:] == [
+        "|im_start|>user", "Hi.<|im_end|", ">"]
+    assert [blanked["text"][0][s:e] for s, e in zip(blanked[WORD_START][0], blanked[WORD_END][0])] == ["user", "Hi", "."]
+
+
+def test_probe_words_leave_out_the_tokenizer_markup():
+    """from_spacy given the model's tokenizer labels the words around the markup, not the markup fused into them."""
+    from hf_txray.probing import from_spacy
+
+    text = "<|im_start|>user\nHi there.<|im_end|>"
+    assert from_spacy([text]).words(0) == ["<", "|im_start|>user", "Hi", "there.<|im_end|", ">"]  # no tokenizer
+    assert from_spacy([text], tokenizer=chat_tokenizer()).words(0) == ["user", "Hi", "there", "."]

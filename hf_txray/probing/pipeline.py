@@ -431,7 +431,7 @@ def probe_neurons(
     else:
         if isinstance(data, LabeledCorpus):
             check_labelled_property(data.property_name, property, "corpus")
-        corpus = load_labeled(data, property, max_sentences=max_sentences)
+        corpus = load_labeled(data, property, max_sentences=max_sentences, tokenizer=tokenizer)
         if not isinstance(corpus, LabeledCorpus) or corpus.num_words == 0:
             raise ConfigurationError("The data holds no labelled word.")
         present = corpus.label_counts()
