@@ -227,9 +227,16 @@ def deploy_space(space_repo_id: str, results_repo_id: str | None = None, *, toke
         app_dir (`str` or `Path`, *optional*): a folder with a customised app.py, README.md and
             requirements.txt, and optionally packages.txt (default: the built-in ones, :func:`write_space_files`).
         title (`str`, *optional*): the Space's title in its README header.
+        commit_message (`str`, *optional*): the commit's message (default: ``"Deploy the hf_txray viewer for
+            <results repo>"``).
 
     Returns:
         `huggingface_hub.CommitInfo`: the commit.
+
+    Raises:
+        ConfigurationError: `space_repo_id` is not a valid repo id, `app_dir` lacks a Space file, or `private=True`
+            names a Space that exists and is public (before the upload).
+        HubError: creating the Space or uploading to it failed.
 
     Example:
         ```python
