@@ -95,7 +95,8 @@ class ProbingResult(Artifact):
     Attributes:
         meta (`ProbingMeta`): model, property, site, layers, data, hyperparameters.
         probe (`LinearProbe`): the probe on all neurons.
-        accuracy (`float`): its test accuracy; ``train_accuracy`` on the training rows.
+        accuracy (`float`): its test accuracy (share of test words in [0, 1]).
+        train_accuracy (`float`): its accuracy on the training rows.
         majority_baseline (`float`): test accuracy of always predicting the most frequent training label;
             :func:`probe_neurons` warns when `accuracy` does not beat it by more than one test word (imbalanced
             classes, where the accuracy alone reads as success).
@@ -153,7 +154,14 @@ class ProbingResult(Artifact):
 
     def trained_on(self, texts: Sequence[str]) -> np.ndarray | None:
         """Per text, whether the probe was trained on a sentence of that content (None when the result does not
-        record its training sentences: see `train_sentences`)."""
+        record its training sentences: see `train_sentences`).
+
+        Args:
+            texts (`Sequence[str]`): sentences, matched by content (their hashes).
+
+        Returns:
+            `np.ndarray` of bool, shape `(len(texts),)`, or None.
+        """
         if self.train_sentences is None:
             return None
         return np.isin(text_hashes(list(texts)), self.train_sentences)
@@ -161,6 +169,12 @@ class ProbingResult(Artifact):
     def held_out(self, corpus: LabeledCorpus) -> LabeledCorpus:
         """The sentences of `corpus` the probe was not trained on: what a :class:`~hf_txray.probing.ProbeMetric`
         should score (on its training sentences a probe's accuracy reads too high).
+
+        Args:
+            corpus (`LabeledCorpus`): the labelled sentences to select from.
+
+        Returns:
+            `LabeledCorpus`: the sentences of `corpus` not trained on, in their order.
 
         Example:
             ```python
@@ -192,6 +206,18 @@ class ProbingResult(Artifact):
     def top_neurons(self, k: int = 10, label: str | None = None) -> pd.DataFrame:
         """The `k` (an int >= 1) most important neurons overall, or for one `label` (a label name, or its index in
         ``meta.label_names``; by ``|weight|``, with the signed weight).
+
+        Args:
+            k (`int`, *optional*, defaults to 10): how many neurons from the top, at least 1.
+            label (`str` or `int`, *optional*): a label name or index; defaults to the overall ranking.
+
+        Returns:
+            `pd.DataFrame`: `k` rows (fewer when there are fewer neurons), the columns of `ranking` overall;
+            ``class_rank``, ``layer``, ``neuron``, ``weight`` (the probe's signed weight) for a `label`.
+
+        Raises:
+            ConfigurationError: `k` not an int >= 1, or an unknown label name, an index out of range, or a label
+                without a training word.
 
         Example:
             ```python
@@ -351,6 +377,11 @@ def probe_neurons(
     (accuracy, per class) -> neuron ranking -> control task (selectivity) -> minimal top-k set reaching
     `target_share` of the accuracy -> top vs random vs bottom subsets of one size, retrained.
 
+    The method is NeuroX's (Dalvi et al., 2019, "What Is One Grain of Sand in the Desert? Analyzing Individual Neurons
+    in Deep NLP Models", AAAI; Dalvi et al., 2023, NeuroX library): an elastic-net linear probe whose weights rank the
+    neurons, a minimal neuron set and top/random/bottom subsets; the control task and selectivity are Hewitt & Liang's
+    (2019, "Designing and Interpreting Probes with Control Tasks", EMNLP).
+
     Args:
         model (`str`, `Path` or `PreTrainedModel`): the model (ignored when `data` is already `Activations`).
         data: a ``.conllu`` path (gold labels), texts/a dataset to tag with spaCy, a dataset with ``tokens`` and a
@@ -379,9 +410,19 @@ def probe_neurons(
         subset_seeds (`Sequence[int]`, *optional*, defaults to (0, 1, 2)): one random subset per seed (ints).
         name (`str`, *optional*): a name for the run (default ``"<property>"``), the key in exported tables.
         show_progress (`bool`, *optional*, defaults to `False`): a progress bar during extraction.
+        probe_options (*optional*): single fields of :class:`~hf_txray.probing.ProbeConfig` (``l1=1e-5,
+            epochs=20``) that override `config`'s.
 
     Returns:
-        `ProbingResult`.
+        `ProbingResult`: accuracies are shares of test words in [0, 1]; ``ranking`` is a DataFrame of every neuron
+        (``layer``, ``neuron``), most important first.
+
+    Raises:
+        ConfigurationError: an invalid option (`subset_size` negative or fractional, `subset_seeds` not ints or
+            repeated, `test_size`/`seed`/`target_share` out of range, `target_share` changed with
+            ``minimal=False``), options that contradict `Activations` given as `data` (`max_sentences`, `stack`,
+            `module_pattern`, `layers`, `site`, `aggregation`), or data without a labelled word.
+        DatasetError: every word of the data carries one label (nothing to separate).
 
     Example:
         ```python
