@@ -86,10 +86,18 @@ def feature_order(features: set) -> list:
 def hellinger(p: np.ndarray | Mapping[str, float], q: np.ndarray | Mapping[str, float]) -> float:
     """Hellinger distance H(p, q) = ||sqrt(p) - sqrt(q)||_2 / sqrt(2), in [0, 1].
 
+    The distance TX-Ray compares a neuron's preference distributions with across stages (Rethmeier et al., 2020,
+    "TX-Ray: Quantifying and Explaining Model-Knowledge Transfer in (Un-)Supervised NLP", UAI); the definition is
+    Hellinger's (1909), normalised by 1/sqrt(2) so that distributions with disjoint supports are 1 apart.
+
     Args:
-        p, q: probability vectors of the same length, matched by position, or labelled distributions (mappings
-            feature -> probability such as :meth:`Profile.distribution`, or pandas Series indexed by feature),
-            matched by feature over the union of both (missing = 0).
+        p, q (`np.ndarray`, shape `(n,)`, or mapping `str` -> `float`): probability vectors of the same length,
+            matched by position, or labelled distributions (mappings feature -> probability such as
+            :meth:`Profile.distribution`, or pandas Series indexed by feature), matched by feature over the union of
+            both (missing = 0).
+
+    Returns:
+        `float`: the distance, unitless, 0 for equal distributions and 1 for disjoint supports.
 
     Raises:
         ConfigurationError: `p` or `q` is not a probability distribution (values >= 0, finite, summing to 1 within
@@ -114,6 +122,12 @@ def hellinger(p: np.ndarray | Mapping[str, float], q: np.ndarray | Mapping[str, 
 
 def entropy(p: np.ndarray) -> float:
     """Shannon entropy in nats of a probability vector (zeros ignored).
+
+    Args:
+        p (`np.ndarray`, shape `(n,)`): a probability vector (values >= 0 summing to 1).
+
+    Returns:
+        `float`: ``-sum(p * ln p)`` in nats, between 0 (one feature) and ``ln(n)`` (uniform).
 
     Raises:
         ConfigurationError: `p` is not a probability distribution (see :func:`hellinger`).
