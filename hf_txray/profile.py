@@ -51,7 +51,36 @@ class ProfileMeta:
         layers (`list[int]`): profiled block indices.
         num_neurons (`int`): neurons per layer.
         feature_types (`list[str]`): e.g. ``["token", "pos"]``.
-        stage (`str`): a name for the training stage, e.g. ``"pretrained"``.
+        top_k (`int`, *optional*, defaults to 1): neurons credited per (layer, position): the credit rule.
+        stage (`str`, *optional*, defaults to `"default"`): a name for the training stage, e.g. ``"pretrained"``.
+        revision (`str`, *optional*): the model's revision (commit, branch or tag).
+        max_examples_per_neuron (`int`, *optional*, defaults to 0): top examples kept per neuron.
+        dataset_id (`str`, *optional*): Hub id or path of the corpus.
+        dataset_fingerprint (`str`, *optional*, defaults to `""`): content hash of the texts read.
+        num_examples (`int`, *optional*, defaults to 0): texts read.
+        num_example_ids (`int`, *optional*, defaults to 0): example ids lie in ``[0, num_example_ids)``: more than
+            `num_examples` when processes stop inside their shards (``max_positions``); 0 in profiles saved before it
+            was recorded (see :attr:`Profile.example_id_span`).
+        num_positions (`int`, *optional*, defaults to 0): token positions that could be credited.
+        num_uncredited (`int`, *optional*, defaults to 0): (layer, position) pairs whose best activation is <= 0,
+            credited to nobody.
+        num_truncated (`int`, *optional*, defaults to 0): texts cut at ``max_length``.
+        num_empty (`int`, *optional*, defaults to 0): texts without a token to credit (empty, blank, only
+            characters the tokenizer drops, or only positions ``skip_first_positions`` leaves out).
+        num_windowed (`int`, *optional*, defaults to 0): texts longer than ``max_length`` split into windows
+            (``long_texts="window"``).
+        num_input_tokens (`int`, *optional*, defaults to 0): non-padding tokens fed to the model (window context
+            included).
+        num_padded_tokens (`int`, *optional*, defaults to 0): rows x padded width of every batch (padding share =
+            1 - input / padded).
+        num_feature_texts (`dict[str, int]`, *optional*): per feature type, the texts with a credited position
+            that carries a value of it (see :meth:`carrying_texts`); ``{}`` in profiles saved before it was recorded.
+        split_halves (`str`, *optional*, defaults to `"example_id"`): how the noise statistics split the texts into two
+            halves: :data:`SPLIT_BY_TEXT` (content hash; what ``analyze`` records) or :data:`SPLIT_BY_ID` (example
+            id parity: profiles saved before, and merges with one of them).
+        config (`dict`, *optional*): the options of the run.
+        hf_txray_version (`str`, *optional*, defaults to `""`): the version that made the profile.
+        created_at (`str`, *optional*, defaults to `""`): ISO 8601 time of creation (UTC).
         provenance (`dict`): what the numbers were computed from, pinned (model and dataset commits or content
             hashes, every option, versions); see :mod:`hf_txray.provenance`. Empty in profiles made before it existed.
     """
@@ -97,7 +126,11 @@ class ProfileMeta:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ProfileMeta":
-        """The metadata from its saved record (:func:`~hf_txray.artifact.meta_from_record`)."""
+        """The metadata from its saved record (:func:`~hf_txray.artifact.meta_from_record`).
+
+        Args:
+            data (`dict`): the saved record (:meth:`to_dict`).
+        """
         return meta_from_record(cls, data, f"profile {data.get('stage')!r}" if isinstance(data, dict) else "profile")
 
     @property
@@ -127,7 +160,11 @@ class ProfileMeta:
     def carrying_texts(self, feature_type: str) -> int:
         """The texts with a credited position that carries a value of `feature_type` (the cap of its per-neuron
         test's degrees of freedom, :func:`hf_txray.significance.homogeneity_pvalues`); in a profile saved before
-        they were recorded, every text that credits a position (``num_examples - num_empty``)."""
+        they were recorded, every text that credits a position (``num_examples - num_empty``).
+
+        Args:
+            feature_type (`str`): a profiled feature type.
+        """
         recorded = self.num_feature_texts.get(feature_type)
         return self.num_examples - self.num_empty if recorded is None else int(recorded)
 
@@ -260,7 +297,24 @@ def empty_examples() -> pd.DataFrame:
 class Profile(Artifact):
     """Neuron preference profile of one model stage on one corpus.
 
-    Built by :func:`hf_txray.analyze`; loaded with :meth:`from_pretrained`.
+    Built by :func:`hf_txray.analyze`; loaded with :meth:`from_pretrained`. A neuron's preference distribution over
+    feature values is TX-Ray's (Rethmeier et al., 2020, "TX-Ray: Quantifying and Explaining Model-Knowledge Transfer
+    in (Un-)Supervised NLP", UAI): each (layer, position) credits its maximally activated neuron(s) with the position's
+    feature values, weighted by the activation.
+
+    Args:
+        meta (`ProfileMeta`): what was profiled and how.
+        neuron_mass (`np.ndarray` of float64, shape `(num_layers, num_neurons)`): credited activation mass per neuron.
+        neuron_count (`np.ndarray` of int64, shape `(num_layers, num_neurons)`): credits per neuron.
+        tables (`dict[str, FeatureTable]`): per feature type, the sparse (neuron row, feature) mass and count table.
+        examples (`pd.DataFrame`, *optional*): top examples per neuron (columns :data:`EXAMPLE_COLUMNS`); defaults to
+            none.
+        neuron_count_odd (`np.ndarray` of int64, shape `(num_layers, num_neurons)`, *optional*): credits from one
+            split half (noise statistics); None in profiles saved before them.
+        position_mass (`PositionMass`, *optional*): credited mass by position index (see :meth:`diagnostics`).
+        activation_histogram (`HistogramTable`, *optional*): counts of credited activations per log-spaced bin.
+        output_effects (`pd.DataFrame`, *optional*): top promoted/suppressed vocabulary tokens
+            (:func:`hf_txray.output_effects_table`), present when ``analyze(..., output_effects=True)``.
 
     Example:
         ```python
@@ -347,12 +401,41 @@ class Profile(Artifact):
 
     # ----- per-neuron views -------------------------------------------------------------------------------------
     def distribution(self, layer: int, neuron: int, feature_type: str = "pos") -> dict[str, float]:
-        """The neuron's preference distribution p(f) = mass(f) / total mass, most preferred first."""
+        """The neuron's preference distribution p(f) = mass(f) / total mass, most preferred first (TX-Ray's, Rethmeier
+        et al., UAI 2020).
+
+        Args:
+            layer (`int`): a profiled block index (negative: counted from the last profiled layer).
+            neuron (`int`): the neuron's index in the layer.
+            feature_type (`str`, *optional*, defaults to `"pos"`): a profiled feature type.
+
+        Returns:
+            `dict[str, float]`: feature value -> probability (unitless, summing to 1; empty for a neuron never
+            credited).
+
+        Raises:
+            ConfigurationError: a layer that was not profiled, a neuron that is not an int in range, or a feature type that was
+                not profiled.
+        """
         stats = self.feature_stats(layer, neuron, feature_type)
         return dict(zip(stats["feature"], stats["probability"]))
 
     def feature_stats(self, layer: int, neuron: int, feature_type: str = "pos") -> pd.DataFrame:
-        """Features of one neuron with mass, count and probability, sorted by mass (descending)."""
+        """Features of one neuron with mass, count and probability, sorted by mass (descending).
+
+        Args:
+            layer (`int`): a profiled block index (negative: counted from the last profiled layer).
+            neuron (`int`): the neuron's index in the layer.
+            feature_type (`str`, *optional*, defaults to `"pos"`): a profiled feature type.
+
+        Returns:
+            `pd.DataFrame`: one row per feature value credited to the neuron, columns ``feature``, ``mass`` (summed
+            activations credited), ``count`` (credits) and ``probability`` (mass / the neuron's total mass).
+
+        Raises:
+            ConfigurationError: a layer that was not profiled, a neuron that is not an int in range, or a feature type that was
+                not profiled.
+        """
         table = self._table(feature_type)
         row = self._row(layer, neuron)
         lo, hi = np.searchsorted(table.rows, [row, row + 1])
@@ -367,8 +450,18 @@ class Profile(Artifact):
     def top_features(self, layer: int, neuron: int, feature_type: str = "token", k: int = 10) -> list[tuple[str, float]]:
         """The `k` most preferred features of a neuron as (feature, probability) pairs.
 
+        Args:
+            layer (`int`): a profiled block index (negative: counted from the last profiled layer).
+            neuron (`int`): the neuron's index in the layer.
+            feature_type (`str`, *optional*, defaults to `"token"`): a profiled feature type.
+            k (`int`, *optional*, defaults to 10): how many features, at least 0.
+
+        Returns:
+            `list[tuple[str, float]]`: up to `k` (feature, probability) pairs, most preferred first.
+
         Raises:
-            ConfigurationError: `k` not an int >= 0 (pandas' ``head(-1)`` would drop the last feature without a word,
+            ConfigurationError: a layer that was not profiled, a neuron that is not an int in range, a feature type that was
+                not profiled, or `k` not an int >= 0 (pandas' ``head(-1)`` would drop the last feature without a word,
                 as ``report.most_changed`` refuses a negative count).
         """
         k = check_count("k", k, minimum=0, note="the number of features")
@@ -377,6 +470,16 @@ class Profile(Artifact):
 
     def top_examples(self, layer: int, neuron: int) -> pd.DataFrame:
         """The neuron's highest credited positions: activation, token and its left/right context.
+
+        Args:
+            layer (`int`): a profiled block index (negative: counted from the last profiled layer).
+            neuron (`int`): the neuron's index in the layer.
+
+        Returns:
+            `pd.DataFrame`: up to ``meta.max_examples_per_neuron`` rows, highest activation first.
+
+        Raises:
+            ConfigurationError: a layer that was not profiled, a neuron that is not an int in range.
 
         Columns (:data:`EXAMPLE_COLUMNS`): ``example_id`` (the text's index in the corpus read), ``token_index`` (the
         token's index in the whole text's tokenization, the tokenizer's leading special tokens included: 1 for the
@@ -419,7 +522,18 @@ class Profile(Artifact):
         feature type (a position without one, as a token outside any word or a user feature that labels only some
         words, is left out of the total). The positions are the token positions that could be credited: every
         subword (a word of three tokens counts three times), not the special tokens nor the skipped first positions,
-        each once whatever its layers credited (a position whose every winner was <= 0 counts too)."""
+        each once whatever its layers credited (a position whose every winner was <= 0 counts too).
+
+        Args:
+            feature_type (`str`, *optional*, defaults to `"pos"`): a profiled feature type.
+
+        Returns:
+            `pd.Series` of float64: indexed by feature value, shares summing to 1 (all 0 when nothing was counted),
+            largest first.
+
+        Raises:
+            ConfigurationError: a feature type that was not profiled.
+        """
         table = self._table(feature_type)
         counts = pd.Series(table.corpus_count, index=pd.Index(table.vocab, name=feature_type), dtype="float64")
         total = counts.sum()
@@ -427,7 +541,18 @@ class Profile(Artifact):
 
     def mass_share(self, feature_type: str = "pos") -> pd.Series:
         """Share of the credited mass (every neuron of every layer) that went to each feature value, among the
-        credits whose position has a value of this feature type (as :meth:`feature_frequency` counts positions)."""
+        credits whose position has a value of this feature type (as :meth:`feature_frequency` counts positions).
+
+        Args:
+            feature_type (`str`, *optional*, defaults to `"pos"`): a profiled feature type.
+
+        Returns:
+            `pd.Series` of float64: indexed by feature value, shares summing to 1 (all 0 when nothing was counted),
+            largest first.
+
+        Raises:
+            ConfigurationError: a feature type that was not profiled.
+        """
         table = self._table(feature_type)
         mass = np.bincount(table.feature_ids, weights=table.mass, minlength=len(table.vocab))
         share = pd.Series(mass, index=pd.Index(table.vocab, name=feature_type), dtype="float64")
@@ -481,6 +606,16 @@ class Profile(Artifact):
         Rows follow the profile's tables: by layer and neuron, and within a neuron by feature id, the order in which
         the features were first seen, which depends on batching and sharding. Sort by ``["feature_type", "layer",
         "neuron", "feature"]`` before comparing two profiles' frames.
+
+        Args:
+            feature_type (`str`, *optional*): one profiled feature type; defaults to all of them.
+
+        Returns:
+            `pd.DataFrame`: one row per (neuron, feature value) credited; ``probability`` is mass / the neuron's total
+            mass of that feature type.
+
+        Raises:
+            ConfigurationError: a feature type that was not profiled.
         """
         frames = []
         for ft in [feature_type] if feature_type else self.feature_types:
@@ -522,7 +657,20 @@ class Profile(Artifact):
         return histogram_edges(**settings)
 
     def activation_distribution(self, layer: int, neuron: int) -> pd.DataFrame:
-        """The neuron's credited activations per bin: low and high edge (±inf outside the range) and count."""
+        """The neuron's credited activations per bin: low and high edge (±inf outside the range) and count.
+
+        Args:
+            layer (`int`): a profiled block index (negative: counted from the last profiled layer).
+            neuron (`int`): the neuron's index in the layer.
+
+        Returns:
+            `pd.DataFrame`: one row per bin (``len(histogram_edges()) + 1`` rows), columns ``low``, ``high``
+            (activation units) and ``count`` (credits).
+
+        Raises:
+            ConfigurationError: the profile has no activation histograms (profiled before hf_txray kept them), a
+                layer that was not profiled, or a neuron that is not an int in range.
+        """
         edges = self.histogram_edges()
         counts = self.activation_histogram.of_row(self._row(layer, neuron))
         low, high = np.r_[-np.inf, edges], np.r_[edges, np.inf]
@@ -660,7 +808,15 @@ class Profile(Artifact):
         credit rule (``top_k``: a top-2 profile credits twice the positions of a top-1 one, so neither a merge nor a
         comparison of them means anything); first, neurons numbered otherwise by ``prune(..., mode="remove")``
         (recorded in each profile's provenance: neuron i of a pruned model is original neuron ``kept[i]``), which are
-        never matched by number nor remapped."""
+        never matched by number nor remapped.
+
+        Args:
+            other (`Profile`): the profile to check against.
+            what (`str`, *optional*, defaults to `"merge"`): the verb the error names (``"compare"``...).
+
+        Raises:
+            IncompatibleProfilesError: the first difference found.
+        """
         widths = (self.meta.num_neurons, other.meta.num_neurons)
         pruned = pruning_difference(self.meta.provenance, other.meta.provenance, widths, (self.stage, other.stage),
                                     {*self.layers, *other.layers})
@@ -711,6 +867,12 @@ class Profile(Artifact):
           with different limits
           (``batch_size``, ``max_tokens_per_batch``) are listed, each with its ``num_examples``, in
           ``config["batch_limits_of_parts"]`` (:func:`batch_limits_of_parts`), whatever the grouping.
+
+        Args:
+            other (`Profile`): the profile of the texts read after this one's.
+
+        Returns:
+            `Profile`: a new profile of both parts.
 
         Raises:
             IncompatibleProfilesError: different site, layers, neurons, features or ``top_k``; different options that
@@ -808,6 +970,12 @@ class Profile(Artifact):
         """This profile with its example ids shifted by `offset` (as if `offset` texts had been read before its
         own); with an odd offset the split halves of a profile split by example id parity (``meta.split_halves``
         :data:`SPLIT_BY_ID`) are exchanged to follow; a profile split by its texts' content keeps them.
+
+        Args:
+            offset (`int`): texts read before this profile's, at least 0.
+
+        Returns:
+            `Profile`: a new profile (this one when `offset` is 0).
 
         Raises:
             ConfigurationError: `offset` not an int >= 0 (1.9 gave example ids 1.9, 2.9..., -3 gave ids from -3).
@@ -923,6 +1091,10 @@ class Profile(Artifact):
     @classmethod
     def from_parts(cls, parts: dict[str, Any], source: str | Path | None = None) -> "Profile":
         """Assemble a profile from the parts :func:`hf_txray.layout.read_parts` returns.
+
+        Args:
+            parts (`dict`): the parts read (``meta``, ``neuron_mass``, ``neuron_count``, ``tables``...).
+            source (`str` or `Path`, *optional*): the folder they were read from, named in errors.
 
         Raises:
             ProfileFormatError: the parts hold sums no profiling run produces (:meth:`check_statistics`), naming
