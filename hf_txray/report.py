@@ -63,7 +63,43 @@ UNLIKE_POSITIONS = ("long_texts", "stride", "skip_first_positions", "spacy_model
 
 @dataclass
 class ReportMeta:
-    """Which two profiles were compared."""
+    """Which two profiles were compared.
+
+    Args:
+        stage_a, stage_b (`str`): the stages' names.
+        model_a, model_b (`str`): the stages' model ids.
+        dataset_a, dataset_b (`str`): the stages' corpora.
+        site (`str`): ``"mlp"`` or ``"residual"``.
+        layers (`list[int]`): the compared block indices.
+        num_neurons (`int`): neurons per layer.
+        feature_types (`list[str]`): the compared feature types.
+        hf_txray_version (`str`, *optional*): the version that made the report; defaults to this one.
+        created_at (`str`, *optional*): ISO 8601 time of creation (UTC); defaults to now.
+        alpha (`float`, *optional*, defaults to 0.05): the false discovery rate of the per-neuron test.
+        num_resamples (`int`, *optional*, defaults to 0): 0 since the test is analytic (kept: reports saved before
+            read it).
+        seed (`int`, *optional*, defaults to 0): kept for reports saved before the test was analytic.
+        credits_a, credits_b (`int`, *optional*, defaults to 0): each stage's credits in total (0: not recorded).
+        dispersion (`dict[str, list[float]]`, *optional*): feature type -> the design effect of stage A and B.
+        same_corpus (`bool`, *optional*, defaults to `False`): both stages profiled the same texts, split alike.
+        test (`str`, *optional*, defaults to `""`): the per-neuron test behind ``p_hellinger_<ft>`` (``""`` when
+            none ran).
+        no_noise_reason (`str`, *optional*, defaults to `""`): why the report has no p-values and noise floors.
+        no_noise_features (`dict[str, str]`, *optional*): feature type -> why that feature type alone has none.
+        model_types (`list`, *optional*): ``config.model_type`` of stage A's and B's models (None: not recorded).
+        num_hidden_layers (`list`, *optional*): the blocks of each stage's model (None: not recorded).
+        pruned (`list`, *optional*): how each stage's model numbers the neurons of the report's layers
+            (``"unpruned"`` or a hash of what ``mode="remove"`` kept; None: not recorded).
+        stack (`str`, *optional*): the stack the stages hooked (an encoder-decoder's ``"decoder"``...).
+        module_pattern (`str`, *optional*): the module pattern the stages hooked.
+        experts (`dict[str, int]`, *optional*): a mixture-of-experts layer's numbering (``num_experts``,
+            ``num_shared_experts``, ``expert_width``); empty for dense layers.
+        feature_kinds (`dict[str, str]`, *optional*): each feature type's kind (``"text"`` or ``"tag"``) as the
+            profiling runs registered it; ``{}`` in reports saved before.
+        feature_orders (`dict[str, float]`, *optional*): each feature type's reading order as registered; ``{}`` in
+            reports saved before.
+        top_k (`int`, *optional*): the credit rule both stages ran; None in reports saved before.
+    """
 
     stage_a: str
     stage_b: str
@@ -341,7 +377,9 @@ def _mass_share_table(a: Profile, b: Profile) -> pd.DataFrame:
 
 
 class TransferReport(Artifact):
-    """The comparison of two profiles (stage A -> stage B) of the same site.
+    """The comparison of two profiles (stage A -> stage B) of the same site: TX-Ray's transfer analysis (Rethmeier et
+    al., 2020, "TX-Ray: Quantifying and Explaining Model-Knowledge Transfer in (Un-)Supervised NLP", UAI): per neuron,
+    whether it is lost, gained or shared, and the Hellinger distance between its preference distributions.
 
     Attributes:
         meta (`ReportMeta`): stages, models, corpora.
@@ -366,7 +404,15 @@ class TransferReport(Artifact):
         """Whether this report may have been made with `profile` as its stage A (`side` ``"b"``: as its stage B):
         stage, model, corpus, site, layers, layer width, feature types and credits all agree (reports saved before
         the credits were recorded match on the others). Profiles of one site differ from those of another only
-        there: each credits one neuron per position and layer."""
+        there: each credits one neuron per position and layer.
+
+        Args:
+            profile (`Profile`): the profile to check.
+            side (`str`, *optional*, defaults to `"a"`): ``"a"`` or ``"b"``, the stage to check it against.
+
+        Raises:
+            ConfigurationError: `side` is neither ``"a"`` nor ``"b"``, or `profile` is not a :class:`Profile`.
+        """
         if side not in ("a", "b"):
             raise ConfigurationError(f"side must be 'a' or 'b', got {side!r}.")
         if not isinstance(profile, Profile):  # a report failed "'TransferReport' object has no attribute 'stage'"
@@ -441,8 +487,15 @@ class TransferReport(Artifact):
         a Hellinger distance of 0.84 between two samples of one corpus. Reports saved before those columns existed
         floor the neuron's credits (``count_a``, ``count_b``), as they did.
 
+        Args:
+            feature_type (`str`, *optional*): a compared feature type; defaults to the report's first.
+            min_count (`int`, *optional*, defaults to 20): the fewest credits in each stage, at least 0.
+
         Returns:
             `pd.Series` of bool, indexed as :attr:`neurons`.
+
+        Raises:
+            ConfigurationError: a feature type not in the report, or `min_count` not an int >= 0.
         """
         ft = self._hellinger_column(feature_type)[len("hellinger_"):]
         min_count = check_min_count(min_count)
@@ -454,7 +507,19 @@ class TransferReport(Artifact):
                         layer: int | None = None) -> int:
         """How many shared neurons rankings leave out: credited fewer than `min_count` times with a value of
         `feature_type` in a stage (:meth:`enough_credits`; of `layer` only when given, as a ranking of one layer
-        leaves out only that layer's)."""
+        leaves out only that layer's).
+
+        Args:
+            feature_type (`str`, *optional*): a compared feature type; defaults to the report's first.
+            min_count (`int`, *optional*, defaults to 20): the fewest credits in each stage, at least 0.
+            layer (`int`, *optional*): count one layer's neurons only; defaults to every layer.
+
+        Returns:
+            `int`: the number of shared neurons left out.
+
+        Raises:
+            ConfigurationError: a feature type or layer not in the report, or `min_count` not an int >= 0.
+        """
         column = self._hellinger_column(feature_type)
         enough = self.enough_credits(feature_type, min_count)
         frame = self.neurons[self.neurons[column].notna()]
@@ -491,12 +556,34 @@ class TransferReport(Artifact):
                 `feature_type` in either stage ("too few credits", :meth:`enough_credits`): their distance is mostly
                 sampling noise (see ``DEFAULT_MIN_COUNT``). The
                 ``changed_<ft>`` column says whether a neuron's change exceeds sampling noise.
+
+        Returns:
+            `pd.DataFrame`: up to `n` rows of :attr:`neurons`, highest ``hellinger_<ft>`` (unitless, in [0, 1])
+            first, ties by layer and neuron.
+
+        Raises:
+            ConfigurationError: `n` or `min_count` not an int >= 0, or a feature type or layer not in the report.
         """
         return self._ranked(n, feature_type, layer, False, min_count).reset_index(drop=True)
 
     def least_changed(self, n: int = 10, feature_type: str | None = None, layer: int | None = None,
                       min_count: int = DEFAULT_MIN_COUNT) -> pd.DataFrame:
-        """Shared neurons with the lowest Hellinger distance (arguments as :meth:`most_changed`)."""
+        """Shared neurons with the lowest Hellinger distance.
+
+        Args:
+            n (`int`, *optional*, defaults to 10): how many.
+            feature_type (`str`, *optional*): defaults to the first profiled feature type.
+            layer (`int`, *optional*): restrict to one layer.
+            min_count (`int`, *optional*, defaults to 20): ignore neurons credited fewer times with a value of
+                `feature_type` in either stage (:meth:`enough_credits`).
+
+        Returns:
+            `pd.DataFrame`: up to `n` rows of :attr:`neurons`, lowest ``hellinger_<ft>`` first, ties by layer and
+            neuron.
+
+        Raises:
+            ConfigurationError: `n` or `min_count` not an int >= 0, or a feature type or layer not in the report.
+        """
         return self._ranked(n, feature_type, layer, True, min_count).reset_index(drop=True)
 
     def to_pandas(self) -> pd.DataFrame:
@@ -537,7 +624,11 @@ class TransferReport(Artifact):
 
     @classmethod
     def from_parts(cls, parts: dict[str, Any]) -> "TransferReport":
-        """Assemble a report from the parts :func:`hf_txray.layout.read_parts` returns."""
+        """Assemble a report from the parts :func:`hf_txray.layout.read_parts` returns.
+
+        Args:
+            parts (`dict`): the parts read (``meta``, ``neurons``, ``layers``, ``mass_share``).
+        """
         neurons = _untested_flags_unknown(parts["neurons"])
         record = parts["meta"]
         what = f"report {record.get('stage_a')!r} -> {record.get('stage_b')!r}" if isinstance(record, dict) else "report"
