@@ -254,7 +254,14 @@ def stage_design(table: FeatureTable, num_rows: int, min_expected: float = MIN_E
 def dispersion(table: FeatureTable, num_rows: int, min_expected: float = MIN_EXPECTED) -> float:
     """A stage's pooled design effect: how much more its two halves differ than independent credits would.
 
-    ``sum X^2 / sum df`` of :func:`stage_design` (split-half ``X^2`` and odd-half shares) over its rows, at least 1.
+    ``sum X^2 / sum df`` of :func:`stage_design` (split-half ``X^2`` and odd-half shares) over its rows, at least 1
+    (a design effect in the sense of Rao & Scott, 1981: see the module docstring).
+
+    Args:
+        table (`FeatureTable`): one stage's table of one feature type, with its split-half sums.
+        num_rows (`int`): rows (layers x neurons).
+        min_expected (`float`, *optional*, defaults to 5): features expected fewer credits are pooled into one
+            "other" category (see :func:`homogeneity`).
 
     Returns:
         `float`: the design effect (1.0 when no row qualifies or the table has no split-half sums).
@@ -316,6 +323,16 @@ def homogeneity_pvalues(ta: FeatureTable, tb: FeatureTable, num_rows: int, teste
 
 def benjamini_hochberg(p: np.ndarray, alpha: float = 0.05) -> np.ndarray:
     """Flags of the Benjamini-Hochberg procedure at false discovery rate `alpha`; NaN p-values are never flagged.
+
+    The step-up procedure of Benjamini & Hochberg (1995, "Controlling the False Discovery Rate: A Practical and
+    Powerful Approach to Multiple Testing", JRSS B), as ``scipy.stats.false_discovery_control(method="bh")``.
+
+    Args:
+        p (`np.ndarray`, shape `(n,)`): p-values in [0, 1], NaN for untested.
+        alpha (`float`, *optional*, defaults to 0.05): the false discovery rate, in (0, 1).
+
+    Returns:
+        `np.ndarray` of bool, shape `(n,)`: True where the hypothesis is rejected.
 
     Raises:
         ConfigurationError: `alpha` is not a number in (0, 1) (``alpha=5`` flagged every neuron, ``alpha=0`` those
