@@ -56,6 +56,8 @@ class PruningPlan(Artifact):
         stage (`str`, *optional*): which stage's mass ``low_mass`` used (``"a"``/``"b"`` of a report, or the profile).
         source (`dict`): where the ranking came from: the report's stages, models and corpora, or the profile's.
         site (`str`): the neuron site, always ``"mlp"``; a plan of another site is refused when applied.
+        hf_txray_version (`str`, *optional*): the version that made the plan; defaults to this one.
+        created_at (`str`, *optional*): ISO 8601 time of creation (UTC); defaults to now.
 
     Example:
         ```python
@@ -157,6 +159,9 @@ class PruningPlan(Artifact):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PruningPlan":
         """The plan :meth:`to_dict` wrote.
+
+        Args:
+            data (`Mapping[str, Any]`): the saved record.
 
         Raises:
             ProfileFormatError: `data` is not a dict with ``strategy`` and ``amount``, or its ``neurons``, ``widths``
@@ -482,9 +487,7 @@ def plan_pruning(
     widths: Mapping[int, int] | None = None,
     min_count: int = DEFAULT_MIN_COUNT,
 ) -> PruningPlan:
-    """Choose the neurons to prune, without touching a model (arguments as :func:`prune`).
-
-    `widths` (``{layer: neurons}``) is needed only when `source` is None (a ``random`` or explicit plan).
+    """Choose the neurons to prune, without touching a model (the strategies of :func:`prune`).
 
     `seed` None draws a seed from the system's entropy (as ``datasets``' ``shuffle(seed=None)`` draws one), which the
     plan records (``plan.seed``): passing it again makes the same plan.
@@ -493,8 +496,33 @@ def plan_pruning(
     ``num_hidden_layers``), as :func:`prune` counts it on the model; without a recorded depth, from the last of the
     source's (or `widths`') layers.
 
+    Args:
+        source (`TransferReport` or `Profile`, *optional*): the ranking source (`report_or_profile` of
+            :func:`prune`); None only for ``random`` and explicit lists, with `widths`.
+        strategy (`str` or neuron list, *optional*, defaults to `"lost"`): as :func:`prune`.
+        amount (`int`, `float` or `dict[int, int]`, *optional*, defaults to 0.1): a count, a fraction in (0, 1], or
+            counts per layer.
+        seed (`int`, *optional*, defaults to 0): seed of ``random`` and of tie-breaking; None draws one.
+        per_layer (`bool`, *optional*, defaults to `True`): apply `amount` to each layer (True) or to all selected
+            layers ranked together (False).
+        layers (`list[int]`, *optional*): restrict to these layers (default: every layer of the source).
+        feature_type (`str`, *optional*): feature type of the Hellinger distance (default: the report's first).
+        stage (`str`, *optional*, defaults to `"b"`): for ``low_mass`` on a report, rank by the mass of stage
+            ``"a"`` or ``"b"``.
+        mode (`str`, *optional*, defaults to `"mask"`): ``"mask"`` or ``"remove"``, recorded in the plan.
+        allow_fewer (`bool`, *optional*, defaults to `False`): when a strategy has fewer candidates than asked,
+            take them all instead of raising.
+        widths (`dict[int, int]`, *optional*): ``{layer: neurons}``, needed only when `source` is None (a
+            ``random`` or explicit plan); given with a source, it must match the source's.
+        min_count (`int`, *optional*, defaults to 20): ``most_changed`` / ``least_changed`` rank only neurons
+            credited at least this many times with a value of `feature_type` in both stages.
+
     Returns:
         :class:`PruningPlan`.
+
+    Raises:
+        ConfigurationError: unknown strategy or mode, no source and no `widths`, `widths` unlike the source's,
+            `amount` larger than the neurons available, a two-stage strategy given a profile, too few candidates.
     """
     if mode not in MODES:
         raise ConfigurationError(f"Unknown mode {mode!r}: choose one of {', '.join(MODES)}.")

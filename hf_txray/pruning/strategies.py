@@ -82,10 +82,26 @@ _REGISTRY: dict[str, PruningStrategy] = {}
 def register_pruning_strategy(name: str, score: Callable[[RankingInput], Scores], *, needs: str = "report",
                               description: str = "", uses_feature_type: bool = False, random: bool = False,
                               overwrite: bool = False) -> PruningStrategy:
-    """Register a pruning strategy under `name` (see :class:`PruningStrategy` for the arguments).
+    """Register a pruning strategy under `name` (see :class:`PruningStrategy`).
+
+    Args:
+        name (`str`): the name passed as ``strategy=``, non-empty.
+        score (`callable(RankingInput) -> (scores, candidates)`): per layer, a float64 score for every neuron
+            (higher = pruned first) and a boolean mask of the candidates.
+        needs (`str`, *optional*, defaults to `"report"`): ``"report"``, ``"report_or_profile"`` or ``"none"``.
+        description (`str`, *optional*, defaults to `""`): one line for help texts.
+        uses_feature_type (`bool`, *optional*, defaults to `False`): the score reads a feature type's Hellinger
+            distance (validated against the report's feature types).
+        random (`bool`, *optional*, defaults to `False`): the scores are random draws from the plan's generator (a
+            baseline): each seed gives its own plan; otherwise the seed only breaks score ties.
+        overwrite (`bool`, *optional*, defaults to `False`): replace a strategy registered under `name`.
+
+    Returns:
+        `PruningStrategy`: the registered strategy.
 
     Raises:
-        ConfigurationError: `name` is taken (pass ``overwrite=True`` to replace it), or `needs` is unknown.
+        ConfigurationError: `name` is empty or not a string, `name` is taken (pass ``overwrite=True`` to replace it),
+            `needs` is unknown, or `score` is not callable.
 
     Example:
         ```python
