@@ -323,8 +323,14 @@ def registered_features() -> tuple[str, ...]:
 def get_feature_type(name: str) -> FeatureType:
     """The registered feature type `name`.
 
+    Args:
+        name (`str`): a built-in (``"token"``, ``"pos"``...) or registered (:func:`register_feature`) feature name.
+
+    Returns:
+        `FeatureType`: its description.
+
     Raises:
-        `ConfigurationError`: `name` is not registered; the message lists the registered names.
+        ConfigurationError: `name` is not registered; the message lists the registered names.
     """
     found = _REGISTRY.get(name) if isinstance(name, str) else None  # ["pos"]: a bare "unhashable type: 'list'"
     if found is None:
