@@ -513,9 +513,22 @@ def trace(model: nn.Module, sites: Sequence[Site], *, read: Callable[[int, Any],
           prepend: bool = False) -> Iterator[Trace]:
     """Hook `sites` of `model` for the duration of a ``with`` block: read, keep or edit their activations.
 
-    Arguments as :class:`Trace`; `model` is checked to hold every site's module (a site found on another model, e.g.
-    a copy, would hook modules that never run), and its forward passes are told apart: a trace that only edits needs
-    no ``t.reset()`` between batches (or inside ``generate()``), one that reads or keeps does.
+    `model` is checked to hold every site's module (a site found on another model, e.g. a copy, would hook modules
+    that never run), and its forward passes are told apart: a trace that only edits needs no ``t.reset()`` between
+    batches (or inside ``generate()``), one that reads or keeps does.
+
+    Args:
+        model (`nn.Module`): the model whose sites are hooked.
+        sites (`Sequence[Site]`): where to hook, e.g. ``find_sites(model, "mlp")``.
+        read (`callable(slot, tensor)`, *optional*): as :class:`Trace`.
+        edit (`dict[int, Edit]`, *optional*): per layer, a :class:`Fill` or a function returning the new
+            activations (same shape); as :class:`Trace`.
+        retain (`bool`, *optional*, defaults to `False`): keep each site's last activations, read with ``t[layer]``.
+        once (`bool`, *optional*, defaults to `True`): refuse a site that fires twice in one forward pass.
+        prepend (`bool`, *optional*, defaults to `False`): register before the module's other hooks.
+
+    Yields:
+        :class:`Trace`: the active trace; its hooks are removed on leaving the block.
 
     Raises:
         ModelError: a site whose module is not one of `model`'s; and as :class:`Trace` raises.
