@@ -936,6 +936,22 @@ def pin_model(profile: Profile, model: str | Path, *, revision: str | None = Non
     pinned by content hash): for a profile of weights that were in memory, e.g. a Trainer's last snapshot, once
     they are saved or pushed. :func:`reproduce` then checks the claim by recomputing.
 
+    Args:
+        profile (`Profile`): the profile to pin; left unchanged.
+        model (`str` or `Path`): a Hub model id or a local folder holding the profiled weights.
+        revision (`str`, *optional*): the Hub revision (branch, tag or commit); Hub models only.
+        token (`str` or `bool`, *optional*): for a private Hub model.
+
+    Returns:
+        `Profile`: a copy of `profile` (every statistic shared) whose ``meta.provenance["model"]`` and
+        ``meta.revision`` name `model`.
+
+    Raises:
+        ConfigurationError: a `revision` given with a local folder.
+        ModelError: `model` is neither an existing path nor a Hub repo that can be reached (missing, private
+            without a token, an unknown revision, or offline with nothing cached).
+        ReproducibilityError: `profile` has no provenance record to pin the model into.
+
     Example:
         ```python
         >>> trainer.save_model("out/finetuned")
