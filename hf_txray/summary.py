@@ -172,12 +172,16 @@ class NeuronCard(Mapping):
     ``card.get("promoted")``), which is what :func:`neuron_summary` reads.
 
     Attributes:
-        stage (`str`), layer (`int`), neuron (`int`): identity; `expert` and `unit` (`int` or `None`): the neuron as
-            expert x width + unit in mixture-of-experts layers; `shared` (`bool` or `None`): whether it is a unit of
-            the shared expert(s), numbered after the routed experts' units (then `expert` is None and `unit` is its
-            column in the shared expert's down projection); None in dense layers.
-        count (`int`): credits; mass (`float`): credited activation mass; win_rate (`float`): credits / positions;
-            positions (`int`): profiled positions of the stage.
+        stage (`str`), layer (`int`), neuron (`int`): identity.
+        expert, unit (`int`, *optional*): the neuron as expert x width + unit in mixture-of-experts layers; None in
+            dense layers.
+        shared (`bool`, *optional*): whether it is a unit of the shared expert(s), numbered after the routed
+            experts' units (then `expert` is None and `unit` is its column in the shared expert's down projection);
+            None in dense layers.
+        count (`int`): credits.
+        mass (`float`): credited activation mass (summed activations, the model's units).
+        win_rate (`float`): credits / positions, in [0, 1].
+        positions (`int`): profiled positions of the stage.
         top_features (`dict[str, list[dict]]`): per feature type, the top values as ``{"feature", "probability",
             "mass", "count"}``, most mass first.
         top_examples (`list[dict]`): the highest credited positions: rank, activation, token, left, right.
