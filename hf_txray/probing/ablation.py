@@ -533,6 +533,8 @@ class AblationCurve(Artifact):
         model_id (`str`): the model.
         ranking_source (`str`): where the ranking came from (e.g. ``"probe:upos"``).
         layers (`list[int]`): layers of the random pool.
+        hf_txray_version (`str`, *optional*): the version that made the curve; defaults to this one.
+        created_at (`str`, *optional*): ISO 8601 time of creation (UTC); defaults to now.
 
     Saved in the dataset layout: the ``ablation`` config (one row per point, the curve's fields in every row) and a
     dataset card.
@@ -679,7 +681,9 @@ def ablation_curve(
     """Ablate the top-k neurons of `ranking` and k random ones, for each k in `counts`, and record `metric`.
 
     Random neurons are drawn from every neuron of the ranking's layers (or `layers`), one nested draw per seed
-    (the k+1 set contains the k set), so each random curve is as smooth as the ranked one.
+    (the k+1 set contains the k set), so each random curve is as smooth as the ranked one. Ablating a ranking's top
+    neurons against random ones is the evaluation of NeuroX (Dalvi et al., 2019, "What Is One Grain of Sand in the
+    Desert? Analyzing Individual Neurons in Deep NLP Models", AAAI).
 
     Args:
         model (`nn.Module`): the model (left unchanged).
@@ -700,7 +704,15 @@ def ablation_curve(
         metric_name (`str`, *optional*): what the metric is (default: the metric's ``name`` attribute).
 
     Returns:
-        `AblationCurve`.
+        `AblationCurve`: its ``table`` holds the metric's value (in the metric's units) per strategy, seed and
+        number of ablated neurons, with the unablated ``"baseline"``.
+
+    Raises:
+        ConfigurationError: `metric` not callable, `seeds` not ints, `counts` not ints >= 1 or above the random
+            pool's neurons, an unknown `mode` or `means` that do not fit it, `layers` that are not MLP layers of the
+            model, or a ranking read from layers of another width.
+        ModelError: the model cannot be edited at those layers (no MLP site), or is not the model the probe was
+            trained on (other weights).
 
     Example:
         ```python
