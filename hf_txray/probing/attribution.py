@@ -195,8 +195,10 @@ def neuron_attributions(
             first position on decoder-only LMs, as profiles skip it there (``skip_first_positions="auto"``): its
             "massive activations" describe the position, not the input (SmolLM2-135M, neuron 1229 of layer 11: 2824
             at position 0, at most 0.14 elsewhere, every score on the first token).
-        method (`str`, *optional*, defaults to `"integrated_gradients"`): Captum's ``NeuronIntegratedGradients``, or
-            ``"conductance"`` (``NeuronConductance``, needs `target`).
+        method (`str`, *optional*, defaults to `"integrated_gradients"`): Captum's ``NeuronIntegratedGradients``
+            (integrated gradients: Sundararajan et al., 2017, "Axiomatic Attribution for Deep Networks", ICML), or
+            ``"conductance"`` (``NeuronConductance``: Dhamdhere et al., 2019, "How Important Is a Neuron?", ICLR;
+            needs `target`).
         site (`str`, *optional*, defaults to `"mlp"`): ``"mlp"`` or ``"residual"``.
         baseline (`str`, *optional*, defaults to `"pad"`): ``"pad"`` (pad-token embedding at every non-special
             position, special tokens kept; the EOS token's for tokenizers without a pad token, as GPT-2's and
