@@ -994,7 +994,8 @@ class _CheckpointState:
 
 def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | dict | None = None, *,
             tokenizer: Any = None, **overrides: Any) -> Profile:
-    """Profile which inputs make each neuron the most active unit (TX-Ray).
+    """Profile which inputs make each neuron the most active unit (TX-Ray: Rethmeier et al., 2020, "TX-Ray:
+    Quantifying and Explaining Model-Knowledge Transfer in (Un-)Supervised NLP", UAI).
 
     Args:
         model (`str` or `PreTrainedModel`): Hub id, local path, or a loaded model (then pass `tokenizer` too unless
@@ -1019,6 +1020,13 @@ def analyze(model: Any, dataset: Any, config: AnalyzeOptions | ProfilerConfig | 
 
     Returns:
         :class:`Profile`, identical on every process when launched with ``accelerate launch`` or ``torchrun``.
+
+    Raises:
+        ConfigurationError: an invalid or unknown option (layer out of range, ``top_k`` < 1, unknown site...).
+        DatasetError: the corpus cannot be used (unknown id, no text column, empty, non-string rows).
+        ModelError: the model cannot be loaded or has no recognisable neuron site.
+        OutputError: a `checkpoint_dir` that could not be written.
+        ProcessFailedError: another process of a multi-process run failed (of that process's error type too).
 
     Example:
         ```python
