@@ -647,7 +647,11 @@ class Profile(Artifact):
 
     # ----- activation distributions (neuron pages) -------------------------------------------------------------
     def histogram_edges(self) -> np.ndarray:
-        """Bin edges of :attr:`activation_histogram` (bin 0: below ``edges[0]``; last bin: ``>= edges[-1]``)."""
+        """Bin edges of :attr:`activation_histogram` (bin 0: below ``edges[0]``; last bin: ``>= edges[-1]``).
+
+        Raises:
+            ConfigurationError: the profile has no activation histograms (profiled before hf_txray kept them).
+        """
         from .accumulators import histogram_edges
 
         settings = self.meta.config.get("activation_histogram")
@@ -691,7 +695,11 @@ class Profile(Artifact):
     def position_stats(self) -> pd.DataFrame:
         """Per neuron: the token index that gave it the most credited mass (-1 if none) and that index's share of
         its mass (near 1 for neurons that fire on the first position, e.g. massive activations in causal LMs);
-        from :attr:`position_mass` (see also :meth:`diagnostics`)."""
+        from :attr:`position_mass` (see also :meth:`diagnostics`).
+
+        Raises:
+            ConfigurationError: the profile has no per-position statistics (profiled before hf_txray kept them).
+        """
         if self.position_mass is None:
             raise ConfigurationError(f"Profile {self.stage!r} has no per-position statistics (profiled before "
                                      "hf_txray kept them): profile again to get them.")
@@ -710,6 +718,10 @@ class Profile(Artifact):
         :func:`hf_txray.compare` runs it on both profiles: a hand-built or damaged profile with such sums compared
         without an error and gave wrong numbers (a NaN mass read as a Hellinger distance of 1 and p = 1, a negative
         one as p = 1e-7, "changed"; helper 183).
+
+        Raises:
+            ProfileFormatError: a sum no profiling run produces (a NaN, infinite or negative mass, a negative count, a
+                split-half count outside [0, its total]...), naming the first one found.
         """
         def bad(what: str, values: np.ndarray) -> None:
             raise ProfileFormatError(
