@@ -78,6 +78,10 @@ class Fill:
         values (`float`, array or tensor of shape ``(len(indices),)``, *optional*): their new values (a tensor of any
             dtype or device, e.g. means of kept activations); None sets exact zeros (a mask).
 
+    Raises:
+        ConfigurationError: `indices` are not whole numbers, or `values` are not numbers, neither one value nor one per
+            index.
+
     Example:
         ```python
         >>> Fill([17, 42])                       # mask: the neurons output 0
