@@ -190,6 +190,13 @@ def save_to_disk(
     Returns:
         `Path`: `directory`.
 
+    Raises:
+        ConfigurationError: the first argument is not a folder path (a profile or report passed first), the folder
+            holds something other than a previous export, an invalid `repo_id`/`revision`/`license`, or the
+            previous export's probing configs are of a model this export does not hold (both named by Hub ids).
+        ProfileFormatError: the previous export's probing configs cannot be read.
+        OutputError: the folder cannot be written (permissions, a full disk).
+
     Example:
         ```python
         >>> hf_txray.save_to_disk("results/minilm", profiles=[pretrained, finetuned], reports=[report])
