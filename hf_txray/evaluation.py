@@ -567,6 +567,12 @@ def evaluate_pruning(
         (neurons), ``fraction``, the metric values (``accuracy``, ``f1``, ``perplexity``...), ``num_parameters``,
         ``seconds`` (inference time of the evaluation).
 
+    Raises:
+        ConfigurationError: an unknown `mode` (``"mask"`` or ``"remove"``), masks already active on the model, or a
+            plan that cannot be applied to it (checked for every plan before any is evaluated).
+        ModelError: a plan that does not fit the model, or no tokenizer can be loaded for it (pass `tokenizer`).
+        DatasetError: texts that give no token to score.
+
     Example:
         ```python
         >>> plans = [hf_txray.pruning.plan_pruning(report, s, 0.1, seed=k, allow_fewer=True)  # lost: may be fewer
