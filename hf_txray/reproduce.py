@@ -876,9 +876,12 @@ def reproduce(results: str | Path, *, stage: str | None = None, out: str | Path 
         :class:`ReproduceResult`; ``.verdict`` is ``"identical"`` when every stage is.
 
     Raises:
+        ConfigurationError: `results` is not a repo id or folder (a Profile object: use :func:`reproduce_profile`),
+            `out` lies in the results, an unknown `stage`, or `model`/`dataset` given without `stage` when there
+            are several stages.
         ArtifactNotFoundError: `results` is a local path that does not exist.
-        ProfileFormatError: `results` is not hf_txray output. ReproducibilityError, ModelError, DatasetError: see
-        :func:`reproduce_profile`.
+        ProfileFormatError: `results` is not hf_txray output.
+        ReproducibilityError, ModelError, DatasetError: see :func:`reproduce_profile`.
 
     Example:
         ```python
