@@ -102,6 +102,12 @@ class TXRayCallback(TrainerCallback, ExportableState):
         max_samples (`int`, *optional*, defaults to 512): profile only the first `max_samples` probe texts.
         dataset_id (`str`, *optional*): a name for the probe corpus, recorded in the profiles.
 
+    Raises:
+        ConfigurationError: no `probe_dataset`, or an invalid option (`strategy`, `steps`, `max_samples`, `site`,
+            and the :func:`hf_txray.analyze` options).
+        DatasetError: the probe corpus cannot be used: a stream (an ``IterableDataset`` or a generator), or a
+            corpus that cannot be loaded or has no text column.
+
     Example:
         ```python
         >>> trainer = SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)

@@ -42,6 +42,12 @@ class TXRayTrainer(Trainer):
             before training, when there is no probe text, or when a TX-Ray option does not fit the model.
         *args, **kwargs: the arguments of `transformers.Trainer`; `args` must be :class:`TXRayArguments`.
 
+    Raises:
+        ConfigurationError: `args` is not a :class:`TXRayArguments`, a TX-Ray callback is already among the
+            trainer's callbacks (both would write ``output_dir/txray/``), or no probe text (neither `txray_dataset`
+            nor an eval dataset with a text column) while ``txray_strategy`` is not ``"no"``.
+        DatasetError: the probe corpus cannot be used (see :class:`TXRayCallback`).
+
     Example:
         ```python
         >>> args = TXRayArguments(output_dir="out", num_train_epochs=1, txray_strategy="steps", txray_steps=50)
