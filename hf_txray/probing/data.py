@@ -412,6 +412,10 @@ def from_spacy(texts: Sequence[str], property: str = "pos", spacy_model: str | N
     Returns:
         `LabeledCorpus`.
 
+    Raises:
+        ConfigurationError: `property` is not one of the labels spaCy gives (``pos``, ``dep``, ``ner``).
+        DatasetError: `texts` is not an ordered sequence of strings (one string, a set), or every text is empty.
+
     Example:
         ```python
         >>> corpus = from_spacy(["The cat sat on the mat."], property="pos")
