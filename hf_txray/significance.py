@@ -291,6 +291,10 @@ def homogeneity_pvalues(ta: FeatureTable, tb: FeatureTable, num_rows: int, teste
 
     Returns:
         `tuple`: p-values of shape `(num_rows,)` (NaN for rows not tested) and the pooled design effects of A and B.
+
+    Raises:
+        ConfigurationError: `prior_df` not a number > 0, `texts` not two ints >= 0, or `tested` not a bool array of
+            shape `(num_rows,)` (see :func:`homogeneity`).
     """
     from scipy.stats import f as f_distribution
 
