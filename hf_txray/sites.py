@@ -886,6 +886,7 @@ def find_sites(model: nn.Module, site: str = "mlp", module_pattern: str | None =
         `list[Site]`, one per chosen layer, in model order.
 
     Raises:
+        ConfigurationError: an unknown `site`.
         ModelError: when the MLP found by structure fails the width or attention check, or a module would be
             hooked twice.
     """
