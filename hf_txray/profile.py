@@ -544,14 +544,10 @@ class Profile(Artifact):
         credits whose position has a value of this feature type (as :meth:`feature_frequency` counts positions).
 
         Args:
-            feature_type (`str`, *optional*, defaults to `"pos"`): a profiled feature type.
+            feature_type (`str`, *optional*, defaults to `"pos"`): a profiled feature type (else ConfigurationError).
 
         Returns:
-            `pd.Series` of float64: indexed by feature value, shares summing to 1 (all 0 when nothing was counted),
-            largest first.
-
-        Raises:
-            ConfigurationError: a feature type that was not profiled.
+            `pd.Series` of float64 shaped as :meth:`feature_frequency`'s: mass shares by feature value, largest first.
         """
         table = self._table(feature_type)
         mass = np.bincount(table.feature_ids, weights=table.mass, minlength=len(table.vocab))
