@@ -149,7 +149,7 @@ def homogeneity(ta: FeatureTable, tb: FeatureTable, num_rows: int, tested: np.nd
             indices, and every row came out untested).
     """
     tested = check_tested(tested, num_rows)
-    check_number("min_expected", min_expected, 0.0)
+    min_expected = check_number("min_expected", min_expected, 0.0)  # its float: a 0-d tensor failed in numpy below
     ta, tb = on_one_vocabulary(ta, tb)
     keys = np.union1d(ta.keys(), tb.keys())
     columns = {}
@@ -298,7 +298,8 @@ def homogeneity_pvalues(ta: FeatureTable, tb: FeatureTable, num_rows: int, teste
     """
     from scipy.stats import f as f_distribution
 
-    check_number("prior_df", prior_df, 0.0, strict=True)  # 0: a neuron without split-half df had a design of 0 / 0
+    # 0: a neuron without split-half df had a design of 0 / 0; its float: a 0-d tensor failed in numpy below
+    prior_df = check_number("prior_df", prior_df, 0.0, strict=True)
     if texts is not None and (len(texts) != 2 or any(isinstance(t, bool) or not isinstance(t, (int, np.integer))
                                                      or t < 0 for t in texts)):
         raise ConfigurationError(f"texts must be two ints >= 0 (the texts profiled in A and in B), got {texts!r}.")

@@ -501,6 +501,27 @@ def test_pvalues_match_a_slow_per_neuron_reference():
     assert few[1] > 100 * fast[1] and np.array_equal(many, fast, equal_nan=True)
 
 
+
+def test_min_expected_and_prior_df_taken_by_the_rule_of_one_number_are_used_as_floats():
+    """Helper 402: counts.check_number (b39cda4) takes a 0-d tensor or a Fraction, but homogeneity and
+    homogeneity_pvalues went on with the value given: min_expected=torch.tensor(5.0) ended in "TypeError: '>=' not
+    supported between instances of 'numpy.ndarray' and 'Tensor'", prior_df=torch.tensor(30.0) and Fraction(30) in
+    bare TypeErrors (at fb52d66 each was a ConfigurationError). Each is now its float: the p-values of 5.0 and 30.0."""
+    import torch
+    from fractions import Fraction
+
+    ta, tb = hand_table(0), hand_table(1)
+    tested = np.zeros(8, dtype=bool)
+    tested[[n for n, (a, b) in HAND_BUILT.items() if a and b]] = True
+    expected, design = significance.homogeneity_pvalues(ta, tb, 8, tested, min_expected=5.0, prior_df=30.0)
+    for options in ({"min_expected": torch.tensor(5.0)}, {"min_expected": Fraction(5)},
+                    {"prior_df": torch.tensor(30.0)}, {"prior_df": Fraction(30)}, {"prior_df": np.array(30.0)}):
+        got, got_design = significance.homogeneity_pvalues(ta, tb, 8, tested, **options)
+        assert type(got) is np.ndarray and np.array_equal(got, expected, equal_nan=True), options
+        assert got_design == design and all(type(d) is float for d in got_design), options
+    h = significance.homogeneity(ta, tb, 8, min_expected=torch.tensor(5.0))
+    assert np.array_equal(h.statistic, significance.homogeneity(ta, tb, 8).statistic, equal_nan=True)
+
 def test_tables_of_two_vocabularies_are_aligned_before_their_ids_are_compared():
     """Each profile numbers its values in the order it first saw them: hf_txray.homogeneity(a.tables["pos"],
     b.tables["pos"], ...) on two real profiles compared PROPN with ADJ (helper 183: PTB vs BBC flagged 539 neurons
