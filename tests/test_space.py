@@ -436,6 +436,20 @@ def test_a_one_layer_table_counts_the_neurons_it_leaves_out_in_that_layer(app, r
     assert f"({int(thin.sum())} shared neurons have too few credits" in message
 
 
+
+def test_a_layer_the_table_filter_takes_is_taken_by_its_message_too(app, results):
+    """Helper 402: the Transfer and Hellinger-search tables read their layer filter by data.chosen_layer (the text
+    '1.0' is layer 1), but the message beside them counted the neurons left out with int(layer): '1.0' ended in
+    "ValueError: invalid literal for int() with base 10: '1.0'" after the table was made. Both read it alike now."""
+    a, b, report, folder = results
+    for given in ("1.0", 1.0, " 1 "):
+        expected = app.show_transfer(str(folder), report.name, "pos", "most", viewer.DEFAULT_MIN_COUNT, 200, 1)
+        got = app.show_transfer(str(folder), report.name, "pos", "most", viewer.DEFAULT_MIN_COUNT, 200, given)
+        assert got[0] == expected[0] and got[1].equals(expected[1]), given
+        expected = app.search_hellinger(str(folder), report.name, "pos", 0.0, 1.0, 1)
+        got = app.search_hellinger(str(folder), report.name, "pos", 0.0, 1.0, given)
+        assert got[0] == expected[0] and got[1].equals(expected[1]), given
+
 def pos_credits(profile) -> pd.Series:
     """Each neuron's credits that carry a POS tag (brute force over the table's entries), by (layer, neuron)."""
     table, stats = profile.tables["pos"], profile.neuron_stats()

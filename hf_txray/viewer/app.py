@@ -397,8 +397,9 @@ def _at_least_one(min_count: Any) -> int:
 def _one_layer(layer: Any) -> int | None:
     """The layer a table is filtered to (None: all layers), for the counts its message gives beside it (the neurons
     left out of a one-layer ranking are that layer's: the Transfer tab said 60 of all layers beside layer 1's 4 rows,
-    where 35 were left out)."""
-    return None if layer in (None, "", data.ALL_LAYERS) else int(layer)
+    where 35 were left out). Read as the table's filter reads it (:func:`data.chosen_layer`): int() failed on the
+    text '1.0' that the table had taken."""
+    return data.chosen_layer(layer)
 
 
 def search_feature(source: str, stage: str, feature_type: str, value: str, by: str, min_count: Any,
