@@ -450,6 +450,24 @@ def test_a_layer_the_table_filter_takes_is_taken_by_its_message_too(app, results
         got = app.search_hellinger(str(folder), report.name, "pos", 0.0, 1.0, given)
         assert got[0] == expected[0] and got[1].equals(expected[1]), given
 
+
+def test_a_negative_or_absent_layer_filter_is_read_as_the_transfer_table_reads_it(app, results):
+    """Helper 402: since 9b2abee the Transfer table and a probe's top neurons read layer -1 as the last layer
+    (options.resolve_layer), but the status and Hellinger searches filtered their rows on layer == -1: search_status(
+    ..., 'shared', -1) said "0 neuron(s) shared" where the last layer has 32 on the fixture, and layer 5 of a 2-layer
+    report listed no row without a word. They read the layer among the table's layers now."""
+    a, b, report, folder = results
+    last = report.meta.layers[-1]
+    for search in (lambda layer: app.search_status(str(folder), report.name, "shared", layer),
+                   lambda layer: app.search_hellinger(str(folder), report.name, "pos", 0.0, 1.0, layer)):
+        expected = search(last)
+        assert len(expected[1]) and set(expected[1]["layer"]) == {last}
+        for given in (-1, "-1"):
+            got = search(given)
+            assert got[0] == expected[0] and got[1].equals(expected[1]), given
+        with pytest.raises(ConfigurationError, match=r"Layer 5 is not a layer of this table"):
+            search(5)
+
 def pos_credits(profile) -> pd.Series:
     """Each neuron's credits that carry a POS tag (brute force over the table's entries), by (layer, neuron)."""
     table, stats = profile.tables["pos"], profile.neuron_stats()

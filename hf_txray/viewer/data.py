@@ -25,6 +25,7 @@ from ..hub_io import REVISION_SEPARATOR, split_revision
 from ..indices import whole_numbers
 from ..io_utils import natural_key
 from ..logging import get_logger, warnings_caught
+from ..options import resolve_layer
 from ..tables import MISSING, untested_unknown
 
 if TYPE_CHECKING:
@@ -723,24 +724,27 @@ def read_index(value: Any, what: str) -> int | None:
     return None if value is None else int(whole_numbers(value, f"The {what} number")[0])
 
 
-def chosen_layer(layer: Any) -> int | None:
+def chosen_layer(layer: Any, layers: Sequence[int] | None = None) -> int | None:
     """A layer filter's choice: None for every layer (None, an empty text or :data:`ALL_LAYERS`), else the layer as
-    :func:`read_index` reads it (``int()`` read layer 1.7 as layer 1, and True as 1: helper 395).
+    :func:`read_index` reads it (``int()`` read layer 1.7 as layer 1, and True as 1: helper 395), and, where `layers`
+    (those of the table filtered) are given, one of them: a negative index counted from the last, as the Transfer
+    table and a probe's top neurons read it (:func:`~hf_txray.options.resolve_layer`).
 
     Raises:
-        ConfigurationError: a fraction, a bool, or a text that is no layer.
+        ConfigurationError: a fraction, a bool, a text that is no layer, or a layer not among `layers`.
     """
     if layer in (None, "", ALL_LAYERS) and not isinstance(layer, bool):
         return None
     index = read_index(layer, "layer")
     if index is None:
         raise ConfigurationError(f"Pick a layer, or {ALL_LAYERS!r} for every layer (got {layer!r}).")
-    return index
+    return index if layers is None else resolve_layer(layers, index, "is not a layer of this table")
 
 
-def layer_filter(frame: pd.DataFrame, layer: Any) -> pd.DataFrame:
-    """The rows of `frame` in the chosen layer (:func:`chosen_layer`), all of them for every layer."""
-    chosen = chosen_layer(layer)
+def layer_filter(frame: pd.DataFrame, layer: Any, layers: Sequence[int] | None = None) -> pd.DataFrame:
+    """The rows of `frame` in the chosen layer (:func:`chosen_layer`, among `layers` where given: -1 the last of
+    them, a layer not among them refused; it listed no row), all of them for every layer."""
+    chosen = chosen_layer(layer, layers)
     return frame if chosen is None else frame[frame["layer"] == chosen]
 
 

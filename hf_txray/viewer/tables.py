@@ -139,7 +139,7 @@ def search_feature(view: ResultsView, stage: str, feature_type: str, value: str,
         "count": count, "neuron mass": stats["mass"].to_numpy(), "neuron count": stats["count"].to_numpy(),
         f"top {feature_type}": stats[f"top_{feature_type}"].to_numpy(),
     })
-    frame = layer_filter(frame, layer)
+    frame = layer_filter(frame, layer, list(profile.meta.layers))
     other = "mass" if by == "probability" else "probability"
     frame = frame.sort_values([by, other, "layer", "neuron"], ascending=[False, False, True, True], kind="stable")
     return first_rows(frame, n, rounded)
@@ -174,7 +174,7 @@ def search_status(view: ResultsView, report_name: str, status: str, n: int = 200
     if status not in STATUSES:
         raise ConfigurationError(f"Status must be one of {', '.join(STATUSES)}, not {status!r}.")
     report = view.report(report_name)
-    frame = layer_filter(report.neurons[report.neurons["status"] == status], layer)
+    frame = layer_filter(report.neurons[report.neurons["status"] == status], layer, report.meta.layers)
     order = (frame["mass_a"] + frame["mass_b"]).to_numpy()
     frame = frame.iloc[np.lexsort((frame["neuron"].to_numpy(), frame["layer"].to_numpy(), -order))]
     return first_rows(frame[_report_columns(report)], n, rounded)
@@ -195,7 +195,8 @@ def search_hellinger(view: ResultsView, report_name: str, feature_type: str, low
     column = f"hellinger_{feature_type}"
     h = display_values(report.neurons[column].to_numpy())  # the values as shown: a shown value typed as an end is in
     enough = report.enough_credits(feature_type, int(min_count or 1))  # with a value of it, as the rankings
-    frame = layer_filter(report.neurons[~np.isnan(h) & (h >= low) & (h <= high) & enough.to_numpy()], layer)
+    frame = layer_filter(report.neurons[~np.isnan(h) & (h >= low) & (h <= high) & enough.to_numpy()], layer,
+                         report.meta.layers)
     frame = frame.sort_values([column, "layer", "neuron"], ascending=[False, True, True], kind="stable")
     columns = _report_columns(report) + [f"hellinger_length_{feature_type}", f"length_shift_{feature_type}"]
     columns += [c for c in (f"p_hellinger_{feature_type}", f"changed_{feature_type}") if c in report.neurons]
