@@ -825,6 +825,20 @@ def _token_count_difference(a: Profile, b: Profile) -> float | None:
     return sum(abs(ca.get(value, 0) - cb.get(value, 0)) for value in {*ca, *cb}) / 2 / total
 
 
+def _tokenized_alike(a: Profile, b: Profile) -> tuple[bool, str]:
+    """Whether two profiles of the same texts fed the model the same tokens, and what was measured, for the
+    tokenizer warnings: every token string counted alike (:func:`_token_count_difference` 0) and as many input tokens
+    (``num_input_tokens``, the special tokens included: a post-processor that drops [SEP] or adds a BOS changes what
+    the model reads, never a credited token; 0 where not recorded, so not known alike)."""
+    moved = _token_count_difference(a, b)
+    inputs = a.meta.num_input_tokens, b.meta.num_input_tokens
+    notes = [] if moved is None else [f"their token frequencies differ by {moved:.1%} (total variation)"]
+    if inputs[0] != inputs[1]:
+        notes.append(f"the model read {inputs[0]:,} vs {inputs[1]:,} input tokens (special tokens included)")
+    alike = moved == 0 and inputs[0] == inputs[1] and inputs[0] > 0
+    return alike, f"; on these same texts {' and '.join(notes)}" if notes else ""
+
+
 def _no_noise_reason(a: Profile, b: Profile) -> str:
     """Why two profiles' split halves (odd vs even example ids) give no noise statistics, in words ("" when they
     do): sums missing (saved by an older hf_txray), or a stage credited in one half only (one text, or
@@ -921,8 +935,9 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     token features were profiled with different tokenizer vocabularies (``provenance["runtime"]
     ["tokenizer_vocab_hash"]``): the token distributions then describe unlike units; and when tokenizers of one
     vocabulary split texts otherwise (``tokenizer_hash``: another normalizer, pre-tokenizer or post-processor). On the
-    same texts neither is given where both stages counted every token string alike (a pad token added to the
-    vocabulary changes no text's tokens), and each gives the total variation between the stages' token frequencies.
+    same texts neither is given where both stages counted every token string alike and fed the model as many input
+    tokens (a pad token added to the vocabulary changes no text's tokens; a post-processor that drops [SEP] changes
+    the input tokens alone), and each gives the total variation between the stages' token frequencies.
 
     Args:
         a (`Profile` or `str`): the earlier stage (e.g. pretrained on its own corpus); a saved profile's folder is
@@ -1008,18 +1023,16 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     same = _same_corpus(a, b) if same_corpus is None else same_corpus
     # on the same texts, the token counts show whether the tokenizers split them alike (a pad token added at the end
     # of the vocabulary for fine-tuning, or added words the texts never hold, change no token of them)
-    moved = _token_count_difference(a, b) if same else None
-    measured = "" if moved is None else \
-        f"; on these same texts their token frequencies differ by {moved:.1%} (total variation)"
+    alike, measured = _tokenized_alike(a, b) if same else (False, "")
     vocabularies = tokenizer_difference(a.meta, b.meta)
-    if vocabularies and "token" in a.feature_types and moved != 0:
+    if vocabularies and "token" in a.feature_types and not alike:
         warnings.warn(
             f"Stages {a.stage!r} and {b.stage!r} were profiled with different tokenizers ({vocabularies}{measured}): "
             "their token features are strings of different vocabularies, so the token distributions, their Hellinger "
             "distances and lengths compare unlike units. Compare the tokenizer-independent features (word, pos), or "
             "profile both stages with one tokenizer.", UserWarning, stacklevel=2)
     split = tokenizer_split_difference(a.meta, b.meta)
-    if split and moved != 0:
+    if split and not alike:
         warnings.warn(
             f"Stages {a.stage!r} and {b.stage!r} were profiled with tokenizers that split texts into other tokens "
             f"({split}: another normalizer, pre-tokenizer or post-processor, such as lower-casing or "

@@ -667,6 +667,36 @@ def test_compare_of_one_corpus_warns_about_tokenizers_only_where_they_split_it_o
         hf_txray.compare(first, hf_txray.analyze(bigger, texts, tokenizer=grown, stage="b", **options))
 
 
+
+def test_compare_of_one_corpus_warns_where_a_post_processor_drops_a_special_token_every_token_kept():
+    """Helper 402: since 76fffe1 compare gave no tokenizer warning on the same texts where every token string counted
+    alike, but a post-processor that drops [SEP] (or adds a BOS) changes what the model reads and no credited token:
+    tiny BERT with "[CLS] $A" against "[CLS] $A [SEP]" on 3 texts counted the same 33 tokens from 36 vs 39 input
+    tokens and compare said nothing (at fb52d66: the split warning). The input tokens are compared too."""
+    import copy
+    import warnings
+
+    from tokenizers.processors import TemplateProcessing
+
+    model, tokenizer = tiny("bert")
+    dropped = copy.deepcopy(tokenizer)
+    dropped.backend_tokenizer.post_processor = TemplateProcessing(
+        single="[CLS] $A", pair="[CLS] $A $B", special_tokens=[("[CLS]", tokenizer.cls_token_id)])
+    assert dropped("hello world")["input_ids"] == tokenizer("hello world")["input_ids"][:-1]
+    texts = SAMPLE_TEXTS[:2] + SAMPLE_TEXTS[3:4]
+    options = dict(features=("token", "word"), show_progress=False, max_examples_per_neuron=1)
+    first = hf_txray.analyze(model, texts, tokenizer=tokenizer, stage="a", **options)
+    second = hf_txray.analyze(model, texts, tokenizer=dropped, stage="b", **options)
+    assert first.tables["token"].corpus_count.sum() == second.tables["token"].corpus_count.sum() == 33
+    assert (first.meta.num_input_tokens, second.meta.num_input_tokens) == (39, 36)
+    with pytest.warns(UserWarning, match=r"split texts into other tokens .*differ by 0\.0% \(total variation\) and the "
+                                         r"model read 39 vs 36 input tokens"):
+        report = hf_txray.compare(first, second)
+    assert report.meta.same_corpus
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one tokenizer: nothing to say
+        hf_txray.compare(first, hf_txray.analyze(model, texts, tokenizer=tokenizer, stage="c", **options))
+
 def test_tokenizer_vocabularies_are_recorded_merge_refuses_and_compare_warns_across_two():
     """Token features are the strings of one tokenizer's vocabulary: parts profiled with two vocabularies cannot be
     added up (refused), and their token distributions compare unlike units (warned; word features do not)."""
