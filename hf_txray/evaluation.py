@@ -752,10 +752,12 @@ def summarize(table: pd.DataFrame, metric: str | None = None) -> pd.DataFrame:
     # averaged as two runs: random at 0.2, seeds 0-4 in mask and seed 0 in remove, read "n 6" (seed 0 twice), and
     # low_mass "n 2, std 0.0000". Each mode is its own setting.
     keys = ["strategy", "amount"] + (["mode"] if "mode" in frame else [])
-    grouped = frame.groupby(keys, sort=False)
+    # dropna=False: a row without a mode (a table joined with one that has no mode column) was left out of every
+    # group without a word (n 2 of 3 runs); it is its own group, shown with its missing mode
+    grouped = frame.groupby(keys, sort=False, dropna=False)
     if "amount_kind" in frame and "pruned" in frame:  # a table of an older version: every per-layer amount "custom"
         kinds = frame["amount_kind"].isin(["custom", "list"])
-        sizes = frame[kinds].groupby(keys, sort=False)["pruned"].nunique()
+        sizes = frame[kinds].groupby(keys, sort=False, dropna=False)["pruned"].nunique()
         if (sizes > 1).any():
             strategy, amount = sizes[sizes > 1].index[0][:2]
             raise ConfigurationError(

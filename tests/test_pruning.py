@@ -2463,6 +2463,30 @@ def test_a_0d_array_or_tensor_amount_is_its_python_number():
             plan_pruning(None, "random", amount=given, widths=widths, seed=0)
 
 
+
+def test_summarize_and_plot_sweep_keep_a_row_without_a_mode():
+    """Helper 402: since summarize and plot_sweep group by mode (9891dc9), a row whose mode is missing (a table joined
+    with rows of a table that has no mode column) was left out of every group without a word: random at 0.2 with
+    accuracies 0.80, 0.82, 0.84 and the second row's mode NaN read "n 2, std 0.0283" (at fb52d66: n 3, std 0.02), and
+    plot_sweep drew no point of it. The row is its own group now, shown with its missing mode."""
+    from hf_txray import plots
+
+    rows = [dict(plan="baseline", strategy="baseline", amount=0, amount_kind="none", seed=None, mode="none",
+                 pruned=0, fraction=0.0, accuracy=0.9)]
+    rows += [dict(plan=f"random-{seed}", strategy="random", amount=0.2, amount_kind="fraction", seed=seed, mode=mode,
+                  pruned=10, fraction=0.2, accuracy=accuracy)
+             for seed, mode, accuracy in ((0, "mask", 0.80), (1, np.nan, 0.82), (2, "mask", 0.84))]
+    table = pd.DataFrame(rows)
+    summary = summarize(table, "accuracy")
+    assert int(summary["n"].sum()) == len(table)  # every row in one group
+    masked = summary[summary["mode"] == "mask"].iloc[0]
+    assert masked["n"] == 2 and masked["accuracy_mean"] == pytest.approx(np.mean([0.80, 0.84]))
+    assert masked["accuracy_std"] == pytest.approx(np.std([0.80, 0.84], ddof=1))
+    unknown = summary[summary["mode"].isna()].iloc[0]
+    assert unknown["n"] == 1 and unknown["accuracy_mean"] == pytest.approx(0.82)
+    labels = [text.get_text() for text in plots.plot_sweep(table, "accuracy").axes[0].get_legend().get_texts()]
+    assert labels[1:] == ["random (mask)", "random (nan)"]
+
 def test_summarize_and_plot_sweep_keep_mask_and_remove_rows_apart():
     """Helper 398: a plan evaluated masked and removed (the same neurons: one model, measured twice) was averaged as
     two runs: random at 0.2, seeds 0-4 masked and seed 0 removed, read n 6 with seed 0 counted twice (MiniLM: mean

@@ -54,8 +54,9 @@ def plot_sweep(table: pd.DataFrame, metric: str = "accuracy", ax: "Axes | None" 
         pruned = pruned[pruned["strategy"].isin(list(strategies))]
     pruned["_amount"] = amount_labels(pruned)  # 1 (a count) and 1.0 (a fraction) apart
     # one series per mode too, as summarize groups: a plan masked and removed is one model measured twice (helper 398)
-    modes = "mode" in pruned and pruned["mode"].nunique() > 1
-    for key, group in pruned.groupby(["strategy", "mode"] if modes else ["strategy"], sort=False):
+    modes = "mode" in pruned and pruned["mode"].nunique(dropna=False) > 1
+    # dropna=False: a row without a mode was left out of the plot without a word; it is drawn as its own series
+    for key, group in pruned.groupby(["strategy", "mode"] if modes else ["strategy"], sort=False, dropna=False):
         strategy = key[0]
         stats = group.groupby("_amount").agg(x=("fraction", "mean"), mean=(metric, "mean"), std=(metric, "std"))
         stats = stats.sort_values("x")
