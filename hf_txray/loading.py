@@ -323,25 +323,74 @@ def load_model(
             ) from err
         adapted = base_model is not None
         if tokenizer is None:
-            tokenizer = adapter_tokenizer(AutoTokenizer, source, base_model, revision, trust_remote_code,
-                                          token) if adapted else \
-                load_tokenizer(AutoTokenizer, source, revision, trust_remote_code, gguf_file, token=token)
+            tokenizer = source_tokenizer(source, base_model, revision, trust_remote_code, gguf_file, token)
         if not adapted:  # an adapter's loaded config is its base model's, commit included
             revision = revision or getattr(loaded.config, "_commit_hash", None)
         model = loaded
     elif isinstance(model, PreTrainedModel) or hasattr(model, "config"):
-        model_id = getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        model_id = loaded_model_id(model)
         revision = revision or getattr(model.config, "_commit_hash", None)
         if tokenizer is None:
             tokenizer = load_tokenizer(AutoTokenizer, model_id, revision, trust_remote_code, None)
     else:
-        raise ModelError(f"model must be a Hub id, a local path or a transformers model, got {type(model).__name__}.")
+        raise _not_a_model(model)
     model_id = recorded_model_id(model_id)  # the embedded MiniLM's folder, as a path or loaded: its Hub id
     if isinstance(tokenizer, (str, Path)):
         tokenizer = load_tokenizer(AutoTokenizer, str(tokenizer), None, trust_remote_code, None)
     check_fast_tokenizer(tokenizer)
     check_tokenizer_vocabulary(tokenizer)
     return model, tokenizer, model_id, revision
+
+
+def model_tokenizer(model: Any, tokenizer: Any = None, *, revision: str | None = None, trust_remote_code: bool = False,
+                    model_kwargs: dict[str, Any] | None = None, token: str | bool | None = None,
+                    base_model: dict[str, Any] | None = None) -> Any:
+    """The tokenizer :func:`load_model` returns for these arguments, without loading the model's weights: `tokenizer`
+    as given (loaded when a path or Hub id), else the model's own (a PEFT adapter's, else its base model's; a loaded
+    model's from its ``name_or_path`` at its commit). For work done before the model is loaded that must read the
+    text as the model's tokenizer does (:func:`~hf_txray.probing.probe_neurons` labels words around its special
+    token strings); pass the result on to :func:`load_model`, so the tokenizer is loaded once.
+
+    Raises:
+        ModelError: the tokenizer cannot be loaded, or `model` is no Hub id, path or transformers model.
+    """
+    from transformers import AutoTokenizer
+
+    if isinstance(tokenizer, (str, Path)):
+        return load_tokenizer(AutoTokenizer, str(tokenizer), None, trust_remote_code, None)
+    if tokenizer is not None:
+        return tokenizer
+    model = model_inside(model)
+    if isinstance(model, (str, Path)):
+        source, gguf_file = resolve_model_path(str(model), (model_kwargs or {}).get("gguf_file"))
+        if base_model is None and gguf_file is None and Path(source).is_dir():
+            base = adapter_base(source)
+            base_model = {"kind": "local", "id": base} if base is not None else None
+        return source_tokenizer(source, base_model, revision, trust_remote_code, gguf_file, token)
+    if hasattr(model, "config"):
+        return load_tokenizer(AutoTokenizer, loaded_model_id(model),
+                              revision or getattr(model.config, "_commit_hash", None), trust_remote_code, None)
+    raise _not_a_model(model)
+
+
+def source_tokenizer(source: str, base_model: dict[str, Any] | None, revision: str | None, trust_remote_code: bool,
+                     gguf_file: str | None, token: str | bool | None) -> Any:
+    """The tokenizer of the model loaded from `source`: a PEFT adapter's (`base_model` given: its own, else its
+    base's, :func:`adapter_tokenizer`), else the one saved at `source`."""
+    from transformers import AutoTokenizer
+
+    if base_model is not None:
+        return adapter_tokenizer(AutoTokenizer, source, base_model, revision, trust_remote_code, token)
+    return load_tokenizer(AutoTokenizer, source, revision, trust_remote_code, gguf_file, token=token)
+
+
+def loaded_model_id(model: Any) -> str:
+    """The name a loaded model was loaded under (``name_or_path``), else its class name."""
+    return getattr(model, "name_or_path", None) or getattr(model.config, "_name_or_path", "") or type(model).__name__
+
+
+def _not_a_model(model: Any) -> ModelError:
+    return ModelError(f"model must be a Hub id, a local path or a transformers model, got {type(model).__name__}.")
 
 
 # Modules after the layers that analyze hooks (a pooler, task heads): weights of theirs that a checkpoint lacks are

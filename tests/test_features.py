@@ -866,6 +866,31 @@ def test_chat_template_markup_is_no_part_of_a_word():
         words.sort_values(["layer", "neuron", "feature"])["count"].tolist()
 
 
+def test_probe_neurons_of_a_model_path_labels_words_with_its_own_tokenizer_markup(tmp_path):
+    """probe_neurons(path, texts) without tokenizer= labelled the texts before the tokenizer was loaded, so spaCy read
+    the chat markup into the words: 'Summarize.<|im_end|' and '|im_start|>assistant' were probed words (13 of 42
+    word types, 94 words; now 0 of 43, 85 words). The model's own tokenizer (loaded once, as extract_activations loads it) now leaves them out: the
+    word types equal those of a run given the tokenizer, and none holds markup."""
+    from hf_txray.probing import ProbeConfig
+
+    tokenizer = chat_tokenizer()
+    texts = [tokenizer.apply_chat_template([{"role": "system", "content": "Summarize."},
+                                            {"role": "user", "content": content}], tokenize=False,
+                                           add_generation_prompt=True)
+             for content in ("The quick brown fox jumps.", "Prices rose 42% last year!", "she sells sea shells",
+                             "It's raining.", "The cat sat on the mat.", "We walked home slowly.",
+                             "A dog barked at night.", "They bought two old cars.")]
+    folder = tmp_path / "chat-llama"
+    tiny_llama_for(tokenizer).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    options = dict(layers=[0], config=ProbeConfig(epochs=1), control=False, minimal=False, subset_size=0)
+    by_path = hf_txray.probe_neurons(str(folder), texts, "pos", **options)
+    given = hf_txray.probe_neurons(str(folder), texts, "pos", tokenizer=tokenizer, **options)
+    assert not [form for form in by_path.activations.type_vocab if "im_" in form or "<" in form or ">" in form]
+    assert by_path.activations.type_vocab == given.activations.type_vocab
+    assert by_path.activations.num_words == given.activations.num_words
+
+
 def test_markup_changes_the_annotation_cache_key_only_for_texts_that_hold_it(tmp_path, monkeypatch):
     """Ordinary texts keep the cache written without markup (no re-tagging after the fix); texts that hold a special
     token string get a key of their own, so words cached fused are not served."""

@@ -387,7 +387,8 @@ def probe_neurons(
         data: a ``.conllu`` path (gold labels), texts/a dataset to tag with spaCy, a dataset with ``tokens`` and a
             `property` column, a `LabeledCorpus`, or precomputed `Activations`.
         property (`str`, *optional*, defaults to `"pos"`): ``pos``, ``dep``, ``ner``, ``xpos`` or a user column.
-        tokenizer (*optional*): a fast tokenizer (loaded from the model when omitted).
+        tokenizer (*optional*): a fast tokenizer (loaded from the model when omitted, before the words are labelled:
+            its special token strings are no part of a word, :func:`~hf_txray.probing.from_spacy`).
         layers, site, aggregation, stack, module_pattern, batch_size, max_length, device, out_dir, memmap_threshold:
             see :func:`~hf_txray.probing.extract_activations` (`site` defaults to ``"mlp"``, `aggregation` to
             ``"first"``; with `Activations` as `data`, `layers`, `site` and `aggregation` given must be theirs;
@@ -432,6 +433,8 @@ def probe_neurons(
         >>> result.top_neurons(5, label="VERB")
         ```
     """
+    from ..loading import model_tokenizer
+
     config = (config or ProbeConfig()).with_options(**probe_options)
     # before any extraction or training: a subset_size of -3 skipped the subsets and 2.5 was cut to 2, silently, and a
     # seed of 0.5 failed in numpy once the probe, the control task and the minimal set had been computed
@@ -472,6 +475,9 @@ def probe_neurons(
     else:
         if isinstance(data, LabeledCorpus):
             check_labelled_property(data.property_name, property, "corpus")
+        # the tokenizer extract_activations reads the text with, before the words are labelled: its special token
+        # strings (a chat template's <|im_start|>) are no part of a word (loaded from the model as it will be)
+        tokenizer = model_tokenizer(model, tokenizer)
         corpus = load_labeled(data, property, max_sentences=max_sentences, tokenizer=tokenizer)
         if not isinstance(corpus, LabeledCorpus) or corpus.num_words == 0:
             raise ConfigurationError("The data holds no labelled word.")
