@@ -912,6 +912,47 @@ def test_markup_changes_the_annotation_cache_key_only_for_texts_that_hold_it(tmp
     assert [blanked["text"][0][s:e] for s, e in zip(blanked[WORD_START][0], blanked[WORD_END][0])] == ["user", "Hi", "."]
 
 
+def special_token_positions(tokenizer, text):
+    """Brute force: the visible characters of the tokens the tokenizer reads as special ones in `text`."""
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    encoded = tokenizer(text, return_offsets_mapping=True, add_special_tokens=False)
+    return {p for i, (start, end) in zip(encoded["input_ids"], encoded["offset_mapping"]) if i in special
+            for p in range(start, end) if not text[p].isspace()}
+
+
+def blanked_positions(tokenizer, text):
+    from hf_txray.features import WordAnnotator, markup_strings
+
+    blanked = WordAnnotator(markup=markup_strings(tokenizer)).blank_markup(text)
+    return {p for p, (a, b) in enumerate(zip(text, blanked)) if a != b}
+
+
+MARKUP_TEXTS = ["a [MASK] b [mask] c [CLS][SEP] d [UNK] [unk]", "wiki <unk> words </s> <s> end <S>",
+                "x <|endoftext|> y <|ENDOFTEXT|>", "t <|Turn|> u <|turn|> v <|TURN|>"]
+
+
+def split_bert_tokenizer():
+    import copy
+
+    from models import bert_tokenizer
+
+    tokenizer = copy.deepcopy(bert_tokenizer())
+    tokenizer.split_special_tokens = True
+    return tokenizer
+
+
+@pytest.mark.parametrize("make", ["bert_tokenizer", "bpe_tokenizer", "sentencepiece_tokenizer", "split_bert_tokenizer"])
+def test_blanked_markup_is_what_the_tokenizer_reads_as_special_tokens(make):
+    """A string is blanked exactly where the tokenizer reads a special token: a tokenizer loaded with
+    split_special_tokens=True reads "[MASK]" as "[", "mask", "]" (3 tokens, no special one), but its 6 characters were
+    blanked, so those words were lost."""
+    import models
+
+    tokenizer = split_bert_tokenizer() if make == "split_bert_tokenizer" else getattr(models, make)()
+    for text in MARKUP_TEXTS:
+        assert blanked_positions(tokenizer, text) == special_token_positions(tokenizer, text), text
+
+
 def test_probe_words_leave_out_the_tokenizer_markup():
     """from_spacy given the model's tokenizer labels the words around the markup, not the markup fused into them."""
     from hf_txray.probing import from_spacy

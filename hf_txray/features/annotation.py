@@ -190,8 +190,9 @@ def markup_strings(tokenizer: Any) -> tuple[str, ...]:
     """The special token strings of `tokenizer`, which word features leave to no word: ``all_special_tokens`` and
     the added tokens marked special (a chat template's ``<|im_start|>``). A fast tokenizer reads each in the text as
     one special token; spaCy, which does not know them, split ``"Summarize.<|im_end|>"`` into
-    ``"Summarize.<|im_end|"`` and ``">"``. Empty without a tokenizer (a corpus annotated for probing alone)."""
-    if tokenizer is None:
+    ``"Summarize.<|im_end|"`` and ``">"``. Empty without a tokenizer (a corpus annotated for probing alone), and for
+    one that reads them as text (``split_special_tokens=True``: ``"[MASK]"`` is ``"["``, ``"mask"``, ``"]"``)."""
+    if tokenizer is None or getattr(tokenizer, "split_special_tokens", False):
         return ()
     special = set(getattr(tokenizer, "all_special_tokens", None) or ())
     decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
