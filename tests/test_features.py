@@ -921,9 +921,9 @@ def special_token_positions(tokenizer, text):
 
 
 def blanked_positions(tokenizer, text):
-    from hf_txray.features import WordAnnotator, markup_strings
+    from hf_txray.features import WordAnnotator, markup_options
 
-    blanked = WordAnnotator(markup=markup_strings(tokenizer)).blank_markup(text)
+    blanked = WordAnnotator(**markup_options(tokenizer)).blank_markup(text)
     return {p for p, (a, b) in enumerate(zip(text, blanked)) if a != b}
 
 
@@ -941,14 +941,30 @@ def split_bert_tokenizer():
     return tokenizer
 
 
-@pytest.mark.parametrize("make", ["bert_tokenizer", "bpe_tokenizer", "sentencepiece_tokenizer", "split_bert_tokenizer"])
+def caseless_bert_tokenizer():
+    """MiniLM's uncased tokenizer with a special token added normalized=True: matched after lowercasing."""
+    import copy
+
+    from tokenizers import AddedToken
+
+    from models import bert_tokenizer
+
+    tokenizer = copy.deepcopy(bert_tokenizer())
+    tokenizer.add_tokens([AddedToken("<|Turn|>", special=True, normalized=True)], special_tokens=True)
+    return tokenizer
+
+
+@pytest.mark.parametrize("make", ["bert_tokenizer", "bpe_tokenizer", "sentencepiece_tokenizer", "split_bert_tokenizer",
+                                  "caseless_bert_tokenizer"])
 def test_blanked_markup_is_what_the_tokenizer_reads_as_special_tokens(make):
     """A string is blanked exactly where the tokenizer reads a special token: a tokenizer loaded with
     split_special_tokens=True reads "[MASK]" as "[", "mask", "]" (3 tokens, no special one), but its 6 characters were
-    blanked, so those words were lost."""
+    blanked, so those words were lost; an uncased tokenizer reads "<|turn|>" and "<|TURN|>" as its normalized=True
+    special token "<|Turn|>", but only "<|Turn|>" was blanked, so spaCy made words of the other two."""
     import models
 
-    tokenizer = split_bert_tokenizer() if make == "split_bert_tokenizer" else getattr(models, make)()
+    tokenizer = (split_bert_tokenizer() if make == "split_bert_tokenizer" else
+                 caseless_bert_tokenizer() if make == "caseless_bert_tokenizer" else getattr(models, make)())
     for text in MARKUP_TEXTS:
         assert blanked_positions(tokenizer, text) == special_token_positions(tokenizer, text), text
 

@@ -45,10 +45,12 @@ class WordAnnotator:
         markup (`Sequence[str]`, *optional*): strings spaCy does not read, each occurrence blanked to spaces of its
             length (offsets kept): the model tokenizer's special token strings (:func:`markup_strings`), so that a
             chat template's ``<|im_start|>`` is no part of a word (spaCy read ``"Summarize.<|im_end|"`` as one).
+        caseless_markup (`Sequence[str]`, *optional*): those of `markup` blanked in any case, as a lowercasing
+            tokenizer reads a special token added with ``normalized=True`` (:func:`markup_options`).
     """
 
     def __init__(self, tags: Sequence[str] = (), spacy_model: str | None = None, batch_size: int = 256,
-                 markup: Sequence[str] = ()):
+                 markup: Sequence[str] = (), caseless_markup: Sequence[str] = ()):
         refuse_loaded_pipeline(spacy_model)
         self.tags = [t for t in TAG_FEATURES if t in tags]
         self.spacy_model = spacy_model or DEFAULT_SPACY_MODEL
@@ -58,7 +60,10 @@ class WordAnnotator:
         self.words_from_pipeline = bool(self.tags) or spacy_model is not None
         self.batch_size = batch_size
         self.markup = tuple(sorted({m for m in markup if m.strip()}, key=lambda m: (-len(m), m)))  # longest first
-        self._markup_pattern = re.compile("|".join(map(re.escape, self.markup))) if self.markup else None
+        self.caseless_markup = tuple(m for m in self.markup if m in set(caseless_markup))
+        self._markup_pattern = re.compile("|".join(
+            f"(?i:{re.escape(m)})" if m in self.caseless_markup else re.escape(m) for m in self.markup)) \
+            if self.markup else None
         self._nlp = None
         self._cache_key: str | None = None
         self._stamp: tuple = ()
@@ -104,7 +109,8 @@ class WordAnnotator:
     def markup_key(self) -> str:
         """What :attr:`cache_key` gains for texts that hold markup (:meth:`holds_markup`): the blanked strings. Only
         such texts' words change, so the annotations of other corpora keep their key (and their cache)."""
-        return "-markup:" + hashlib.sha256("\0".join(self.markup).encode()).hexdigest()[:16]
+        caseless = "\1" + "\0".join(self.caseless_markup) if self.caseless_markup else ""
+        return "-markup:" + hashlib.sha256(("\0".join(self.markup) + caseless).encode()).hexdigest()[:16]
 
     def blank_markup(self, text: str) -> str:
         """`text` with each :attr:`markup` string replaced by spaces of its length, so spaCy's offsets stay the
@@ -198,6 +204,26 @@ def markup_strings(tokenizer: Any) -> tuple[str, ...]:
     decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
     special |= {str(getattr(t, "content", t)) for t in decoder.values() if getattr(t, "special", False)}
     return tuple(sorted(special))
+
+
+def caseless_markup_strings(tokenizer: Any) -> tuple[str, ...]:
+    """Those of :func:`markup_strings` that `tokenizer` reads as its special token in any case: added with
+    ``normalized=True`` (matched in the normalized text) under a normalizer that folds case (an uncased BERT's), so
+    ``"<|turn|>"`` and ``"<|TURN|>"`` are the token ``"<|Turn|>"`` too."""
+    normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
+    if normalizer is None:
+        return ()
+    strings = set(markup_strings(tokenizer))
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    return tuple(sorted(t.content for t in decoder.values() if t.content in strings and getattr(t, "normalized", False)
+                        and t.content.lower() != t.content.upper()
+                        and normalizer.normalize_str(t.content.lower()) == normalizer.normalize_str(t.content.upper())))
+
+
+def markup_options(tokenizer: Any) -> dict[str, tuple[str, ...]]:
+    """The :class:`WordAnnotator` arguments that blank `tokenizer`'s special token strings where it reads them:
+    ``markup`` (:func:`markup_strings`) and ``caseless_markup`` (:func:`caseless_markup_strings`)."""
+    return {"markup": markup_strings(tokenizer), "caseless_markup": caseless_markup_strings(tokenizer)}
 
 
 def _folder_stamp(spacy_model: str) -> tuple:
