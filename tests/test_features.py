@@ -869,8 +869,8 @@ def test_chat_template_markup_is_no_part_of_a_word():
 def test_probe_neurons_of_a_model_path_labels_words_with_its_own_tokenizer_markup(tmp_path):
     """probe_neurons(path, texts) without tokenizer= labelled the texts before the tokenizer was loaded, so spaCy read
     the chat markup into the words: 'Summarize.<|im_end|' and '|im_start|>assistant' were probed words (13 of 42
-    word types, 94 words; now 0 of 43, 85 words). The model's own tokenizer (loaded once, as extract_activations loads it) now leaves them out: the
-    word types equal those of a run given the tokenizer, and none holds markup."""
+    word types, 94 words; now 0 of 43, 85 words). The model's own tokenizer (loaded once, as extract_activations
+    loads it) now leaves them out: the word types equal those of a run given the tokenizer, and none holds markup."""
     from hf_txray.probing import ProbeConfig
 
     tokenizer = chat_tokenizer()

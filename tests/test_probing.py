@@ -3906,3 +3906,21 @@ def test_a_probe_seed_of_none_draws_one_and_records_it_so_the_probe_reproduces()
     assert type(probe.config.seed) is int
     again = train_probe(values, labels, epochs=2, seed=probe.config.seed, device="cpu")
     assert np.array_equal(probe.weight, again.weight)
+
+
+def test_probe_neurons_refuses_a_slow_tokenizer_before_tagging_the_corpus(monkeypatch):
+    """probe_neurons given a Python (slow) tokenizer tagged every sentence with spaCy and only then had
+    extract_activations refuse the tokenizer: the refusal now comes before the corpus is labelled."""
+    from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
+
+    import hf_txray.probing.pipeline as pipeline
+
+    model, _ = tiny("bert")
+    slow = BertTokenizerLegacy(str(Path(minilm_path()) / "vocab.txt"))
+
+    def labelled_too_early(*args, **kwargs):
+        raise AssertionError("the corpus was labelled before the tokenizer was checked")
+
+    monkeypatch.setattr(pipeline, "load_labeled", labelled_too_early)
+    with pytest.raises(ModelError, match="slow.*no character offsets"):
+        hf_txray.probe_neurons(model, ["The cat sat on the mat.", "A dog ran."], "pos", tokenizer=slow)

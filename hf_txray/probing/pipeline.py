@@ -433,7 +433,7 @@ def probe_neurons(
         >>> result.top_neurons(5, label="VERB")
         ```
     """
-    from ..loading import model_tokenizer
+    from ..loading import check_fast_tokenizer, model_tokenizer
 
     config = (config or ProbeConfig()).with_options(**probe_options)
     # before any extraction or training: a subset_size of -3 skipped the subsets and 2.5 was cut to 2, silently, and a
@@ -478,6 +478,8 @@ def probe_neurons(
         # the tokenizer extract_activations reads the text with, before the words are labelled: its special token
         # strings (a chat template's <|im_start|>) are no part of a word (loaded from the model as it will be)
         tokenizer = model_tokenizer(model, tokenizer)
+        if tokenizer is not None:  # a slow tokenizer was refused by extraction, after every sentence was tagged
+            check_fast_tokenizer(tokenizer)
         corpus = load_labeled(data, property, max_sentences=max_sentences, tokenizer=tokenizer)
         if not isinstance(corpus, LabeledCorpus) or corpus.num_words == 0:
             raise ConfigurationError("The data holds no labelled word.")
