@@ -3,7 +3,7 @@
 Baseline: one `analyze` of MiniLM on PTB lines from a parquet file (features token + pos), measured in this run.
 Measured against it: the provenance work inside it (content hash of the model folder, cold and remembered; content
 hash of the data file; hash of the texts), and `hf_txray.reproduce` of the saved profile (checks + rerun + compare).
-Writes the `Reproducibility` section of bench/RESULTS.md.
+Writes the `Reproducibility` section of bench/RESULTS.md (``--no-write``: print only; ``--num-texts``: corpus size).
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ import hf_txray  # noqa: E402
 from hf_txray import corpora  # noqa: E402
 from hf_txray.loading import resolve_dataset_source, resolve_model_source  # noqa: E402
 from hf_txray.hashes import texts_hash  # noqa: E402
-from results_file import update_section  # noqa: E402
-
-NUM_TEXTS = 1000
+from results_file import bench_parser, publish  # noqa: E402
 
 
 def timed(function):
@@ -33,11 +31,13 @@ def timed(function):
 
 
 def main() -> None:
+    args = bench_parser(__doc__, num_texts=1000).parse_args()
+    num_texts = args.num_texts
     model = corpora.default_model_path()
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["HF_TXRAY_CACHE"] = str(Path(tmp) / "cache")  # cold hash cache
         data = Path(tmp) / "ptb.parquet"
-        ptb = corpora.penn_treebank("train", num_samples=NUM_TEXTS)
+        ptb = corpora.penn_treebank("train", num_samples=num_texts)
         ptb.to_parquet(str(data))
         _, cold = timed(lambda: resolve_model_source(model))
         _, warm = timed(lambda: resolve_model_source(model))
@@ -53,16 +53,15 @@ def main() -> None:
         (f"content hash of the model folder ({size:.0f} MiB), first time", cold, cold / baseline),
         ("content hash of the model folder, remembered (path, size, mtime)", warm, warm / baseline),
         ("content hash of the data file", data_hash, data_hash / baseline),
-        (f"hash of the {NUM_TEXTS} texts profiled", text_hash, text_hash / baseline),
+        (f"hash of the {num_texts} texts profiled", text_hash, text_hash / baseline),
         (f"`reproduce` of the saved profile (verdict: {result.verdict})", again, again / baseline),
     ]
     table = "\n".join(["| step | seconds | ratio to `analyze` |", "| --- | --- | --- |"]
                       + [f"| {name} | {seconds:.3f} | {ratio:.3f} |" for name, seconds, ratio in rows])
-    body = (f"MiniLM (embedded), {NUM_TEXTS} PTB lines from a parquet file, features token + pos, max_length 64, "
+    body = (f"MiniLM (embedded), {num_texts} PTB lines from a parquet file, features token + pos, max_length 64, "
             f"CPU. Largest mass difference of the reproduced profile: {result.stages[0].max_mass_difference:.1e}.\n\n"
             + table)
-    print(body)
-    update_section("Reproducibility", body)
+    publish("Reproducibility", body, args)
 
 
 if __name__ == "__main__":
