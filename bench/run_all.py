@@ -1,7 +1,9 @@
-"""Run every benchmark in bench/ one after another (they share 2 cores badly), each updating bench/RESULTS.md."""
+"""Run the benchmarks of `make bench` (SCRIPTS below, not every script in bench/) one after another (they share 2
+    cores badly), each updating bench/RESULTS.md."""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ SCRIPTS = ["bench_profiling.py", "bench_trainer.py", "bench_space.py", "bench_pr
            "bench_top_examples.py"]
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__ + " Runs: " + ", ".join(SCRIPTS) + ".").parse_args()
     failed = []
     for name in SCRIPTS:
         if (HERE / name).exists():
