@@ -38,15 +38,13 @@ def _setup(num_sentences: int):
     return model, tokenizer, corpora.penn_treebank("train", num_samples=num_sentences)
 
 
-def plain_forward(model, tokenizer, texts) -> tuple[float, int]:
-    """The baseline: the same batches (same tokenizer call, same padding), `model(**batch)` only."""
-    from hf_txray.batching import encode
+def plain_forward(model, tokenizer, texts, max_tokens_per_batch: int) -> tuple[float, int]:
+    """The baseline: the very batches `analyze` runs (its encoder, length-sorted buckets, token budget and padded
+    widths: :func:`baseline.engine_batches`), `model(**batch)` only."""
+    from baseline import engine_batches
 
-    batches, tokens = [], 0
-    for i in range(0, len(texts), BATCH):
-        _, inputs = encode(tokenizer, texts[i: i + BATCH], MAX_LENGTH)
-        batches.append(inputs)
-        tokens += int(inputs["attention_mask"].sum())
+    batches = engine_batches(tokenizer, list(texts), MAX_LENGTH, BATCH, max_tokens_per_batch)
+    tokens = sum(int(inputs["attention_mask"].sum()) for inputs in batches)
     start = time.perf_counter()
     with torch.no_grad():
         for inputs in batches:
@@ -77,10 +75,11 @@ def throughput(num_sentences: int, repeats: int = 5) -> dict:
     model, tokenizer, corpus = _setup(num_sentences)
     texts = corpus["text"]
     timer = _forward_timer(model)
-    profiled(model, tokenizer, corpus.select(range(64)), ("token",))  # warm-up
+    _, warm_up = profiled(model, tokenizer, corpus.select(range(64)), ("token",))
+    budget = warm_up.meta.config["max_tokens_per_batch"]  # analyze's default token budget: the baseline's too
     plain_times, txray_times, outside = [], [], []
     for _ in range(repeats):  # interleaved, best of each, so machine noise hits both alike
-        seconds, tokens = plain_forward(model, tokenizer, texts)
+        seconds, tokens = plain_forward(model, tokenizer, texts, budget)
         plain_times.append(seconds)
         timer["seconds"] = 0.0
         txray_times.append(profiled(model, tokenizer, corpus, ("token",))[0])

@@ -46,3 +46,33 @@ def test_script_help(path: Path, monkeypatch, capsys):
         assert code is None and "usage:" not in out
     else:
         assert code in (0, None) and "usage:" in out, f"{path.name} --help: exit {code!r}, printed {out[:500]!r}"
+
+
+def _bench_module(name: str, monkeypatch):
+    """Import ``bench/<name>.py`` as a module (its folder on the path, for the helpers it imports)."""
+    monkeypatch.setattr(sys, "path", [str(ROOT / "bench")] + sys.path)
+    return runpy.run_path(str(ROOT / "bench" / f"{name}.py"), run_name=name)
+
+
+def test_profiling_baseline_runs_the_batches_of_analyze(monkeypatch):
+    """bench_profiling.py's "ratio analyze / plain forward" divides by a plain forward over the batches analyze
+    runs: the same padded tokens (it once padded its own unsorted batches of 32: on 600 PTB sentences 31872 padded
+    tokens against analyze's 19568, a baseline 1.6x slower that flattered the ratio)."""
+    from datasets import Dataset
+
+    from tests.models import SAMPLE_TEXTS, bert_tokenizer, tiny_bert
+
+    bench = _bench_module("bench_profiling", monkeypatch)
+    model, tokenizer = tiny_bert().eval(), bert_tokenizer()
+    # short and long texts interleaved, so batches of 32 in corpus order pad far more than length-sorted ones
+    texts = [" ".join([text] * (1 + i % 7)) for i, text in enumerate(SAMPLE_TEXTS * 12)]
+    _, profile = bench["profiled"](model, tokenizer, Dataset.from_dict({"text": texts}), ("token",))
+    padded = []
+    handle = model.register_forward_pre_hook(
+        lambda module, args, kwargs: padded.append(kwargs["input_ids"].numel()), with_kwargs=True)
+    try:
+        _, tokens = bench["plain_forward"](model, tokenizer, texts, profile.meta.config["max_tokens_per_batch"])
+    finally:
+        handle.remove()
+    assert sum(padded) == profile.meta.num_padded_tokens
+    assert tokens == profile.meta.num_input_tokens
