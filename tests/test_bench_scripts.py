@@ -76,3 +76,25 @@ def test_profiling_baseline_runs_the_batches_of_analyze(monkeypatch):
         handle.remove()
     assert sum(padded) == profile.meta.num_padded_tokens
     assert tokens == profile.meta.num_input_tokens
+
+
+def test_neuron_pages_baseline_switches_the_histograms_off(monkeypatch):
+    """bench_neuron_pages.py times `analyze` with and without the activation histograms. Its baseline once
+    patched ``ActivationHistogram.add``, which the engine no longer calls (it counts on the device and adds with
+    ``add_counts``): both runs kept the full histograms and the ratio measured noise."""
+    from datasets import Dataset
+
+    import hf_txray
+    from tests.models import SAMPLE_TEXTS, bert_tokenizer, tiny_bert
+
+    bench = _bench_module("bench_neuron_pages", monkeypatch)
+    model, tokenizer, data = tiny_bert().eval(), bert_tokenizer(), Dataset.from_dict({"text": SAMPLE_TEXTS * 3})
+
+    def counted() -> int:
+        profile = hf_txray.analyze(model, data, tokenizer=tokenizer, features=("token",), show_progress=False)
+        return 0 if profile.activation_histogram is None else int(profile.activation_histogram.counts.sum())
+
+    full = counted()
+    with bench["histograms_off"]():
+        off = counted()
+    assert full > 0 and off == 0 and counted() == full
