@@ -1810,3 +1810,16 @@ def test_a_fractional_layer_filter_is_refused_not_read_as_the_layer_below():
     for other in (True, "first"):
         with pytest.raises(ConfigurationError, match=r"layer"):
             layer_filter(frame, other)
+
+
+def test_a_probes_top_neurons_message_names_the_layer_its_table_lists(app, probing_results):
+    """Helper 407: show_probe read layer -1 as the last layer for the table (data.chosen_layer, resolve_layer) but
+    wrote the layer as given beside it: "Top 48 neuron(s) of probe 'tags' globally in layer -1" (and "in layer 1.0")
+    above layer 1's rows. The message names the layer listed."""
+    folder = probing_results[0]
+    name = probing_results[1].meta.name
+    expected = app.show_probe(str(folder), name, viewer.ALL_LABELS, 1)
+    assert " in layer 1 " in expected[0] and set(expected[2]["layer"]) == {1}
+    for given in (-1, "-1", "1.0", 1.0):
+        got = app.show_probe(str(folder), name, viewer.ALL_LABELS, given)
+        assert got[0] == expected[0] and got[2].equals(expected[2]), (given, got[0])

@@ -479,7 +479,8 @@ def show_probe(source: str, probe: str | None, label: str | None, layer: Any = N
     labels = probing.probe_label_names(view, probe)
     label = label if label in labels else probing.ALL_LABELS
     top = probing.probing_top_neurons(view, probe, label, layer)
-    where = "" if layer in (None, "", data.ALL_LAYERS) else f" in layer {layer}"
+    chosen = data.chosen_layer(layer)  # as the table read it: "in layer -1" and "in layer 1.0" beside layer 1's rows
+    where = "" if chosen is None else f" in layer {int(top['layer'].iloc[0]) if len(top) else chosen}"
     which = "globally" if label == probing.ALL_LABELS else f"for the label {label!r}"
     return (f"Top {len(top)} neuron(s) of probe {probe!r} {which}{where} (click a row to open the neuron).",
             probing.probing_labels(view, probe), top,
