@@ -928,7 +928,8 @@ def blanked_positions(tokenizer, text):
 
 
 MARKUP_TEXTS = ["a [MASK] b [mask] c [CLS][SEP] d [UNK] [unk]", "wiki <unk> words </s> <s> end <S>",
-                "x <|endoftext|> y <|ENDOFTEXT|>", "t <|Turn|> u <|turn|> v <|TURN|>"]
+                "x <|endoftext|> y <|ENDOFTEXT|>", "t <|Turn|> u <|turn|> v <|TURN|>",
+                "Zed aZedb -Zed- éZed Zed_ 1Zed, Zed."]
 
 
 def split_bert_tokenizer():
@@ -954,17 +955,34 @@ def caseless_bert_tokenizer():
     return tokenizer
 
 
+def whole_word_tokenizer(make: str):
+    """A tokenizer with a special token added single_word=True: read as that token only where no letter, digit or _
+    touches it."""
+    import copy
+
+    import models
+    from tokenizers import AddedToken
+
+    tokenizer = copy.deepcopy(getattr(models, make)())
+    tokenizer.add_tokens([AddedToken("Zed", special=True, normalized=False, single_word=True)], special_tokens=True)
+    return tokenizer
+
+
 @pytest.mark.parametrize("make", ["bert_tokenizer", "bpe_tokenizer", "sentencepiece_tokenizer", "split_bert_tokenizer",
-                                  "caseless_bert_tokenizer"])
+                                  "caseless_bert_tokenizer", "whole_word_bert_tokenizer", "whole_word_bpe_tokenizer"])
 def test_blanked_markup_is_what_the_tokenizer_reads_as_special_tokens(make):
     """A string is blanked exactly where the tokenizer reads a special token: a tokenizer loaded with
     split_special_tokens=True reads "[MASK]" as "[", "mask", "]" (3 tokens, no special one), but its 6 characters were
     blanked, so those words were lost; an uncased tokenizer reads "<|turn|>" and "<|TURN|>" as its normalized=True
-    special token "<|Turn|>", but only "<|Turn|>" was blanked, so spaCy made words of the other two."""
+    special token "<|Turn|>", but only "<|Turn|>" was blanked, so spaCy made words of the other two; a special token
+    added single_word=True ("Zed") is read inside "aZedb" as text ("az", "##ed", "##b"), but its 3 characters there
+    were blanked, so the word "aZedb" became "a" and "b" (helper 409)."""
     import models
 
     tokenizer = (split_bert_tokenizer() if make == "split_bert_tokenizer" else
-                 caseless_bert_tokenizer() if make == "caseless_bert_tokenizer" else getattr(models, make)())
+                 caseless_bert_tokenizer() if make == "caseless_bert_tokenizer" else
+                 whole_word_tokenizer(make.removeprefix("whole_word_")) if make.startswith("whole_word_") else
+                 getattr(models, make)())
     for text in MARKUP_TEXTS:
         assert blanked_positions(tokenizer, text) == special_token_positions(tokenizer, text), text
 

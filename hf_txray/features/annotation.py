@@ -47,10 +47,14 @@ class WordAnnotator:
             chat template's ``<|im_start|>`` is no part of a word (spaCy read ``"Summarize.<|im_end|"`` as one).
         caseless_markup (`Sequence[str]`, *optional*): those of `markup` blanked in any case, as a lowercasing
             tokenizer reads a special token added with ``normalized=True`` (:func:`markup_options`).
+        whole_word_markup (`Sequence[str]`, *optional*): those of `markup` blanked only where no letter, digit or
+            ``_`` touches them, as a tokenizer reads a special token added with ``single_word=True``
+            (:func:`whole_word_markup_strings`).
     """
 
     def __init__(self, tags: Sequence[str] = (), spacy_model: str | None = None, batch_size: int = 256,
-                 markup: Sequence[str] = (), caseless_markup: Sequence[str] = ()):
+                 markup: Sequence[str] = (), caseless_markup: Sequence[str] = (),
+                 whole_word_markup: Sequence[str] = ()):
         refuse_loaded_pipeline(spacy_model)
         self.tags = [t for t in TAG_FEATURES if t in tags]
         self.spacy_model = spacy_model or DEFAULT_SPACY_MODEL
@@ -61,9 +65,8 @@ class WordAnnotator:
         self.batch_size = batch_size
         self.markup = tuple(sorted({m for m in markup if m.strip()}, key=lambda m: (-len(m), m)))  # longest first
         self.caseless_markup = tuple(m for m in self.markup if m in set(caseless_markup))
-        self._markup_pattern = re.compile("|".join(
-            f"(?i:{re.escape(m)})" if m in self.caseless_markup else re.escape(m) for m in self.markup)) \
-            if self.markup else None
+        self.whole_word_markup = tuple(m for m in self.markup if m in set(whole_word_markup))
+        self._markup_pattern = re.compile("|".join(map(self._markup_regex, self.markup))) if self.markup else None
         self._nlp = None
         self._cache_key: str | None = None
         self._stamp: tuple = ()
@@ -101,6 +104,12 @@ class WordAnnotator:
                                    f"-{pipes}-spacy{version}-{_pipeline_hash(self.nlp)}{_UNTAGGED_KEY}")
         return self._cache_key
 
+    def _markup_regex(self, markup: str) -> str:
+        """The regex of one :attr:`markup` string: in any case when caseless, between non-word characters when
+        whole-word (the ``single_word`` rule of `tokenizers`: no letter, digit or ``_`` on either side)."""
+        regex = f"(?i:{re.escape(markup)})" if markup in self.caseless_markup else re.escape(markup)
+        return rf"(?<!\w){regex}(?!\w)" if markup in self.whole_word_markup else regex
+
     def holds_markup(self, texts: Sequence[str]) -> bool:
         """Whether any of `texts` holds one of the :attr:`markup` strings (which are then blanked)."""
         pattern = self._markup_pattern
@@ -110,7 +119,8 @@ class WordAnnotator:
         """What :attr:`cache_key` gains for texts that hold markup (:meth:`holds_markup`): the blanked strings. Only
         such texts' words change, so the annotations of other corpora keep their key (and their cache)."""
         caseless = "\1" + "\0".join(self.caseless_markup) if self.caseless_markup else ""
-        return "-markup:" + hashlib.sha256(("\0".join(self.markup) + caseless).encode()).hexdigest()[:16]
+        whole_word = "\2" + "\0".join(self.whole_word_markup) if self.whole_word_markup else ""
+        return "-markup:" + hashlib.sha256(("\0".join(self.markup) + caseless + whole_word).encode()).hexdigest()[:16]
 
     def blank_markup(self, text: str) -> str:
         """`text` with each :attr:`markup` string replaced by spaces of its length, so spaCy's offsets stay the
@@ -220,10 +230,22 @@ def caseless_markup_strings(tokenizer: Any) -> tuple[str, ...]:
                         and normalizer.normalize_str(t.content.lower()) == normalizer.normalize_str(t.content.upper())))
 
 
+def whole_word_markup_strings(tokenizer: Any) -> tuple[str, ...]:
+    """Those of :func:`markup_strings` that `tokenizer` reads as its special token only as a word of their own:
+    added with ``single_word=True``, which `tokenizers` matches only where no letter, digit or ``_`` touches it
+    (``"aZedb"`` is ``"az"``, ``"##ed"``, ``"##b"`` for the special token ``"Zed"``, one word)."""
+    strings = set(markup_strings(tokenizer))
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    return tuple(sorted(str(getattr(t, "content", t)) for t in decoder.values()
+                        if str(getattr(t, "content", t)) in strings and getattr(t, "single_word", False)))
+
+
 def markup_options(tokenizer: Any) -> dict[str, tuple[str, ...]]:
     """The :class:`WordAnnotator` arguments that blank `tokenizer`'s special token strings where it reads them:
-    ``markup`` (:func:`markup_strings`) and ``caseless_markup`` (:func:`caseless_markup_strings`)."""
-    return {"markup": markup_strings(tokenizer), "caseless_markup": caseless_markup_strings(tokenizer)}
+    ``markup`` (:func:`markup_strings`), ``caseless_markup`` (:func:`caseless_markup_strings`) and
+    ``whole_word_markup`` (:func:`whole_word_markup_strings`)."""
+    return {"markup": markup_strings(tokenizer), "caseless_markup": caseless_markup_strings(tokenizer),
+            "whole_word_markup": whole_word_markup_strings(tokenizer)}
 
 
 def _folder_stamp(spacy_model: str) -> tuple:
