@@ -1562,6 +1562,27 @@ def test_unknown_metric_offline_fails_clearly(monkeypatch):
 
 
 # ----- CLI -----------------------------------------------------------------------------------------------------------
+def test_cli_prune_names_only_the_layers_it_pruned(tmp_path, capsys):
+    """helper 408: an --overall plan printed "in layers [0, 1]" (its planned layers) where all its neurons lay in
+    layer 0; the line names the planned layers with their width (the share's denominator), then the count of each
+    layer holding pruned neurons, as the plan holds them."""
+    from hf_txray.cli import main
+
+    model_dir, report_dir = tmp_path / "model", tmp_path / "report"
+    classifier(seed=1).save_pretrained(model_dir)
+    bert_tokenizer().save_pretrained(model_dir)
+    compare(make_profile("a", STAGE_A, num_neurons=48), make_profile("b", STAGE_B, num_neurons=48)).save_pretrained(report_dir)
+    assert main(["prune", str(model_dir), str(report_dir), "--strategy", "most_changed", "--amount", "1", "--overall",
+                 "--out", str(tmp_path / "plan")]) == 0
+    counts = PruningPlan.from_pretrained(tmp_path / "plan" / "pruning_plan").counts
+    held = {layer: n for layer, n in counts.items() if n}
+    assert counts == {0: 1, 1: 0} and held == {0: 1}  # the tie between the layers' equal distances goes to layer 0
+    line = capsys.readouterr().out.splitlines()[0]
+    # the share is of the planned layers' 96 neurons (PruningPlan.fraction), named as such
+    assert line.startswith("most_changed@1 (layers [0, 1], 96 neurons): 1 neurons (1.0%); pruned per layer {0: 1}; "
+                           "plan: "), line
+
+
 def test_cli_prune_and_sweep(tmp_path, capsys):
     from transformers import AutoModelForSequenceClassification
 
@@ -2406,7 +2427,7 @@ def test_allow_fewer_says_how_many_were_asked(report, tmp_path, capsys):
     assert main(["prune", str(model_dir), str(report_dir), "--strategy", "lost", "--amount", "40", "--allow-fewer",
                  "--out", str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert f"lost@40: {plan.total} neurons" in out and f"fewer than the {plan.requested} asked" in out, out
+    assert f"lost@40 (layers [0, 1], 96 neurons): {plan.total} neurons" in out and f"fewer than the {plan.requested} asked" in out, out
 
 
 def test_seed_none_draws_a_seed_that_the_plan_records_and_that_reproduces_it(report):
