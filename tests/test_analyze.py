@@ -1262,6 +1262,19 @@ def test_a_profiler_of_the_loaded_embedded_model_names_it_by_its_hub_id():
     assert Profiler(model, tokenizer, config, model_id="mine").model_id == "mine"
 
 
+def test_the_embedded_bbc_corpus_reads_its_utf8_articles_as_utf8():
+    """helper 408: every BBC article was read as Latin-1, but 2,224 of the 2,225 files are UTF-8: the 646 with a
+    non-ASCII character held mojibake ("\u00a3300" read "\u00c2\u00a3300"), which a neuron's card then preferred. The one
+    Latin-1 file (a pound sign as the byte 0xA3) still reads as a pound sign."""
+    from hf_txray.corpora import bbc_news
+
+    texts = list(bbc_news()["text"])
+    assert len(texts) == 2225
+    assert not [t for t in texts if "\u00c2\u00a3" in t or "\u00e2\u0080" in t]  # UTF-8 bytes read one by one
+    pounds = [t for t in texts if "\u00a3" in t]
+    assert len(pounds) > 300 and any("Mutu, a \u00a315.8m" in t for t in pounds)  # sports/199.txt, the Latin-1 one
+
+
 def test_the_embedded_bbc_corpus_loads_without_a_progress_bar_of_its_own(capsys):
     """Helper 180: `corpora.bbc_news()` printed datasets' "Flattening the indices" bar at every call, and again
     inside `analyze` of a sample (which reloads the corpus to check the sample's provenance)."""
