@@ -152,10 +152,14 @@ def _headline(report: TransferReport) -> str:
     ft = default_feature_type(report.meta.feature_types, kinds=report.meta.feature_kinds,
                               orders=report.meta.feature_orders)
     pair = f"{markdown_text(report.meta.stage_a)} → {markdown_text(report.meta.stage_b)}"
+    mean = s[f"mean_hellinger_{ft}"]
+    # NaN (no shared neuron with a distribution of the type in both stages) read "...over shared neurons: nan"
+    distance = (f"no shared neuron has {markdown_text(ft)} preferences in both stages, so there is no mean Hellinger "
+                "distance" if mean != mean else f"mean Hellinger distance of the {markdown_text(ft)} preferences over "
+                f"shared neurons: {mean:.3f} (0 = unchanged, 1 = disjoint)")
     return (f"- **{pair}**: {percent(s['share_shared'])} of the neurons are "
             f"active in both stages, {percent(s['share_lost'])} were deactivated (lost), {percent(s['share_gained'])} "
-            f"became active (gained); mean Hellinger distance of the {markdown_text(ft)} preferences over shared "
-            f"neurons: {s[f'mean_hellinger_{ft}']:.3f} (0 = unchanged, 1 = disjoint)." + _noise_sentence(report, s, ft))
+            f"became active (gained); {distance}." + _noise_sentence(report, s, ft))
 
 
 def _noise_sentence(report: TransferReport, s: dict[str, float], ft: str) -> str:
@@ -166,8 +170,13 @@ def _noise_sentence(report: TransferReport, s: dict[str, float], ft: str) -> str
         return f" (No noise floors or per-neuron test: {report.meta.no_noise_reason}.)"
     if ft in report.meta.no_noise_features:  # this feature type's halves alone are empty
         return f" (No noise floors or per-neuron test of {markdown_text(ft)}: {report.meta.no_noise_features[ft]}.)"
-    out = (f" At half size the distance is {s[f'matched_hellinger_{ft}']:.3f}, against a split-half noise floor of "
-           f"{s[f'noise_floor_hellinger_{ft}_a']:.3f} (A) and {s[f'noise_floor_hellinger_{ft}_b']:.3f} (B)")
+    figures = [s[f"matched_hellinger_{ft}"], s[f"noise_floor_hellinger_{ft}_a"], s[f"noise_floor_hellinger_{ft}_b"]]
+    if any(value != value for value in figures):  # NaN: no neuron in all four halves; it read "the distance is nan"
+        out = (" No noise floor of the distance: no shared neuron was credited in all four split halves (both of each "
+               "stage), so how much of it is sampling noise is unknown")
+    else:
+        out = (f" At half size the distance is {figures[0]:.3f}, against a split-half noise floor of {figures[1]:.3f} "
+               f"(A) and {figures[2]:.3f} (B)")
     if "matched_share_lost" in s:
         out += (f"; lost {percent(s['matched_share_lost'])} vs {percent(s['noise_floor_share_lost_a'])} / "
                 f"{percent(s['noise_floor_share_lost_b'])} between halves of one stage")

@@ -1843,6 +1843,33 @@ def test_the_cards_shares_never_round_one_neuron_to_none_or_all(results):
         "25.0%", "33.3%", "0.05%", "0.1%", "99.95%", "0.0%", "100.0%"]
 
 
+def test_the_cards_headline_never_writes_nan_for_a_distance_or_its_noise_floor(results):
+    """helper 408: a report with no shared neuron in all four split halves (MiniLM layer 5 on 'cat', 'dog' -> 'house',
+    'sing') has NaN at half size and as both floors; the card read "mean Hellinger distance ... over shared neurons:
+    nan" and "At half size the distance is nan, against a split-half noise floor of nan (A) and nan (B)". It says
+    what is missing instead, as the viewer's notes do; the lost shares beside their floors stay."""
+    from hf_txray.features import default_feature_type
+    from hf_txray.tables import percent
+
+    _, _, report = results
+    ft = default_feature_type(report.meta.feature_types, kinds=report.meta.feature_kinds,
+                              orders=report.meta.feature_orders)
+    pair = copy.copy(report)
+    nan = float("nan")
+    figures = {**report.summary(), f"matched_hellinger_{ft}": nan, f"noise_floor_hellinger_{ft}_a": nan,
+               f"noise_floor_hellinger_{ft}_b": nan}
+    pair.summary = lambda: figures
+    text = build_card({}, {pair.name: pair}, {"transfer_reports": 96, "summary": 3, "meta": 1}, {}).text
+    headline = next(line for line in text.splitlines() if "of the neurons are active in both stages" in line)
+    assert "nan" not in headline and f": {figures[f'mean_hellinger_{ft}']:.3f} (0 = unchanged" in headline
+    assert "No noise floor of the distance: no shared neuron was credited in all four split halves" in headline
+    assert f"lost {percent(figures['matched_share_lost'])} vs" in headline
+    figures[f"mean_hellinger_{ft}"] = nan
+    text = build_card({}, {pair.name: pair}, {"transfer_reports": 96, "summary": 3, "meta": 1}, {}).text
+    headline = next(line for line in text.splitlines() if "of the neurons are active in both stages" in line)
+    assert "nan" not in headline and f"no shared neuron has {ft} preferences in both stages" in headline
+
+
 def test_the_cards_shares_are_never_written_in_exponent_form(results):
     """Helper 295: below 1e-4 % tables.percent wrote `:.2g`'s exponent form: one lost neuron of a model of 2,293,760
     MLP neurons (80 blocks of 28,672, Llama-2-70B's) read "4.4e-05% were deactivated (lost)" in the card's headline;
