@@ -987,6 +987,27 @@ def test_blanked_markup_is_what_the_tokenizer_reads_as_special_tokens(make):
         assert blanked_positions(tokenizer, text) == special_token_positions(tokenizer, text), text
 
 
+
+def test_blanked_whole_word_markup_of_a_normalized_token_ignores_a_touching_cjk_ideograph():
+    """An uncased BERT matches a special token added normalized=True, single_word=True in its normalized text, where
+    CJK ideographs stand between spaces: it reads "中Zed" as "中" and the special token "Zed" (and "Zed中" as "Zed",
+    "中"), but the blanker took the ideograph for a word character and blanked nothing, so spaCy's word was "中Zed",
+    markup fused into it (0 of the 3 characters blanked; 3 after the fix). "a中Zedb" is still a word of its own."""
+    import copy
+
+    from tokenizers import AddedToken
+
+    from models import bert_tokenizer
+
+    tokenizer = copy.deepcopy(bert_tokenizer())
+    tokenizer.add_tokens([AddedToken("Zed", special=True, normalized=True, single_word=True),
+                          AddedToken("<|Turn|>", special=True, normalized=True, single_word=True)],
+                         special_tokens=True)
+    texts = ["the 中Zed king", "Zed中 king", "as中<|Turn|> x, 中<|turn|>中", "aZed中Zedb 中ZEDb <|Turn|>中x"]
+    for text in texts:
+        assert blanked_positions(tokenizer, text) == special_token_positions(tokenizer, text), text
+    assert blanked_positions(tokenizer, "the 中Zed king") == {5, 6, 7}
+
 def test_probe_words_leave_out_the_tokenizer_markup():
     """from_spacy given the model's tokenizer labels the words around the markup, not the markup fused into them."""
     from hf_txray.probing import from_spacy

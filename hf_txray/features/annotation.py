@@ -28,6 +28,10 @@ _UNTAGGED_KEY = "-untagged:none"
 WORD_START, WORD_END = "__txray_word_start", "__txray_word_end"
 
 
+# The CJK ideographs a BERT normalizer (``handle_chinese_chars``) puts spaces around: its ``_is_chinese_char`` ranges.
+_CJK_IDEOGRAPHS = ("\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\U00020000-\U0002a6df\U0002a700-\U0002b73f"
+                   "\U0002b740-\U0002b81f\U0002b820-\U0002ceaf\U0002f800-\U0002fa1f")
+
 def tag_column(tag: str) -> str:
     return f"__txray_{tag}"
 
@@ -50,11 +54,15 @@ class WordAnnotator:
         whole_word_markup (`Sequence[str]`, *optional*): those of `markup` blanked only where no letter, digit or
             ``_`` touches them, as a tokenizer reads a special token added with ``single_word=True``
             (:func:`whole_word_markup_strings`).
+        spaced_cjk_markup (`Sequence[str]`, *optional*): those of `whole_word_markup` that a CJK ideograph does not
+            join to a word, as a tokenizer reads a ``normalized=True`` special token in a normalized text that
+            spaces the ideographs (an uncased BERT's): ``"中Zed"`` is ``"中"`` and the token ``"Zed"``
+            (:func:`spaced_cjk_markup_strings`).
     """
 
     def __init__(self, tags: Sequence[str] = (), spacy_model: str | None = None, batch_size: int = 256,
                  markup: Sequence[str] = (), caseless_markup: Sequence[str] = (),
-                 whole_word_markup: Sequence[str] = ()):
+                 whole_word_markup: Sequence[str] = (), spaced_cjk_markup: Sequence[str] = ()):
         refuse_loaded_pipeline(spacy_model)
         self.tags = [t for t in TAG_FEATURES if t in tags]
         self.spacy_model = spacy_model or DEFAULT_SPACY_MODEL
@@ -66,6 +74,7 @@ class WordAnnotator:
         self.markup = tuple(sorted({m for m in markup if m.strip()}, key=lambda m: (-len(m), m)))  # longest first
         self.caseless_markup = tuple(m for m in self.markup if m in set(caseless_markup))
         self.whole_word_markup = tuple(m for m in self.markup if m in set(whole_word_markup))
+        self.spaced_cjk_markup = tuple(m for m in self.whole_word_markup if m in set(spaced_cjk_markup))
         self._markup_pattern = re.compile("|".join(map(self._markup_regex, self.markup))) if self.markup else None
         self._nlp = None
         self._cache_key: str | None = None
@@ -108,7 +117,10 @@ class WordAnnotator:
         """The regex of one :attr:`markup` string: in any case when caseless, between non-word characters when
         whole-word (the ``single_word`` rule of `tokenizers`: no letter, digit or ``_`` on either side)."""
         regex = f"(?i:{re.escape(markup)})" if markup in self.caseless_markup else re.escape(markup)
-        return rf"(?<!\w){regex}(?!\w)" if markup in self.whole_word_markup else regex
+        if markup not in self.whole_word_markup:
+            return regex
+        word = rf"[^\W{_CJK_IDEOGRAPHS}]" if markup in self.spaced_cjk_markup else r"\w"
+        return f"(?<!{word}){regex}(?!{word})"
 
     def holds_markup(self, texts: Sequence[str]) -> bool:
         """Whether any of `texts` holds one of the :attr:`markup` strings (which are then blanked)."""
@@ -120,7 +132,9 @@ class WordAnnotator:
         such texts' words change, so the annotations of other corpora keep their key (and their cache)."""
         caseless = "\1" + "\0".join(self.caseless_markup) if self.caseless_markup else ""
         whole_word = "\2" + "\0".join(self.whole_word_markup) if self.whole_word_markup else ""
-        return "-markup:" + hashlib.sha256(("\0".join(self.markup) + caseless + whole_word).encode()).hexdigest()[:16]
+        spaced_cjk = "\3" + "\0".join(self.spaced_cjk_markup) if self.spaced_cjk_markup else ""
+        key = "\0".join(self.markup) + caseless + whole_word + spaced_cjk
+        return "-markup:" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def blank_markup(self, text: str) -> str:
         """`text` with each :attr:`markup` string replaced by spaces of its length, so spaCy's offsets stay the
@@ -240,12 +254,28 @@ def whole_word_markup_strings(tokenizer: Any) -> tuple[str, ...]:
                         if str(getattr(t, "content", t)) in strings and getattr(t, "single_word", False)))
 
 
+def spaced_cjk_markup_strings(tokenizer: Any) -> tuple[str, ...]:
+    """Those of :func:`whole_word_markup_strings` that `tokenizer` matches in its normalized text (added with
+    ``normalized=True``) under a normalizer that puts spaces around CJK ideographs (an uncased BERT's
+    ``handle_chinese_chars``): an ideograph touching them is then no word character, so ``"中Zed"`` is ``"中"`` and
+    the special token ``"Zed"``."""
+    normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
+    if normalizer is None or " " not in normalizer.normalize_str("a\u4e00b"):
+        return ()
+    strings = set(whole_word_markup_strings(tokenizer))
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    return tuple(sorted(t.content for t in decoder.values()
+                        if t.content in strings and getattr(t, "normalized", False)))
+
+
 def markup_options(tokenizer: Any) -> dict[str, tuple[str, ...]]:
     """The :class:`WordAnnotator` arguments that blank `tokenizer`'s special token strings where it reads them:
     ``markup`` (:func:`markup_strings`), ``caseless_markup`` (:func:`caseless_markup_strings`) and
-    ``whole_word_markup`` (:func:`whole_word_markup_strings`)."""
+    ``whole_word_markup`` (:func:`whole_word_markup_strings`) and ``spaced_cjk_markup``
+    (:func:`spaced_cjk_markup_strings`)."""
     return {"markup": markup_strings(tokenizer), "caseless_markup": caseless_markup_strings(tokenizer),
-            "whole_word_markup": whole_word_markup_strings(tokenizer)}
+            "whole_word_markup": whole_word_markup_strings(tokenizer),
+            "spaced_cjk_markup": spaced_cjk_markup_strings(tokenizer)}
 
 
 def _folder_stamp(spacy_model: str) -> tuple:
