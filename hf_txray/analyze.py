@@ -35,7 +35,7 @@ from .distributed import (all_gather, check_device, check_same_corpus, default_d
 from .errors import ConfigurationError, DatasetError, OutputError
 from .features import (TAG_FEATURES, USER_FEATURE_SAMPLE, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset,
                        check_user_features, code_fingerprint, dataset_holds_markup, feature_type_of,
-                       markup_options, needs_words, recorded_fingerprint)
+                       needs_words, recorded_fingerprint)
 from .io_utils import atomic_dir, check_writable, output_error, read_json, restore_interrupted_swap, write_json
 from .lengths import model_length_limit
 from .logging import get_logger, library_bars_on_main_process, progress_bars_for, tqdm
@@ -101,7 +101,7 @@ class Profiler:
         self.device = torch.device(device) if device is not None else input_device(model)
         tags = [t for t in self.feature_names if t in TAG_FEATURES]
         # the tokenizer's special token strings are no part of a word (a chat template's <|im_end|>)
-        self.annotator = (WordAnnotator(tags, config.spacy_model, **markup_options(tokenizer))
+        self.annotator = (WordAnnotator(tags, config.spacy_model, tokenizer=tokenizer)
                           if needs_words(self.feature_names) else None)
         self.stride = self._checked_stride()
         # a window runs padded (widths rounded up to pad_to_multiple_of): the budget must hold that width

@@ -899,13 +899,13 @@ def test_markup_changes_the_annotation_cache_key_only_for_texts_that_hold_it(tmp
     from hf_txray.features import WORD_END, WORD_START, WordAnnotator, annotate_dataset, markup_strings
 
     monkeypatch.setenv("HF_TXRAY_CACHE", str(tmp_path))
-    markup = markup_strings(chat_tokenizer())
-    assert {"<|im_start|>", "<|im_end|>", "<|endoftext|>"} <= set(markup)
+    tokenizer = chat_tokenizer()
+    assert {"<|im_start|>", "<|im_end|>", "<|endoftext|>"} <= set(markup_strings(tokenizer))
     folder = tmp_path / "annotations"
     for texts, files in ((["A plain text.", "Another one."], 1), (["<|im_start|>user\nHi.<|im_end|>"], 3)):
         rows = datasets.Dataset.from_dict({"text": texts})
         plain = annotate_dataset(rows, WordAnnotator(()), "text", show_progress=False)
-        blanked = annotate_dataset(rows, WordAnnotator((), markup=markup), "text", show_progress=False)
+        blanked = annotate_dataset(rows, WordAnnotator((), tokenizer=tokenizer), "text", show_progress=False)
         assert len({f.name for f in folder.glob("*.arrow")}) == files
     assert [plain["text"][0][s:e] for s, e in zip(plain[WORD_START][0], plain[WORD_END][0])][1:] == [
         "|im_start|>user", "Hi.<|im_end|", ">"]
@@ -921,9 +921,9 @@ def special_token_positions(tokenizer, text):
 
 
 def blanked_positions(tokenizer, text):
-    from hf_txray.features import WordAnnotator, markup_options
+    from hf_txray.features import WordAnnotator
 
-    blanked = WordAnnotator(**markup_options(tokenizer)).blank_markup(text)
+    blanked = WordAnnotator(tokenizer=tokenizer).blank_markup(text)
     return {p for p, (a, b) in enumerate(zip(text, blanked)) if a != b}
 
 
@@ -1007,6 +1007,31 @@ def test_blanked_whole_word_markup_of_a_normalized_token_ignores_a_touching_cjk_
     for text in texts:
         assert blanked_positions(tokenizer, text) == special_token_positions(tokenizer, text), text
     assert blanked_positions(tokenizer, "the 中Zed king") == {5, 6, 7}
+
+@pytest.mark.parametrize("make, added, text", [
+    ("bpe_tokenizer", [("<|Turn|>", False, True), ("Turn|>", False, False)], "x<|Turn|> y"),
+    ("bpe_tokenizer", [("<a>", False, False), ("Zed", True, True)], "x <a>Zed y"),
+    ("bpe_tokenizer", [("<|Turn|>", True, False), ("Turn", False, False)], "x <|Turn|> y"),
+    ("bert_tokenizer", [("<|Turn|>", True, False)], "a \U0001F642 b [UNK] c <|turn|>")])
+def test_blanked_markup_of_overlapping_added_tokens_is_what_the_tokenizer_reads(make, added, text):
+    """Overlapping added tokens of other flags are matched in two passes (non-normalized tokens first, then
+    normalized ones in the pieces between) that string rules could not copy: the single_word "<|Turn|>" touching
+    "x" is no token, and its discarded match hides the shorter "Turn|>" too (the tokenizer reads "<", "|", "T", "ur",
+    "n", "|", ">"), but "Turn|>" was blanked (6 characters, not 0); the non-normalized
+    "Turn" inside "<|Turn|>" wins, but the whole "<|Turn|>" was blanked (8 characters, not 4). The tokenizer's own
+    special tokens are now blanked; "Zed" after "<a>" stays blanked, and an [UNK] the model gives an unknown
+    character (the emoji) is no markup."""
+    import copy
+
+    import models
+    from tokenizers import AddedToken
+
+    tokenizer = copy.deepcopy(getattr(models, make)())
+    tokenizer.add_tokens([AddedToken(content, special=True, normalized=normalized, single_word=single_word)
+                          for content, normalized, single_word in added], special_tokens=True)
+    expected = {p for p in special_token_positions(tokenizer, text) if text[p] != "\U0001F642"}
+    assert blanked_positions(tokenizer, text) == expected, text
+
 
 def test_probe_words_leave_out_the_tokenizer_markup():
     """from_spacy given the model's tokenizer labels the words around the markup, not the markup fused into them."""

@@ -22,9 +22,7 @@ from .alignment import (
     with_stripped_marks,
 )
 from .annotation import (DEFAULT_SPACY_MODEL, WORD_END, WORD_START, WordAnnotator, annotate_dataset, cache_dir,
-                         caseless_markup_strings, dataset_holds_markup, markup_options,
-                         markup_strings, spaced_cjk_markup_strings, tag_column,
-                         whole_word_markup_strings)
+                         dataset_holds_markup, markup_strings, tag_column)
 from .registry import (BUILTIN_FEATURE_TYPES, BUILTIN_FEATURES, TAG_FEATURES, USER_FEATURE_ORDER, FeatureType,
                        UserFeature, check_feature_kinds, check_feature_orders, code_fingerprint, default_feature_type,
                        display_order, feature_type_of, fingerprints_differ, get_feature_type, is_tag_feature,
@@ -37,8 +35,7 @@ __all__ = [
     "with_stripped_marks",
     "DEFAULT_SPACY_MODEL", "WORD_END", "WORD_START", "WordAnnotator", "annotate_dataset", "cache_dir",
     "dataset_holds_markup",
-    "caseless_markup_strings", "markup_options", "markup_strings", "spaced_cjk_markup_strings",
-    "whole_word_markup_strings",
+    "markup_strings",
     "tag_column",
     "BUILTIN_FEATURE_TYPES", "BUILTIN_FEATURES", "TAG_FEATURES", "USER_FEATURE_ORDER", "FeatureType", "UserFeature",
     "check_feature_kinds", "check_feature_orders", "code_fingerprint", "fingerprints_differ", "recorded_fingerprint",

@@ -11,7 +11,6 @@ import functools
 import hashlib
 import importlib.util
 import os
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,10 +27,6 @@ _UNTAGGED_KEY = "-untagged:none"
 WORD_START, WORD_END = "__txray_word_start", "__txray_word_end"
 
 
-# The CJK ideographs a BERT normalizer (``handle_chinese_chars``) puts spaces around: its ``_is_chinese_char`` ranges.
-_CJK_IDEOGRAPHS = ("\u4e00-\u9fff\u3400-\u4dbf\uf900-\ufaff\U00020000-\U0002a6df\U0002a700-\U0002b73f"
-                   "\U0002b740-\U0002b81f\U0002b820-\U0002ceaf\U0002f800-\U0002fa1f")
-
 def tag_column(tag: str) -> str:
     return f"__txray_{tag}"
 
@@ -46,23 +41,16 @@ class WordAnnotator:
             named and without tags, spaCy's blank English tokenizer gives them (the default pipeline's own rules,
             without loading it).
         batch_size (`int`, *optional*, defaults to 256): texts per ``nlp.pipe`` batch.
-        markup (`Sequence[str]`, *optional*): strings spaCy does not read, each occurrence blanked to spaces of its
-            length (offsets kept): the model tokenizer's special token strings (:func:`markup_strings`), so that a
-            chat template's ``<|im_start|>`` is no part of a word (spaCy read ``"Summarize.<|im_end|"`` as one).
-        caseless_markup (`Sequence[str]`, *optional*): those of `markup` blanked in any case, as a lowercasing
-            tokenizer reads a special token added with ``normalized=True`` (:func:`markup_options`).
-        whole_word_markup (`Sequence[str]`, *optional*): those of `markup` blanked only where no letter, digit or
-            ``_`` touches them, as a tokenizer reads a special token added with ``single_word=True``
-            (:func:`whole_word_markup_strings`).
-        spaced_cjk_markup (`Sequence[str]`, *optional*): those of `whole_word_markup` that a CJK ideograph does not
-            join to a word, as a tokenizer reads a ``normalized=True`` special token in a normalized text that
-            spaces the ideographs (an uncased BERT's): ``"中Zed"`` is ``"中"`` and the token ``"Zed"``
-            (:func:`spaced_cjk_markup_strings`).
+        tokenizer (*optional*): the model's (fast) tokenizer, whose special tokens are no part of a word: each
+            character of a special token it reads in a text (``tokenizer(text, add_special_tokens=False)``) is
+            blanked to a space before spaCy reads the text (offsets kept), so a chat template's ``<|im_start|>`` is
+            no part of a word (spaCy read ``"Summarize.<|im_end|"`` as one). The tokenizer's own matching decides
+            (case, ``single_word``, ``lstrip``/``rstrip``, overlapping added tokens): only texts that hold one of
+            its special token strings in any case (:func:`markup_strings`) are tokenized for it.
     """
 
     def __init__(self, tags: Sequence[str] = (), spacy_model: str | None = None, batch_size: int = 256,
-                 markup: Sequence[str] = (), caseless_markup: Sequence[str] = (),
-                 whole_word_markup: Sequence[str] = (), spaced_cjk_markup: Sequence[str] = ()):
+                 tokenizer: Any = None):
         refuse_loaded_pipeline(spacy_model)
         self.tags = [t for t in TAG_FEATURES if t in tags]
         self.spacy_model = spacy_model or DEFAULT_SPACY_MODEL
@@ -71,11 +59,11 @@ class WordAnnotator:
         # words of a run with POS but not of one without (helper 189).
         self.words_from_pipeline = bool(self.tags) or spacy_model is not None
         self.batch_size = batch_size
-        self.markup = tuple(sorted({m for m in markup if m.strip()}, key=lambda m: (-len(m), m)))  # longest first
-        self.caseless_markup = tuple(m for m in self.markup if m in set(caseless_markup))
-        self.whole_word_markup = tuple(m for m in self.markup if m in set(whole_word_markup))
-        self.spaced_cjk_markup = tuple(m for m in self.whole_word_markup if m in set(spaced_cjk_markup))
-        self._markup_pattern = re.compile("|".join(map(self._markup_regex, self.markup))) if self.markup else None
+        self.markup = markup_strings(tokenizer)
+        self.tokenizer = tokenizer if self.markup else None
+        self._normalizer = _markup_normalizer(tokenizer) if self.markup else None
+        normalized = [self._normalizer.normalize_str(m) for m in self.markup] if self._normalizer else []
+        self._needles = tuple(n for n in {m.lower() for m in (*self.markup, *normalized)} if n.strip())
         self._nlp = None
         self._cache_key: str | None = None
         self._stamp: tuple = ()
@@ -113,35 +101,79 @@ class WordAnnotator:
                                    f"-{pipes}-spacy{version}-{_pipeline_hash(self.nlp)}{_UNTAGGED_KEY}")
         return self._cache_key
 
-    def _markup_regex(self, markup: str) -> str:
-        """The regex of one :attr:`markup` string: in any case when caseless, between non-word characters when
-        whole-word (the ``single_word`` rule of `tokenizers`: no letter, digit or ``_`` on either side)."""
-        regex = f"(?i:{re.escape(markup)})" if markup in self.caseless_markup else re.escape(markup)
-        if markup not in self.whole_word_markup:
-            return regex
-        word = rf"[^\W{_CJK_IDEOGRAPHS}]" if markup in self.spaced_cjk_markup else r"\w"
-        return f"(?<!{word}){regex}(?!{word})"
-
     def holds_markup(self, texts: Sequence[str]) -> bool:
-        """Whether any of `texts` holds one of the :attr:`markup` strings (which are then blanked)."""
-        pattern = self._markup_pattern
-        return pattern is not None and any(pattern.search(text) for text in texts)
+        """Whether the tokenizer reads a special token in any of `texts` (whose characters are then blanked)."""
+        return any(map(any, self.markup_spans(texts)))
 
     def markup_key(self) -> str:
-        """What :attr:`cache_key` gains for texts that hold markup (:meth:`holds_markup`): the blanked strings. Only
-        such texts' words change, so the annotations of other corpora keep their key (and their cache)."""
-        caseless = "\1" + "\0".join(self.caseless_markup) if self.caseless_markup else ""
-        whole_word = "\2" + "\0".join(self.whole_word_markup) if self.whole_word_markup else ""
-        spaced_cjk = "\3" + "\0".join(self.spaced_cjk_markup) if self.spaced_cjk_markup else ""
-        key = "\0".join(self.markup) + caseless + whole_word + spaced_cjk
-        return "-markup:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        """What :attr:`cache_key` gains for texts that hold markup (:meth:`holds_markup`): the tokenizer's special
+        token strings and how it matches them (its added tokens and normalizer). Only such texts' words change, so
+        the annotations of other corpora keep their key (and their cache)."""
+        return "-markup:" + hashlib.sha256(_markup_rules(self.tokenizer, self.markup).encode()).hexdigest()[:16]
+
+    def markup_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """The ``(start, end)`` character spans of the special tokens the tokenizer reads in each of `texts`, empty
+        for a text without one of their strings in any case (not tokenized). A span is the token's own string:
+        spaces an ``lstrip``/``rstrip`` token swallows are left out, and so is a token the tokenizer's model gives
+        (``[UNK]`` for an unknown character), whose text is not the token's string."""
+        spans: list[list[tuple[int, int]]] = [[] for _ in texts]
+        candidates = [i for i, text in enumerate(texts) if self._may_hold_markup(text)]
+        if not candidates:
+            return spans
+        special = _special_ids(self.tokenizer)
+        encoded = self.tokenizer([texts[i] for i in candidates], add_special_tokens=False,
+                                 return_offsets_mapping=True, return_attention_mask=False, verbose=False)
+        for i, ids, offsets in zip(candidates, encoded["input_ids"], encoded["offset_mapping"]):
+            text = texts[i]
+            plain = {p for token, (start, end) in zip(ids, offsets) if token not in special for p in range(start, end)}
+            for token, (start, end) in zip(ids, offsets):
+                if token not in special:
+                    continue
+                start, end = _own_span(text, start, end, plain)
+                if start < end and self._reads_as(text[start:end], special[token]):
+                    spans[i].append((start, end))
+        return spans
+
+    def _may_hold_markup(self, text: str) -> bool:
+        """Whether `text` holds a special token string in any case (raw or normalized): the cheap test before the
+        tokenizer is asked."""
+        if not self._needles:
+            return False
+        lowered = text.lower()
+        if any(needle in lowered for needle in self._needles):
+            return True
+        normalizer = self._normalizer
+        if normalizer is None:
+            return False
+        normalized = normalizer.normalize_str(text).lower()
+        return any(needle in normalized for needle in self._needles)
+
+    def _reads_as(self, piece: str, content: str) -> bool:
+        """Whether `piece` of a text is the special token `content` as the tokenizer matches it: itself, or equal
+        to it once normalized (a ``normalized=True`` token, read in the normalized text)."""
+        if piece == content:
+            return True
+        normalizer = self._normalizer
+        return normalizer is not None and normalizer.normalize_str(piece).strip() == normalizer.normalize_str(
+            content).strip()
 
     def blank_markup(self, text: str) -> str:
-        """`text` with each :attr:`markup` string replaced by spaces of its length, so spaCy's offsets stay the
-        text's: a special token's positions then hold no word, as a lone ``Ġ`` does."""
-        if self._markup_pattern is None:
-            return text
-        return self._markup_pattern.sub(lambda m: " " * len(m.group()), text)
+        """`text` with each character of the special tokens the tokenizer reads in it replaced by a space, so
+        spaCy's offsets stay the text's: a special token's positions then hold no word, as a lone ``Ġ`` does."""
+        return self.blank_markups([text])[0]
+
+    def blank_markups(self, texts: Sequence[str]) -> list[str]:
+        """:meth:`blank_markup` of each of `texts`, the tokenizer called once for those that may hold markup."""
+        texts = list(texts)
+        if not self.markup:
+            return texts
+        blanked = []
+        for text, spans in zip(texts, self.markup_spans(texts)):
+            chars = list(text) if spans else None
+            for start, end in spans:
+                chars[start:end] = " " * (end - start)
+            blanked.append("".join(chars) if spans else text)
+        return blanked
 
     def annotate(self, texts: Sequence[str], rows: Sequence[int] | None = None) -> dict[str, list[list[Any]]]:
         """Word spans and tags of each text, as columns suitable for ``datasets.Dataset.map(batched=True)``.
@@ -157,7 +189,7 @@ class WordAnnotator:
         for tag in self.tags:
             columns[tag_column(tag)] = []
         self.check_lengths(texts, rows)
-        for doc in self.nlp.pipe(map(self.blank_markup, texts), batch_size=self.batch_size):
+        for doc in self.nlp.pipe(self.blank_markups(texts), batch_size=self.batch_size):
             words = [t for t in doc if not t.is_space]
             columns[WORD_START].append([t.idx for t in words])
             columns[WORD_END].append([t.idx + len(t) for t in words])
@@ -230,52 +262,47 @@ def markup_strings(tokenizer: Any) -> tuple[str, ...]:
     return tuple(sorted(special))
 
 
-def caseless_markup_strings(tokenizer: Any) -> tuple[str, ...]:
-    """Those of :func:`markup_strings` that `tokenizer` reads as its special token in any case: added with
-    ``normalized=True`` (matched in the normalized text) under a normalizer that folds case (an uncased BERT's), so
-    ``"<|turn|>"`` and ``"<|TURN|>"`` are the token ``"<|Turn|>"`` too."""
+def _special_ids(tokenizer: Any) -> dict[int, str]:
+    """The ids of :func:`markup_strings`' tokens, each with its string."""
+    strings = set(markup_strings(tokenizer))
+    ids = dict(zip(tokenizer.all_special_ids, tokenizer.all_special_tokens))
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    ids.update({i: str(getattr(t, "content", t)) for i, t in decoder.items() if str(getattr(t, "content", t)) in strings})
+    return {i: content for i, content in ids.items() if content in strings}
+
+
+def _own_span(text: str, start: int, end: int, plain: set[int]) -> tuple[int, int]:
+    """A special token's `(start, end)` offsets narrowed to its own string: without the spaces at its ends (an
+    ``lstrip``/``rstrip`` token's offsets hold those it swallows) nor the characters of other tokens there (`plain`:
+    an uncased BERT's ``lstrip`` token read in its normalized text stretches over the CJK ideograph before it,
+    ``"中<|Turn|>"``, which is a token of its own)."""
+    while start < end and (text[start].isspace() or start in plain):
+        start += 1
+    while end > start and (text[end - 1].isspace() or end - 1 in plain):
+        end -= 1
+    return start, end
+
+
+def _markup_normalizer(tokenizer: Any) -> Any:
+    """`tokenizer`'s normalizer when a special token of its is matched in the normalized text (added with
+    ``normalized=True``: an uncased BERT reads ``"<|turn|>"`` as ``"<|Turn|>"``), else None."""
     normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
-    if normalizer is None:
-        return ()
     strings = set(markup_strings(tokenizer))
     decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
-    return tuple(sorted(t.content for t in decoder.values() if t.content in strings and getattr(t, "normalized", False)
-                        and t.content.lower() != t.content.upper()
-                        and normalizer.normalize_str(t.content.lower()) == normalizer.normalize_str(t.content.upper())))
+    normalized = any(str(getattr(t, "content", t)) in strings and getattr(t, "normalized", False)
+                     for t in decoder.values())
+    return normalizer if normalized else None
 
 
-def whole_word_markup_strings(tokenizer: Any) -> tuple[str, ...]:
-    """Those of :func:`markup_strings` that `tokenizer` reads as its special token only as a word of their own:
-    added with ``single_word=True``, which `tokenizers` matches only where no letter, digit or ``_`` touches it
-    (``"aZedb"`` is ``"az"``, ``"##ed"``, ``"##b"`` for the special token ``"Zed"``, one word)."""
-    strings = set(markup_strings(tokenizer))
-    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
-    return tuple(sorted(str(getattr(t, "content", t)) for t in decoder.values()
-                        if str(getattr(t, "content", t)) in strings and getattr(t, "single_word", False)))
+def _markup_rules(tokenizer: Any, strings: Sequence[str]) -> str:
+    """What decides where `tokenizer` reads its special token `strings`: the strings, its added tokens with their
+    flags, and its normalizer (for :meth:`WordAnnotator.markup_key`)."""
+    import json
 
-
-def spaced_cjk_markup_strings(tokenizer: Any) -> tuple[str, ...]:
-    """Those of :func:`whole_word_markup_strings` that `tokenizer` matches in its normalized text (added with
-    ``normalized=True``) under a normalizer that puts spaces around CJK ideographs (an uncased BERT's
-    ``handle_chinese_chars``): an ideograph touching them is then no word character, so ``"中Zed"`` is ``"中"`` and
-    the special token ``"Zed"``."""
-    normalizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "normalizer", None)
-    if normalizer is None or " " not in normalizer.normalize_str("a\u4e00b"):
-        return ()
-    strings = set(whole_word_markup_strings(tokenizer))
-    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
-    return tuple(sorted(t.content for t in decoder.values()
-                        if t.content in strings and getattr(t, "normalized", False)))
-
-
-def markup_options(tokenizer: Any) -> dict[str, tuple[str, ...]]:
-    """The :class:`WordAnnotator` arguments that blank `tokenizer`'s special token strings where it reads them:
-    ``markup`` (:func:`markup_strings`), ``caseless_markup`` (:func:`caseless_markup_strings`) and
-    ``whole_word_markup`` (:func:`whole_word_markup_strings`) and ``spaced_cjk_markup``
-    (:func:`spaced_cjk_markup_strings`)."""
-    return {"markup": markup_strings(tokenizer), "caseless_markup": caseless_markup_strings(tokenizer),
-            "whole_word_markup": whole_word_markup_strings(tokenizer),
-            "spaced_cjk_markup": spaced_cjk_markup_strings(tokenizer)}
+    backend = json.loads(tokenizer.backend_tokenizer.to_str())
+    rules = {"strings": list(strings), "added_tokens": backend.get("added_tokens"),
+             "normalizer": backend.get("normalizer")}
+    return json.dumps(rules, sort_keys=True)
 
 
 def _folder_stamp(spacy_model: str) -> tuple:

@@ -423,13 +423,13 @@ def from_spacy(texts: Sequence[str], property: str = "pos", spacy_model: str | N
         (['The', 'cat', 'sat', 'on', 'the', 'mat', '.'], ['DET', 'NOUN', 'VERB', 'ADP', 'DET', 'NOUN', 'PUNCT'])
         ```
     """
-    from ..features import WORD_END, WORD_START, WordAnnotator, markup_options, tag_column
+    from ..features import WORD_END, WORD_START, WordAnnotator, tag_column
 
     if property not in SPACY_PROPERTIES:
         raise ConfigurationError(f"spaCy labels are one of {', '.join(SPACY_PROPERTIES)}, got {property!r}.")
     texts = [t for t in _check_texts(texts) if t.strip()]
     annotator = WordAnnotator(tags=[property], spacy_model=spacy_model, batch_size=batch_size,
-                              **markup_options(tokenizer))
+                              tokenizer=tokenizer)
     columns = annotator.annotate(texts)
     # A word spaCy leaves without a POS or dependency label (None) is no labelled word: a class of its own would mix
     # with a real label, as "X" and "dep" did.
