@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -1040,3 +1042,19 @@ def test_probe_words_leave_out_the_tokenizer_markup():
     text = "<|im_start|>user\nHi there.<|im_end|>"
     assert from_spacy([text]).words(0) == ["<", "|im_start|>user", "Hi", "there.<|im_end|", ">"]  # no tokenizer
     assert from_spacy([text], tokenizer=chat_tokenizer()).words(0) == ["user", "Hi", "there", "."]
+
+
+def test_word_features_refuse_a_slow_tokenizer_with_the_fix():
+    """Special tokens are found by the tokenizer's offsets, which a Python (slow) tokenizer does not give: from_spacy
+    with one failed with a bare AttributeError (backend_tokenizer) on a text holding a special token string, and only
+    there; it is refused by name, with the fix, whatever the texts."""
+    from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
+
+    from hf_txray.errors import ConfigurationError
+    from hf_txray.probing import from_spacy
+    from models import minilm_path
+
+    slow = BertTokenizerLegacy(str(Path(minilm_path()) / "vocab.txt"))
+    for text in ("The [MASK] sat.", "The cat sat."):
+        with pytest.raises(ConfigurationError, match="slow.*fast tokenizer"):
+            from_spacy([text], "pos", tokenizer=slow)

@@ -60,6 +60,11 @@ class WordAnnotator:
         self.words_from_pipeline = bool(self.tags) or spacy_model is not None
         self.batch_size = batch_size
         self.markup = markup_strings(tokenizer)
+        if self.markup and not getattr(tokenizer, "is_fast", False):  # its special tokens are found by offsets
+            raise ConfigurationError(
+                f"{type(tokenizer).__name__} is a Python (slow) tokenizer, which gives no character offsets; word "
+                "features need them to leave its special tokens out of words. Pass the fast tokenizer "
+                "(AutoTokenizer.from_pretrained(...) loads it where one exists).")
         self.tokenizer = tokenizer if self.markup else None
         self._normalizer = _markup_normalizer(tokenizer) if self.markup else None
         normalized = [self._normalizer.normalize_str(m) for m in self.markup] if self._normalizer else []
