@@ -635,6 +635,9 @@ def carry_remote_card(api: "HfApi", repo_id: str, folder: Path, revision: str | 
     foreign = [c for c in _undefaulted(remote_configs) if c.get("config_name") not in set(owned) | names]
     _refuse_other_formats(repo_id, foreign)
     default = next((c["config_name"] for c in remote_configs if c.get("default")), None)
+    # a new repo (or one without a card): the local card is the whole card, as save_pretrained wrote it; built into
+    # the empty remote one, a probing result's push lost its title, tags and name (only the sections were kept)
+    into_remote = into_remote and _has_card(remote)
     if into_remote or _hosts_results(remote):
         if into_remote:
             sections = {m.group(1): m.group(0) for m in _MARKED_SECTION.finditer(card.text)}
@@ -870,6 +873,11 @@ def _undefaulted(configs: Sequence[dict]) -> list[dict]:
     return [{k: v for k, v in c.items() if k != "default"} for c in configs]
 
 
+def _has_card(remote: "DatasetCard") -> bool:
+    """Whether the repo's README says anything: text, or metadata with a value."""
+    return bool(remote.text.strip()) or any(value not in (None, "", [], {}) for value in remote.data.to_dict().values())
+
+
 def _hosts_results(remote: "DatasetCard") -> bool:
     """Whether the repo's README is someone else's card (kept, with the results as a marked section), not one that
     hf_txray wrote whole (or an empty one), which a push replaces."""
@@ -880,8 +888,7 @@ def _hosts_results(remote: "DatasetCard") -> bool:
     metadata = remote.data.to_dict()
     tags = metadata.get("tags") or []
     # a card with text, or with metadata alone (a license, a name: YAML without text), that hf_txray did not tag
-    declared = any(value not in (None, "", [], {}) for value in metadata.values())
-    return bool(remote.text.strip() or declared) and TAGS[0] not in tags and OLD_TAG not in tags
+    return _has_card(remote) and TAGS[0] not in tags and OLD_TAG not in tags
 
 
 def _add_metadata(remote: "DatasetCard", card: "DatasetCard") -> None:

@@ -3924,3 +3924,33 @@ def test_probe_neurons_refuses_a_slow_tokenizer_before_tagging_the_corpus(monkey
     monkeypatch.setattr(pipeline, "load_labeled", labelled_too_early)
     with pytest.raises(ModelError, match="slow.*no character offsets"):
         hf_txray.probe_neurons(model, ["The cat sat on the mat.", "A dog ran."], "pos", tokenizer=slow)
+
+
+def test_a_probing_push_to_a_new_repo_keeps_the_cards_title_tags_and_name(hub, tmp_path):
+    """Helper 416 (silent): ProbingResult.push_to_hub / AblationCurve.push_to_hub into a new repo uploaded a card of
+    the probing section alone: no title, no `tags` (hf-txray, probing), no `pretty_name`, where save_pretrained's
+    card has them (the sections were put into the repo's card, which a new repo does not have). A repo with a card
+    of its own still gets only the sections."""
+    from huggingface_hub import DatasetCard
+
+    curve = AblationCurve(pd.DataFrame({"strategy": ["baseline", "ranked"], "seed": [-1, -1], "num_ablated": [0, 1],
+                                        "value": [1.0, 0.6]}), "planted", "probe_accuracy", "zero", "org/tiny-bert",
+                          "probe:tags", [0, 1])
+    saved = DatasetCard.load(curve.save_pretrained(tmp_path / "curve") / "README.md")
+    assert "hf-txray" in saved.data.tags and saved.data.pretty_name
+    for name, push in (("curve-new", lambda repo: curve.push_to_hub(repo)),
+                       ("curve-probing-new", lambda repo: push_probing(repo, ablations=[curve]))):
+        repo = f"{hub.username}/{name}"
+        push(repo)
+        card = DatasetCard(hub.server.repo_files(repo)["README.md"].decode())
+        assert card.data.tags == saved.data.tags and card.data.pretty_name == saved.data.pretty_name, name
+        assert card.text.lstrip().startswith(f"# {saved.data.pretty_name}"), name
+        assert [c["config_name"] for c in card.data.configs] == ["ablation"]
+    repo = f"{hub.username}/curve-into-a-card"
+    hub.api.create_repo(repo, repo_type="dataset")
+    hub.api.upload_file(path_or_fileobj=b"---\nlicense: mit\n---\n\n# Their data\n", path_in_repo="README.md",
+                        repo_id=repo, repo_type="dataset")
+    curve.push_to_hub(repo)
+    card = DatasetCard(hub.server.repo_files(repo)["README.md"].decode())
+    assert card.text.lstrip().startswith("# Their data") and "## Probing and ablation" in card.text
+    assert card.data.license == "mit" and not card.data.get("tags")
