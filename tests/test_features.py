@@ -914,6 +914,36 @@ def test_markup_changes_the_annotation_cache_key_only_for_texts_that_hold_it(tmp
     assert [blanked["text"][0][s:e] for s, e in zip(blanked[WORD_START][0], blanked[WORD_END][0])] == ["user", "Hi", "."]
 
 
+def test_annotation_tokenizes_each_text_that_holds_markup_once(tmp_path, monkeypatch):
+    """The scan that decides the cache key reads the markup of the texts up to the first chunk holding some; the
+    annotation reuses it and tokenizes only the texts after that chunk (each text was tokenized twice: once for
+    the key, once to blank the markup). Words as brute force: spaCy's blank English on the text with the markup
+    strings replaced by spaces."""
+    import datasets
+    import spacy
+
+    from hf_txray.features import WORD_END, WORD_START, WordAnnotator, annotate_dataset
+    from hf_txray.features import annotation as module
+
+    monkeypatch.setenv("HF_TXRAY_CACHE", str(tmp_path))
+    monkeypatch.setattr(module, "_SCAN_ROWS", 4)  # the scan stops after rows 0-3; rows 5 and 9 are read later
+    tokenizer = chat_tokenizer()
+    texts = [f"Plain text number {i}." for i in range(10)]
+    for row in (1, 5, 9):
+        texts[row] = f"<|im_start|>user\nHi {row}.<|im_end|>"
+    tokenized = []
+    real = type(tokenizer).__call__
+    monkeypatch.setattr(type(tokenizer), "__call__", lambda self, text, *a, **k: tokenized.extend(
+        text if isinstance(text, list) else [text]) or real(self, text, *a, **k))
+    rows = datasets.Dataset.from_dict({"text": texts})
+    tagged = annotate_dataset(rows, WordAnnotator((), tokenizer=tokenizer), "text", show_progress=False)
+    assert sorted(tokenized) == sorted(texts[row] for row in (1, 5, 9))
+    nlp = spacy.blank("en")
+    for text, starts, ends in zip(texts, tagged[WORD_START], tagged[WORD_END]):
+        blanked = text.replace("<|im_start|>", " " * 12).replace("<|im_end|>", " " * 10)
+        assert list(zip(starts, ends)) == [(w.idx, w.idx + len(w)) for w in nlp(blanked) if not w.is_space]
+
+
 def special_token_positions(tokenizer, text):
     """Brute force: the visible characters of the tokens the tokenizer reads as special ones in `text`."""
     special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}

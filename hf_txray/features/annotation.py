@@ -167,25 +167,35 @@ class WordAnnotator:
         spaCy's offsets stay the text's: a special token's positions then hold no word, as a lone ``Ġ`` does."""
         return self.blank_markups([text])[0]
 
-    def blank_markups(self, texts: Sequence[str]) -> list[str]:
-        """:meth:`blank_markup` of each of `texts`, the tokenizer called once for those that may hold markup."""
+    def blank_markups(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]] | None = None
+                      ) -> list[str]:
+        """:meth:`blank_markup` of each of `texts`, the tokenizer called once for those that may hold markup.
+
+        Args:
+            texts (`Sequence[str]`): the texts.
+            spans (`Sequence[Sequence[tuple[int, int]]]`, *optional*): their :meth:`markup_spans`, where already
+                known (the tokenizer is then not called).
+        """
         texts = list(texts)
         if not self.markup:
             return texts
         blanked = []
-        for text, spans in zip(texts, self.markup_spans(texts)):
+        for text, spans in zip(texts, self.markup_spans(texts) if spans is None else spans):
             chars = list(text) if spans else None
             for start, end in spans:
                 chars[start:end] = " " * (end - start)
             blanked.append("".join(chars) if spans else text)
         return blanked
 
-    def annotate(self, texts: Sequence[str], rows: Sequence[int] | None = None) -> dict[str, list[list[Any]]]:
+    def annotate(self, texts: Sequence[str], rows: Sequence[int] | None = None,
+                 spans: Sequence[Sequence[tuple[int, int]]] | None = None) -> dict[str, list[list[Any]]]:
         """Word spans and tags of each text, as columns suitable for ``datasets.Dataset.map(batched=True)``.
 
         Args:
             texts (`Sequence[str]`): the texts.
             rows (`Sequence[int]`, *optional*): each text's row in the corpus, as errors name it.
+            spans (`Sequence[Sequence[tuple[int, int]]]`, *optional*): each text's :meth:`markup_spans`, where
+                already known (read to decide the cache key): the tokenizer then reads no text a second time.
 
         Raises:
             DatasetError: a text is longer than a tagging pipeline's ``nlp.max_length`` (spaCy's memory guard).
@@ -194,7 +204,7 @@ class WordAnnotator:
         for tag in self.tags:
             columns[tag_column(tag)] = []
         self.check_lengths(texts, rows)
-        for doc in self.nlp.pipe(self.blank_markups(texts), batch_size=self.batch_size):
+        for doc in self.nlp.pipe(self.blank_markups(texts, spans), batch_size=self.batch_size):
             words = [t for t in doc if not t.is_space]
             columns[WORD_START].append([t.idx for t in words])
             columns[WORD_END].append([t.idx + len(t) for t in words])
@@ -479,8 +489,8 @@ def _annotate(dataset, annotator: WordAnnotator, text_column: str, note: str = "
     from ..hashes import texts_hash
 
     texts = dataset.select_columns([text_column])
-    annotation = annotator.cache_key + (annotator.markup_key() if dataset_holds_markup(texts, annotator, text_column)
-                                        else "")
+    scan = _MarkupScan(texts, annotator, text_column)
+    annotation = annotator.cache_key + (annotator.markup_key() if scan.holds else "")
     key = hashlib.sha256(f"{texts_hash(texts, text_column)}|{annotation}".encode()).hexdigest()[:24]
     cached = cache_dir() / "annotations" / f"{key}.arrow"
     if writable_cache_folder("annotations") is None and not cached.is_file():  # a read-only cache: tag in memory
@@ -492,7 +502,7 @@ def _annotate(dataset, annotator: WordAnnotator, text_column: str, note: str = "
     types = {WORD_START: datasets.List(datasets.Value("int64")), WORD_END: datasets.List(datasets.Value("int64"))}
     types.update({tag_column(tag): datasets.List(datasets.Value("string")) for tag in annotator.tags})
     annotations = texts.map(
-        lambda batch, rows: annotator.annotate(batch[text_column], rows),
+        lambda batch, rows: annotator.annotate(batch[text_column], rows, scan.spans(batch[text_column], rows)),
         with_indices=True,
         batched=True,
         batch_size=1024,
@@ -509,7 +519,39 @@ def _annotate(dataset, annotator: WordAnnotator, text_column: str, note: str = "
 def dataset_holds_markup(dataset, annotator: WordAnnotator, column: str) -> bool:
     """Whether a text of `column` of a ``datasets.Dataset`` holds one of `annotator`'s markup strings (streamed in
     Arrow chunks)."""
-    if not annotator.markup:
-        return False
-    return any(annotator.holds_markup(chunk[column].to_pylist())
-               for chunk in dataset.with_format("arrow").iter(batch_size=10_000))
+    return _MarkupScan(dataset, annotator, column).holds
+
+
+_SCAN_ROWS = 10_000  # texts per Arrow chunk read by _MarkupScan
+
+
+class _MarkupScan:
+    """Reads the texts of `column` of a ``datasets.Dataset`` in Arrow chunks up to the first chunk that holds markup
+    (:meth:`WordAnnotator.markup_spans`), for :func:`dataset_holds_markup`, and keeps what the tokenizer read, so
+    that annotating the dataset next tokenizes no text a second time (it did: once for the cache key, once to blank
+    the markup). Only spans are kept, of one chunk at most: the chunks before it hold none."""
+
+    def __init__(self, dataset, annotator: WordAnnotator, column: str):
+        self.annotator, self.read, self.found = annotator, 0, {}
+        if not annotator.markup:
+            return
+        for chunk in dataset.with_format("arrow").iter(batch_size=_SCAN_ROWS):
+            spans = annotator.markup_spans(chunk[column].to_pylist())
+            self.found = {self.read + i: s for i, s in enumerate(spans) if s}
+            self.read += len(spans)
+            if self.found:
+                break
+
+    @property
+    def holds(self) -> bool:
+        return bool(self.found)
+
+    def spans(self, texts: Sequence[str], rows: Sequence[int]) -> list[list[tuple[int, int]]] | None:
+        """The markup spans of `texts`, the dataset's `rows`: those read by the scan, the others tokenized now."""
+        if not self.annotator.markup:
+            return None
+        spans = [self.found.get(row, []) for row in rows]
+        unread = [i for i, row in enumerate(rows) if row >= self.read]
+        for i, found in zip(unread, self.annotator.markup_spans([texts[i] for i in unread])):
+            spans[i] = found
+        return spans
