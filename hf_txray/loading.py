@@ -270,7 +270,7 @@ def load_model(
     A PEFT adapter (a folder or repo with ``adapter_config.json`` and no ``config.json``) is loaded as its base model
     with the adapter's layers in place: the base from `base_model` (a pinned ``ModelSource`` dict, at its own
     commit; :func:`resolve_model_source` gives it) or, for a local folder, the base its config names."""
-    from transformers import AutoModel, AutoTokenizer, PreTrainedModel
+    from transformers import AutoModel, PreTrainedModel
 
     model = model_inside(model)
     if hasattr(model, "named_parameters"):
@@ -322,21 +322,18 @@ def load_model(
                 f"the Hub. {_offline_hint()} {detail}"
             ) from err
         adapted = base_model is not None
-        if tokenizer is None:
-            tokenizer = source_tokenizer(source, base_model, revision, trust_remote_code, gguf_file, token)
+        tokenizer = model_tokenizer(model_id, tokenizer, revision=revision, trust_remote_code=trust_remote_code,
+                                    model_kwargs=model_kwargs, token=token, base_model=base_model)
         if not adapted:  # an adapter's loaded config is its base model's, commit included
             revision = revision or getattr(loaded.config, "_commit_hash", None)
         model = loaded
     elif isinstance(model, PreTrainedModel) or hasattr(model, "config"):
         model_id = loaded_model_id(model)
         revision = revision or getattr(model.config, "_commit_hash", None)
-        if tokenizer is None:
-            tokenizer = load_tokenizer(AutoTokenizer, model_id, revision, trust_remote_code, None)
+        tokenizer = model_tokenizer(model, tokenizer, revision=revision, trust_remote_code=trust_remote_code)
     else:
         raise _not_a_model(model)
     model_id = recorded_model_id(model_id)  # the embedded MiniLM's folder, as a path or loaded: its Hub id
-    if isinstance(tokenizer, (str, Path)):
-        tokenizer = load_tokenizer(AutoTokenizer, str(tokenizer), None, trust_remote_code, None)
     check_fast_tokenizer(tokenizer)
     check_tokenizer_vocabulary(tokenizer)
     return model, tokenizer, model_id, revision
