@@ -2,6 +2,10 @@
 process of its own, with no benchmark run. An API the scripts use at import time or while
 building their parser that moved or was renamed fails here, under ``make test``, rather than when someone next runs
 ``make bench`` (a script that ran its benchmark on ``--help`` would also show here, as a test that does not end).
+
+Two scripts are also read in this process (``runpy.run_path`` under their own module name, so ``__main__`` does not
+run and nothing is parsed): the tests of the baselines of ``bench_profiling.py`` (a plain forward over the batches
+``analyze`` runs) and ``bench_neuron_pages.py`` (histograms switched off) call their functions directly.
 """
 
 from __future__ import annotations
