@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .counts import as_number
 from .errors import ConfigurationError
 
 
@@ -53,6 +54,21 @@ def whole_numbers(values: Any, what: str) -> np.ndarray:
 
 
 _INT64 = np.iinfo(np.int64)
+
+
+def whole_number(value: Any, what: str) -> int:
+    """One index (a neuron's, a layer's) as :func:`whole_numbers` reads indices: an int, or a whole float such as 3.0
+    (a DataFrame's row gives one); numpy's and 0-d arrays or tensors too (:func:`~hf_txray.counts.as_number`).
+
+    Raises:
+        [`ConfigurationError`]: for a bool, a fraction, inf or NaN, several values, or anything that is not a number.
+    """
+    if np.ndim(value) != 0:
+        raise ConfigurationError(f"{what} must be one integer, got {value!r}.")
+    number = as_number(value)  # None for a bool, a text, None
+    if number is None:
+        raise ConfigurationError(f"{what} must be an integer, got {value!r}.")
+    return int(whole_numbers(number, what)[0])
 
 
 def _is_whole(value: Any) -> bool:

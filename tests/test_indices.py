@@ -62,3 +62,32 @@ def test_ints_of_an_object_array_are_indices_and_ints_beyond_int64_are_refused()
             whole_numbers(values, "The indices")
     with pytest.raises(ConfigurationError, match=r"got '3' \(<U1\): indices are ints, or whole floats such as 3\.0\."):
         whole_numbers(["3"], "The indices")  # not a fraction: the message does not say one
+
+
+def test_neuron_lists_take_whole_floats_as_ablate_tables_do():
+    """A neuron list's layers and indices follow the one rule: ``[(0, 1.0)]`` (a DataFrame's rows, ``frame.values``)
+    was refused as "A neuron's index must be an int, got 1.0" by masks, plans, removal and ``ablate``, which took the
+    same neurons as a DataFrame; fractions, bools, text and negative indices stay refused, each by what it is."""
+    from hf_txray.pruning import mask_neurons, unprune
+    from hf_txray.pruning.plan import explicit_neurons
+    from tests.models import tiny_bert
+
+    widths = {0: 8, 1: 8}
+    for spec in ([(0, 1.0), (1.0, 3)], {0: [1.0], 1: [np.float32(3.0)]}, [(np.int64(0), torch.tensor(1.0)), (-1, 3)],
+                 pd.DataFrame({"layer": [0.0, 1.0], "neuron": [1.0, 3.0]}).values):
+        assert explicit_neurons(spec, widths) == {0: [1], 1: [3]}, spec
+    for spec, message in (([(0, 1.5)], "A neuron's index must hold whole numbers, got 1.5"),
+                          ([(0, True)], "A neuron's index must be an integer, got True."),
+                          ([(True, 1)], "A neuron's layer must be an integer, got True."),
+                          ({np.True_: [1]}, "A layer key must be an integer, got np.True_."),
+                          ([(0, "3")], "A neuron's index must be an integer, got '3'."),
+                          ([(0, [1, 2])], "A neuron's index must be one integer, got [1, 2]."),
+                          ([(0, float("nan"))], "A neuron's index must hold whole numbers, got nan"),
+                          ([(0, -1)], "Neuron -1 is out of range: layer 0 has 8 neurons."),
+                          ([(0.5, 1)], "A neuron's layer must hold whole numbers, got 0.5")):
+        with pytest.raises(ConfigurationError, match=re.escape(message)):
+            explicit_neurons(spec, widths)
+    model = tiny_bert()
+    handle = mask_neurons(model, [(0, 1.0)])
+    assert handle.neurons == {0: [1]}
+    unprune(model, handle)

@@ -14,7 +14,7 @@ from ..architectures import neuron_architecture
 from ..artifact import Artifact
 from ..counts import as_number, check_count, check_switch, is_int
 from ..errors import ConfigurationError, ProfileFormatError
-from ..indices import whole_numbers
+from ..indices import whole_number, whole_numbers
 from ..io_utils import read_json, write_json
 from ..logging import warnings_caught
 from ..options import parse_layers, refuse_same_block, resolve_layer
@@ -416,14 +416,17 @@ def explicit_neurons(spec: Any, widths: dict[int, int], blocks: Sequence[int] | 
     A negative layer counts from the last of `blocks` (the model's blocks; default: the layers of `widths`), as
     ``layers=`` arguments count it (:func:`~hf_txray.options.resolve_layer`): -1 of a 12-block model is block 11.
 
+    Layers and indices are read as :func:`~hf_txray.indices.whole_number` reads one index: ints, or whole floats
+    such as 3.0 (a DataFrame's rows, as ``ablate`` takes the DataFrame itself).
+
     Raises:
-        ConfigurationError: a layer that is no block, or has no width (not available), an index out of range, or a
-            neuron named twice.
+        ConfigurationError: a layer or index that is not a whole number (a bool, a fraction, text), a layer that is
+            no block, or has no width (not available), an index out of range, or a neuron named twice.
     """
     blocks = sorted(widths) if blocks is None else list(blocks)
 
     def layer_of(value: Any, what: str) -> int:
-        layer = resolve_layer(blocks, _check_int(value, what), "is not an MLP layer of the model")
+        layer = resolve_layer(blocks, whole_number(value, what), "is not an MLP layer of the model")
         if layer not in widths:
             raise ConfigurationError(f"Layer {value} is not available: the model has MLP layers {sorted(widths)}.")
         return layer
@@ -452,7 +455,7 @@ def explicit_neurons(spec: Any, widths: dict[int, int], blocks: Sequence[int] | 
     for item in items:
         if len(item) != 2:
             raise ConfigurationError(f"An explicit neuron is a (layer, index) pair, got {item!r}.")
-        layer, index = layer_of(item[0], "A neuron's layer"), _check_int(item[1], "A neuron's index")
+        layer, index = layer_of(item[0], "A neuron's layer"), whole_number(item[1], "A neuron's index")
         if not 0 <= index < widths[layer]:
             raise ConfigurationError(f"Neuron {index} is out of range: layer {layer} has {widths[layer]} neurons.")
         if index in chosen.setdefault(layer, set()):  # {0: [1, 1]} was read as {0: [1]}: a plan of fewer neurons
