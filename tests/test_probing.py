@@ -3895,6 +3895,17 @@ def test_ablation_curve_repr_is_one_line_of_its_points():
     assert repr(AblationCurve(table.iloc[:0], "a", "m", "zero")).endswith("counts=[], random_seeds=0)")
 
 
+def test_an_ablation_curve_without_its_columns_is_refused_when_built():
+    """A curve built by hand from a table without its columns was taken, and its repr (summary, plot, save) raised
+    a bare KeyError: 'strategy'."""
+    table = pd.DataFrame({"strategy": ["baseline"], "k": [0], "value": [0.9]})
+    with pytest.raises(ConfigurationError, match=re.escape("lacks ['seed', 'num_ablated'] (its columns: ['strategy', "
+                                                           "'k', 'value'])")):
+        AblationCurve(table, "a", "m", "zero")
+    with pytest.raises(ConfigurationError, match="table is a DataFrame with the columns .*got a dict"):
+        AblationCurve(table.to_dict(), "a", "m", "zero")
+
+
 def test_a_probe_seed_of_none_draws_one_and_records_it_so_the_probe_reproduces():
     """helper 390: ProbeConfig(seed=None), scikit-learn's default and what trained with a random, unrecorded order
     at 9149ec6, was refused after 07f18d9. It draws a seed from the system's entropy now and records it in the

@@ -39,7 +39,7 @@ from ..version import __version__
 from .data import LabeledCorpus, refuse_single_string
 from .extraction import Activations, weights_difference, weights_fingerprint
 from .probe import class_ids_by_name
-from .layout import ABLATION_CONFIG, ablation_table, read_curve, refuse_exported_rows, write_probing_folder
+from .layout import ABLATION_CONFIG, CURVE_COLUMNS, ablation_table, read_curve, refuse_exported_rows, write_probing_folder
 
 MODES = ("zero", "mean")
 
@@ -554,6 +554,16 @@ class AblationCurve(Artifact):
     layers: list[int] = field(default_factory=list)
     hf_txray_version: str = __version__
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def __post_init__(self) -> None:
+        # a table built by hand without them was taken, and repr (or summary, plot, save) failed with a bare KeyError
+        if not isinstance(self.table, pd.DataFrame):
+            raise ConfigurationError(f"An AblationCurve's table is a DataFrame with the columns {CURVE_COLUMNS}, got "
+                                     f"a {type(self.table).__name__}.")
+        missing = [column for column in CURVE_COLUMNS if column not in self.table.columns]
+        if missing:
+            raise ConfigurationError(f"An AblationCurve's table needs the columns {CURVE_COLUMNS}; it lacks {missing} "
+                                     f"(its columns: {list(self.table.columns)}).")
 
     def probed_model_id(self) -> str | None:
         return self.model_id
