@@ -29,6 +29,8 @@ def whole_numbers(values: Any, what: str) -> np.ndarray:
         values = values.detach().cpu().numpy()
     if np.ndim(values) == 0 and not isinstance(values, (str, bytes)):  # one index: Fill(3) failed "not iterable"
         values = [values.item() if isinstance(values, np.ndarray) else values]
+        if isinstance(values[0], (bool, np.bool_)):  # was "a boolean mask of 1 entries"
+            raise ConfigurationError(f"{what} must be an integer, got {bool(values[0])!r}.")
     listed = values if isinstance(values, np.ndarray) else list(values)
     array = np.asarray(listed)
     # np.asarray([True, 2]) is [1, 2]: look at the entries themselves

@@ -91,3 +91,11 @@ def test_neuron_lists_take_whole_floats_as_ablate_tables_do():
     handle = mask_neurons(model, [(0, 1.0)])
     assert handle.neurons == {0: [1]}
     unprune(model, handle)
+
+
+@pytest.mark.parametrize("value", [True, np.True_, np.array(True), torch.tensor(True)])
+def test_one_bool_is_refused_as_no_integer_not_as_a_mask_of_one_entry(value):
+    """One bool was refused as "must be indices, got a boolean mask of 1 entries: pass the indices of its True
+    entries" (a viewer's layer True, a Fill(True))."""
+    with pytest.raises(ConfigurationError, match=r"^The layer number must be an integer, got True\.$"):
+        whole_numbers(value, "The layer number")

@@ -468,6 +468,27 @@ def test_a_negative_or_absent_layer_filter_is_read_as_the_transfer_table_reads_i
         with pytest.raises(ConfigurationError, match=r"Layer 5 is not a layer of this table"):
             search(5)
 
+
+def test_the_viewer_says_an_absent_or_boolean_layer_one_way(app, results):
+    """The Transfer table said an absent layer "is not in this report" (the report's own wording) where the searches
+    said "is not a layer of this table"; a layer True was "a boolean mask of 1 entries" (indices.whole_numbers'
+    message for arrays)."""
+    a, b, report, folder = results
+    calls = (lambda layer: app.show_transfer(str(folder), report.name, "pos", "most", 1, 20, layer),
+             lambda layer: app.search_status(str(folder), report.name, "shared", layer),
+             lambda layer: app.search_hellinger(str(folder), report.name, "pos", 0.0, 1.0, layer),
+             lambda layer: app.search_feature(str(folder), a.meta.stage, "pos", "NOUN", "mass", 1, 20, layer))
+    for call in calls:
+        with pytest.raises(ConfigurationError, match=re.escape(f"Layer 5 is not a layer of this table; its layers: "
+                                                               f"{list(report.meta.layers)}")):
+            call(5)
+        with pytest.raises(ConfigurationError, match=r"^The layer number must be an integer, got True\.$"):
+            call(True)
+    view = viewer.open_results(str(folder))
+    for layer, neuron, what in ((True, 0, "layer"), (0, np.True_, "neuron")):
+        with pytest.raises(ConfigurationError, match=rf"^The {what} number must be an integer, got True\.$"):
+            view.check_neuron(layer, neuron)
+
 def pos_credits(profile) -> pd.Series:
     """Each neuron's credits that carry a POS tag (brute force over the table's entries), by (layer, neuron)."""
     table, stats = profile.tables["pos"], profile.neuron_stats()

@@ -212,7 +212,9 @@ def transfer_table(view: ResultsView, report_name: str, feature_type: str | None
         raise ConfigurationError(f"Choose 'most' or 'least' changed, not {which!r}.")
     report = view.report(report_name)
     ft = feature_type or report.meta.feature_types[0]
-    layer = chosen_layer(layer)  # int() read layer 1.7 as layer 1
+    # int() read layer 1.7 as layer 1; among the report's layers, said as the searches say it (not "is not in this
+    # report", the report's own wording)
+    layer = chosen_layer(layer, report.meta.layers)
     rank = report.most_changed if which == "most" else report.least_changed
     frame = rank(int(n), ft, layer=layer, min_count=int(min_count or 1))
     columns = ["layer", "neuron", "status", f"hellinger_{ft}", f"hellinger_length_{ft}", f"length_a_{ft}",
