@@ -53,10 +53,12 @@ def hub_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
 
 
 @pytest.fixture
-def hub(hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    """`hub_server` with the real clients pointed at it and a logged-in user, restored after the test."""
+def hub(hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+        ) -> Iterator[Hub]:
+    """`hub_server` with the real clients pointed at it and a logged-in user, restored after the test (by the
+    test's `monkeypatch`, so that what the test itself patches on top is undone first)."""
     hf_home = tmp_path_factory.mktemp("hf-home")
-    with use_hub(hub_server.url, token=hub_server.token, hf_home=hf_home) as home:
+    with use_hub(hub_server.url, token=hub_server.token, hf_home=hf_home, monkeypatch=monkeypatch) as home:
         yield Hub(
             server=hub_server,
             url=hub_server.url,

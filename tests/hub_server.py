@@ -1076,15 +1076,25 @@ class _Patches:
 
     _MISSING = object()
 
-    def __init__(self):
+    def __init__(self, monkeypatch: Any = None):
         self._undo: list[Callable[[], None]] = []
+        self._monkeypatch = monkeypatch  # a pytest MonkeyPatch: its undo stack restores these (see use_hub)
 
     def attr(self, obj: Any, name: str, value: Any) -> None:
+        if self._monkeypatch is not None:
+            self._monkeypatch.setattr(obj, name, value, raising=False)
+            return
         old = obj.__dict__.get(name, self._MISSING) if hasattr(obj, "__dict__") else getattr(obj, name)
         setattr(obj, name, value)
         self._undo.append(lambda: delattr(obj, name) if old is self._MISSING else setattr(obj, name, old))
 
     def env(self, name: str, value: str | None) -> None:
+        if self._monkeypatch is not None:
+            if value is None:
+                self._monkeypatch.delenv(name, raising=False)
+            else:
+                self._monkeypatch.setenv(name, value)
+            return
         old = os.environ.get(name)
         if value is None:
             os.environ.pop(name, None)
@@ -1182,7 +1192,8 @@ def _clear_client_caches() -> None:
 
 
 @contextlib.contextmanager
-def use_hub(url: str, *, token: str | None = None, hf_home: str | Path | None = None) -> Iterator[Path]:
+def use_hub(url: str, *, token: str | None = None, hf_home: str | Path | None = None,
+            monkeypatch: Any = None) -> Iterator[Path]:
     """Point the real `huggingface_hub` and `datasets` clients at `url` for the duration of the block.
 
     Sets the env vars (for subprocesses and late imports) and patches the values the clients read at import
@@ -1193,6 +1204,12 @@ def use_hub(url: str, *, token: str | None = None, hf_home: str | Path | None = 
         token (`str`, *optional*): exported as `HF_TOKEN`, as if the user were logged in. Without it
             `HF_TOKEN` is unset, so no real token of the developer can reach the server.
         hf_home (`str` or `Path`, *optional*): the isolated HF_HOME. Defaults to a temporary folder.
+        monkeypatch (`pytest.MonkeyPatch`, *optional*): make the patches on it, so that its undo restores them: in
+            one stack with the test's own ``monkeypatch.setattr/setenv/delenv``, each undone in reverse order
+            whichever fixture pytest tears down first. Restored on exit of the block otherwise: a test's
+            ``monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)`` was undone *after* that exit
+            (monkeypatch set up before the hub fixture, by an autouse fixture), putting back the hub's ``False``:
+            the worker stayed online for every later test, and kept the hub's HF_TOKEN.
 
     Yields:
         `Path`: the HF_HOME in use.
@@ -1202,7 +1219,7 @@ def use_hub(url: str, *, token: str | None = None, hf_home: str | Path | None = 
         if hf_home is None:
             hf_home = stack.enter_context(tempfile.TemporaryDirectory(prefix="hf-home-"))
         home = Path(hf_home)
-        patches = _Patches()
+        patches = _Patches(monkeypatch)
         stack.callback(_clear_client_caches)
         stack.callback(patches.restore)
         env = {
