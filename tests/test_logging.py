@@ -161,6 +161,7 @@ def test_records_reaching_the_applications_handlers_are_masked(caplog):
     own.setFormatter(logging.Formatter("%(name)s %(message)s"))
     root = logging.getLogger()
     root.addHandler(own)
+    propagated = logging.getLogger("hf_txray").propagate  # conftest's enable_propagation: kept for the next tests
     hf_txray.logging.enable_propagation()
     try:
         with caplog.at_level(logging.WARNING):
@@ -172,7 +173,7 @@ def test_records_reaching_the_applications_handlers_are_masked(caplog):
             except OSError:
                 get_logger("hub").exception("failed")
     finally:
-        hf_txray.logging.disable_propagation()
+        logging.getLogger("hf_txray").propagate = propagated
         root.removeHandler(own)
     shown = stream.getvalue()
     assert secret not in shown and secret not in caplog.text, shown
@@ -264,6 +265,7 @@ def test_records_of_a_child_logger_not_made_by_get_logger_are_masked(caplog):
     handlers = {name: logging.StreamHandler(stream) for name, stream in streams.items()}
     for name, handler in handlers.items():
         logging.getLogger(name).addHandler(handler)
+    propagated = logging.getLogger("hf_txray").propagate  # conftest's enable_propagation: kept for the next tests
     hf_txray.logging.enable_propagation()
     try:
         with caplog.at_level(logging.WARNING):
@@ -271,7 +273,7 @@ def test_records_of_a_child_logger_not_made_by_get_logger_are_masked(caplog):
             logging.getLogger("hf_txray.direct_child_374.deeper").error("open https://h/y?token=%s", secret)
             logging.getLogger("hf_txray_other_374").warning("kept: https://u:%s@h/z", secret)  # not hf_txray's
     finally:
-        hf_txray.logging.disable_propagation()
+        logging.getLogger("hf_txray").propagate = propagated
         for name, handler in handlers.items():
             logging.getLogger(name).removeHandler(handler)
     for name, stream in streams.items():
