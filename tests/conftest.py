@@ -32,6 +32,28 @@ def saved_bert(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def hf_argument_parser():
+    """``transformers.HfArgumentParser(dataclass_types)``, the field types of those dataclasses put back after the
+    test: the parser rewrites each parsed dataclass's ``Field.type`` in place (annotations resolved, ``str | None``
+    -> ``str``), and those of TXRayArguments (and the TrainingArguments fields it shares) stayed rewritten for every
+    later test of the worker."""
+    import dataclasses
+
+    from transformers import HfArgumentParser
+
+    saved = []
+
+    def make(dataclass_types):
+        for cls in dataclass_types if isinstance(dataclass_types, (list, tuple)) else [dataclass_types]:
+            saved.extend((f, f.type) for f in dataclasses.fields(cls))
+        return HfArgumentParser(dataclass_types)
+
+    yield make
+    for f, declared in reversed(saved):
+        f.type = declared
+
+
+@pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.exists():
         pytest.skip(f"shared test data not found at {SHARED_DATA}")

@@ -1184,13 +1184,11 @@ def test_every_option_has_help_and_reaches_analyze_the_trainer_and_the_cli():
             f" Default: {said}." if said else "") + layers)  # HfArgumentParser reads "-2,-1" as an option
 
 
-def test_a_percent_sign_in_an_option_help_reads_in_both_front_ends(capsys):
+def test_a_percent_sign_in_an_option_help_reads_in_both_front_ends(capsys, hf_argument_parser):
     """argparse formats help with %: an option help with a literal '%' made --help raise TypeError in the CLI and in
     HfArgumentParser (CI red at 17ca0c4). Both front ends escape it, and --help prints it once."""
     import argparse
     import dataclasses
-
-    from transformers import HfArgumentParser
 
     from hf_txray.options import add_cli_arguments, add_prefixed_options
 
@@ -1205,7 +1203,7 @@ def test_a_percent_sign_in_an_option_help_reads_in_both_front_ends(capsys):
 
     cli = argparse.ArgumentParser(prog="cli")
     add_cli_arguments(cli, Options)
-    for parser in (cli, HfArgumentParser(Prefixed)):
+    for parser in (cli, hf_argument_parser(Prefixed)):
         with pytest.raises(SystemExit):
             parser.parse_args(["--help"])
         printed = " ".join(capsys.readouterr().out.split())

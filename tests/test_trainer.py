@@ -1465,10 +1465,8 @@ def test_callback_with_unknown_layer_fails_before_the_first_step(tmp_path):
     assert trainer.state.global_step == 0
 
 
-def test_hf_argument_parser_exposes_the_txray_flags(tmp_path):
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(TXRayArguments)
+def test_hf_argument_parser_exposes_the_txray_flags(tmp_path, hf_argument_parser):
+    parser = hf_argument_parser(TXRayArguments)
     help_text = parser.format_help()
     for flag in ("--txray_strategy", "--txray_steps", "--txray_layers", "--txray_site", "--txray_features",
                  "--txray_top_k", "--txray_max_samples", "--txray_text_column", "--txray_on_train_begin"):
@@ -1490,12 +1488,10 @@ def test_hf_argument_parser_exposes_the_txray_flags(tmp_path):
 
 
 
-def test_hf_argument_parser_takes_none_for_optional_ints_and_comma_separated_features(tmp_path):
+def test_hf_argument_parser_takes_none_for_optional_ints_and_comma_separated_features(tmp_path, hf_argument_parser):
     """argparse's int cannot read "None", and HfArgumentParser reads "token,pos" as one list item: both are what a
     user types (the CLI's own syntax), so they are parsed as the values they name, and bad text names its flag."""
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(TXRayArguments)
+    parser = hf_argument_parser(TXRayArguments)
     (args,) = parser.parse_args_into_dataclasses([
         "--output_dir", str(tmp_path), "--txray_max_samples", "None", "--txray_features", "token,pos",
         "--txray_max_length", "64", "--txray_stride", "none", "--txray_max_tokens_per_batch", "256",
@@ -1519,13 +1515,11 @@ def test_hf_argument_parser_takes_none_for_optional_ints_and_comma_separated_fea
     callback = TXRayCallback(TEXTS, steps=np.int64(5), max_samples=np.int64(3), layers=np.arange(2))
     assert callback.steps == 5 and type(callback.steps) is int and len(callback.corpus) == 3
 
-def test_hf_argument_parser_refuses_a_blank_feature_and_says_how_to_pass_negative_layers(tmp_path):
+def test_hf_argument_parser_refuses_a_blank_feature_and_says_how_to_pass_negative_layers(tmp_path, hf_argument_parser):
     """Helper 171: `--txray_features token "" pos` (an unset shell variable) dropped the blank item, which
     `token,,pos` no longer does; and the help lost its advice for `--txray_layers=-2,-1`, which HfArgumentParser
     (stock argparse) still needs: `--txray_layers -2,-1` is "expected one argument"."""
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(TXRayArguments)
+    parser = hf_argument_parser(TXRayArguments)
     with pytest.raises(ConfigurationError, match=r"^txray_features: \['token', '', 'pos'\] has an empty item"):
         parser.parse_args_into_dataclasses(["--output_dir", str(tmp_path), "--txray_features", "token", "", "pos"])
     import dataclasses
