@@ -4,6 +4,7 @@ and ablation metrics (item 4)."""
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -484,6 +485,8 @@ def test_an_fsdp2_sharded_model_is_refused_as_sharded_not_as_user_hooks(monkeypa
         port = free.getsockname()[1]
     for name, value in dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1").items():
         monkeypatch.setenv(name, value)
+    # init_process_group installs its own sys.excepthook, destroy_process_group leaves it: put back for later tests
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
     dist.init_process_group("gloo")
     try:
         lm = tiny_llama_lm()
