@@ -1,5 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Both create/update .venv first.
 VENV   ?= .venv
+PYTHON ?= python3
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.hf_txray-installed
@@ -12,8 +13,12 @@ export GRADIO_ANALYTICS_ENABLED ?= False
 
 .PHONY: demo test install bench clean
 
+# requires-python in pyproject.toml: checked before the venv is made, else pip refused the install and left a venv of
+# the old Python that the next `make` reused.
 $(PY):
-	python3 -m venv $(VENV)
+	@$(PYTHON) -c "import sys; sys.exit(sys.version_info < (3, 11))" || { echo "hf_txray needs Python 3.11 or later;" \
+		"$(PYTHON) is $$($(PYTHON) -V 2>&1). Name a newer one: make $(MAKECMDGOALS) PYTHON=python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
 # torch first: the CPU wheel on this machine's disk; a plain `torch` requirement would pull a CUDA build.
