@@ -22,9 +22,11 @@ $(PY):
 	$(PIP) install -q --upgrade pip
 
 # torch first: the CPU wheel on this machine's disk; a plain `torch` requirement would pull a CUDA build.
+# The filter hides setuptools' boxed notice on every editable install ("Please be careful with folders in your working
+# directory with the same name as your package"), which pip prints even with -q: noise, here, for a new user.
 $(STAMP): $(PY) pyproject.toml Makefile
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[test,space,captum,gguf]"
+	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install -q -e ".[test,space,captum,gguf]"
 	$(PIP) install -q --no-deps $(EMBEDDED)
 	touch $(STAMP)
 
