@@ -63,10 +63,29 @@ MODEL_WRAPPERS = {"OptimizedModule": "_orig_mod", "DataParallel": "module", "Dis
                   "FullyShardedDataParallel": "module", "DeepSpeedEngine": "module"}
 
 
+def refuse_pipeline(model: Any) -> None:
+    """Refuse a transformers ``Pipeline``: it holds a model (``.model``) and a tokenizer but is no module, and
+    hf_txray hooks and runs the model itself.
+
+    Raises:
+        ModelError: `model` is a ``Pipeline``.
+    """
+    if any(cls.__name__ == "Pipeline" and cls.__module__.startswith("transformers.") for cls in type(model).__mro__):
+        raise ModelError(
+            f"model is a transformers {type(model).__name__}, not a model: pass the model it runs and its tokenizer, "
+            "`pipe.model` with `tokenizer=pipe.tokenizer` (e.g. hf_txray.analyze(pipe.model, dataset, "
+            "tokenizer=pipe.tokenizer)).")
+
+
 def unwrap_model(model: Any) -> Any:
     """The model inside ``torch.compile``'s ``OptimizedModule`` and DataParallel / DDP / FSDP wrappers (nested ones
     too), else `model`: the wrapper's name would stand for the model in the profile and its modules' names would
-    carry ``_orig_mod.`` / ``module.``."""
+    carry ``_orig_mod.`` / ``module.``.
+
+    Raises:
+        ModelError: `model` is a transformers ``Pipeline`` (:func:`refuse_pipeline`).
+    """
+    refuse_pipeline(model)
     while type(model).__name__ in MODEL_WRAPPERS:
         inner = getattr(model, MODEL_WRAPPERS[type(model).__name__], None)
         if inner is None:

@@ -3308,3 +3308,22 @@ def test_argparse_errors_mask_tokens_by_redactions_rule_not_names_that_start_wit
             cli_main(argv)
         err = capsys.readouterr().err
         assert f"unrecognized arguments: {shown}" in err and "abcdefgh" not in err, err
+
+
+def test_a_transformers_pipeline_is_refused_naming_its_model_and_tokenizer():
+    # helper 419: a pipeline(...) object failed with AttributeError: '...Pipeline' object has no attribute
+    # 'named_modules' (analyze) rather than saying what to pass
+    from transformers import pipeline
+
+    from hf_txray.probing import LabeledCorpus, extract_activations
+
+    model, tokenizer = tiny("gpt2")
+    pipe = pipeline("feature-extraction", model=model, tokenizer=tokenizer)
+    message = r"FeatureExtractionPipeline, not a model: .*`pipe\.model` with `tokenizer=pipe\.tokenizer`"
+    with pytest.raises(ModelError, match=message):
+        hf_txray.analyze(pipe, TEXTS, tokenizer=tokenizer, show_progress=False)
+    with pytest.raises(ModelError, match=message):
+        hf_txray.analyze(pipe, TEXTS, show_progress=False)
+    with pytest.raises(ModelError, match=message):
+        extract_activations(pipe, LabeledCorpus(["a cat"], [np.array([0, 2])], [np.array([1, 5])],
+                                                [np.array([0, 1])], ["DET", "NOUN"]), tokenizer=tokenizer)
