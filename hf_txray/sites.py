@@ -63,18 +63,33 @@ MODEL_WRAPPERS = {"OptimizedModule": "_orig_mod", "DataParallel": "module", "Dis
                   "FullyShardedDataParallel": "module", "DeepSpeedEngine": "module"}
 
 
-def refuse_pipeline(model: Any) -> None:
-    """Refuse a transformers ``Pipeline``: it holds a model (``.model``) and a tokenizer but is no module, and
-    hf_txray hooks and runs the model itself.
+def refuse_model_holder(model: Any) -> None:
+    """Refuse an object that holds a transformers model and runs it its own way: a transformers ``Pipeline`` (no
+    module at all) or a sentence-transformers model (``SentenceTransformer``, ``CrossEncoder``...: a module that
+    exposes its inner model's ``config`` but whose forward takes a features dict and adds pooling). hf_txray hooks and
+    runs the transformers model itself, with its tokenizer; the message names both.
 
     Raises:
-        ModelError: `model` is a ``Pipeline``.
+        ModelError: `model` is such a holder.
     """
+    kind = None
     if any(cls.__name__ == "Pipeline" and cls.__module__.startswith("transformers.") for cls in type(model).__mro__):
+        kind, inner = "transformers", "pipe.model"
+        example = "hf_txray.analyze(pipe.model, dataset, tokenizer=pipe.tokenizer)"
+        holder = "pipe"
+    elif type(model).__module__.split(".")[0] == "sentence_transformers" and hasattr(model, "named_modules"):
+        from transformers import PreTrainedModel
+
+        name = next((n for n, m in model.named_modules() if isinstance(m, PreTrainedModel)), None)
+        if name is None:
+            return
+        inner = "model" + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in name.split("."))
+        kind, holder = "sentence-transformers", "model"
+        example = f"hf_txray.analyze({inner}, dataset, tokenizer=model.tokenizer)"
+    if kind is not None:
         raise ModelError(
-            f"model is a transformers {type(model).__name__}, not a model: pass the model it runs and its tokenizer, "
-            "`pipe.model` with `tokenizer=pipe.tokenizer` (e.g. hf_txray.analyze(pipe.model, dataset, "
-            "tokenizer=pipe.tokenizer)).")
+            f"model is a {kind} {type(model).__name__}, not a model: pass the model it runs and its tokenizer, "
+            f"`{inner}` with `tokenizer={holder}.tokenizer` (e.g. {example}).")
 
 
 def unwrap_model(model: Any) -> Any:
@@ -83,9 +98,10 @@ def unwrap_model(model: Any) -> Any:
     carry ``_orig_mod.`` / ``module.``.
 
     Raises:
-        ModelError: `model` is a transformers ``Pipeline`` (:func:`refuse_pipeline`).
+        ModelError: `model` is a transformers ``Pipeline`` or a sentence-transformers model
+            (:func:`refuse_model_holder`).
     """
-    refuse_pipeline(model)
+    refuse_model_holder(model)
     while type(model).__name__ in MODEL_WRAPPERS:
         inner = getattr(model, MODEL_WRAPPERS[type(model).__name__], None)
         if inner is None:

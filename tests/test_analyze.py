@@ -3327,3 +3327,32 @@ def test_a_transformers_pipeline_is_refused_naming_its_model_and_tokenizer():
     with pytest.raises(ModelError, match=message):
         extract_activations(pipe, LabeledCorpus(["a cat"], [np.array([0, 2])], [np.array([1, 5])],
                                                 [np.array([0, 1])], ["DET", "NOUN"]), tokenizer=tokenizer)
+
+
+def test_a_sentence_transformers_model_is_refused_naming_the_transformers_model_inside():
+    # helper 419: a SentenceTransformer (an nn.Sequential of a Transformer module around the BertModel, pooling and
+    # normalisation, exposing the BertModel's config) was taken for a transformers model and failed on hf_txray's
+    # one-text probe run with "TypeError: BaseModel.forward() missing 1 required positional argument", naming no fix.
+    # sentence-transformers is not a dependency: a stand-in of the same layout, from a module of that package's name.
+    model, bert_tokenizer = tiny("bert")
+
+    class Transformer(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.model = inner
+
+    class SentenceTransformer(torch.nn.Sequential):
+        config = property(lambda self: self[0].model.config)
+        tokenizer = bert_tokenizer
+
+        def forward(self, features):
+            return super().forward(features)
+
+    SentenceTransformer.__module__ = "sentence_transformers.sentence_transformer.model"
+    holder = SentenceTransformer(Transformer(model), torch.nn.Identity())
+    message = (r"model is a sentence-transformers SentenceTransformer, not a model: .*`model\[0\]\.model` with "
+               r"`tokenizer=model\.tokenizer`")
+    with pytest.raises(ModelError, match=message):
+        hf_txray.analyze(holder, TEXTS, tokenizer=bert_tokenizer, show_progress=False)
+    inner = hf_txray.analyze(holder[0].model, TEXTS, tokenizer=holder.tokenizer, features=("token",), show_progress=False)
+    assert_same_credit(inner, run())
