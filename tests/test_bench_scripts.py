@@ -101,3 +101,33 @@ def test_neuron_pages_baseline_switches_the_histograms_off(monkeypatch):
     with bench["histograms_off"]():
         off = counted()
     assert full > 0 and off == 0 and counted() == full
+
+
+def test_the_python_c_commands_in_results_md_still_print_and_write_their_section(monkeypatch, capsys):
+    """The ``python -c`` commands that bench/RESULTS.md gives to rerun one part of a bench script (the 5 x 8 row
+    of bench_noise's duplicates) print the section and rewrite it. bench_noise's parts return ``(title, text)``
+    since 00a153e and write nothing: ``print(bench_noise.duplicates(...))`` printed a tuple and wrote no section
+    (silent). Each command is run with the script stubbed (its parts return a title and a text at once) and
+    ``results_file.update_section`` recorded."""
+    import re
+    import types
+
+    text = (ROOT / "bench" / "RESULTS.md").read_text(encoding="utf-8")
+    commands = [re.sub(r"\\\n\s*", "", m) for m in re.findall(r'python -c "(.*?)"', text, re.S)]
+    commands = [c for c in commands if re.search(r"\bbench_\w+\.\w+\(", c)]  # those calling a script's part
+    assert commands, "no python -c command calling a bench script's part in bench/RESULTS.md"
+    for command in commands:
+        scripts = sorted(set(re.findall(r"\b(bench_\w+)\.\w+\(", command)))
+        written: list[tuple[str, str]] = []
+        stub_results = types.ModuleType("results_file")
+        stub_results.update_section = lambda title, body, path=None: written.append((title, body))
+        for name in scripts:
+            stub = types.ModuleType(name)
+            stub.__getattr__ = lambda part: lambda *args, title="part", **kwargs: (title, "SECTION BODY")
+            monkeypatch.setitem(sys.modules, name, stub)
+        monkeypatch.setitem(sys.modules, "results_file", stub_results)
+        monkeypatch.setattr(sys, "path", list(sys.path))  # the command inserts 'bench'
+        exec(command, {"__name__": "__main__"})
+        printed = capsys.readouterr().out
+        assert written and all(body == "SECTION BODY" for _, body in written), (command, written)
+        assert "SECTION BODY" in printed and "(" not in printed, (command, printed)
