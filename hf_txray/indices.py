@@ -69,7 +69,9 @@ def whole_number(value: Any, what: str) -> int:
         raise ConfigurationError(f"{what} must be one integer, got {value!r}.")
     number = as_number(value)  # None for a bool, a text, None
     if number is None:
-        raise ConfigurationError(f"{what} must be an integer, got {value!r}.")
+        item = value.item() if callable(getattr(value, "item", None)) else value  # np.True_, tensor(True): True
+        shown = bool(item) if isinstance(item, (bool, np.bool_)) else value
+        raise ConfigurationError(f"{what} must be an integer, got {shown!r}.")
     return int(whole_numbers(number, what)[0])
 
 

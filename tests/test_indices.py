@@ -10,7 +10,7 @@ import torch
 
 from hf_txray.errors import ConfigurationError
 from hf_txray.hooks import Fill
-from hf_txray.indices import whole_numbers
+from hf_txray.indices import whole_number, whole_numbers
 from hf_txray.probing.ablation import _as_spec
 
 
@@ -79,7 +79,7 @@ def test_neuron_lists_take_whole_floats_as_ablate_tables_do():
     for spec, message in (([(0, 1.5)], "A neuron's index must hold whole numbers, got 1.5"),
                           ([(0, True)], "A neuron's index must be an integer, got True."),
                           ([(True, 1)], "A neuron's layer must be an integer, got True."),
-                          ({np.True_: [1]}, "A layer key must be an integer, got np.True_."),
+                          ({np.True_: [1]}, "A layer key must be an integer, got True."),
                           ([(0, "3")], "A neuron's index must be an integer, got '3'."),
                           ([(0, [1, 2])], "A neuron's index must be one integer, got [1, 2]."),
                           ([(0, float("nan"))], "A neuron's index must hold whole numbers, got nan"),
@@ -99,3 +99,5 @@ def test_one_bool_is_refused_as_no_integer_not_as_a_mask_of_one_entry(value):
     entries" (a viewer's layer True, a Fill(True))."""
     with pytest.raises(ConfigurationError, match=r"^The layer number must be an integer, got True\.$"):
         whole_numbers(value, "The layer number")
+    with pytest.raises(ConfigurationError, match=r"^The layer number must be an integer, got True\.$"):
+        whole_number(value, "The layer number")  # one index, said as whole_numbers says it (was np.True_, ...)

@@ -1844,3 +1844,22 @@ def test_a_probes_top_neurons_message_names_the_layer_its_table_lists(app, probi
     for given in (-1, "-1", "1.0", 1.0):
         got = app.show_probe(str(folder), name, viewer.ALL_LABELS, given)
         assert got[0] == expected[0] and got[2].equals(expected[2]), (given, got[0])
+
+
+def test_a_layer_or_neuron_given_as_several_numbers_is_refused_not_read_as_the_first():
+    """The viewer read a layer or neuron through indices.whole_numbers and took its first entry: a layer [1, 0] (a
+    list, an array, a tensor) filtered layer 1 and check_neuron((1,), [3, 4]) read neuron 3, without a word
+    (silent). One index is read by the rule for one index (indices.whole_number)."""
+    import torch
+
+    from hf_txray.viewer.data import chosen_layer, read_index
+
+    for several in ([1, 0], (1,), np.array([1, 0]), torch.tensor([1.0, 0.0])):
+        with pytest.raises(ConfigurationError, match=r"The layer number must be one integer"):
+            chosen_layer(several)
+        with pytest.raises(ConfigurationError, match=r"The neuron number must be one integer"):
+            read_index(several, "neuron")
+    for one in (1, 1.0, "1.0", np.float64(1.0), torch.tensor(1.0), np.array(1)):
+        assert read_index(one, "layer") == 1
+    with pytest.raises(ConfigurationError, match=r"must be an integer, got True"):
+        read_index(True, "layer")

@@ -22,7 +22,7 @@ from ..architectures import neuron_label
 from ..errors import ConfigurationError, IncompatibleProfilesError, ProfileFormatError, TXRayError
 from ..export import check_report_of
 from ..hub_io import REVISION_SEPARATOR, split_revision
-from ..indices import whole_numbers
+from ..indices import whole_number
 from ..io_utils import natural_key
 from ..logging import get_logger, warnings_caught
 from ..options import resolve_layer
@@ -209,7 +209,7 @@ class ResultsView:
 
     def check_neuron(self, layer: Any, neuron: Any) -> tuple[int, int]:
         """`(layer, neuron)` as ints, or a :class:`ConfigurationError` saying what is valid: indices by
-        :func:`~hf_txray.indices.whole_numbers` (a fraction such as 3.7 is refused, not read as another neuron; a
+        :func:`~hf_txray.indices.whole_number` (a fraction such as 3.7 is refused, not read as another neuron; a
         text from a box or a link is read as a number first)."""
         layer_i, neuron_i = read_index(layer, "layer"), read_index(neuron, "neuron")
         if layer_i is None or neuron_i is None:
@@ -710,18 +710,19 @@ def rounded(frame: pd.DataFrame) -> pd.DataFrame:
 
 def read_index(value: Any, what: str) -> int | None:
     """A layer or neuron number as the viewer reads it from a box, a link or a call: a text read as a number first,
-    then :func:`~hf_txray.indices.whole_numbers` (a whole float such as 3.0 taken, a fraction such as 3.7 refused, not
+    then :func:`~hf_txray.indices.whole_number` (a whole float such as 3.0 taken, a fraction such as 3.7 refused, not
     read as another index); None where nothing is given (None, an empty text, a text that is no number).
 
     Raises:
-        ConfigurationError: a fraction, a bool, inf or NaN (``"The <what> number must hold whole numbers..."``).
+        ConfigurationError: a fraction, a bool, inf or NaN (``"The <what> number must hold whole numbers..."``), or
+            several numbers (a list, an array: its first was read as the one, without a word).
     """
     if isinstance(value, str):
         try:
             value = float(value) if value.strip() else None
         except ValueError:
             value = None
-    return None if value is None else int(whole_numbers(value, f"The {what} number")[0])
+    return None if value is None else whole_number(value, f"The {what} number")
 
 
 def chosen_layer(layer: Any, layers: Sequence[int] | None = None) -> int | None:
@@ -733,7 +734,7 @@ def chosen_layer(layer: Any, layers: Sequence[int] | None = None) -> int | None:
     Raises:
         ConfigurationError: a fraction, a bool, a text that is no layer, or a layer not among `layers`.
     """
-    if layer in (None, "", ALL_LAYERS) and not isinstance(layer, bool):
+    if layer is None or isinstance(layer, str) and layer in ("", ALL_LAYERS):  # (`in` on an array raised)
         return None
     index = read_index(layer, "layer")
     if index is None:
