@@ -299,6 +299,7 @@ _LIBRARY_SWITCHES = (
     ("datasets", "enable_progress_bars", "disable_progress_bars", lambda m: m.is_progress_bar_enabled()),
     ("huggingface_hub.utils", "enable_progress_bars", "disable_progress_bars",
      lambda m: not m.are_progress_bars_disabled()))
+_nested_bars = False  # inside progress_bars_for(..., nested=True): bars are cleared when done
 _switched_off: set[str] = set()  # the libraries whose bars disable_progress_bars turned off (and only those)
 
 
@@ -338,8 +339,14 @@ def are_progress_bars_disabled() -> bool:
 
 
 @contextlib.contextmanager
-def progress_bars_for(show: bool | None) -> Iterator[None]:
+def progress_bars_for(show: bool | None, nested: bool = False) -> Iterator[None]:
     """The switch for one call: ``show_progress=True``/``False`` sets it inside the block, None keeps the global one.
+
+    Args:
+        show (`bool`, *optional*): show (True) or hide (False) hf_txray's bars inside the block; None keeps the
+            global switch.
+        nested (`bool`, *optional*, defaults to `False`): the bars run under a bar of the caller's (a Trainer's
+            training bar): each is cleared when done (``leave=False``), as the Trainer's evaluation bar is.
 
     Example:
         ```python
@@ -347,26 +354,30 @@ def progress_bars_for(show: bool | None) -> Iterator[None]:
         ...     profile = profiler.run(corpus, text_column="text")
         ```
     """
-    global _progress_bars_enabled
-    if show is None:
-        yield
-        return
-    before = _progress_bars_enabled
-    _progress_bars_enabled = bool(show)
+    global _progress_bars_enabled, _nested_bars
+    before, nested_before = _progress_bars_enabled, _nested_bars
+    if show is not None:
+        _progress_bars_enabled = bool(show)
+    _nested_bars = nested_before or nested
     try:
         yield
     finally:
-        _progress_bars_enabled = before
+        if show is not None:  # None: a change of the global switch inside the block stays
+            _progress_bars_enabled = before
+        _nested_bars = nested_before
 
 
 def tqdm(*args: Any, **kwargs: Any) -> Any:
     """``tqdm.auto.tqdm``, disabled when the switch is off or on processes other than the main one. Else tqdm's own
     environment settings apply (``TQDM_DISABLE=1``, ``TQDM_MININTERVAL=30``...), as to the bars of transformers and
-    datasets: an explicit ``disable=False`` overrode ``TQDM_DISABLE=1``, which then hid every bar but hf_txray's."""
+    datasets: an explicit ``disable=False`` overrode ``TQDM_DISABLE=1``, which then hid every bar but hf_txray's.
+    Inside ``progress_bars_for(..., nested=True)`` a bar is cleared when done (``leave=False``)."""
     from tqdm.auto import tqdm as auto_tqdm
 
     if kwargs.pop("disable", False) or are_progress_bars_disabled() or process_rank() != 0:
         kwargs["disable"] = True
+    if _nested_bars:
+        kwargs.setdefault("leave", False)
     return auto_tqdm(*args, **kwargs)
 
 

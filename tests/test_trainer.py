@@ -242,6 +242,39 @@ def test_no_strategy_is_a_plain_trainer(tmp_path):
     assert not (tmp_path / "run" / "txray").exists()
 
 
+def test_snapshots_show_a_nested_bar_unless_disable_tqdm(tmp_path, capsys, monkeypatch):
+    """Helper 422: snapshots ran with show_progress=False, so a snapshot of a large probe corpus printed nothing for
+    minutes. Now a bar as the Trainer's evaluation bar: named after the snapshot, cleared when done (leave=False),
+    absent with disable_tqdm=True; the profiles are the same either way."""
+    import tqdm.auto
+
+    bars = []  # (description, leave, disabled) of each bar hf_txray.logging.tqdm made
+
+    class Recording(tqdm.auto.tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append((kwargs.get("desc"), kwargs.get("leave", True), self.disable))
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    shown, _ = train(tmp_path, name="shown", disable_tqdm=False, num_train_epochs=1)
+    err = capsys.readouterr().err
+    profiling = [bar for bar in bars if bar[0] and bar[0].startswith("hf_txray profiling")]
+    assert [bar[0] for bar in profiling] == ["hf_txray profiling step-0", "hf_txray profiling step-5",
+                                             "hf_txray profiling step-6"]
+    assert all(leave is False and not disabled for _, leave, disabled in profiling), profiling
+    assert "hf_txray profiling step-5" in err
+    expected = reference_profile(shown.model, bert_tokenizer(), build_data()["text"], feature_types=("token",))
+    assert profile_table(shown.txray_profiles["step-6"], "token")[1] == dict(expected.count["token"])
+
+    bars.clear()
+    hidden, _ = train(tmp_path, name="hidden", disable_tqdm=True, num_train_epochs=1)
+    assert "hf_txray profiling" not in capsys.readouterr().err
+    assert all(disabled for desc, _, disabled in bars if desc and desc.startswith("hf_txray")), bars
+    assert list(hidden.txray_profiles) == list(shown.txray_profiles)
+    for stage in shown.txray_profiles:
+        assert_same_profile(hidden.txray_profiles[stage], shown.txray_profiles[stage])
+
+
 # ----- correctness under training features ------------------------------------------------------------------------
 def test_same_profiles_with_and_without_gradient_checkpointing(tmp_path):
     # transformers 5.24 names it activation_checkpointing (gradient_checkpointing is the deprecated alias)

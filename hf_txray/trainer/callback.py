@@ -29,7 +29,7 @@ from transformers.trainer_callback import (ExportableState, PrinterCallback, Pro
 
 from ..analyze import Profiler, ProfilerConfig
 from ..counts import check_switch
-from ..logging import get_logger
+from ..logging import get_logger, progress_bars_for
 from ..errors import (ArtifactNotFoundError, ConfigurationError, DatasetError, ModelError, OutputError,
                       ProfileFormatError)
 from ..artifact import HEADER_FILE
@@ -467,9 +467,12 @@ class TXRayCallback(TrainerCallback, ExportableState):
         # which the model holds and a save without evaluation writes (eval_strategy="no": every snapshot profiled the
         # evaluation point, no checkpoint nor the trained model held it, and none was named the model's, helper 286)
         evaluated = control.should_evaluate if evaluated is None else evaluated
-        with evaluated_weights(optimizer if evaluated else None):
+        # A bar as the Trainer's evaluation bar: main process only, off with disable_tqdm, cleared when done (a
+        # snapshot of a large probe corpus ran for minutes without a word: helper 422)
+        with evaluated_weights(optimizer if evaluated else None), \
+                progress_bars_for(False if args.disable_tqdm else None, nested=True):
             profile = self._profiler.run(self.corpus, text_column=self.text_column, stage=stage,
-                                         dataset_id=self.dataset_id, show_progress=False)
+                                         dataset_id=self.dataset_id)
         profile_seconds = time.perf_counter() - started
         references = self._references()
         reports = {ref: self._report(source, profile) for ref, source in references.items()}
