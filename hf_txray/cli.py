@@ -12,6 +12,7 @@ import difflib
 import errno
 import os
 import re
+import stat
 import sys
 import warnings
 from pathlib import Path
@@ -1646,7 +1647,57 @@ def _expand_output_paths(args: argparse.Namespace) -> None:
             setattr(args, name, os.path.expanduser(value))
 
 
+def _reader_left() -> int:
+    """End a command whose reader left (``hf-txray show DIR | head``): stdout, and stderr where it is the same closed
+    pipe (``2>&1 | head``) or closed too, are pointed at ``os.devnull``, so that Python's flush at exit raises no second
+    BrokenPipeError ("Exception ignored ... BrokenPipeError", "lost sys.stderr", exit status 120). What was computed is
+    already written. Returns 141, the shell's code for a command ended by SIGPIPE."""
+    def pipe_of(stream: Any) -> tuple[int, int] | None:
+        try:
+            info = os.fstat(stream.fileno())
+        except (OSError, ValueError, AttributeError):  # a replaced stream (a test's capture) has no descriptor
+            return None
+        return (info.st_dev, info.st_ino) if stat.S_ISFIFO(info.st_mode) else None
+
+    stderr_too = pipe_of(sys.stderr) is not None and pipe_of(sys.stderr) == pipe_of(sys.stdout)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for stream, closed in ((sys.stdout, True), (sys.stderr, stderr_too)):
+            if not closed:
+                try:
+                    stream.flush()  # a stderr closed on its own (2>&1 | head through another pipe)
+                    continue
+                except BrokenPipeError:
+                    pass
+            try:
+                os.dup2(devnull, stream.fileno())
+            except (OSError, ValueError, AttributeError):
+                pass
+    finally:
+        os.close(devnull)
+    _close_process_group(barrier=False)
+    return 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The ``hf-txray`` command; returns its exit status."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            # The output still buffered (--help's, an error's), written here: a reader gone by now (| head) is the
+            # BrokenPipeError below, not Python's "Exception ignored ... BrokenPipeError" at exit with status 120.
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                raise
+            except (OSError, ValueError):  # a full disk: left to the flush at exit, as before
+                pass
+    except BrokenPipeError:  # also an error message written to a stderr closed with stdout (`2>&1 | head`)
+        return _reader_left()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     _printable_streams()
     try:
         parser = build_parser()  # imports the options' modules: a few tenths of a second
@@ -1662,6 +1713,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args = _apply_config_file(parser, argv, args)
             _expand_output_paths(args)
             code = args.handler(args)
+            sys.stdout.flush()  # a reader that left (| head) or a full disk: handled below, not at exit
     except TXRayError as err:  # its message repeats what was typed (a path, a repo id): masked as argparse's are
         print(f"hf-txray {args.command}: error: {redact_typed(str(err))}", file=sys.stderr)
         _close_process_group(barrier=False)  # the other ranks may never reach a barrier
@@ -1671,9 +1723,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _close_process_group(barrier=False)
         return 143 if isinstance(stop, _Terminated) else 130  # the shell's codes for SIGTERM and SIGINT
     except BrokenPipeError:  # `hf-txray show DIR | head`: the reader left; what was computed is already written
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
-        _close_process_group(barrier=False)
-        return 141  # the shell's code for a command ended by SIGPIPE
+        return _reader_left()
     except OSError as err:
         if not err.filename and err.errno in (errno.ENOSPC, errno.EIO, errno.EDQUOT):  # writing stdout (> /dev/full)
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush

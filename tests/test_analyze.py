@@ -1748,6 +1748,33 @@ def test_an_argument_the_locale_could_not_decode_is_refused_before_any_work(tmp_
         done.stderr
 
 
+def test_cli_output_to_a_closed_pipe_ends_quietly_with_stderr_closed_too(tmp_path):
+    """Helper 422: `hf-txray show DIR | head` and `... 2>&1 | head`. Output still buffered when the command returned
+    (Python's default buffering: PYTHONUNBUFFERED unset) met the closed pipe at exit, outside the BrokenPipeError
+    handler: "Exception ignored ... BrokenPipeError" and exit status 120; with stderr the same closed pipe, an error
+    message (a missing folder) raised a second BrokenPipeError, exit status 1. Now 141 (SIGPIPE's) and nothing said."""
+    model, tokenizer = tiny("bert")
+    saved = tmp_path / "profile"
+    hf_txray.analyze(model, [t for t in SAMPLE_TEXTS if t.strip()], tokenizer=tokenizer, features=("token",),
+                     max_length=24, show_progress=False).save_pretrained(saved)
+    env = {k: v for k, v in _env().items() if k != "PYTHONUNBUFFERED"}
+
+    def run(argv, stderr_too):
+        read, write = os.pipe()
+        os.close(read)  # the reader left before the command wrote anything
+        err = tmp_path / "err.txt"
+        with open(err, "w") as log:
+            done = subprocess.run([sys.executable, "-m", "hf_txray", *argv], env=env, stdout=write,
+                                  stderr=write if stderr_too else log, timeout=120)
+        os.close(write)
+        return done.returncode, err.read_text()
+
+    for argv in (["show", str(saved)], ["--help"]):
+        assert run(argv, stderr_too=False) == (141, ""), argv  # | head
+        assert run(argv, stderr_too=True)[0] == 141, argv  # 2>&1 | head
+    assert run(["show", str(tmp_path / "missing")], stderr_too=True)[0] == 141  # its error message to the pipe
+
+
 def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path, saved_bert, text_file, capsys):
     from hf_txray.cli import _push_arguments
 
