@@ -323,7 +323,7 @@ class Profile(Artifact):
         ...                            max_length=64)
         >>> profile.distribution(layer=3, neuron=119, feature_type="pos")   # rounded here
         {'AUX': 0.94, 'VERB': 0.04, 'PRON': 0.01, 'ADP': 0.01}
-        >>> profile.save_pretrained("profiles/pretrained")
+        >>> profile.save_pretrained("results/profiles/pretrained")
         ```
     """
 

@@ -192,3 +192,18 @@ def test_readme_names_every_public_name_and_documents_it():
     undocumented = [name for name in hf_txray.__all__ if name != "__version__" and name != "DEFAULT_MIN_COUNT"
                     and not (inspect.getdoc(getattr(hf_txray, name)) or "").strip()]
     assert undocumented == []
+
+
+def test_readme_python_examples_write_under_an_ignored_folder():
+    """Helper 422: the README's Python quickstart saved to ``profiles/pretrained`` and ``reports/...`` (and other
+    examples to ``pruned``, ``state``, ``out``) in the current folder: run in a checkout, ``git status`` listed them.
+    Every folder a Python example writes by a literal path is under one that .gitignore names (``results/``)."""
+    import re
+
+    readme = (PACKAGE.parent / "README.md").read_text()
+    ignored = [line.strip().strip("/") + "/" for line in (PACKAGE.parent / ".gitignore").read_text().splitlines()
+               if line.strip().endswith("/") and not line.startswith("#")]
+    written = re.compile(r"""(?:save_pretrained\(\s*|(?:output_dir|checkpoint_dir|out_dir)\s*=\s*)["']([^"']+)["']""")
+    paths = [m.group(1) for block in re.findall(r"```python\n(.*?)```", readme, re.S) for m in written.finditer(block)]
+    assert len(paths) >= 5, paths  # the pattern still finds the examples
+    assert [p for p in paths if not any(p.startswith(folder) for folder in ignored)] == []

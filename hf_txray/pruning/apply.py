@@ -96,7 +96,7 @@ def prune(
         >>> # remove needs one count in every layer: uneven="zero" removes the common count and zeroes the excess
         >>> model, plan = hf_txray.prune(model, report, strategy="lost", amount=0.1, allow_fewer=True, mode="remove",
         ...                              uneven="zero")
-        >>> model.save_pretrained("pruned")   # reloads with AutoModel... as a smaller model
+        >>> model.save_pretrained("results/pruned")   # reloads with AutoModel... as a smaller model
         ```
     """
     if mode not in MODES:

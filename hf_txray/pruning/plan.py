@@ -64,7 +64,7 @@ class PruningPlan(Artifact):
         >>> model, plan = hf_txray.prune(model, report, strategy="low_mass", amount=0.1)   # MiniLM: 1,536 a layer
         >>> plan.counts
         {0: 154, 1: 154, 2: 154, 3: 154, 4: 154, 5: 154}
-        >>> plan.save_pretrained("plans/low-mass-10")
+        >>> plan.save_pretrained("results/plans/low-mass-10")
         >>> hf_txray.PruningPlan.from_pretrained("plans/low-mass-10") == plan
         True
         ```

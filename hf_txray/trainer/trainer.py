@@ -50,7 +50,7 @@ class TXRayTrainer(Trainer):
 
     Example:
         ```python
-        >>> args = TXRayArguments(output_dir="out", num_train_epochs=1, txray_strategy="steps", txray_steps=50)
+        >>> args = TXRayArguments(output_dir="results/run", num_train_epochs=1, txray_strategy="steps", txray_steps=50)
         >>> trainer = TXRayTrainer(model=model, args=args, train_dataset=train, eval_dataset=dev,
         ...                        processing_class=tokenizer, txray_dataset=probe_texts)
         >>> trainer.train()
