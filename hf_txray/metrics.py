@@ -208,7 +208,18 @@ def hellinger_by_row(
     return np.where(overlap > 0, np.sqrt(np.clip(squares / 2.0, 0.0, 1.0)), 1.0)
 
 
+def sorted_union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of `a` and `b` (what ``np.union1d`` returns), by one sort of their concatenation.
+
+    numpy 2.4's ``np.union1d`` (``np.unique`` without ``return_*``) groups by a hash table that grows superlinearly
+    with the keys of two feature tables: 4.6 s for 3M (row, feature) keys where this takes 0.08 s (helper 420:
+    ``compare`` of two 1M-word profiles spent 70 of its 110 s there)."""
+    values = np.concatenate([np.asarray(a).ravel(), np.asarray(b).ravel()])
+    values.sort(kind="stable")
+    return values[np.r_[True, values[1:] != values[:-1]]] if len(values) else values
+
+
 def union_length_by_row(keys_a: np.ndarray, keys_b: np.ndarray, rows_of, num_rows: int) -> np.ndarray:
     """Size of the union of two rows' supports (the "Hellinger length")."""
-    union = np.union1d(keys_a, keys_b)
+    union = sorted_union(keys_a, keys_b)
     return np.bincount(rows_of(union), minlength=num_rows).astype(np.int64)

@@ -65,7 +65,7 @@ import numpy as np
 from .counts import as_number, check_count, check_number
 from .errors import ConfigurationError
 from .feature_table import FeatureTable
-from .metrics import as_floats
+from .metrics import as_floats, sorted_union
 
 # Rankings skip neurons credited fewer times than this in either stage. Measured on the demo (bench/RESULTS.md,
 # "Split-half noise by credit count"): two samples of ONE stage's POS preferences differ by a Hellinger distance of
@@ -151,7 +151,7 @@ def homogeneity(ta: FeatureTable, tb: FeatureTable, num_rows: int, tested: np.nd
     tested = check_tested(tested, num_rows)
     min_expected = check_number("min_expected", min_expected, 0.0)  # its float: a 0-d tensor failed in numpy below
     ta, tb = on_one_vocabulary(ta, tb)
-    keys = np.union1d(ta.keys(), tb.keys())
+    keys = sorted_union(ta.keys(), tb.keys())
     columns = {}
     for side, table in (("a", ta), ("b", tb)):
         at = np.searchsorted(keys, table.keys())
