@@ -2531,3 +2531,41 @@ def test_summarize_and_plot_sweep_keep_mask_and_remove_rows_apart():
         assert row.accuracy_mean == pytest.approx(np.mean(values))
     labels = [text.get_text() for text in plots.plot_sweep(table, "accuracy").axes[0].get_legend().get_texts()]
     assert labels[1:] == ["random (mask)", "random (remove)"]
+
+
+def test_a_neuron_table_prunes_as_its_list_of_pairs():
+    """prune(model, None, frame) was refused with "(layer, index) pair, got ('l', 'a', 'y', 'e', 'r')": the table was
+    iterated as its column names, where ablate takes a table with layer/neuron columns. Both now read it by the
+    same code (pruning.plan.table_pairs); a table lacking a column is refused by name."""
+    from hf_txray.pruning import mask_neurons, remove_neurons
+
+    frame = pd.DataFrame({"layer": [1, 0, -1], "neuron": [7.0, 3.0, 2.0], "score": [0.9, 0.5, 0.1]})
+    pairs = [(1, 7), (0, 3), (1, 2)]
+    ids = encode("bert")
+    reference, _ = tiny("bert")
+    _, by_list = prune(reference, None, pairs)
+    expected = forward(reference, ids)
+    model, _ = tiny("bert")
+    _, by_table = prune(model, None, frame)
+    assert by_table.neurons == by_list.neurons == {0: [3], 1: [2, 7]}
+    assert torch.equal(forward(model, ids), expected)
+    unprune(model)
+    assert plan_pruning(None, frame, widths={0: 48, 1: 48}).neurons == by_list.neurons
+    handle = mask_neurons(model, frame)
+    assert handle.neurons == by_list.neurons
+    handle.remove()
+    removed_list, removed_table = tiny("bert")[0], tiny("bert")[0]
+    remove_neurons(removed_list, pairs, uneven="zero")
+    remove_neurons(removed_table, frame, uneven="zero")
+    assert all(torch.equal(a, b) for a, b in zip(removed_list.state_dict().values(),
+                                                 removed_table.state_dict().values()))
+    with pytest.raises(ConfigurationError, match=r"needs 'layer' and 'neuron' columns .* lacks 'neuron' "
+                                                 r"\(its columns: \['layer', 'index'\]\)"):
+        prune(model, None, pd.DataFrame({"layer": [0], "index": [3]}))
+    residual = frame.copy()
+    residual.attrs["hf_txray_ranked_modules"] = {"site": "residual", "stack": None}
+    for call in (lambda: prune(model, None, residual), lambda: plan_pruning(None, residual, widths={0: 48, 1: 48}),
+                 lambda: masked(model, residual).__enter__()):
+        with pytest.raises(ConfigurationError, match="ranks the 'residual' site, but ablation acts on MLP neurons"):
+            call()
+    assert not hf_txray.pruning.active_masks(model)

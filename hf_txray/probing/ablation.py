@@ -31,9 +31,9 @@ from ..lengths import resolve_max_length
 from ..logging import warn_caller
 from ..metrics_offline import OFFLINE_METRICS
 from ..hooks import Fill
-from ..indices import whole_numbers
 from ..pruning import MaskHandle, edit_neurons, masked, mlp_sites
-from ..pruning.masks import check_pattern_sites, check_plan, refuse_active_masks
+from ..pruning.masks import check_pattern_sites, check_plan, check_ranked_modules, refuse_active_masks
+from ..pruning.plan import table_pairs
 from ..sites import unwrap_model
 from ..version import __version__
 from .data import LabeledCorpus, refuse_single_string
@@ -47,44 +47,8 @@ MODES = ("zero", "mean")
 def _as_spec(neurons: Any) -> Any:
     """Accept a DataFrame with ``layer``/``neuron`` columns (e.g. ``result.top_neurons(10)``) too."""
     if isinstance(neurons, pd.DataFrame):
-        return _table_pairs(neurons)
+        return table_pairs(neurons)
     return neurons
-
-
-def _table_pairs(frame: pd.DataFrame) -> list[tuple[int, int]]:
-    """The ``(layer, neuron)`` pairs of a table, whole numbers (ints, or floats such as 3.0 that a merge or a CSV
-    made) only: ``astype(int)`` made a neuron 2.7 neuron 2 (helper 182), as a dict or a list of pairs refuses."""
-    if not {"layer", "neuron"} <= set(frame.columns):
-        raise ConfigurationError("A neuron table needs 'layer' and 'neuron' columns.")
-    if frame.empty:
-        return []
-    layers, neurons = (whole_numbers(frame[column].to_numpy(), f"The neuron table's {column!r} column")
-                       for column in ("layer", "neuron"))
-    return list(zip(layers.tolist(), neurons.tolist()))
-
-
-def check_ranked_modules(neurons: Any, model: nn.Module, sites: Mapping[int, Any] | None = None) -> None:
-    """Refuse a ranking table (``result.top_neurons(k)``, ``result.ranking``) that records other units than the
-    MLP neurons of the encoder (or only) stack, which ablation edits: a residual or decoder probe's (layer, neuron)
-    pairs name other units with the same numbers (helper 173: a residual probe's top neurons were ablated as MLP
-    neurons, silently). A table without the record (one of your own) is taken as ranking the MLP sites."""
-    from .pipeline import RANKED_MODULES
-
-    record = neurons.attrs.get(RANKED_MODULES) if isinstance(neurons, pd.DataFrame) else None
-    if not record:
-        return
-    if record.get("site") != "mlp":
-        raise ConfigurationError(
-            f"This neuron table ranks the {record.get('site')!r} site, but ablation acts on MLP neurons: it would "
-            "edit other units with the same numbers. Rank them with a probe of site='mlp'.")
-    if record.get("stack") == "decoder":
-        raise ConfigurationError(
-            "This neuron table ranks the decoder stack, but ablation acts on the MLP neurons of the encoder: it would "
-            "edit neurons the ranking never described. Rank them with a probe of stack='encoder'.")
-    if record.get("module_pattern"):
-        layers = sorted({int(layer) for layer in neurons["layer"]})
-        check_pattern_sites(model, "mlp", record["module_pattern"], record.get("stack"), layers,
-                            mlp_sites(model) if sites is None else sites, "probe read")
 
 
 def _means_for(means: Any, chosen: Mapping[int, list[int]], model: nn.Module,
@@ -631,7 +595,7 @@ def _ranked_pairs(ranking: Any) -> tuple[list[tuple[int, int]], str]:
         frame, source = ranking, "table"
     else:
         frame, source = pd.DataFrame(list(ranking), columns=["layer", "neuron"]), "list"
-    pairs = _table_pairs(frame)
+    pairs = table_pairs(frame)
     if not pairs:
         raise ConfigurationError("The ranking is empty.")
     _refuse_repeated(pairs)

@@ -23,6 +23,7 @@ from ..artifact import Artifact
 from ..io_utils import arrow_path, read_json, write_json
 from ..counts import check_count, check_switch, is_int, refuse_repeats
 from ..options import parse_layers
+from ..pruning.plan import RANKED_MODULES  # the record of a ranking table's modules, read where tables are read
 from ..version import __version__
 from .data import LabeledCorpus, check_labelled_property, load_labeled
 from .extraction import DEFAULT_MEMMAP_THRESHOLD, Activations, check_can_split, check_split, extract_activations
@@ -84,8 +85,6 @@ class ProbingMeta:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-# The key of a ranking table's ``attrs`` that records the modules it ranked (:meth:`ProbingResult.ranked_modules`).
-RANKED_MODULES = "hf_txray_ranked_modules"
 
 
 @dataclass(eq=False)  # == from Artifact: value equality through arrays and frames

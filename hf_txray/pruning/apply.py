@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import pandas as pd
 from torch import nn
 
 from ..errors import ConfigurationError
 from ..profile import Profile
 from ..report import DEFAULT_MIN_COUNT, TransferReport
 from ..sites import unwrap_model
-from .masks import ModelT, check_plan, check_plan_fits, mlp_sites, mask_neurons, refuse_decoder_source
+from .masks import (ModelT, check_plan, check_plan_fits, check_ranked_modules, mlp_sites, mask_neurons,
+                    refuse_decoder_source)
 from .plan import MODES, PruningPlan, plan_pruning, resolved_amount, source_info, source_widths
 from .remove import check_removable, remove_neurons
 
@@ -19,7 +21,7 @@ from .remove import check_removable, remove_neurons
 def prune(
     model: ModelT,
     report_or_profile: TransferReport | Profile | None = None,
-    strategy: str | Mapping[int, Sequence[int]] | Sequence[Sequence[int]] = "lost",
+    strategy: str | Mapping[int, Sequence[int]] | Sequence[Sequence[int]] | pd.DataFrame = "lost",
     amount: int | float | Mapping[int, int] = 0.1,
     *,
     seed: int | None = 0,
@@ -42,7 +44,9 @@ def prune(
     - ``"low_mass"``: lowest credited mass (stage `stage` of a report, or the profile's); never-credited neurons first;
     - ``"random"``: uniformly at random with `seed`: the baseline to compare every strategy with, at the same amount;
     - a strategy of your own, registered with :func:`~hf_txray.pruning.register_pruning_strategy`;
-    - an explicit neuron list: ``{layer: [index, ...]}`` or ``[(layer, index), ...]`` (`amount` is ignored).
+    - an explicit neuron list: ``{layer: [index, ...]}``, ``[(layer, index), ...]`` or a DataFrame with ``layer``
+      and ``neuron`` columns (as :func:`~hf_txray.ablate` takes: a probe's ``top_neurons(k)``, a filtered
+      ``neuron_stats()``) (`amount` is ignored).
 
     Args:
         model (`nn.Module`): the model to prune (in place), whose neurons the report/profile describes (usually the
@@ -116,6 +120,7 @@ def prune(
         layers = sites.resolve_layers(layers)
         sites.require(layers or [], "Pruning")
     if not isinstance(strategy, str):  # its negative layers counted from the model's last block, dense or not
+        check_ranked_modules(strategy, unwrap_model(model), sites)  # a table of a residual or decoder probe
         strategy = sites.chosen(strategy, "Pruning")
     if isinstance(amount, Mapping):  # its negative keys likewise ({-1: 3} was refused as "not available")
         amount = resolved_amount(amount, sites.blocks)

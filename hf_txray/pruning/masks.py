@@ -12,6 +12,7 @@ import sys
 import warnings
 from typing import Any, Iterable, Iterator, Mapping, Sequence, TypeVar
 
+import pandas as pd
 from torch import nn
 
 from ..architectures import neuron_architecture
@@ -20,7 +21,7 @@ from ..hooks import Edit, Fill, Trace
 from ..options import parse_layers, refuse_same_block, resolve_layer
 from ..provenance import PRUNED_ATTRIBUTE, pruning_fingerprint, pruning_record
 from ..sites import Site, find_sites, readable_sites, require_dense, text_config, text_depth, unwrap_model
-from .plan import NeuronSpec, PruningPlan, explicit_neurons
+from .plan import RANKED_MODULES, NeuronSpec, PruningPlan, explicit_neurons, table_pairs
 
 ModelT = TypeVar("ModelT", bound=nn.Module)  # prune, apply_plan and unprune return the model they were given
 # The model attribute listing the MaskHandles registered on it (set with object.__setattr__: not a submodule).
@@ -251,10 +252,29 @@ def check_pattern_sites(model: nn.Module, site: str, pattern: str, stack: str | 
                 "on the MLP sites (no module_pattern).")
 
 
+def check_ranked_modules(neurons: Any, model: nn.Module, sites: Mapping[int, Site] | None = None) -> None:
+    """Refuse a ranking table (``result.top_neurons(k)``, ``result.ranking``) that records other units than the
+    MLP neurons of the encoder (or only) stack, which ablation, masks and pruning edit: a residual or decoder probe's
+    (layer, neuron) pairs name other units with the same numbers (helper 173: a residual probe's top neurons were
+    ablated as MLP neurons, silently). The site and stack are checked where the table is read
+    (:func:`~hf_txray.pruning.plan.table_pairs`), the modules of a `module_pattern` here, against `model`. A table
+    without the record (one of your own) is taken as ranking the MLP sites."""
+    record = neurons.attrs.get(RANKED_MODULES) if isinstance(neurons, pd.DataFrame) else None
+    if not record:
+        return
+    table_pairs(neurons)  # its site and stack, before the modules are searched
+    if record.get("module_pattern"):
+        layers = sorted({int(layer) for layer in neurons["layer"]})
+        check_pattern_sites(model, "mlp", record["module_pattern"], record.get("stack"), layers,
+                            mlp_sites(model) if sites is None else sites, "probe read")
+
+
 def check_plan(model: nn.Module, neurons: NeuronSpec, sites: "MlpSites", what: str) -> PruningPlan | None:
     """When `neurons` is a plan, refuse it where it does not fit `model` (its layers and widths:
-    :func:`check_plan_fits`; what it was ranked on: :func:`check_plan_sites`) before `what` (e.g. "Masking neurons")
-    edits anything; returns the plan (None for a plain neuron list). Every edit of planned neurons goes through it."""
+    :func:`check_plan_fits`; what it was ranked on: :func:`check_plan_sites`), and a ranking table of other modules
+    (:func:`check_ranked_modules`), before `what` (e.g. "Masking neurons") edits anything; returns the plan (None
+    for a plain neuron list). Every edit of planned neurons goes through it."""
+    check_ranked_modules(neurons, model, sites)
     plan = neurons if isinstance(neurons, PruningPlan) else None
     if plan is not None:
         if plan.site != "mlp":  # helper 186: a saved plan of another site was applied to the MLP neurons
@@ -406,7 +426,8 @@ def mask_neurons(model: nn.Module, neurons: NeuronSpec) -> MaskHandle:
     Args:
         model (`nn.Module`): a transformers model (BERT, GPT-2, Llama-style...; the dense blocks of a model that
             mixes them with mixture-of-experts blocks, such as Qwen-MoE with ``mlp_only_layers``).
-        neurons (`dict[int, list[int]]`, list of ``(layer, index)`` pairs, or `PruningPlan`): what to mask.
+        neurons (`dict[int, list[int]]`, list of ``(layer, index)`` pairs, `PruningPlan`, or DataFrame with ``layer``
+            and ``neuron`` columns): what to mask.
 
     Returns:
         :class:`MaskHandle`.
@@ -433,7 +454,8 @@ def masked(model: nn.Module, neurons: NeuronSpec) -> Iterator[MaskHandle]:
 
     Args:
         model (`nn.Module`): a transformers model.
-        neurons (`dict[int, list[int]]`, list of ``(layer, index)`` pairs, or `PruningPlan`): what to mask.
+        neurons (`dict[int, list[int]]`, list of ``(layer, index)`` pairs, `PruningPlan`, or DataFrame with ``layer``
+            and ``neuron`` columns): what to mask.
 
     Example:
         ```python

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
+import pandas as pd
 
 from ..architectures import neuron_architecture
 from ..artifact import Artifact
@@ -31,7 +32,11 @@ PLAN_FILE = "pruning_plan.json"  # the plan in a folder saved with save_pretrain
 MODES = ("mask", "remove")
 EXPLICIT = "explicit"
 
-NeuronSpec = Union[Mapping[int, Sequence[int]], Sequence[Sequence[int]], "PruningPlan"]
+NeuronSpec = Union[Mapping[int, Sequence[int]], Sequence[Sequence[int]], "PruningPlan", pd.DataFrame]
+
+# The key of a ranking table's ``attrs`` that records the modules it ranked (:meth:`~hf_txray.probing.ProbingResult.
+# ranked_modules`): read by :func:`table_pairs` and :func:`~hf_txray.pruning.masks.check_ranked_modules`.
+RANKED_MODULES = "hf_txray_ranked_modules"
 
 
 # ----- the plan -------------------------------------------------------------------------------------------------
@@ -407,9 +412,43 @@ def _requested_counts(amount: Any, widths: dict[int, int], layers: list[int], pe
     return counts
 
 
+def table_pairs(frame: pd.DataFrame) -> list[tuple[int, int]]:
+    """The ``(layer, neuron)`` pairs of a neuron table (``layer`` and ``neuron`` columns, e.g. a probe's
+    ``result.top_neurons(10)`` or a filtered ``neuron_stats()``): the one reader of such tables, for ablation,
+    masks, removal and plans alike. Whole numbers (ints, or floats such as 3.0 that a merge or a CSV made) only:
+    ``astype(int)`` made a neuron 2.7 neuron 2 (helper 182), as a dict or a list of pairs refuses.
+
+    Raises:
+        ConfigurationError: a table lacking the ``layer`` or ``neuron`` column, one whose record (a probe's ranking)
+            says it ranks another site than the MLP neurons or the decoder stack (its pairs would name other units
+            with the same numbers, helper 173), or a value that is not a whole number.
+    """
+    missing = [column for column in ("layer", "neuron") if column not in frame.columns]
+    if missing:
+        raise ConfigurationError(
+            f"A neuron table needs 'layer' and 'neuron' columns (one row per neuron); this one lacks "
+            f"{' and '.join(map(repr, missing))} (its columns: {[str(c) for c in frame.columns]}).")
+    record = frame.attrs.get(RANKED_MODULES)
+    if record and record.get("site") != "mlp":
+        raise ConfigurationError(
+            f"This neuron table ranks the {record.get('site')!r} site, but ablation acts on MLP neurons (as pruning "
+            "and masking do): it would edit other units with the same numbers. Rank them with a probe of site='mlp'.")
+    if record and record.get("stack") == "decoder":
+        raise ConfigurationError(
+            "This neuron table ranks the decoder stack, but ablation acts on the MLP neurons of the encoder (as "
+            "pruning and masking do): it would edit neurons the ranking never described. Rank them with a probe of "
+            "stack='encoder'.")
+    if frame.empty:
+        return []
+    layers, neurons = (whole_numbers(frame[column].to_numpy(), f"The neuron table's {column!r} column")
+                       for column in ("layer", "neuron"))
+    return list(zip(layers.tolist(), neurons.tolist()))
+
+
 def explicit_neurons(spec: Any, widths: dict[int, int], blocks: Sequence[int] | None = None
                      ) -> dict[int, list[int]]:
-    """A neuron list (``{layer: [index, ...]}``, ``[(layer, index), ...]`` or a plan) as ``{layer: sorted indices}``,
+    """A neuron list (``{layer: [index, ...]}``, ``[(layer, index), ...]``, a plan, or a DataFrame with ``layer`` and
+    ``neuron`` columns, read by :func:`table_pairs`) as ``{layer: sorted indices}``,
     checked against `widths` (``{layer: neurons}``): the one place where every function taking a neuron list
     (masks, ablation, removal, plans) reads its layers.
 
@@ -417,11 +456,12 @@ def explicit_neurons(spec: Any, widths: dict[int, int], blocks: Sequence[int] | 
     ``layers=`` arguments count it (:func:`~hf_txray.options.resolve_layer`): -1 of a 12-block model is block 11.
 
     Layers and indices are read as :func:`~hf_txray.indices.whole_number` reads one index: ints, or whole floats
-    such as 3.0 (a DataFrame's rows, as ``ablate`` takes the DataFrame itself).
+    such as 3.0 (a DataFrame's, as a merge or a CSV makes them).
 
     Raises:
         ConfigurationError: a layer or index that is not a whole number (a bool, a fraction, text), a layer that is
-            no block, or has no width (not available), an index out of range, or a neuron named twice.
+            no block, or has no width (not available), an index out of range, a neuron named twice, or a table
+            lacking its ``layer`` or ``neuron`` column (or ranking other modules, :func:`table_pairs`).
     """
     blocks = sorted(widths) if blocks is None else list(blocks)
 
@@ -433,6 +473,8 @@ def explicit_neurons(spec: Any, widths: dict[int, int], blocks: Sequence[int] | 
 
     if isinstance(spec, PruningPlan):
         spec = spec.neurons
+    if isinstance(spec, pd.DataFrame):  # iterated, it gave its column names: ('l', 'a', 'y', 'e', 'r') was refused
+        spec = table_pairs(spec)
     if isinstance(spec, Mapping):
         listed = {layer: indices for layer, indices in spec.items()
                   if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__")

@@ -150,7 +150,8 @@ def remove_neurons(model: nn.Module, neurons: NeuronSpec, uneven: str = "error")
         model (`nn.Module`): a transformers model whose config has one intermediate size for all layers (for a model
             mixing dense and mixture-of-experts blocks, such as Qwen-MoE with ``mlp_only_layers``, one for its dense
             blocks, which are the ones removed from; expert units are refused).
-        neurons (`dict[int, list[int]]`, list of ``(layer, index)`` pairs, or `PruningPlan`): what to remove.
+        neurons (`dict[int, list[int]]`, list of ``(layer, index)`` pairs, `PruningPlan`, or DataFrame with ``layer``
+            and ``neuron`` columns): what to remove.
         uneven (`str`, *optional*, defaults to `"error"`): when layers lose different numbers of neurons:
             ``"error"`` raises; ``"zero"`` removes the smallest per-layer count from every layer and zeroes the
             down-projection columns of the other planned neurons (same outputs as masking, still one width).
