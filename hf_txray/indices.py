@@ -7,7 +7,7 @@ them) are indices.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -15,12 +15,14 @@ from .counts import as_number
 from .errors import ConfigurationError
 
 
-def whole_numbers(values: Any, what: str) -> np.ndarray:
+def whole_numbers(values: Any, what: str, beyond: Callable[[int], str] | None = None) -> np.ndarray:
     """`values` (a sequence, array or tensor of indices, or one index) as a flat int64 array.
 
     Args:
         values: ints, or floats that are whole numbers.
         what (`str`): what the values are, for the error message (e.g. ``"Fill's neuron indices"``).
+        beyond (`Callable[[int], str]`, *optional*): the error message for a value beyond int64, given the value
+            (e.g. naming the layers that exist, as an index out of range is refused); default: one naming `what`.
 
     Raises:
         [`ConfigurationError`]: for a bool, a fraction, inf or NaN, or anything that is not a number.
@@ -49,6 +51,8 @@ def whole_numbers(values: Any, what: str) -> np.ndarray:
             raise ConfigurationError(f"{what} must hold whole numbers, got {bad!r} ({array.dtype}): {why}.")
     # a cast to int64 wraps 2**64 - 1 (uint64) to -1, the last neuron where negative indices count from the end
     huge = next((v for v in array.reshape(-1).tolist() if not _INT64.min <= int(v) <= _INT64.max), None)
+    if huge is not None and beyond is not None:
+        raise ConfigurationError(beyond(int(huge)))
     if huge is not None:
         raise ConfigurationError(f"{what} must be indices of neurons, got {huge!r}, beyond any model's width (a cast to "
                                  "int64 would make it another index).")
@@ -58,9 +62,14 @@ def whole_numbers(values: Any, what: str) -> np.ndarray:
 _INT64 = np.iinfo(np.int64)
 
 
-def whole_number(value: Any, what: str) -> int:
+def whole_number(value: Any, what: str, beyond: Callable[[int], str] | None = None) -> int:
     """One index (a neuron's, a layer's) as :func:`whole_numbers` reads indices: an int, or a whole float such as 3.0
     (a DataFrame's row gives one); numpy's and 0-d arrays or tensors too (:func:`~hf_txray.counts.as_number`).
+
+    Args:
+        value: the index.
+        what (`str`): what the value is, for the error message (e.g. ``"A neuron's layer"``).
+        beyond (`Callable[[int], str]`, *optional*): the error message for a value beyond int64 (:func:`whole_numbers`).
 
     Raises:
         [`ConfigurationError`]: for a bool, a fraction, inf or NaN, several values, or anything that is not a number.
@@ -72,7 +81,7 @@ def whole_number(value: Any, what: str) -> int:
         item = value.item() if callable(getattr(value, "item", None)) else value  # np.True_, tensor(True): True
         shown = bool(item) if isinstance(item, (bool, np.bool_)) else value
         raise ConfigurationError(f"{what} must be an integer, got {shown!r}.")
-    return int(whole_numbers(number, what)[0])
+    return int(whole_numbers(number, what, beyond)[0])
 
 
 def _is_whole(value: Any) -> bool:

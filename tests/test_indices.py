@@ -101,3 +101,21 @@ def test_one_bool_is_refused_as_no_integer_not_as_a_mask_of_one_entry(value):
         whole_numbers(value, "The layer number")
     with pytest.raises(ConfigurationError, match=r"^The layer number must be an integer, got True\.$"):
         whole_number(value, "The layer number")  # one index, said as whole_numbers says it (was np.True_, ...)
+
+
+def test_a_layer_or_index_beyond_int64_is_refused_as_out_of_range():
+    """A layer of 10**20 was refused as "A neuron's layer must be indices of neurons": it names the layer and the
+    model's layers now, as a neuron out of range is named."""
+    from hf_txray.pruning import explicit_neurons
+
+    widths = {0: 32, 1: 32}
+    for spec in ([(10**20, 0)], {10**20: [0]}, [(-10**20, 0)]):
+        with pytest.raises(ConfigurationError, match=re.escape(
+                f"Layer {next(iter(dict(spec)))} is out of range: the model has MLP layers [0, 1]")):
+            explicit_neurons(spec, widths)
+    for spec in ([(1, 10**20)], {1: [10**20]}):
+        with pytest.raises(ConfigurationError, match=re.escape(
+                "Neuron 100000000000000000000 is out of range: layer 1 has 32 neurons.")):
+            explicit_neurons(spec, widths)
+    with pytest.raises(ConfigurationError, match=re.escape("Neuron 40 is out of range: layer 0 has 32 neurons.")):
+        explicit_neurons([(0, 40)], widths)

@@ -466,7 +466,10 @@ def explicit_neurons(spec: Any, widths: dict[int, int], blocks: Sequence[int] | 
     blocks = sorted(widths) if blocks is None else list(blocks)
 
     def layer_of(value: Any, what: str) -> int:
-        layer = resolve_layer(blocks, whole_number(value, what), "is not an MLP layer of the model")
+        # 10**20 was refused as "A neuron's layer must be indices of neurons": named as any layer out of range
+        number = whole_number(value, what, lambda huge: f"Layer {huge} is out of range: the model has MLP layers "
+                                                        f"{blocks} (or negative indices, counted from the last of them).")
+        layer = resolve_layer(blocks, number, "is not an MLP layer of the model")
         if layer not in widths:
             raise ConfigurationError(f"Layer {value} is not available: the model has MLP layers {sorted(widths)}.")
         return layer
@@ -497,9 +500,14 @@ def explicit_neurons(spec: Any, widths: dict[int, int], blocks: Sequence[int] | 
     for item in items:
         if len(item) != 2:
             raise ConfigurationError(f"An explicit neuron is a (layer, index) pair, got {item!r}.")
-        layer, index = layer_of(item[0], "A neuron's layer"), whole_number(item[1], "A neuron's index")
+        layer = layer_of(item[0], "A neuron's layer")
+
+        def out_of_range(index: int) -> str:
+            return f"Neuron {index} is out of range: layer {layer} has {widths[layer]} neurons."
+
+        index = whole_number(item[1], "A neuron's index", out_of_range)
         if not 0 <= index < widths[layer]:
-            raise ConfigurationError(f"Neuron {index} is out of range: layer {layer} has {widths[layer]} neurons.")
+            raise ConfigurationError(out_of_range(index))
         if index in chosen.setdefault(layer, set()):  # {0: [1, 1]} was read as {0: [1]}: a plan of fewer neurons
             raise ConfigurationError(
                 f"The neuron list names neuron {index} of layer {layer} more than once (a negative layer counts "
