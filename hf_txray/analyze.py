@@ -34,7 +34,7 @@ from .distributed import (all_gather, check_device, check_same_corpus, default_d
                           is_dispatched, process_info, shard_bounds)
 from .errors import ConfigurationError, DatasetError, OutputError
 from .features import (TAG_FEATURES, USER_FEATURE_SAMPLE, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset,
-                       check_user_features, code_fingerprint, dataset_holds_markup, feature_type_of,
+                       check_user_features, code_fingerprint, feature_type_of,
                        needs_words, recorded_fingerprint)
 from .io_utils import atomic_dir, check_writable, output_error, read_json, restore_interrupted_swap, write_json
 from .lengths import model_length_limit
@@ -194,10 +194,11 @@ class Profiler:
 
     def prepare(self, corpus, text_column: str, show_progress: bool | None = None, note: str = ""):
         """Add cached word/tag annotations to `corpus` when the features need them (`note`: appended to the
-        progress bar's description)."""
+        progress bar's description); returns it and whether a text holds markup (the scan annotation took for its
+        cache key, :func:`~hf_txray.features.dataset_holds_markup`; False without annotation)."""
         if self.annotator is None:
-            return corpus
-        return annotate_dataset(corpus, self.annotator, text_column, show_progress, note)
+            return corpus, False
+        return annotate_dataset(corpus, self.annotator, text_column, show_progress, note, return_markup=True)
 
     def _new_builder(self) -> tuple[ProfileBuilder, dict[str, Vocabulary]]:
         vocabs = {n: TokenVocabulary(self.tokenizer) if n == "token" else Vocabulary() for n in self.feature_names}
@@ -400,6 +401,7 @@ class Profiler:
             if rows is not None:
                 source.read_on(rows)
             key_range: tuple[int, int] = (rank, world)
+            holds_markup = False  # a stream is not scanned: its checkpoint key never carried the markup rules
         else:
             start, end = shard_bounds(len(corpus), rank, world)
             # A rank whose shard is empty (more processes than texts) profiles nothing but joins every collective.
@@ -407,7 +409,7 @@ class Profiler:
             quota = _rank_quota(self.config.max_positions, rank, world)
             if quota is not None and self.annotator is not None:  # tag only what max_positions will read
                 rows = _rows(rows, 0, self.rows_for_quota(rows, text_column, quota))
-            shard = self.prepare(rows, text_column, note=shard_note(rank, world))
+            shard, holds_markup = self.prepare(rows, text_column, note=shard_note(rank, world))
             source = InMemorySource(shard, start, text_column)
             key_range = (start, end)
         meta = self.meta(stage, corpus, dataset_id, text_column or "")
@@ -418,8 +420,9 @@ class Profiler:
             features = {name: code_fingerprint(f.fn) for name, f in self.user_features.items()}
             # the spaCy pipeline that tags words (its name, version, components and files), None without words
             annotation = self.annotator.cache_key if self.annotator is not None else None
-            if annotation is not None and not isinstance(source, StreamingSource) and dataset_holds_markup(
-                    shard, self.annotator, text_column):  # words fused with markup before helper 403: not resumed
+            # words fused with markup before helper 403: not resumed; the answer of annotation's scan (a second
+            # scan tokenized every text holding a special token's string again)
+            if annotation is not None and not isinstance(source, StreamingSource) and holds_markup:
                 annotation += self.annotator.markup_key()
             key, key_parts = _run_key(meta, *key_range, weights_sample_hash(self.model), features, annotation)
             streamed = isinstance(source, StreamingSource)

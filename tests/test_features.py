@@ -1088,3 +1088,26 @@ def test_word_features_refuse_a_slow_tokenizer_with_the_fix():
     for text in ("The [MASK] sat.", "The cat sat."):
         with pytest.raises(ConfigurationError, match="slow.*fast tokenizer"):
             from_spacy([text], "pos", tokenizer=slow)
+
+
+def test_a_checkpointed_run_scans_the_corpus_for_markup_once(tmp_path, monkeypatch):
+    """With checkpoint_dir, analyze scanned the corpus for markup again for the checkpoint key after annotation had
+    scanned it for its cache key: each text holding a special token's string was tokenized twice. The key takes
+    annotation's answer (the same value: the run resumes from its checkpoint)."""
+    from hf_txray.features import WordAnnotator
+
+    monkeypatch.setenv("HF_TXRAY_CACHE", str(tmp_path / "cache"))
+    tokenizer = chat_tokenizer()
+    texts = [f"Plain text number {i}." for i in range(6)]
+    texts[2] = "<|im_start|>user\nHi there.<|im_end|>"
+    scanned = []
+    real = WordAnnotator.markup_spans
+    monkeypatch.setattr(WordAnnotator, "markup_spans", lambda self, batch: scanned.extend(
+        t for t in batch if "<|im_" in t) or real(self, batch))
+    options = dict(tokenizer=tokenizer, features=("token", "word"), skip_first_positions=0, show_progress=False,
+                   checkpoint_dir=tmp_path / "ckpt", checkpoint_every=1, batch_size=2)
+    model = tiny_llama_for(tokenizer)
+    first = hf_txray.analyze(model, texts, **options)
+    assert scanned == [texts[2]]
+    again = hf_txray.analyze(model, texts, resume=True, **options)  # the key is the one saved: it resumes
+    assert again.to_pandas("word").equals(first.to_pandas("word"))

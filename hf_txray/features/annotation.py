@@ -467,7 +467,7 @@ def check_assigns(nlp: Any, spacy_model: str, tags: Sequence[str]) -> None:
 
 
 def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_progress: bool | None = None,
-                     note: str = ""):
+                     note: str = "", *, return_markup: bool = False):
     """Add word spans and tags to `dataset`, cached on disk by the hash of its texts and the annotator.
 
     A second call on the same texts with the same annotator reads the cache instead of tagging again. The cache
@@ -476,11 +476,24 @@ def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_p
     reads a file or a table outside its function keeps the fingerprint) get their own tags, and the other columns
     are always the live ones. The tagging bar follows hf_txray's progress switch (:mod:`hf_txray.logging`);
     `show_progress` sets it for this call, and `note` is appended to its description (a process's shard).
+
+    Args:
+        dataset (`datasets.Dataset`): the texts (and any other columns).
+        annotator (`WordAnnotator`): the spaCy pipeline and tags.
+        text_column (`str`): the column of the texts.
+        show_progress (`bool`, *optional*): the tagging bar for this call (default: hf_txray's progress switch).
+        note (`str`, *optional*): appended to the bar's description.
+        return_markup (`bool`, *optional*, defaults to `False`): also return whether a text holds markup, as
+            :func:`dataset_holds_markup` answers, from the scan the cache key takes (no text tokenized again).
+
+    Returns:
+        The annotated dataset, or ``(dataset, holds_markup)`` with `return_markup`.
     """
     from ..logging import datasets_progress_bars, progress_bars_for
 
     with progress_bars_for(show_progress), datasets_progress_bars():
-        return _annotate(dataset, annotator, text_column, note)
+        annotated, holds = _annotate(dataset, annotator, text_column, note)
+    return (annotated, holds) if return_markup else annotated
 
 
 def _annotate(dataset, annotator: WordAnnotator, text_column: str, note: str = ""):
@@ -513,7 +526,7 @@ def _annotate(dataset, annotator: WordAnnotator, text_column: str, note: str = "
         desc=f"hf_txray: spaCy word/tag annotation{note}",
     )
     replaced = [c for c in annotations.column_names if c in dataset.column_names]
-    return datasets.concatenate_datasets([dataset.remove_columns(replaced), annotations], axis=1)
+    return datasets.concatenate_datasets([dataset.remove_columns(replaced), annotations], axis=1), scan.holds
 
 
 def dataset_holds_markup(dataset, annotator: WordAnnotator, column: str) -> bool:
