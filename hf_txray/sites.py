@@ -80,6 +80,8 @@ def refuse_model_holder(model: Any) -> None:
     elif type(model).__module__.split(".")[0] == "sentence_transformers" and hasattr(model, "named_modules"):
         from transformers import PreTrainedModel
 
+        if isinstance(model, PreTrainedModel):  # a transformers model itself, run as any other
+            return
         name = next((n for n, m in model.named_modules() if isinstance(m, PreTrainedModel)), None)
         if name is None:
             return

@@ -3383,3 +3383,19 @@ def test_a_sentence_transformers_model_is_refused_naming_the_transformers_model_
         hf_txray.analyze(holder, TEXTS, tokenizer=bert_tokenizer, show_progress=False)
     inner = hf_txray.analyze(holder[0].model, TEXTS, tokenizer=holder.tokenizer, features=("token",), show_progress=False)
     assert_same_credit(inner, run())
+
+
+def test_a_transformers_model_from_a_sentence_transformers_module_is_profiled_not_refused():
+    # helper 424: the sentence-transformers refusal went by the class's module alone, so a PreTrainedModel defined in
+    # that package was refused as a holder of itself, naming `model.` as the model to pass
+    from transformers import BertModel
+
+    class Bert(BertModel):
+        pass
+
+    Bert.__module__ = "sentence_transformers.models.bert"
+    model, tokenizer = tiny("bert")
+    own = Bert(model.config).eval()
+    own.load_state_dict(model.state_dict())
+    got = hf_txray.analyze(own, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    assert_same_credit(got, run())
