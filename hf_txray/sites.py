@@ -77,7 +77,8 @@ def refuse_model_holder(model: Any) -> None:
         kind, inner = "transformers", "pipe.model"
         example = "hf_txray.analyze(pipe.model, dataset, tokenizer=pipe.tokenizer)"
         holder = "pipe"
-    elif type(model).__module__.split(".")[0] == "sentence_transformers" and hasattr(model, "named_modules"):
+    elif any(cls.__module__.split(".")[0] == "sentence_transformers" for cls in type(model).__mro__) \
+            and hasattr(model, "named_modules"):  # a subclass of the user's too
         from transformers import PreTrainedModel
 
         if isinstance(model, PreTrainedModel):  # a transformers model itself, run as any other

@@ -3399,3 +3399,30 @@ def test_a_transformers_model_from_a_sentence_transformers_module_is_profiled_no
     own.load_state_dict(model.state_dict())
     got = hf_txray.analyze(own, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
     assert_same_credit(got, run())
+
+
+def test_a_subclass_of_a_sentence_transformers_model_is_refused_too():
+    # helper 424: the refusal read the class's own module, so a user's subclass of SentenceTransformer (defined in
+    # their module) was not refused and failed as before, with "TypeError: ... forward() missing ... argument"
+    model, bert_tokenizer = tiny("bert")
+
+    class Transformer(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.auto_model = inner
+
+    class SentenceTransformer(torch.nn.Sequential):
+        config = property(lambda self: self[0].auto_model.config)
+        tokenizer = bert_tokenizer
+
+        def forward(self, features):
+            return super().forward(features)
+
+    SentenceTransformer.__module__ = "sentence_transformers.sentence_transformer.model"
+
+    class MyEncoder(SentenceTransformer):
+        pass
+
+    holder = MyEncoder(Transformer(model), torch.nn.Identity())
+    with pytest.raises(ModelError, match=r"sentence-transformers MyEncoder, not a model: .*`model\[0\]\.auto_model`"):
+        hf_txray.analyze(holder, TEXTS, tokenizer=bert_tokenizer, show_progress=False)
