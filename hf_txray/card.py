@@ -383,7 +383,7 @@ def build_card(profiles: Mapping[str, Profile], reports: Mapping[str, TransferRe
     Example:
         ```python
         >>> card = build_card({"pretrained": p}, {}, {"neuron_cards": 9216, "distributions": 50000, "meta": 1}, {})
-        >>> card.save("README.md")
+        >>> card.save("results/export/README.md")
         ```
     """
     models = [p.meta.model_id for p in profiles.values()] + [

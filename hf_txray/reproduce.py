@@ -957,8 +957,8 @@ def pin_model(profile: Profile, model: str | Path, *, revision: str | None = Non
 
     Example:
         ```python
-        >>> trainer.save_model("out/finetuned")
-        >>> final = hf_txray.pin_model(trainer.txray_profiles["step-300"], "out/finetuned")
+        >>> trainer.save_model("results/finetuned")
+        >>> final = hf_txray.pin_model(trainer.txray_profiles["step-300"], "results/finetuned")
         ```
     """
     from .loading import resolve_model_source
