@@ -1688,7 +1688,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The output still buffered (--help's, an error's), written here: a reader gone by now (| head) is the
             # BrokenPipeError below, not Python's "Exception ignored ... BrokenPipeError" at exit with status 120.
             try:
-                sys.stdout.flush()
+                if sys.stdout is not None:  # None: no standard output at all (`>&-`), nothing to flush
+                    sys.stdout.flush()
             except BrokenPipeError:
                 raise
             except (OSError, ValueError):  # a full disk: left to the flush at exit, as before
@@ -1713,7 +1714,8 @@ def _main(argv: Sequence[str] | None) -> int:
                 args = _apply_config_file(parser, argv, args)
             _expand_output_paths(args)
             code = args.handler(args)
-            sys.stdout.flush()  # a reader that left (| head) or a full disk: handled below, not at exit
+            if sys.stdout is not None:  # a reader that left (| head) or a full disk: handled below, not at exit
+                sys.stdout.flush()
     except TXRayError as err:  # its message repeats what was typed (a path, a repo id): masked as argparse's are
         print(f"hf-txray {args.command}: error: {redact_typed(str(err))}", file=sys.stderr)
         _close_process_group(barrier=False)  # the other ranks may never reach a barrier

@@ -1775,6 +1775,20 @@ def test_cli_output_to_a_closed_pipe_ends_quietly_with_stderr_closed_too(tmp_pat
     assert run(["show", str(tmp_path / "missing")], stderr_too=True)[0] == 141  # its error message to the pipe
 
 
+def test_cli_with_stdout_closed_keeps_its_exit_status(tmp_path):
+    """Helper 424: with no standard output at all (``hf-txray ... >&-``, a launcher that closes it) ``sys.stdout`` is
+    None; the flushes 19d69cb added raised "AttributeError: 'NoneType' object has no attribute 'flush'", a traceback
+    and exit status 1 for every command, after its work (it printed nothing, and exited 0 or 2, before)."""
+    def run(argv):
+        done = subprocess.run([sys.executable, "-m", "hf_txray", *argv], env=_env(), stderr=subprocess.PIPE,
+                              text=True, preexec_fn=lambda: os.close(1), timeout=120)
+        return done.returncode, done.stderr
+
+    assert run(["--version"])[0] == 0
+    code, err = run(["show", str(tmp_path / "missing")])
+    assert code == 2 and "Traceback" not in err and "hf-txray show: error: No folder" in err, err
+
+
 def test_cli_export_makes_a_results_folder_and_push_takes_repo_id_first(tmp_path, saved_bert, text_file, capsys):
     from hf_txray.cli import _push_arguments
 
