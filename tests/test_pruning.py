@@ -2569,3 +2569,23 @@ def test_a_neuron_table_prunes_as_its_list_of_pairs():
         with pytest.raises(ConfigurationError, match="ranks the 'residual' site, but ablation acts on MLP neurons"):
             call()
     assert not hf_txray.pruning.active_masks(model)
+
+
+def test_a_plan_of_a_pattern_probes_table_keeps_the_pattern_and_is_checked_where_applied():
+    """plan_pruning(None, table) of a probe's ranking of the modules a module_pattern named (attention outputs)
+    dropped the table's record: the plan masked the MLP neurons with the same numbers, silently (prune and ablate
+    refuse that table). The plan's source keeps the pattern, and applying it checks it against the model."""
+    model, _ = tiny("bert")
+    table = pd.DataFrame({"layer": [0, 1], "neuron": [3, 4]})
+    table.attrs["hf_txray_ranked_modules"] = {
+        "site": "mlp", "stack": None, "module_pattern": r"encoder\.layer\.\d+\.attention\.output\.dense$"}
+    widths = {layer: module.out_features for layer, module in enumerate(
+        layer.intermediate.dense for layer in model.encoder.layer)}
+    plan = plan_pruning(None, table, widths=widths)
+    assert plan.source["module_pattern"] == table.attrs["hf_txray_ranked_modules"]["module_pattern"]
+    with pytest.raises(ConfigurationError, match="attention.output.dense.*acts on its MLP site"):
+        apply_plan(model, plan)
+    assert not hf_txray.pruning.active_masks(model)
+    mlp = table.copy()
+    mlp.attrs["hf_txray_ranked_modules"] = {"site": "mlp", "stack": None, "module_pattern": None}
+    assert "module_pattern" not in plan_pruning(None, mlp, widths=widths).source

@@ -619,6 +619,10 @@ def plan_pruning(
         if not any(neurons.values()):  # helper 152: {}, [] and {0: []} were accepted, mode="remove" included
             raise ConfigurationError(f"The neuron list {strategy!r} names no neuron: nothing to prune. Name (layer, "
                                      "index) pairs, or {layer: [index, ...]}.")
+        record = strategy.attrs.get(RANKED_MODULES) if isinstance(strategy, pd.DataFrame) else None
+        if record:  # a probe's table of a module_pattern: kept, so that applying the plan checks those modules (it
+            # was dropped, and the plan masked the automatic MLP sites of any model of those widths, silently)
+            info = {**info, **_hooked(record.get("stack"), record.get("module_pattern"))}
         return PruningPlan(strategy=EXPLICIT, amount=None, per_layer=True, seed=None, mode=mode, neurons=neurons,
                            widths={layer: widths[layer] for layer in neurons}, source=info)
     chosen = get_pruning_strategy(strategy)
