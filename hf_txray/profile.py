@@ -508,7 +508,10 @@ class Profile(Artifact):
             frame[f"length_{ft}"] = metrics.length_by_row(table.rows, table.mass, self.num_rows)
             frame[f"entropy_{ft}"] = metrics.entropy_by_row(table.rows, table.mass, self.num_rows)
             frame[f"top_{ft}"] = self._top_feature_by_row(table)
-        return frame
+        from .tables import with_ranked_modules
+
+        return with_ranked_modules(frame, self.meta.site, self.meta.config.get("stack"),
+                                   self.meta.config.get("module_pattern"))
 
     def _top_feature_by_row(self, table: FeatureTable) -> list[str | None]:
         top: list[str | None] = [None] * self.num_rows

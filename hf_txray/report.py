@@ -564,7 +564,7 @@ class TransferReport(Artifact):
         Raises:
             ConfigurationError: `n` or `min_count` not an int >= 0, or a feature type or layer not in the report.
         """
-        return self._ranked(n, feature_type, layer, False, min_count).reset_index(drop=True)
+        return self._with_modules(self._ranked(n, feature_type, layer, False, min_count).reset_index(drop=True))
 
     def least_changed(self, n: int = 10, feature_type: str | None = None, layer: int | None = None,
                       min_count: int = DEFAULT_MIN_COUNT) -> pd.DataFrame:
@@ -584,10 +584,16 @@ class TransferReport(Artifact):
         Raises:
             ConfigurationError: `n` or `min_count` not an int >= 0, or a feature type or layer not in the report.
         """
-        return self._ranked(n, feature_type, layer, True, min_count).reset_index(drop=True)
+        return self._with_modules(self._ranked(n, feature_type, layer, True, min_count).reset_index(drop=True))
+
+    def _with_modules(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`frame` recording the modules its neurons are (:func:`~hf_txray.pruning.plan.with_ranked_modules`)."""
+        from .tables import with_ranked_modules
+
+        return with_ranked_modules(frame, self.meta.site, self.meta.stack, self.meta.module_pattern)
 
     def to_pandas(self) -> pd.DataFrame:
-        return self.neurons.copy()
+        return self._with_modules(self.neurons.copy())
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TransferReport):

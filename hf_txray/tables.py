@@ -348,3 +348,18 @@ def amount_labels(table: pd.DataFrame) -> list[str]:
     table has that column: a CSV read back holds 1 and 1.0 alike)."""
     kinds = table["amount_kind"] if "amount_kind" in table else [None] * len(table)
     return [amount_label(a, k if isinstance(k, str) else None) for a, k in zip(table["amount"], kinds)]
+
+
+# The key of a ranking table's ``attrs`` that records the modules it ranked (:meth:`~hf_txray.probing.ProbingResult.
+# ranked_modules`): read by :func:`~hf_txray.pruning.plan.table_pairs` and
+# :func:`~hf_txray.pruning.masks.check_ranked_modules`.
+RANKED_MODULES = "hf_txray_ranked_modules"
+
+
+def with_ranked_modules(frame: pd.DataFrame, site: str, stack: str | None, module_pattern: str | None
+                        ) -> pd.DataFrame:
+    """`frame` (one row per neuron, ``layer``/``neuron`` columns) recording the modules whose units it numbers, as a
+    probe's ranking does: :func:`~hf_txray.pruning.plan.table_pairs` refuses it where its pairs would name other
+    units (a residual profile's ``neuron_stats()`` was pruned or ablated as MLP neurons, silently)."""
+    frame.attrs[RANKED_MODULES] = {"site": site, "stack": stack, "module_pattern": module_pattern}
+    return frame

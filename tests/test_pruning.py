@@ -2589,3 +2589,25 @@ def test_a_plan_of_a_pattern_probes_table_keeps_the_pattern_and_is_checked_where
     mlp = table.copy()
     mlp.attrs["hf_txray_ranked_modules"] = {"site": "mlp", "stack": None, "module_pattern": None}
     assert "module_pattern" not in plan_pruning(None, mlp, widths=widths).source
+
+
+def test_a_residual_profiles_neuron_tables_are_refused_as_mlp_neurons():
+    """A residual profile's neuron_stats() (or a residual report's most_changed) was pruned, masked or ablated as the
+    MLP neurons with the same numbers, silently: its tables now record their site as a probe's ranking does, and
+    the table reader refuses them; an MLP profile's tables prune as their (layer, neuron) pairs."""
+    model, tokenizer = tiny("bert")
+    texts = [t for t in SAMPLE_TEXTS if t.strip()]
+    options = dict(tokenizer=tokenizer, features=("token",), show_progress=False)
+    residual = hf_txray.analyze(model, texts, site="residual", **options)
+    tables = [residual.neuron_stats().nlargest(3, "mass"), compare(residual, residual).most_changed(3, min_count=0),
+              compare(residual, residual).to_pandas().head(3)]
+    for table in tables:
+        for call in (lambda: prune(model, None, table), lambda: hf_txray.ablate(model, table).__enter__(),
+                     lambda: plan_pruning(None, table, widths={0: 48, 1: 48})):
+            with pytest.raises(ConfigurationError, match="ranks the 'residual' site"):
+                call()
+    assert not hf_txray.pruning.active_masks(model)
+    stats = hf_txray.analyze(model, texts, **options).neuron_stats().nlargest(3, "mass")
+    _, plan = prune(model, None, stats)
+    assert sorted((l, n) for l, ns in plan.neurons.items() for n in ns) == sorted(zip(stats.layer, stats.neuron))
+    unprune(model)

@@ -24,7 +24,7 @@ from ..provenance import pruning_fingerprint, recorded_architecture, recorded_de
 from ..report import DEFAULT_MIN_COUNT, TransferReport
 from ..rng import drawn_seed
 from ..significance import check_min_count
-from ..tables import amount_label, percent
+from ..tables import RANKED_MODULES, amount_label, percent
 from ..version import __version__
 from .strategies import RankingInput, check_feature_type_used, get_pruning_strategy, is_random_strategy, rank
 
@@ -34,9 +34,7 @@ EXPLICIT = "explicit"
 
 NeuronSpec = Union[Mapping[int, Sequence[int]], Sequence[Sequence[int]], "PruningPlan", pd.DataFrame]
 
-# The key of a ranking table's ``attrs`` that records the modules it ranked (:meth:`~hf_txray.probing.ProbingResult.
-# ranked_modules`): read by :func:`table_pairs` and :func:`~hf_txray.pruning.masks.check_ranked_modules`.
-RANKED_MODULES = "hf_txray_ranked_modules"
+# RANKED_MODULES: the key of a ranking table's ``attrs`` that records the modules it ranked (its home: hf_txray.tables)
 
 
 # ----- the plan -------------------------------------------------------------------------------------------------
@@ -432,12 +430,12 @@ def table_pairs(frame: pd.DataFrame) -> list[tuple[int, int]]:
     if record and record.get("site") != "mlp":
         raise ConfigurationError(
             f"This neuron table ranks the {record.get('site')!r} site, but ablation acts on MLP neurons (as pruning "
-            "and masking do): it would edit other units with the same numbers. Rank them with a probe of site='mlp'.")
+            "and masking do): it would edit other units with the same numbers. Rank them with a probe (or profile) of site='mlp'.")
     if record and record.get("stack") == "decoder":
         raise ConfigurationError(
             "This neuron table ranks the decoder stack, but ablation acts on the MLP neurons of the encoder (as "
-            "pruning and masking do): it would edit neurons the ranking never described. Rank them with a probe of "
-            "stack='encoder'.")
+            "pruning and masking do): it would edit neurons the ranking never described. Rank them with a probe (or "
+            "profile) of stack='encoder'.")
     if frame.empty:
         return []
     layers, neurons = (whole_numbers(frame[column].to_numpy(), f"The neuron table's {column!r} column")
