@@ -430,11 +430,12 @@ def test_a_pushed_record_of_local_sources_says_it_holds_their_names_only(hub, tm
         hf_txray.reproduce(results)
     with pytest.raises(DatasetError, match=r"names only as 'texts.txt'"):
         hf_txray.reproduce(results, model=str(model))
-    monkeypatch.setattr(hf_txray.corpora, "default_model_path", lambda: str(model))  # the embedded default's folder
-    result = hf_txray.reproduce(results, dataset=str(tmp_path / "texts.txt"))
+    # monkeypatch.undo() would also undo the hub fixture's patches, made on this monkeypatch: one context instead
+    with monkeypatch.context() as patch:
+        patch.setattr(hf_txray.corpora, "default_model_path", lambda: str(model))  # the embedded default's folder
+        result = hf_txray.reproduce(results, dataset=str(tmp_path / "texts.txt"))
     assert result.verdict == "identical" and "the recorded folder is gone" not in str(result)
     assert "the record names its folder only as 'mymodel'" in str(result)
-    monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
     assert hf_txray.reproduce(results).verdict == "identical"
 
