@@ -7,7 +7,8 @@
   warning is printed once, not once per process.
 - One switch for every progress bar of the package (profiling, spaCy tagging, extraction):
   :func:`disable_progress_bars` / :func:`enable_progress_bars`, or ``HF_TXRAY_DISABLE_PROGRESS_BARS=1``.
-  Functions that take ``show_progress=`` use it for that call only (:func:`progress_bars_for`).
+  Functions that take ``show_progress=`` use it for that call only (:func:`progress_bars_for`): in the calling
+  thread (or asyncio task), without touching the switch.
 
 Example:
     ```python
@@ -20,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import sys
@@ -299,7 +301,12 @@ _LIBRARY_SWITCHES = (
     ("datasets", "enable_progress_bars", "disable_progress_bars", lambda m: m.is_progress_bar_enabled()),
     ("huggingface_hub.utils", "enable_progress_bars", "disable_progress_bars",
      lambda m: not m.are_progress_bars_disabled()))
-_nested_bars = False  # inside progress_bars_for(..., nested=True): bars are cleared when done
+# the override of one call (progress_bars_for): (show, nested) of the innermost block of this thread / asyncio task,
+# show None where the global switch applies, nested True where bars are cleared when done. Per thread, not a module
+# global: two analyze(show_progress=False) runs in two threads saved and restored one global switch in turn and could
+# leave it off for good after both ended (A saved True, set False; B saved False; A restored True; B restored False)
+_call_bars: contextvars.ContextVar[tuple[bool | None, bool]] = contextvars.ContextVar(
+    "hf_txray_call_bars", default=(None, False))
 _switched_off: set[str] = set()  # the libraries whose bars disable_progress_bars turned off (and only those)
 
 
@@ -335,16 +342,22 @@ def disable_progress_bars() -> None:
 
 
 def are_progress_bars_disabled() -> bool:
-    return not _progress_bars_enabled
+    """Whether hf_txray's bars are hidden here: by the ``show_progress`` of the call this thread is in
+    (:func:`progress_bars_for`), else by the global switch (:func:`disable_progress_bars`)."""
+    show, _ = _call_bars.get()
+    return not (_progress_bars_enabled if show is None else show)
 
 
 @contextlib.contextmanager
 def progress_bars_for(show: bool | None, nested: bool = False) -> Iterator[None]:
-    """The switch for one call: ``show_progress=True``/``False`` sets it inside the block, None keeps the global one.
+    """The switch for one call: ``show_progress=True``/``False`` shows or hides the bars made inside the block by the
+    thread (or asyncio task) that entered it, None keeps the one around it (an outer block's, else the global switch).
+    The global switch itself is never changed, so calls in other threads keep theirs, and a change of it inside the
+    block (:func:`disable_progress_bars`) stays after it.
 
     Args:
         show (`bool`, *optional*): show (True) or hide (False) hf_txray's bars inside the block; None keeps the
-            global switch.
+            switch around it.
         nested (`bool`, *optional*, defaults to `False`): the bars run under a bar of the caller's (a Trainer's
             training bar): each is cleared when done (``leave=False``), as the Trainer's evaluation bar is.
 
@@ -354,17 +367,12 @@ def progress_bars_for(show: bool | None, nested: bool = False) -> Iterator[None]
         ...     profile = profiler.run(corpus, text_column="text")
         ```
     """
-    global _progress_bars_enabled, _nested_bars
-    before, nested_before = _progress_bars_enabled, _nested_bars
-    if show is not None:
-        _progress_bars_enabled = bool(show)
-    _nested_bars = nested_before or nested
+    show_before, nested_before = before = _call_bars.get()
+    _call_bars.set((show_before if show is None else bool(show), nested_before or nested))
     try:
         yield
     finally:
-        if show is not None:  # None: a change of the global switch inside the block stays
-            _progress_bars_enabled = before
-        _nested_bars = nested_before
+        _call_bars.set(before)  # not reset(token): a generator closed in another context raised ValueError there
 
 
 def tqdm(*args: Any, **kwargs: Any) -> Any:
@@ -376,7 +384,7 @@ def tqdm(*args: Any, **kwargs: Any) -> Any:
 
     if kwargs.pop("disable", False) or are_progress_bars_disabled() or process_rank() != 0:
         kwargs["disable"] = True
-    if _nested_bars:
+    if _call_bars.get()[1]:
         kwargs.setdefault("leave", False)
     return auto_tqdm(*args, **kwargs)
 

@@ -338,3 +338,105 @@ def test_a_record_changed_after_it_was_masked_is_masked_again():
     done = _run_python(code)
     assert "open x (password=***" in done.stderr and "hunter2" not in done.stderr, done.stderr
     assert done.stdout.split() == ["1", "True"], (done.stdout, done.stderr)
+
+
+def _in_two_threads(first, second) -> None:
+    """Run `first` and `second` in two threads at once, re-raising what either raised."""
+    import threading
+
+    errors = []
+
+    def run(step):
+        try:
+            step()
+        except BaseException as error:  # noqa: BLE001  re-raised below, in the test's thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(step,), name=step.__name__) for step in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    assert not any(thread.is_alive() for thread in threads)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_two_threads_hiding_their_bars_leave_the_global_switch_as_it_was(restore_switches, enabled):
+    """``progress_bars_for(False)`` of two calls in two threads (two ``analyze(show_progress=False)``), entered and
+    left in the order A, B, A, B: each saved and restored one module global, so B restored the False that A had set
+    and the switch stayed off for good after both (silent: no bar of the process showed again). Each thread's
+    ``show_progress`` now holds for its own bars, and the switch is never touched."""
+    import threading
+
+    from hf_txray.logging import are_progress_bars_disabled, progress_bars_for
+
+    (hf_txray.logging.enable_progress_bars if enabled else hf_txray.logging.disable_progress_bars)()
+    barrier, seen = threading.Barrier(2, timeout=30), {}
+
+    def thread_a():
+        with progress_bars_for(False):
+            barrier.wait()  # 1: A inside
+            barrier.wait()  # 2: B inside
+            seen["a inside"] = are_progress_bars_disabled()
+        barrier.wait()  # 3: A left
+        barrier.wait()  # 4: B left
+
+    def thread_b():
+        barrier.wait()  # 1
+        with progress_bars_for(False):
+            barrier.wait()  # 2
+            barrier.wait()  # 3
+            seen["b inside, a left"] = are_progress_bars_disabled()
+        barrier.wait()  # 4
+
+    _in_two_threads(thread_a, thread_b)
+    assert seen == {"a inside": True, "b inside, a left": True}
+    assert are_progress_bars_disabled() is not enabled
+    with progress_bars_for(True):  # one thread: a call's show_progress=True shows its bars under a switch off
+        assert not are_progress_bars_disabled()
+        with progress_bars_for(None):
+            assert not are_progress_bars_disabled()  # an inner call without show_progress keeps the outer one
+    assert are_progress_bars_disabled() is not enabled
+
+
+def test_a_calls_switch_holds_in_its_thread_only_and_the_global_switch_set_in_a_block_stays(restore_switches,
+                                                                                             monkeypatch):
+    """A call's ``show_progress=False`` and a Trainer snapshot's ``nested=True`` (bars cleared when done) act on the
+    bars of that call's thread: another thread's bars showed hidden or were cleared while the block lasted. The
+    global switch set inside a block (``disable_progress_bars()``) stays after it."""
+    import threading
+
+    import tqdm.auto
+
+    from hf_txray.logging import are_progress_bars_disabled, progress_bars_for
+
+    made = []
+    monkeypatch.setattr(tqdm.auto, "tqdm", lambda *args, **kwargs: made.append(
+        (threading.current_thread().name, kwargs.get("disable"), kwargs.get("leave"))))
+    hf_txray.logging.enable_progress_bars()
+    barrier = threading.Barrier(2, timeout=30)
+
+    def call():
+        with progress_bars_for(False, nested=True):
+            barrier.wait()  # 1: the call's block is on
+            hf_txray.logging.tqdm(total=1)
+            barrier.wait()  # 2: the other thread made its bar
+
+    def other():
+        barrier.wait()  # 1
+        hf_txray.logging.tqdm(total=1)
+        assert not are_progress_bars_disabled()
+        barrier.wait()  # 2
+
+    _in_two_threads(call, other)
+    assert sorted(made) == [("call", True, False),  # the call's bar: hidden, and cleared when done
+                            ("other", None, None)]  # the other thread's: as the global switch says, left when done
+    with progress_bars_for(None):
+        hf_txray.logging.disable_progress_bars()
+    assert are_progress_bars_disabled()  # set inside a show=None block: stays
+    with progress_bars_for(True):
+        hf_txray.logging.enable_progress_bars()
+        hf_txray.logging.disable_progress_bars()
+        assert not are_progress_bars_disabled()  # the call's show_progress=True holds for its bars
+    assert are_progress_bars_disabled()  # and the switch set in its block stays
