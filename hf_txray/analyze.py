@@ -33,9 +33,10 @@ from .distributed import (all_gather, check_device, check_same_corpus, default_d
                           refuse_unloaded_weights, shard_note,
                           is_dispatched, process_info, shard_bounds)
 from .errors import ConfigurationError, DatasetError, OutputError
-from .features import (TAG_FEATURES, USER_FEATURE_SAMPLE, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset,
+from .features import (TAG_FEATURES, USER_FEATURE_SAMPLE, TokenVocabulary, Vocabulary, WordAnnotator,
                        check_user_features, code_fingerprint, feature_type_of,
                        needs_words, recorded_fingerprint)
+from .features.annotation import annotated_with_markup
 from .io_utils import atomic_dir, check_writable, output_error, read_json, restore_interrupted_swap, write_json
 from .lengths import model_length_limit
 from .logging import get_logger, library_bars_on_main_process, progress_bars_for, tqdm
@@ -198,7 +199,7 @@ class Profiler:
         cache key, :func:`~hf_txray.features.dataset_holds_markup`; False without annotation)."""
         if self.annotator is None:
             return corpus, False
-        return annotate_dataset(corpus, self.annotator, text_column, show_progress, note, return_markup=True)
+        return annotated_with_markup(corpus, self.annotator, text_column, show_progress, note)
 
     def _new_builder(self) -> tuple[ProfileBuilder, dict[str, Vocabulary]]:
         vocabs = {n: TokenVocabulary(self.tokenizer) if n == "token" else Vocabulary() for n in self.feature_names}

@@ -1316,8 +1316,8 @@ def test_max_positions_tags_only_the_texts_it_reads(monkeypatch, skip, long_text
 
     module = importlib.import_module("hf_txray.analyze")
     tagged: list[int] = []
-    real = module.annotate_dataset
-    monkeypatch.setattr(module, "annotate_dataset", lambda corpus, *a, **k: tagged.append(len(corpus)) or
+    real = module.annotated_with_markup
+    monkeypatch.setattr(module, "annotated_with_markup", lambda corpus, *a, **k: tagged.append(len(corpus)) or
                         real(corpus, *a, **k))
     texts = [f"text {i} " + "word " * (30 if i % 8 == 7 else 2 + i % 4) for i in range(60)]
     texts[12] = " "

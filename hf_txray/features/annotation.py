@@ -467,7 +467,7 @@ def check_assigns(nlp: Any, spacy_model: str, tags: Sequence[str]) -> None:
 
 
 def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_progress: bool | None = None,
-                     note: str = "", *, return_markup: bool = False):
+                     note: str = ""):
     """Add word spans and tags to `dataset`, cached on disk by the hash of its texts and the annotator.
 
     A second call on the same texts with the same annotator reads the cache instead of tagging again. The cache
@@ -483,50 +483,49 @@ def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_p
         text_column (`str`): the column of the texts.
         show_progress (`bool`, *optional*): the tagging bar for this call (default: hf_txray's progress switch).
         note (`str`, *optional*): appended to the bar's description.
-        return_markup (`bool`, *optional*, defaults to `False`): also return whether a text holds markup, as
-            :func:`dataset_holds_markup` answers, from the scan the cache key takes (no text tokenized again).
 
     Returns:
-        The annotated dataset, or ``(dataset, holds_markup)`` with `return_markup`.
+        The annotated dataset.
     """
-    from ..logging import datasets_progress_bars, progress_bars_for
-
-    with progress_bars_for(show_progress), datasets_progress_bars():
-        annotated, holds = _annotate(dataset, annotator, text_column, note)
-    return (annotated, holds) if return_markup else annotated
+    return annotated_with_markup(dataset, annotator, text_column, show_progress, note)[0]
 
 
-def _annotate(dataset, annotator: WordAnnotator, text_column: str, note: str = ""):
+def annotated_with_markup(dataset, annotator: WordAnnotator, text_column: str, show_progress: bool | None = None,
+                          note: str = ""):
+    """:func:`annotate_dataset`, and whether a text holds markup as :func:`dataset_holds_markup` answers, from the
+    scan the cache key takes (no text tokenized again): ``(dataset, holds_markup)``, for hf_txray's own runs."""
     import datasets
 
     from ..hashes import texts_hash
+    from ..logging import datasets_progress_bars, progress_bars_for
 
-    texts = dataset.select_columns([text_column])
-    scan = _MarkupScan(texts, annotator, text_column)
-    annotation = annotator.cache_key + (annotator.markup_key() if scan.holds else "")
-    key = hashlib.sha256(f"{texts_hash(texts, text_column)}|{annotation}".encode()).hexdigest()[:24]
-    cached = cache_dir() / "annotations" / f"{key}.arrow"
-    if writable_cache_folder("annotations") is None and not cached.is_file():  # a read-only cache: tag in memory
-        cache = {"keep_in_memory": True}  # (a PermissionError after the model was loaded, helper 378)
-    else:
-        cache = {"cache_file_name": str(cached), "load_from_cache_file": True}
-    # Types given, not inferred: a batch whose words are all untagged (None) would be typed null and the next one's
-    # labels refused by the cast ("Couldn't cast array of type string to null").
-    types = {WORD_START: datasets.List(datasets.Value("int64")), WORD_END: datasets.List(datasets.Value("int64"))}
-    types.update({tag_column(tag): datasets.List(datasets.Value("string")) for tag in annotator.tags})
-    annotations = texts.map(
-        lambda batch, rows: annotator.annotate(batch[text_column], rows, scan.spans(batch[text_column], rows)),
-        with_indices=True,
-        batched=True,
-        batch_size=1024,
-        remove_columns=[text_column],
-        features=datasets.Features(types),
-        new_fingerprint=key,
-        **cache,
-        desc=f"hf_txray: spaCy word/tag annotation{note}",
-    )
-    replaced = [c for c in annotations.column_names if c in dataset.column_names]
-    return datasets.concatenate_datasets([dataset.remove_columns(replaced), annotations], axis=1), scan.holds
+    with progress_bars_for(show_progress), datasets_progress_bars():
+        texts = dataset.select_columns([text_column])
+        scan = _MarkupScan(texts, annotator, text_column)
+        annotation = annotator.cache_key + (annotator.markup_key() if scan.holds else "")
+        key = hashlib.sha256(f"{texts_hash(texts, text_column)}|{annotation}".encode()).hexdigest()[:24]
+        cached = cache_dir() / "annotations" / f"{key}.arrow"
+        if writable_cache_folder("annotations") is None and not cached.is_file():  # a read-only cache: tag in memory
+            cache = {"keep_in_memory": True}  # (a PermissionError after the model was loaded, helper 378)
+        else:
+            cache = {"cache_file_name": str(cached), "load_from_cache_file": True}
+        # Types given, not inferred: a batch whose words are all untagged (None) would be typed null and the next
+        # one's labels refused by the cast ("Couldn't cast array of type string to null").
+        types = {WORD_START: datasets.List(datasets.Value("int64")), WORD_END: datasets.List(datasets.Value("int64"))}
+        types.update({tag_column(tag): datasets.List(datasets.Value("string")) for tag in annotator.tags})
+        annotations = texts.map(
+            lambda batch, rows: annotator.annotate(batch[text_column], rows, scan.spans(batch[text_column], rows)),
+            with_indices=True,
+            batched=True,
+            batch_size=1024,
+            remove_columns=[text_column],
+            features=datasets.Features(types),
+            new_fingerprint=key,
+            **cache,
+            desc=f"hf_txray: spaCy word/tag annotation{note}",
+        )
+        replaced = [c for c in annotations.column_names if c in dataset.column_names]
+        return datasets.concatenate_datasets([dataset.remove_columns(replaced), annotations], axis=1), scan.holds
 
 
 def dataset_holds_markup(dataset, annotator: WordAnnotator, column: str) -> bool:
