@@ -1726,6 +1726,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             # The output still buffered (--help's, an error's), written here: a reader gone by now (| head) is the
             # BrokenPipeError below, not Python's "Exception ignored ... BrokenPipeError" at exit with status 120.
+            # After a command that returned, _main has flushed already, inside its own error handling (a full disk's
+            # message and status 2, Ctrl-C/SIGTERM during a blocked write, before the process group's barrier):
+            # this one only meets what an early exit (argparse's --help, a refusal) left in the buffer.
             try:
                 if sys.stdout is not None:  # None: no standard output at all (`>&-`), nothing to flush
                     sys.stdout.flush()
@@ -1754,6 +1757,7 @@ def _main(argv: Sequence[str] | None) -> int:
             _expand_output_paths(args)
             code = args.handler(args)
             if sys.stdout is not None:  # a reader that left (| head) or a full disk: handled below, not at exit
+                # (main's flush would meet them outside this handling: a full disk, exit 120 and no message)
                 sys.stdout.flush()
     except TXRayError as err:  # its message repeats what was typed (a path, a repo id): masked as argparse's are
         print(f"hf-txray {args.command}: error: {redact_typed(str(err))}", file=sys.stderr)

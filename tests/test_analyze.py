@@ -1851,11 +1851,15 @@ def test_the_old_push_order_notice_names_the_command_as_it_runs_when_pasted(tmp_
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
 def test_a_full_disk_on_stdout_is_one_line_not_a_traceback(tmp_path, saved_bert, text_file):
-    """Helper 156: `hf-txray show DIR > /dev/full` ended in a traceback (OSError ENOSPC, exit 1)."""
+    """Helper 156: `hf-txray show DIR > /dev/full` ended in a traceback (OSError ENOSPC, exit 1). Run with Python's
+    default buffering (PYTHONUNBUFFERED unset, as in a user's shell): the short output then meets the full disk only
+    at the flush after the command, which _main's error handling must see (with PYTHONUNBUFFERED=1 inherited, as
+    this suite runs, each print met it and that flush was untested; without it: exit 120, "Exception ignored")."""
     profile = hf_txray.analyze(saved_bert, text_file, features=("token",), num_samples=3, show_progress=False)
     profile.save_pretrained(tmp_path / "p")
+    env = {k: v for k, v in _env().items() if k != "PYTHONUNBUFFERED"}
     with open("/dev/full", "w") as full:
-        done = subprocess.run([sys.executable, "-m", "hf_txray", "show", str(tmp_path / "p")], env=_env(),
+        done = subprocess.run([sys.executable, "-m", "hf_txray", "show", str(tmp_path / "p")], env=env,
                               stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "No space left on device while writing to the terminal or log" in done.stderr
@@ -1863,7 +1867,7 @@ def test_a_full_disk_on_stdout_is_one_line_not_a_traceback(tmp_path, saved_bert,
     with open("/dev/full", "w") as full:
         done = subprocess.run([sys.executable, "-m", "hf_txray", "analyze", str(saved_bert), str(text_file),
                                "--features", "token", "--num-samples", "3", "--out", str(tmp_path / "kept")],
-                              env=_env(), stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+                              env=env, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
     assert done.returncode == 2 and "what the command saved is kept" in done.stderr, done.stderr
     assert hf_txray.Profile.from_pretrained(tmp_path / "kept").meta.num_examples == 3
 
