@@ -1111,3 +1111,36 @@ def test_a_checkpointed_run_scans_the_corpus_for_markup_once(tmp_path, monkeypat
     assert scanned == [texts[2]]
     again = hf_txray.analyze(model, texts, resume=True, **options)  # the key is the one saved: it resumes
     assert again.to_pandas("word").equals(first.to_pandas("word"))
+
+
+def test_a_lone_byte_level_space_has_an_empty_example_span_at_the_end_of_its_whitespace():
+    """GPT-2's offsets (no trimming) give a lone "Ġ" its space and a "Ċ" its line break; the piece has no visible
+    character, so its top examples record an empty span where that whitespace ends (token "", the whitespace the
+    end of the left context: `show` prints "Dr. []Smith"), while the piece stays its token feature value. Checked
+    against the tokenizer's own offsets."""
+    import copy
+
+    from tokenizers import processors
+
+    from hf_txray.display import neuron_text
+    from models import bpe_tokenizer, tiny_gpt2
+
+    tokenizer = copy.deepcopy(bpe_tokenizer())
+    tokenizer.backend_tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    text = "Dr.  Smith left.\nThe end."
+    encoding = tokenizer(text, return_offsets_mapping=True)
+    pieces = tokenizer.convert_ids_to_tokens(encoding["input_ids"])
+    blank = {i: end for i, (piece, (start, end)) in enumerate(zip(pieces, encoding["offset_mapping"]))
+             if piece in ("Ġ", "Ċ") and text[start:end] in (" ", "\n")}
+    assert {pieces[i] for i in blank} == {"Ċ", "Ġ"} and 3 in blank  # "Dr" "." "Ġ" ...
+    model = tiny_gpt2()
+    profile = hf_txray.analyze(model, [text], tokenizer=tokenizer, features=("token",), top_k=model.config.n_inner,
+                               max_examples_per_neuron=len(pieces), skip_first_positions=0, show_progress=False)
+    examples = profile.examples[profile.examples["token_index"].isin(list(blank))]
+    assert set(examples["token_index"]) == set(blank)  # every neuron with a positive activation credits each
+    ends = examples["token_index"].map(blank)
+    assert (examples["char_start"] == ends).all() and (examples["char_end"] == ends).all()
+    assert (examples["token"] == "").all() and examples["left"].str[-1].isin([" ", "\n"]).all()
+    assert {"Ġ", "Ċ"} <= set(profile.to_pandas("token")["feature"])
+    first = examples[examples["token_index"] == 3].iloc[0]  # the space after "Dr."
+    assert "Dr. [] Smith" in neuron_text(profile, int(first["layer"]), int(first["neuron"]), top=len(pieces))
