@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import ConfigurationError
 from .features import reading_order, tag_features, text_features
-from .tables import bidi_isolated, one_line, percent
+from .tables import bidi_isolated, clip_right, one_line, percent
 
 SECOND_TAG_MIN = 0.10  # a second tag is named when it holds at least this share of the mass
 FIRST_POSITION_MIN = 0.5  # the position clause appears when one token index holds at least half the mass
@@ -225,6 +225,18 @@ class NeuronCard(Mapping):
         if self.promoted is not None:
             out["promoted"], out["suppressed"] = self.promoted, self.suppressed
         return out
+
+    def __repr__(self) -> str:
+        # one line, as a Profile's and a TransferReport's: the dataclass's own repr held the activation histogram's
+        # table and every top example (about 5000 characters on 58 lines for a neuron of MiniLM, the table's rows in
+        # the middle of a line: a notebook cell ending with the card showed that, helper 428). The fields stay
+        # attributes and mapping keys.
+        unit = "" if self.expert is None and self.unit is None else \
+            f", expert={self.expert}, unit={self.unit}" + (", shared=True" if self.shared else "")
+        tops = ", ".join(f"{ft}={clip_right(str(values[0]['feature']), 40)!r}"
+                         for ft, values in self.top_features.items() if values)
+        return (f"NeuronCard(stage={self.stage!r}, layer={self.layer}, neuron={self.neuron}{unit}, count={self.count}, "
+                f"win_rate={self.win_rate:.4g}, top: {tops or '-'}, status={self.status}, summary={self.summary!r})")
 
     def __getitem__(self, key: str) -> Any:
         return self.fields()[key]

@@ -705,3 +705,21 @@ def test_activation_facts_show_no_top_position_where_the_neuron_took_no_mass():
     facts = activation_facts(view, int(live["layer"]), int(live["neuron"]), [profile.stage])
     assert facts["top position"].tolist() == [int(live["top_position"])]
     assert facts["share from top position"].tolist() == pytest.approx([live["top_position_share"]], abs=1e-4)
+
+
+def test_a_neuron_card_reads_on_one_line_as_a_notebook_shows_it():
+    """Helper 428: a notebook cell ending with ``neuron_card(...)`` showed the dataclass's repr, which held the
+    activation histogram's table (its rows in the middle of a line) and every top example: about 5000 characters on
+    58 lines for a MiniLM neuron. The repr is now one line, as a Profile's: identity, credits, top value per feature
+    type, status and summary; the fields stay attributes."""
+    profile = output_profile()
+    layer, neuron = profile.layers[0], int(np.argmax(profile.neuron_count[0]))
+    card = neuron_card(profile, layer, neuron)
+    assert card.activation_histogram is not None and card.top_examples
+    text = repr(card)
+    assert "\n" not in text and len(text) < 400, text
+    top = card.top_features["token"][0]["feature"]
+    assert text.startswith(f"NeuronCard(stage='lm', layer={layer}, neuron={neuron}, count={card.count}, ")
+    assert f"token={top!r}" in text and f"summary={card.summary!r}" in text
+    long = dataclasses.replace(card, top_features={"token": [{"feature": "x" * 500}]})
+    assert len(repr(long)) < 400  # a long value (a user feature's) is cut
