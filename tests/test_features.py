@@ -1144,3 +1144,30 @@ def test_a_lone_byte_level_space_has_an_empty_example_span_at_the_end_of_its_whi
     assert {"Ġ", "Ċ"} <= set(profile.to_pandas("token")["feature"])
     first = examples[examples["token_index"] == 3].iloc[0]  # the space after "Dr."
     assert "Dr. [] Smith" in neuron_text(profile, int(first["layer"]), int(first["neuron"]), top=len(pieces))
+
+
+def test_registering_the_same_feature_again_as_a_notebook_cell_run_twice_is_taken():
+    """Helper 428: a notebook cell ``register_feature(UserFeature("digit", lambda text: ...))`` failed on its second
+    run ("already registered; pass replace=True"): each run makes a new function of the same code. The same
+    definition again (fields equal, functions of one code fingerprint) is taken and the newest function kept; another
+    function, a factory's function bound to another value, or other fields are still refused."""
+    cell = "UserFeature('digit', lambda text: [(i, i + 1, 'digit') for i, c in enumerate(text) if c.isdigit()])"
+
+    def make_labeller(label):
+        return lambda text: [(0, 1, label)] if text else []
+
+    first = register_feature(eval(cell))
+    try:
+        again = eval(cell)
+        assert again.fn is not first.fn and register_feature(again).fn is again.fn  # the cell run twice
+        assert get_feature_type("digit").fn is again.fn
+        with pytest.raises(ConfigurationError, match="already registered"):
+            register_feature(UserFeature("digit", lambda text: [(0, 1, "other")]))
+        with pytest.raises(ConfigurationError, match="already registered"):
+            register_feature(FeatureType("digit", "text", "user", fn=again.fn))  # another kind
+        register_feature(UserFeature("digit", make_labeller("a")), replace=True)
+        register_feature(UserFeature("digit", make_labeller("a")))  # the factory with the same argument
+        with pytest.raises(ConfigurationError, match="already registered"):
+            register_feature(UserFeature("digit", make_labeller("b")))
+    finally:
+        unregister_feature("digit")

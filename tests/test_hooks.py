@@ -380,12 +380,24 @@ def test_a_registered_pruning_strategy_plans_and_prunes():
         assert {"test_last_first", "test_shuffled"} <= set(pruning_strategies())
         with pytest.raises(ConfigurationError, match="already registered"):
             register_pruning_strategy("test_last_first", last_first, needs="none")
+        # helper 428: the same definition again (a notebook cell run twice: a new function of the same code) is
+        # taken, where it failed "already registered"; another function under the name is still refused
+        cell = ("def last_first(inputs):\n"
+                "    return {l: np.arange(inputs.widths[l], dtype=np.float64) for l in inputs.layers}, {}")
+        for _ in range(2):
+            scope = {"np": np}
+            exec(cell, scope)
+            register_pruning_strategy("test_cell", scope["last_first"], needs="none")
+        assert pruning_strategies()["test_cell"].score is scope["last_first"]
+        with pytest.raises(ConfigurationError, match="already registered"):
+            register_pruning_strategy("test_cell", shuffled, needs="none")
         plans = sweep_plans(None, ["test_last_first", "test_shuffled"], [3], seeds=[0, 1], widths=widths)
         assert [p.name for p in plans] == ["test_last_first@3", "test_shuffled@3/seed=0", "test_shuffled@3/seed=1"]
         assert plans[1].neurons != plans[2].neurons
     finally:
         strategies_module._REGISTRY.pop("test_last_first")
         strategies_module._REGISTRY.pop("test_shuffled")
+        strategies_module._REGISTRY.pop("test_cell", None)
     with pytest.raises(ConfigurationError, match="lost, gained, most_changed, least_changed, low_mass, random"):
         plan_pruning(None, "test_last_first", 3, widths=widths)
     with pytest.raises(ConfigurationError, match="needs must be"):
@@ -414,6 +426,11 @@ def test_a_registered_ablation_metric_is_built_by_name(bert):
         assert "test_weight_norm" in ablation_metrics() and {"probe", "lm-loss", "accuracy"} <= set(ablation_metrics())
         with pytest.raises(ConfigurationError, match="already registered"):
             register_ablation_metric("test_weight_norm", lambda *a: None)
+        # helper 428: the same definition again (a notebook cell run twice) is taken; another description is not
+        register_ablation_metric("test_weight_norm", lambda name, tok, data, options: Sparsity(options.batch_size))
+        with pytest.raises(ConfigurationError, match="already registered"):
+            register_ablation_metric("test_weight_norm", lambda name, tok, data, options: Sparsity(options.batch_size),
+                                     "another description")
     finally:
         ablation_module._METRICS.pop("test_weight_norm")
 

@@ -220,7 +220,8 @@ def register_feature(feature: FeatureType | UserFeature, replace: bool = False) 
         `FeatureType`: the registered record.
 
     Raises:
-        `ConfigurationError`: the name is a built-in feature, is already registered (without `replace`), the
+        `ConfigurationError`: the name is a built-in feature, is already registered with another function or fields
+            (without `replace`; the same definition again, a notebook cell run twice, is taken), the
             feature is not a user feature with a function (the built-in sources are fixed), or its kind is neither
             ``"tag"`` nor ``"text"``.
 
@@ -244,10 +245,24 @@ def register_feature(feature: FeatureType | UserFeature, replace: bool = False) 
     if feature.kind not in FEATURE_KIND_VALUES:  # "Tag" read as text (no mass share), and saved results unreadable
         raise ConfigurationError(f"User feature {feature.name!r} has kind {feature.kind!r}; use 'tag' (labels from a "
                                  "small set: mass-share tables and plots) or 'text' (open-ended pieces of the input).")
-    if feature.name in _REGISTRY and not replace:
-        raise ConfigurationError(f"Feature {feature.name!r} is already registered; pass replace=True to replace it.")
+    registered = _REGISTRY.get(feature.name)
+    # the same definition again (a notebook cell run twice makes a new function of the same code) is taken: it was
+    # refused, and a notebook's cell that registers a feature failed on its second run (helper 428)
+    if registered is not None and not replace and not same_definition(registered, feature, "fn"):
+        raise ConfigurationError(f"Feature {feature.name!r} is already registered (with another function or fields); "
+                                 "pass replace=True to replace it.")
     _REGISTRY[feature.name] = feature
     return feature
+
+
+def same_definition(registered: Any, new: Any, function: str) -> bool:
+    """Whether `new` defines what `registered` does: two records (dataclasses) of a registry with equal fields, and
+    functions (the field `function`) of one :func:`code_fingerprint`. Registering such a record again is no clash: a
+    notebook cell run again defines a new function of the same code."""
+    fn_a, fn_b = getattr(registered, function), getattr(new, function)
+    return (type(registered) is type(new) and callable(fn_a) and callable(fn_b)
+            and dataclasses.replace(registered, **{function: None}) == dataclasses.replace(new, **{function: None})
+            and code_fingerprint(fn_a) == code_fingerprint(fn_b))
 
 
 # Names whose per-feature columns are columns of their own: a user feature "examples" had its top_examples (its top
