@@ -27,7 +27,7 @@ from hf_txray import Profile, ProfileMeta, significance
 from hf_txray.display import report_text
 from hf_txray.profile import FeatureTable
 from hf_txray.significance import DEFAULT_MIN_COUNT
-from models import SAMPLE_TEXTS, tiny
+from models import SAMPLE_TEXTS, tiny, torch_threads
 
 TEXTS = SAMPLE_TEXTS + ["a second sentence about the quick fox", "numbers like 42 and 7 appear here", "the end ."]
 FEATURES = ("token", "word", "pos")
@@ -189,8 +189,9 @@ def test_noise_statistics_of_two_processes_equal_one(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     subprocess.run(torchrun + args + ["--out", str(tmp_path / "two")], check=True, env=env, timeout=300,
                    capture_output=True)
-    subprocess.run([sys.executable] + args + ["--out", str(tmp_path / "one")], check=True, env=env, timeout=300,
-                   capture_output=True)
+    with torch_threads(1):  # the single process: these options in this process, saved and read back as the two's
+        hf_txray.analyze(str(tmp_path / "model"), str(tmp_path / "t.txt"), features=("token",), batch_size=4,
+                         show_progress=False).save_pretrained(tmp_path / "one")
     one, two = Profile.from_pretrained(tmp_path / "one"), Profile.from_pretrained(tmp_path / "two")
     assert one.meta.num_examples == two.meta.num_examples == 41
     np.testing.assert_array_equal(one.neuron_count_odd, two.neuron_count_odd)
