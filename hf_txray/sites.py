@@ -188,6 +188,29 @@ def named_linears(root: nn.Module) -> Iterator[tuple[str, nn.Module, tuple[int, 
             yield name, module, dims
 
 
+# Packages whose linear layers quantize a floating-point weight as they run (optimum-quanto's QLinear before
+# freeze(): its weight is still a float Parameter, which it quantizes at every forward).
+QUANTIZING_LAYERS = ("optimum.quanto",)
+
+
+def quantized_weight(module: nn.Module) -> str | None:
+    """What quantizes a linear-like layer's weight (the layer a PEFT wrapper wraps, for one), in words, or None for a
+    plain floating-point weight: a weight that is a tensor subclass (torchao's ``Int8Tensor``, optimum-quanto's
+    ``WeightQBytesTensor``, bitsandbytes' ``Int8Params``) or not floating point, or a layer of a package that
+    quantizes its float weight at every forward (:data:`QUANTIZING_LAYERS`). Such layers are what
+    ``from_pretrained(..., quantization_config=...)`` (QuantoConfig, TorchAoConfig, BitsAndBytesConfig) or a
+    backend's own ``quantize()`` leave."""
+    layer = peft_base_layer(module) or module
+    weight = getattr(layer, "weight", None)
+    if isinstance(weight, torch.Tensor) and (type(weight) not in (torch.Tensor, nn.Parameter)
+                                             or not weight.is_floating_point()):
+        package = type(weight).__module__.split(".")[0]
+        return f"a {type(layer).__name__} whose weight is stored as {type(weight).__name__} ({package}, {weight.dtype})"
+    if type(layer).__module__.startswith(QUANTIZING_LAYERS):
+        return f"a {type(layer).__name__} ({type(layer).__module__.split('.nn')[0]}), which quantizes its weight as it runs"
+    return None
+
+
 DYNAMIC_QUANTIZATION = ("torch.ao.nn.quantized.dynamic", "torch.nn.quantized.dynamic")
 
 
