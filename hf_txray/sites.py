@@ -157,7 +157,7 @@ def linear_weight(module: nn.Module) -> torch.Tensor:
     if dims is None:
         raise ModelError(f"{type(module).__name__} is not a linear layer (nn.Linear, Conv1D or a PEFT wrapper of one).")
     if base is None:
-        weight = module.weight.detach()
+        weight = float_weight(module)
         return weight if isinstance(module, nn.Linear) else weight.T
     width, reference = dims[0], base.weight
     restore_modes = enter_eval(module)  # no LoRA dropout
@@ -209,6 +209,32 @@ def quantized_weight(module: nn.Module) -> str | None:
     if type(layer).__module__.startswith(QUANTIZING_LAYERS):
         return f"a {type(layer).__name__} ({type(layer).__module__.split('.nn')[0]}), which quantizes its weight as it runs"
     return None
+
+
+def float_weight(layer: nn.Module) -> torch.Tensor:
+    """The floating-point weight `layer` (a linear-like layer, not a PEFT wrapper) computes with, detached, in its own
+    layout: a quantized weight dequantized (a tensor subclass with a ``dequantize()`` method: torchao's, optimum-
+    quanto's), and for a layer that quantizes its float weight as it runs (optimum-quanto's QLinear before
+    ``freeze()``) the weight so quantized. Plain weights are returned as they are.
+
+    Raises:
+        ModelError: the weight is quantized in a form without ``dequantize()`` (bitsandbytes' ``Int8Params``), whose
+            values are not the matrix the layer applies.
+    """
+    weight = layer.weight.detach()
+    packed = getattr(layer, "qweight", None) if type(layer).__module__.startswith(QUANTIZING_LAYERS) else None
+    if isinstance(packed, torch.Tensor):
+        weight = packed.detach()
+    if type(weight) is not torch.Tensor and callable(getattr(weight, "dequantize", None)):
+        weight = weight.dequantize()
+    if type(weight) is not torch.Tensor or not weight.is_floating_point():
+        raise ModelError(
+            f"hf_txray cannot read the matrix that {quantized_weight(layer) or type(layer).__name__} applies: its "
+            f"weight ({type(weight).__name__}, {weight.dtype}) is quantized without a dequantize() method. Output "
+            "effects read weights: "
+            "compute them on the unquantized model (profiling, masking and ablation read activations and work "
+            "on the quantized one).")
+    return weight
 
 
 DYNAMIC_QUANTIZATION = ("torch.ao.nn.quantized.dynamic", "torch.nn.quantized.dynamic")

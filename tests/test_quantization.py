@@ -61,3 +61,98 @@ def test_remove_refuses_a_real_quanto_model():
     quanto.freeze(model)
     with pytest.raises(ModelError, match="mode='remove' cannot slice"):
         hf_txray.prune(model, None, PLAN, mode="remove")
+
+
+class Int8Weight(torch.Tensor):
+    """A stand-in for torchao's ``Int8Tensor``: its values are the int8 codes (as floats) and ``dequantize()`` gives
+    the matrix the layer applies (codes times a scale per row)."""
+
+    scale: torch.Tensor
+
+    def dequantize(self) -> torch.Tensor:
+        return self.as_subclass(torch.Tensor) * self.scale
+
+    def detach(self) -> Int8Weight:  # keeps the scale, as torchao's tensors keep theirs
+        detached = super().detach()
+        detached.scale = self.scale
+        return detached
+
+
+class Int8Linear(nn.Linear):
+    """A linear layer computing with its :class:`Int8Weight`'s dequantized matrix, as torchao's quantized
+    ``nn.Linear`` does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight.dequantize(), self.bias)
+
+
+def _int8_linear(layer: nn.Linear) -> tuple[Int8Linear, torch.Tensor]:
+    """`layer` quantized to int8 codes per output row, and the float matrix it now applies."""
+    weight = layer.weight.detach()
+    scale = weight.abs().amax(dim=1, keepdim=True) / 127
+    codes = torch.Tensor._make_subclass(Int8Weight, (weight / scale).round())
+    codes.scale = scale
+    quantized = Int8Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+    quantized.weight = nn.Parameter(codes, requires_grad=False)
+    if layer.bias is not None:
+        quantized.bias = layer.bias
+    return quantized, codes.dequantize()
+
+
+def test_output_effects_read_dequantized_weights():
+    """torchao (TorchAoConfig(Int8WeightOnlyConfig())): output_effects crashed with NotImplementedError from
+    aten.index_select on the down projection's Int8Tensor; a weight that such an op reads as its raw codes would give
+    logits 127 times too large. The weights are read dequantized: the same table as the float model holding the
+    dequantized matrices."""
+    from models import bpe_tokenizer, tiny_llama_lm
+
+    model, reference = tiny_llama_lm(), tiny_llama_lm()
+    for quantized_block, float_block in zip(model.model.layers, reference.model.layers):
+        down, matrix = _int8_linear(quantized_block.mlp.down_proj)
+        quantized_block.mlp.down_proj = down
+        float_block.mlp.down_proj.weight.data.copy_(matrix)
+    got = hf_txray.output_effects(model, 1, 5, k=5, tokenizer=bpe_tokenizer())
+    expected = hf_txray.output_effects(reference, 1, 5, k=5, tokenizer=bpe_tokenizer())
+    assert got["token_id"].tolist() == expected["token_id"].tolist()
+    torch.testing.assert_close(torch.tensor(got["logit"].to_numpy()), torch.tensor(expected["logit"].to_numpy()),
+                               rtol=1e-6, atol=1e-9)
+
+
+class Int8CodesLinear(nn.Linear):
+    """A stand-in for bitsandbytes' ``Linear8bitLt``: an int8 weight of codes without ``dequantize()``, and the
+    scales beside it."""
+
+    def __init__(self, layer: nn.Linear):
+        super().__init__(layer.in_features, layer.out_features, bias=False)
+        weight = layer.weight.detach()
+        self.register_buffer("scale", weight.abs().amax(dim=1, keepdim=True) / 127)
+        self.weight = nn.Parameter((weight / self.scale).round().to(torch.int8), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight.float() * self.scale)
+
+
+def test_output_effects_refuse_weights_without_dequantize():
+    """A weight stored as int8 codes without a dequantize() method (bitsandbytes' Int8Params) is refused, naming
+    what to do, rather than read as the matrix (its codes are about 127 times the weights)."""
+    from models import tiny_llama_lm
+
+    model = tiny_llama_lm()
+    model.model.layers[1].mlp.down_proj = Int8CodesLinear(model.model.layers[1].mlp.down_proj)
+    with pytest.raises(ModelError, match=r"Int8CodesLinear.*int8.*without a dequantize\(\) method.*unquantized"):
+        hf_txray.output_effects(model, 1, 5, k=5)
+
+
+def test_output_effects_of_a_real_torchao_model():
+    quantization = pytest.importorskip("torchao.quantization")
+    from models import tiny_llama_lm
+
+    model, reference = tiny_llama_lm(), tiny_llama_lm()
+    quantization.quantize_(model, quantization.Int8WeightOnlyConfig())
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Linear):
+            reference.get_submodule(name).weight.data.copy_(module.weight.dequantize())
+    got = hf_txray.output_effects(model, 1, 5, k=5)
+    expected = hf_txray.output_effects(reference, 1, 5, k=5)
+    assert got["token_id"].tolist() == expected["token_id"].tolist()
+    torch.testing.assert_close(torch.tensor(got["logit"].to_numpy()), torch.tensor(expected["logit"].to_numpy()))
