@@ -51,7 +51,7 @@ from .hashes import bytes_sha256, texts_hash
 from .provenance import (FULL_HASH_KIND, tokenizer_hash, tokenizer_vocab_hash, weights_full_hash,
                          weights_sample_hash)
 from .forward import on_own_default_device, own_default_device, weights_dtype
-from .sites import Site, WinnerRecorder, text_config, text_depth, text_shape
+from .sites import Site, WinnerRecorder, quantization_record, text_config, text_depth, text_shape
 from .streaming import (BucketPlan, InMemorySource, StreamingSource, builder_name, column_names, first_texts,
                         is_streaming)
 from .workers import encode_buckets, resolve_num_workers
@@ -281,6 +281,9 @@ class Profiler:
                        "model_weights_sample_hash": weights_sample_hash(self.forward.model_weights)}
                       if self.forward.stack else {}),
                    "masks": masks_fingerprint(self.model),
+                   # a quantized model (its config's quantization_config, or layers quantized in memory): reproduce
+                   # refuses one quantized in memory, which reloading its folder does not give back
+                   "quantization": quantization_record(self.model),
                    # a model pruned with mode="remove" numbers its MLP neurons afresh: which original neuron each one
                    # is (compare refuses to match them by number with another numbering's); the residual stream's
                    # hidden units keep their numbers, so they record None, as unpruned, unless a module_pattern

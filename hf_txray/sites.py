@@ -237,6 +237,35 @@ def float_weight(layer: nn.Module) -> torch.Tensor:
     return weight
 
 
+# Packages whose layers quantize a model (their layers need not be linear-like: hqq's HQQLinear is a plain Module).
+QUANTIZATION_PACKAGES = ("optimum.quanto", "torchao", "hqq", "bitsandbytes", "awq", "auto_gptq", "gptqmodel",
+                         "compressed_tensors", "torch.ao.nn.quantized", "torch.nn.quantized")
+
+
+def quantization_record(model: nn.Module) -> dict[str, Any] | None:
+    """How `model` is quantized, for its profile's provenance, or None: the method of its config's
+    ``quantization_config`` (``from_pretrained(..., quantization_config=...)``: ``{"method": "quanto", "from":
+    "quantization_config"}``), else the first layer of a quantization package or with a quantized weight
+    (:func:`quantized_weight`), as a backend's own ``quantize()`` or ``quantize_dynamic`` leave it (``{"method":
+    "hqq", "from": "layers", "layer": ...}``): a model quantized in memory, which reloading its folder does not give
+    back."""
+    config = getattr(getattr(model, "config", None), "quantization_config", None)
+    if config is not None:
+        method = config.get("quant_method") if isinstance(config, dict) else getattr(config, "quant_method", None)
+        return {"method": str(getattr(method, "value", method)), "from": "quantization_config"}
+    for name, module in model.named_modules():
+        package = type(module).__module__
+        if package.startswith(QUANTIZATION_PACKAGES) or (linear_dims(module) is not None
+                                                         and quantized_weight(module) is not None):
+            weight = getattr(peft_base_layer(module) or module, "weight", None)
+            if not package.startswith(QUANTIZATION_PACKAGES) and isinstance(weight, torch.Tensor):
+                package = type(weight).__module__
+            parts = package.split(".")  # optimum.quanto, torch.ao, else the package's own name
+            return {"method": ".".join(parts[:2]) if parts[0] in ("optimum", "torch") else parts[0],
+                    "from": "layers", "layer": name}
+    return None
+
+
 DYNAMIC_QUANTIZATION = ("torch.ao.nn.quantized.dynamic", "torch.nn.quantized.dynamic")
 
 

@@ -156,3 +156,53 @@ def test_output_effects_of_a_real_torchao_model():
     expected = hf_txray.output_effects(reference, 1, 5, k=5)
     assert got["token_id"].tolist() == expected["token_id"].tolist()
     torch.testing.assert_close(torch.tensor(got["logit"].to_numpy()), torch.tensor(expected["logit"].to_numpy()))
+
+
+def _saved_and_loaded(tmp_path):
+    """A tiny Llama saved to a folder, loaded back (its name_or_path is the folder), with its tokenizer."""
+    from transformers import AutoModel, AutoTokenizer
+
+    from models import save_tiny_model
+
+    folder = save_tiny_model(tmp_path / "model", kind="llama")
+    return AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+
+
+TEXTS = ["the company said it will sell the unit", "prices rose in new york last year"]
+
+
+def test_reproduce_refuses_a_model_quantized_with_a_config_its_folder_lacks(tmp_path):
+    """QuantoConfig: a model loaded with from_pretrained(folder, quantization_config=QuantoConfig(...)) was profiled
+    with nothing recorded about it; reproduce loaded the folder's float weights, recomputed the whole profile and
+    called it DIFFERENT because 'a model object changed in memory'. The profile records the quantization, and
+    reproduce refuses before loading any weight."""
+    model, tokenizer = _saved_and_loaded(tmp_path)
+    model.config.quantization_config = {"quant_method": "quanto", "weights": "int8"}
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    assert profile.meta.provenance["runtime"]["quantization"] == {"method": "quanto", "from": "quantization_config"}
+    profile.save_pretrained(tmp_path / "profile")
+    with pytest.raises(hf_txray.ReproducibilityError, match=r"quantized with quanto.*holds no quantization_config"
+                                                            r".*pin_model.*unquantized model"):
+        hf_txray.reproduce(tmp_path / "profile", dataset=TEXTS)
+
+
+def test_reproduce_refuses_a_model_quantized_in_memory(tmp_path):
+    """optimum-quanto's quantize(), hqq's quantize_model or a weight replaced by a quantized tensor leave no trace in
+    the config: the layer is recorded, and reproduce refuses."""
+    model, tokenizer = _saved_and_loaded(tmp_path)
+    _quantize_downs(model)
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    assert profile.meta.provenance["runtime"]["quantization"] == {
+        "method": PackedWeight.__module__, "from": "layers", "layer": "layers.0.mlp.down_proj"}
+    profile.save_pretrained(tmp_path / "profile")
+    with pytest.raises(hf_txray.ReproducibilityError, match=r"quantized in memory.*layers\.0\.mlp\.down_proj"):
+        hf_txray.reproduce(tmp_path / "profile", dataset=TEXTS)
+
+
+def test_an_unquantized_profile_records_none_and_reproduces(tmp_path):
+    model, tokenizer = _saved_and_loaded(tmp_path)
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False)
+    assert profile.meta.provenance["runtime"]["quantization"] is None
+    profile.save_pretrained(tmp_path / "profile")
+    assert hf_txray.reproduce(tmp_path / "profile", dataset=TEXTS).verdict == "identical"
+
