@@ -206,3 +206,26 @@ def test_an_unquantized_profile_records_none_and_reproduces(tmp_path):
     profile.save_pretrained(tmp_path / "profile")
     assert hf_txray.reproduce(tmp_path / "profile", dataset=TEXTS).verdict == "identical"
 
+
+def test_a_quantized_checkpoint_that_automodel_cannot_convert_is_refused_clearly(tmp_path, monkeypatch):
+    """transformers 5.25 loads a LlamaForCausalLM saved with TorchAoConfig only with that class: AutoModel, which
+    hf_txray loads a folder with (CLI too), failed with a bare RuntimeError ('We encountered some issues during
+    automatic conversion of the weights') and a long report. Refused naming the class that loads it."""
+    import json
+
+    import transformers
+
+    from models import save_tiny_model
+
+    folder = save_tiny_model(tmp_path / "model", kind="llama")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(quantization_config={"quant_method": "torchao"}, architectures=["LlamaForCausalLM"])
+    (folder / "config.json").write_text(json.dumps(config))
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("We encountered some issues during automatic conversion of the weights. For details "
+                           "look at the `CONVERSION` entries of the above report!")
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", fails)
+    with pytest.raises(ModelError, match=r"quantized \(torchao\) weights.*LlamaForCausalLM\.from_pretrained"):
+        hf_txray.analyze(str(folder), TEXTS, show_progress=False)
