@@ -275,6 +275,14 @@ def dynamically_quantized(model: nn.Module) -> str | None:
     return next((n for n, m in model.named_modules() if type(m).__module__.startswith(DYNAMIC_QUANTIZATION)), None)
 
 
+def activation_quantized(model: nn.Module) -> str | None:
+    """The name of `model`'s first layer whose weight quantizes the layer's input at every forward, with a scale
+    read from that input (torchao's dynamic-activation configs, ``Int8DynamicActivationInt8WeightConfig``: the
+    weight's ``act_quant_kwargs``; ``""`` for `model` itself), or None."""
+    return next((n for n, m in model.named_modules()
+                 if getattr(getattr(m, "weight", None), "act_quant_kwargs", None) is not None), None)
+
+
 def refuse_dynamic_quantization(model: nn.Module, name: str) -> None:
     """Refuse a model converted by ``torch.ao.quantization.quantize_dynamic``, whose linear layers the site search
     does not read (they are no ``nn.Linear``), naming the conversion rather than a missing block structure.
