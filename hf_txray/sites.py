@@ -196,14 +196,15 @@ QUANTIZING_LAYERS = ("optimum.quanto",)
 def quantized_weight(module: nn.Module) -> str | None:
     """What quantizes a linear-like layer's weight (the layer a PEFT wrapper wraps, for one), in words, or None for a
     plain floating-point weight: a weight that is a tensor subclass (torchao's ``Int8Tensor``, optimum-quanto's
-    ``WeightQBytesTensor``, bitsandbytes' ``Int8Params``) or not floating point, or a layer of a package that
+    ``WeightQBytesTensor``, bitsandbytes' ``Int8Params``), not floating point, or of one byte per value (float8,
+    whose scales other parameters hold: transformers' ``FP8Linear``), or a layer of a package that
     quantizes its float weight at every forward (:data:`QUANTIZING_LAYERS`). Such layers are what
     ``from_pretrained(..., quantization_config=...)`` (QuantoConfig, TorchAoConfig, BitsAndBytesConfig) or a
     backend's own ``quantize()`` leave."""
     layer = peft_base_layer(module) or module
     weight = getattr(layer, "weight", None)
     if isinstance(weight, torch.Tensor) and (type(weight) not in (torch.Tensor, nn.Parameter)
-                                             or not weight.is_floating_point()):
+                                             or not weight.is_floating_point() or weight.element_size() == 1):
         package = type(weight).__module__.split(".")[0]
         return f"a {type(layer).__name__} whose weight is stored as {type(weight).__name__} ({package}, {weight.dtype})"
     if type(layer).__module__.startswith(QUANTIZING_LAYERS):
@@ -218,8 +219,8 @@ def float_weight(layer: nn.Module) -> torch.Tensor:
     ``freeze()``) the weight so quantized. Plain weights are returned as they are.
 
     Raises:
-        ModelError: the weight is quantized in a form without ``dequantize()`` (bitsandbytes' ``Int8Params``), whose
-            values are not the matrix the layer applies.
+        ModelError: the weight is quantized in a form without ``dequantize()`` (bitsandbytes' ``Int8Params``, a
+            float8 weight whose scales other parameters hold), whose values are not the matrix the layer applies.
     """
     weight = layer.weight.detach()
     packed = getattr(layer, "qweight", None) if type(layer).__module__.startswith(QUANTIZING_LAYERS) else None
@@ -227,7 +228,7 @@ def float_weight(layer: nn.Module) -> torch.Tensor:
         weight = packed.detach()
     if type(weight) is not torch.Tensor and callable(getattr(weight, "dequantize", None)):
         weight = weight.dequantize()
-    if type(weight) is not torch.Tensor or not weight.is_floating_point():
+    if type(weight) is not torch.Tensor or not weight.is_floating_point() or weight.element_size() == 1:
         raise ModelError(
             f"hf_txray cannot read the matrix that {quantized_weight(layer) or type(layer).__name__} applies: its "
             f"weight ({type(weight).__name__}, {weight.dtype}) is quantized without a dequantize() method. Output "

@@ -245,3 +245,16 @@ def test_batched_runs_refuse_dynamic_activation_quantization():
     profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token",), show_progress=False,
                                batch_size=1, pad_to_multiple_of=1)
     assert profile.meta.num_positions > 0
+
+
+def test_float8_weights_are_quantized_weights():
+    """A float8 weight (transformers' FP8Linear keeps its scales in other parameters) was sliced by remove without its
+    scales (silent); refused as a quantized layer."""
+    from models import tiny_llama_lm
+
+    model = tiny_llama_lm()
+    for block in model.model.layers:
+        down = block.mlp.down_proj
+        down.weight = nn.Parameter(down.weight.detach().to(torch.float8_e4m3fn), requires_grad=False)
+    with pytest.raises(ModelError, match=r"cannot slice 'model\.layers\.0\.mlp\.down_proj'.*float8_e4m3fn"):
+        hf_txray.prune(model, None, PLAN, mode="remove")
