@@ -415,7 +415,11 @@ def _model_row(report: TransferReport) -> dict[str, Any]:
 
 def summary_table(report: TransferReport) -> pa.Table:
     """Rows of kind ``model`` (whole model), ``layer`` (one per layer) and ``mass_share`` (one per tag value)."""
-    parts = [_report_keys(report, pd.DataFrame([_model_row(report)]), kind="model"),
+    model = pd.DataFrame([_model_row(report)])
+    # the model row's columns in the layer rows' types: its count of tested neurons (an int, or NaN when the test did
+    # not run) would be int64 or float64 by the row, and arrow does not unify those with the layers' int64
+    model = model.astype({c: t for c, t in report.layers.dtypes.items() if c in model and c != "layer"})
+    parts = [_report_keys(report, model, kind="model"),
              _report_keys(report, report.layers, kind="layer")]
     if len(report.mass_share):
         parts.append(_report_keys(report, report.mass_share, kind="mass_share"))

@@ -24,6 +24,7 @@ import pytest
 import hf_txray
 import reference
 from hf_txray import Profile, ProfileMeta, significance
+from hf_txray import report as report_module
 from hf_txray.display import report_text
 from hf_txray.profile import FeatureTable
 from hf_txray.significance import DEFAULT_MIN_COUNT
@@ -1053,6 +1054,41 @@ def test_with_the_test_switched_off_the_tested_and_changed_counts_are_unknown_no
     assert "could be tested" not in card
     loaded = type(skipped).from_pretrained(tmp_path / "r")
     assert math.isnan(loaded.summary()["neurons_tested_pos"])
+
+
+def test_counts_of_tested_and_changed_neurons_are_integers_in_memory_on_disk_and_in_datasets(tmp_path):
+    """The counts neurons_changed_<ft> and neurons_tested_<ft> (and the summary's neurons) were float64 in the
+    summary, the layer table and the Hub's summary config (3.0 tested). They are ints, null where the test did not
+    run, and ``datasets`` reads them back as int64 with nulls. A report saved with float counts still loads."""
+    import datasets
+
+    a, b, c = hand_profile("A", 0), hand_profile("B", 1), hand_profile("C", 1)
+    tested, untested = hf_txray.compare(a, b), hf_txray.compare(a, c, test=False)
+    s = tested.summary()
+    assert [type(s[k]) for k in ("neurons", "neurons_tested_pos", "neurons_changed_pos")] == [int, int, int]
+    assert s["neurons_tested_pos"] == 5 and s["neurons_changed_pos"] == int(tested.neurons["changed_pos"].sum())
+    for report in (tested, untested):
+        for name in ("neurons_tested_pos", "neurons_changed_pos"):
+            assert report.layers[name].dtype == "Int64", name
+    assert untested.layers["neurons_tested_pos"].isna().all() and math.isnan(untested.summary()["neurons_tested_pos"])
+    folder = hf_txray.save_to_disk(tmp_path / "export", [a, b, c], [tested, untested], plots=False)
+    rows = datasets.load_dataset("parquet", data_files=str(folder / "summary" / "*.parquet"), split="train",
+                                 cache_dir=str(tmp_path / "cache"))
+    for name in ("neurons", "neurons_tested_pos", "neurons_changed_pos"):
+        assert rows.features[name].dtype == "int64", name
+    got = {(r["report"], r["kind"]): (r["neurons_tested_pos"], r["neurons_changed_pos"]) for r in rows
+           if r["kind"] != "mass_share"}
+    assert got[(tested.name, "model")] == (5, s["neurons_changed_pos"])
+    assert got[(tested.name, "layer")] == (5, s["neurons_changed_pos"])  # one layer
+    assert got[(untested.name, "model")] == got[(untested.name, "layer")] == (None, None)
+    assert hf_txray.load(folder).reports[tested.name] == tested
+    # saved before the counts were ints: the layer table held float64 counts (recomputed, or cast when it is kept)
+    old = copy.copy(tested)
+    old.layers = tested.layers.astype({"neurons_tested_pos": float, "neurons_changed_pos": float})
+    old.save_pretrained(tmp_path / "old")
+    assert hf_txray.TransferReport.from_pretrained(tmp_path / "old").layers.equals(tested.layers)
+    kept = report_module._current_layer_table(tested.neurons.drop(columns="length_a_pos"), tested.meta, old.layers)
+    assert kept["neurons_tested_pos"].dtype == "Int64" and kept.equals(tested.layers)
 
 
 def test_a_stage_credited_in_one_half_only_has_no_noise_figures_and_says_why(tmp_path):
