@@ -511,6 +511,13 @@ def show_neuron_probes(source: str, layer: Any, neuron: Any) -> tuple:
     rows = probing.neuron_probes(view, layer, neuron)
     if not probing.has_probing(view):
         return probing.NO_PROBING, rows
+    if not len(rows):  # "in 0 probe(s)" said neither why nor which neurons the probes hold
+        from ..probing.results import probed_layers
+
+        layers = probed_layers(view.probing)
+        return (f"No probe ranked layer {layer}, neuron {neuron}: " +
+                (f"the probes ranked the neurons of layers {layers}; pick a neuron there (the Probing tab lists "
+                 "each probe's top neurons)." if layers else "these results hold ablation curves only."), rows)
     return (f"Layer {layer}, neuron {neuron} in {len(rows)} probe(s) (rank 0 = the most important neuron).", rows)
 
 
