@@ -188,6 +188,23 @@ def named_linears(root: nn.Module) -> Iterator[tuple[str, nn.Module, tuple[int, 
             yield name, module, dims
 
 
+# Packages whose layers quantize a model (their layers need not be linear-like: hqq's HQQLinear is a plain Module).
+QUANTIZATION_PACKAGES = ("optimum.quanto", "torchao", "hqq", "bitsandbytes", "awq", "auto_gptq", "gptqmodel",
+                         "compressed_tensors", "torch.ao.nn.quantized", "torch.nn.quantized")
+
+
+def quantized_tensor(weight: torch.Tensor) -> bool:
+    """Whether `weight` is stored quantized: not floating point, of one byte per value (float8), a tensor type of a
+    quantization package (:data:`QUANTIZATION_PACKAGES`), or a type with its own ``dequantize()`` (a quantized tensor
+    subclass of another package). Other floating-point tensor subclasses hold their values as they are: FSDP2's
+    ``DTensor`` (a shard of the matrix), a subclass wrapped around a weight to log or trace its uses (such weights
+    were refused as quantized by prune(mode='remove') and output effects, and recorded as a quantization)."""
+    kind = type(weight)
+    return (not weight.is_floating_point() or weight.element_size() == 1
+            or kind.__module__.startswith(QUANTIZATION_PACKAGES)
+            or getattr(kind, "dequantize", torch.Tensor.dequantize) is not torch.Tensor.dequantize)
+
+
 # Packages whose linear layers quantize a floating-point weight as they run (optimum-quanto's QLinear before
 # freeze(): its weight is still a float Parameter, which it quantizes at every forward).
 QUANTIZING_LAYERS = ("optimum.quanto",)
@@ -195,16 +212,16 @@ QUANTIZING_LAYERS = ("optimum.quanto",)
 
 def quantized_weight(module: nn.Module) -> str | None:
     """What quantizes a linear-like layer's weight (the layer a PEFT wrapper wraps, for one), in words, or None for a
-    plain floating-point weight: a weight that is a tensor subclass (torchao's ``Int8Tensor``, optimum-quanto's
-    ``WeightQBytesTensor``, bitsandbytes' ``Int8Params``), not floating point, or of one byte per value (float8,
-    whose scales other parameters hold: transformers' ``FP8Linear``), or a layer of a package that
-    quantizes its float weight at every forward (:data:`QUANTIZING_LAYERS`). Such layers are what
-    ``from_pretrained(..., quantization_config=...)`` (QuantoConfig, TorchAoConfig, BitsAndBytesConfig) or a
-    backend's own ``quantize()`` leave."""
+    plain floating-point weight: a weight that :func:`quantized_tensor` names (torchao's ``Int8Tensor``,
+    optimum-quanto's ``WeightQBytesTensor``, bitsandbytes' ``Int8Params``, a float8 weight whose scales other
+    parameters hold: transformers' ``FP8Linear``), or a layer of a package that quantizes its float weight at every
+    forward (:data:`QUANTIZING_LAYERS`). Such layers are what ``from_pretrained(..., quantization_config=...)``
+    (QuantoConfig, TorchAoConfig, BitsAndBytesConfig) or a backend's own ``quantize()`` leave. A floating-point
+    tensor subclass of another kind (FSDP2's ``DTensor``, a subclass a user wraps a weight in to log or trace its
+    uses) holds the matrix itself: not quantized."""
     layer = peft_base_layer(module) or module
     weight = getattr(layer, "weight", None)
-    if isinstance(weight, torch.Tensor) and (type(weight) not in (torch.Tensor, nn.Parameter)
-                                             or not weight.is_floating_point() or weight.element_size() == 1):
+    if isinstance(weight, torch.Tensor) and quantized_tensor(weight):
         package = type(weight).__module__.split(".")[0]
         return f"a {type(layer).__name__} whose weight is stored as {type(weight).__name__} ({package}, {weight.dtype})"
     if type(layer).__module__.startswith(QUANTIZING_LAYERS):
@@ -226,9 +243,9 @@ def float_weight(layer: nn.Module) -> torch.Tensor:
     packed = getattr(layer, "qweight", None) if type(layer).__module__.startswith(QUANTIZING_LAYERS) else None
     if isinstance(packed, torch.Tensor):
         weight = packed.detach()
-    if type(weight) is not torch.Tensor and callable(getattr(weight, "dequantize", None)):
+    if type(weight) is not torch.Tensor and quantized_tensor(weight) and callable(getattr(weight, "dequantize", None)):
         weight = weight.dequantize()
-    if type(weight) is not torch.Tensor or not weight.is_floating_point() or weight.element_size() == 1:
+    if quantized_tensor(weight):
         raise ModelError(
             f"hf_txray cannot read the matrix that {quantized_weight(layer) or type(layer).__name__} applies: its "
             f"weight ({type(weight).__name__}, {weight.dtype}) is quantized without a dequantize() method. Output "
@@ -236,11 +253,6 @@ def float_weight(layer: nn.Module) -> torch.Tensor:
             "compute them on the unquantized model (profiling, masking and ablation read activations and work "
             "on the quantized one).")
     return weight
-
-
-# Packages whose layers quantize a model (their layers need not be linear-like: hqq's HQQLinear is a plain Module).
-QUANTIZATION_PACKAGES = ("optimum.quanto", "torchao", "hqq", "bitsandbytes", "awq", "auto_gptq", "gptqmodel",
-                         "compressed_tensors", "torch.ao.nn.quantized", "torch.nn.quantized")
 
 
 def quantization_record(model: nn.Module) -> dict[str, Any] | None:

@@ -23,7 +23,11 @@ PLAN = {0: [3, 7], 1: [5, 6]}
 
 
 class PackedWeight(torch.Tensor):
-    """A tensor subclass standing for a quantized weight (it computes as a plain tensor)."""
+    """A tensor subclass standing for a quantized weight (it computes as a plain tensor; its ``dequantize()``, which
+    torchao's and optimum-quanto's quantized tensors have, gives the plain tensor)."""
+
+    def dequantize(self) -> torch.Tensor:
+        return self.as_subclass(torch.Tensor)
 
 
 def _quantize_downs(model: nn.Module) -> nn.Module:
@@ -258,3 +262,65 @@ def test_float8_weights_are_quantized_weights():
         down.weight = nn.Parameter(down.weight.detach().to(torch.float8_e4m3fn), requires_grad=False)
     with pytest.raises(ModelError, match=r"cannot slice 'model\.layers\.0\.mlp\.down_proj'.*float8_e4m3fn"):
         hf_txray.prune(model, None, PLAN, mode="remove")
+
+
+class LoggedWeight(torch.Tensor):
+    """A floating-point tensor subclass a user wraps a weight in to log its uses (it holds the matrix itself)."""
+
+
+def _logged(model: nn.Module) -> nn.Module:
+    for block in model.model.layers:
+        for layer in (block.mlp.up_proj, block.mlp.down_proj):
+            layer.weight = nn.Parameter(layer.weight.detach().as_subclass(LoggedWeight))
+    return model
+
+
+def test_a_float_tensor_subclass_is_no_quantized_weight(tmp_path):
+    """A weight replaced with nn.Parameter(a float tensor subclass) (for logging) was taken for a quantized one:
+    prune(mode='remove') and output_effects refused it ('stored quantized', 'without a dequantize() method'), and
+    analyze recorded a quantization ({'method': '__main__', 'from': 'layers'}) that reproduce then refused. It holds
+    the matrix: removal, output effects and the profile's provenance are the plain model's."""
+    from models import bpe_tokenizer, tiny_llama_lm
+
+    model, plain = _logged(tiny_llama_lm()), tiny_llama_lm()
+    assert hf_txray.sites.quantized_weight(model.model.layers[0].mlp.down_proj) is None
+    got = hf_txray.output_effects(model, 1, 5, k=5, tokenizer=bpe_tokenizer())
+    expected = hf_txray.output_effects(plain, 1, 5, k=5, tokenizer=bpe_tokenizer())
+    assert got["token_id"].tolist() == expected["token_id"].tolist()
+    assert got["logit"].tolist() == expected["logit"].tolist()
+    profile = hf_txray.analyze(model, TEXTS, tokenizer=bpe_tokenizer(), features=("token",), show_progress=False)
+    assert profile.meta.provenance["runtime"]["quantization"] is None
+    hf_txray.prune(model, None, PLAN, mode="remove")
+    hf_txray.prune(plain, None, PLAN, mode="remove")
+    ids = torch.tensor([[1, 5, 9, 14, 3]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, plain(ids).logits, rtol=0, atol=0)
+
+
+def test_an_fsdp2_weight_is_no_quantized_weight(monkeypatch):
+    """fully_shard makes every weight a DTensor parameter, which was named 'stored as DTensor ... stored quantized'
+    by prune(mode='remove'): the wrong cause (a shard of a float matrix)."""
+    import socket
+    import sys
+
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    from models import tiny_llama_lm
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    for name, value in dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK="0", WORLD_SIZE="1").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # init_process_group replaces it
+    dist.init_process_group("gloo")
+    try:
+        model = tiny_llama_lm()
+        fully_shard(model)
+        down = model.model.layers[0].mlp.down_proj
+        assert type(down.weight).__name__ == "DTensor"
+        assert hf_txray.sites.quantized_weight(down) is None
+        assert hf_txray.sites.quantization_record(model) is None
+    finally:
+        dist.destroy_process_group()
