@@ -824,16 +824,19 @@ def _refuse_lost_quantization(profile: Profile, model_arg: Any, commit: str | No
     ``quantization_config=`` from a folder or repo whose config holds none (an optimum-quanto model: the rerun
     loaded the float weights, recomputed everything and said the weights had changed in memory).
 
+    A model object passed as ``model=`` is not refused: it is run as given.
+
     Raises:
         ReproducibilityError: naming the quantization and the ways out.
     """
     quantized = (profile.meta.provenance or {}).get("runtime", {}).get("quantization")
-    if not isinstance(quantized, dict):
-        return
+    if not isinstance(quantized, dict) or not isinstance(model_arg, (str, Path)):
+        return  # a model object passed as model=... is run as it is, quantized as the caller quantized it
     method = quantized.get("method")
-    remedy = ("Save the quantized model where its backend can (torchao's save_pretrained keeps its "
-              "quantization_config; optimum-quanto's transformers integration cannot) and pin the profile to that "
-              "folder (hf_txray.pin_model(profile, folder)), or profile the unquantized model.")
+    remedy = ("Pass the model quantized as it was profiled (reproduce(..., stage=..., model=quantized_model)), save "
+              "the quantized model where its backend can (torchao's save_pretrained keeps its quantization_config; "
+              "optimum-quanto's transformers integration cannot) and pin the profile to that folder "
+              "(hf_txray.pin_model(profile, folder)), or profile the unquantized model.")
     if quantized.get("from") != "quantization_config":
         raise ReproducibilityError(
             f"Stage {profile.stage!r} profiled a model quantized in memory ({method}: layer "

@@ -199,8 +199,12 @@ def test_reproduce_refuses_a_model_quantized_in_memory(tmp_path):
     assert profile.meta.provenance["runtime"]["quantization"] == {
         "method": PackedWeight.__module__, "from": "layers", "layer": "layers.0.mlp.down_proj"}
     profile.save_pretrained(tmp_path / "profile")
-    with pytest.raises(hf_txray.ReproducibilityError, match=r"quantized in memory.*layers\.0\.mlp\.down_proj"):
+    with pytest.raises(hf_txray.ReproducibilityError, match=r"quantized in memory.*layers\.0\.mlp\.down_proj.*"
+                                                            r"model=quantized_model"):
         hf_txray.reproduce(tmp_path / "profile", dataset=TEXTS)
+    # the way out the refusal names: the quantized model object, run as given (it was refused, its repr printed as
+    # the folder 'it would load as saved')
+    assert hf_txray.reproduce(tmp_path / "profile", model=model, dataset=TEXTS).verdict == "identical"
 
 
 def test_an_unquantized_profile_records_none_and_reproduces(tmp_path):
