@@ -403,3 +403,17 @@ def test_new_figures_show_as_an_image_in_a_notebook_without_pyplot():
     # the caller's own figure is returned as it is (no image method added to it)
     own = Figure()
     assert plots.new_axes(own.add_subplot())[0] is own and not hasattr(own, "_repr_png_")
+
+
+def test_new_figures_stay_matplotlib_figures_that_gradio_and_pickle_take():
+    """Helper 434: the new figures were of a subclass defined in hf_txray.plots.common (for their notebook image),
+    and ``gr.Plot`` takes a figure by its class's module (``"matplotlib" in value.__module__``): it read one as a
+    Plotly figure and raised ``AttributeError: 'InlineFigure' object has no attribute 'to_json'``. They are
+    matplotlib's own Figure again, with their PNG display; unpickled, they keep it."""
+    gr = pytest.importorskip("gradio")
+    figures = [plots.new_axes()[0], plots.new_figure(1, 2)[0], _curve().plot(), plots.plot_sweep(_sweep_table())]
+    for figure in figures:
+        assert type(figure) is Figure
+        assert gr.Plot(format="png").postprocess(figure).type == "matplotlib"
+        again = pickle.loads(pickle.dumps(figure))
+        assert type(again) is Figure and again._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -5,7 +5,7 @@ Figures are built with ``Figure()`` rather than ``pyplot``: no global state, no 
 after the caller drops the figure, so a Trainer callback or a Space can draw thousands of them; saving to PNG uses
 the Agg renderer whatever the session's backend is. Every figure function takes an optional ``ax`` to draw into
 (a subplot of a larger figure, a Gradio ``gr.Plot``) and returns the ``matplotlib.figure.Figure``: a new one is an
-:class:`InlineFigure`, which a Jupyter notebook shows as an image without pyplot.
+:func:`inline_figure`, which a Jupyter notebook shows as an image without pyplot.
 """
 
 from __future__ import annotations
@@ -189,34 +189,21 @@ def fit_title(ax: "Axes", title: str) -> None:
     ax.set_title("\n".join(lines))
 
 
-@functools.cache
-def _inline_figure() -> type:
-    """The class of every new hf_txray figure, ``InlineFigure``: a ``matplotlib.figure.Figure`` whose rich display
-    (Jupyter, IPython) is a PNG of it, drawn as :func:`save_figure` draws it (fallback fonts), cropped to its content
-    as the inline backend crops.
+def inline_figure(figure: "Figure") -> "Figure":
+    """`figure` with a PNG rich display of its own (``_repr_png_``, as Jupyter and IPython look it up), drawn as
+    :func:`save_figure` draws it (fallback fonts: :func:`png_bytes`), cropped to its content as the inline backend
+    crops; returns `figure`. Every new hf_txray figure (:func:`new_axes`, :func:`new_figure`) is made so.
 
     hf_txray draws without pyplot, so IPython's inline backend, which registers its image formatter for ``Figure``
     when pyplot is imported (or ``%matplotlib inline`` runs), was never set up: in a fresh notebook
     ``plot_mass_share(profile)`` as a cell's last line showed ``<Figure size 675x400 with 1 Axes>`` and no image
     (helper 428). Where the inline formatter is set up it takes precedence over ``_repr_png_``: shown once either way.
-    Built on first use (this module does not import matplotlib); it is this module's ``InlineFigure``, so such a
-    figure pickles."""
-    from matplotlib.figure import Figure
-
-    class InlineFigure(Figure):
-        def _repr_png_(self) -> bytes:
-            return png_bytes(self, bbox_inches="tight")
-
-    InlineFigure.__module__, InlineFigure.__qualname__ = __name__, "InlineFigure"
-    InlineFigure.__doc__ = _inline_figure.__doc__
-    return InlineFigure
-
-
-def __getattr__(name: str) -> type:
-    """``InlineFigure`` (:func:`_inline_figure`), built when first looked up."""
-    if name == "InlineFigure":
-        return _inline_figure()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    The figure stays a ``matplotlib.figure.Figure`` of that very class (an attribute is added, no subclass): Gradio's
+    ``gr.Plot`` takes a figure by its class's module (``"matplotlib" in type(value).__module__``), as other
+    libraries do by its class's full name, and refused a subclass defined here (helper 434). The PNG is drawn when
+    asked for, never kept."""
+    figure._repr_png_ = functools.partial(png_bytes, figure, bbox_inches="tight")
+    return figure
 
 
 def new_axes(ax: "Axes | None" = None, figsize: tuple[float, float] = (6.4, 4.2)) -> tuple["Figure", "Axes"]:
@@ -232,7 +219,9 @@ def new_axes(ax: "Axes | None" = None, figsize: tuple[float, float] = (6.4, 4.2)
     """
     if ax is not None:
         return ax.figure, ax
-    fig = _inline_figure()(figsize=figsize, layout="constrained")  # shown as an image in a notebook, without pyplot
+    from matplotlib.figure import Figure
+
+    fig = inline_figure(Figure(figsize=figsize, layout="constrained"))  # an image in a notebook, without pyplot
     return fig, fig.add_subplot()
 
 
@@ -250,7 +239,9 @@ def new_figure(rows: int = 1, cols: int = 1, width: float = 6.4, height: float =
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    figure = _inline_figure()(figsize=(width * cols, height * rows), layout="constrained")  # an image in a notebook
+    from matplotlib.figure import Figure
+
+    figure = inline_figure(Figure(figsize=(width * cols, height * rows), layout="constrained"))  # shown in a notebook
     FigureCanvasAgg(figure)
     return figure, figure.subplots(rows, cols, squeeze=False)
 
@@ -258,7 +249,7 @@ def new_figure(rows: int = 1, cols: int = 1, width: float = 6.4, height: float =
 def png_bytes(figure: "Figure", dpi: int | None = None, **savefig_kwargs) -> bytes:
     """`figure` as PNG bytes, its text drawn with :func:`use_fallback_fonts` (characters no installed font has: one
     warning, not matplotlib's one per glyph). `dpi` None: the figure's own. What :func:`save_figure` writes and a
-    notebook shows (:class:`InlineFigure`)."""
+    notebook shows (:func:`inline_figure`)."""
     use_fallback_fonts(figure)
     buffer = io.BytesIO()
     with warnings_caught():  # one warning per glyph: use_fallback_fonts said it once, with the fix
