@@ -1171,3 +1171,59 @@ def test_registering_the_same_feature_again_as_a_notebook_cell_run_twice_is_take
             register_feature(UserFeature("digit", make_labeller("b")))
     finally:
         unregister_feature("digit")
+
+
+def test_registering_again_refuses_functions_that_share_code_but_not_behaviour():
+    """Helper 434: the same definition again was told by code_fingerprint alone, which reads a mutable bound value,
+    an instance and a builtin by type only and no globals: a factory's labeller over another dict, a lambda with
+    another list as default, another instance's method, ``str.rsplit`` in place of ``str.split`` and the same code in
+    another module replaced the registered function with no error (silent: a profile mixed two labellings under one
+    name). Each is refused; the same cell run again (equal bound values, one namespace) is still taken. The pruning
+    and ablation registries use the same rule."""
+    import functools
+
+    from hf_txray.probing.ablation import _METRICS, register_ablation_metric
+    from hf_txray.pruning.strategies import _REGISTRY as STRATEGIES, register_pruning_strategy
+
+    def over(table):
+        return lambda text: [(0, 1, table.get(text[:1], "x"))] if text else []
+
+    class Labeller:
+        def __init__(self, label):
+            self.label = label
+
+        def spans(self, text):
+            return [(0, 1, self.label)] if text else []
+
+    source = "def label(text):\n    return [(0, 1, LABEL)] if text else []\n"
+    modules = [{"LABEL": "a"}, {"LABEL": "b"}]
+    for namespace in modules:
+        exec(source, namespace)
+    pairs = [(over({"a": "A"}), over({"a": "B"})),
+             (eval("lambda text, t=['A']: [(0, 1, t[0])]"), eval("lambda text, t=['B']: [(0, 1, t[0])]")),
+             (Labeller("a").spans, Labeller("b").spans),
+             (functools.partial(str.split), functools.partial(str.rsplit)),
+             (modules[0]["label"], modules[1]["label"])]
+    try:
+        for first, other in pairs:
+            register_feature(UserFeature("probe", first), replace=True)
+            with pytest.raises(ConfigurationError, match="already registered"):
+                register_feature(UserFeature("probe", other))
+            assert get_feature_type("probe").fn is first
+        register_feature(UserFeature("probe", over({"a": "A"})), replace=True)
+        register_feature(UserFeature("probe", over({"a": "A"})))  # the cell again: equal values
+        for namespace in (again := [{"LABEL": "a"}, {"LABEL": "a"}]):  # a script run twice, in fresh namespaces
+            exec(source, namespace)
+        register_feature(UserFeature("probe", again[0]["label"]), replace=True)
+        register_feature(UserFeature("probe", again[1]["label"]))
+        for first, other in pairs[:2]:
+            register_pruning_strategy("probe", first, overwrite=True)
+            with pytest.raises(ConfigurationError, match="already registered"):
+                register_pruning_strategy("probe", other)
+            register_ablation_metric("probe", first, overwrite=True)
+            with pytest.raises(ConfigurationError, match="already registered"):
+                register_ablation_metric("probe", other)
+    finally:
+        unregister_feature("probe")
+        STRATEGIES.pop("probe", None)
+        _METRICS.pop("probe", None)

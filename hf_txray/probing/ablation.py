@@ -26,7 +26,7 @@ from torch import nn
 from ..artifact import Artifact
 from ..counts import check_switch, is_int, refuse_repeats
 from ..errors import ConfigurationError, ModelError
-from ..features.registry import code_fingerprint
+from ..features.registry import same_function
 from ..forward import on_own_default_device
 from ..lengths import resolve_max_length
 from ..logging import warn_caller
@@ -854,7 +854,7 @@ def register_ablation_metric(name: str, build: MetricBuilder, description: str =
     registered = _METRICS.get(name)
     # the same definition again (a notebook cell run twice: a new function of the same code) is taken (helper 428)
     if registered is not None and not overwrite and (
-            registered[1] != description or code_fingerprint(registered[0]) != code_fingerprint(build)):
+            registered[1] != description or not same_function(registered[0], build)):
         raise ConfigurationError(f"An ablation metric {name!r} is already registered (with another build function or "
                                  "description): pass overwrite=True to replace it.")
     _METRICS[name] = (build, description)
