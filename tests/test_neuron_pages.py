@@ -723,3 +723,23 @@ def test_a_neuron_card_reads_on_one_line_as_a_notebook_shows_it():
     assert f"token={top!r}" in text and f"summary={card.summary!r}" in text
     long = dataclasses.replace(card, top_features={"token": [{"feature": "x" * 500}]})
     assert len(repr(long)) < 400  # a long value (a user feature's) is cut
+
+
+def test_a_neuron_card_built_by_hand_has_a_repr():
+    """Helper 434: the one-line repr read ``win_rate`` with ``:.4g`` and ``top_features[ft][0]["feature"]``, so a
+    card built by hand with win_rate None, top values as plain strings, a table of them or no mapping at all raised
+    (TypeError, KeyError, ValueError) where a notebook shows the card; it now shows what the card holds."""
+    import pandas as pd
+
+    from hf_txray.summary import NeuronCard
+
+    base = dict(stage="s", layer=1, neuron=2, count=3, mass=1.0, win_rate=0.5, positions=6)
+    cards = [NeuronCard(**{**base, "win_rate": None}, top_features={}),
+             NeuronCard(**base, top_features={"pos": ["NOUN"]}),
+             NeuronCard(**base, top_features={"pos": pd.DataFrame({"feature": ["NOUN"], "count": [3]})}),
+             NeuronCard(**base, top_features={"pos": [{"value": "NOUN"}], "token": []}),
+             NeuronCard(**base, top_features=None)]
+    texts = [repr(card) for card in cards]
+    assert "win_rate=None, top: -" in texts[0]
+    assert "top: pos='NOUN'," in texts[1] and "top: pos='NOUN'," in texts[2] and "NOUN" in texts[3]
+    assert "top: -" in texts[4] and not any("\n" in text for text in texts)
