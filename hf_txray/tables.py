@@ -260,7 +260,8 @@ def untested_unknown(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _cell(value: Any, floatfmt: str, markdown: bool) -> str:
-    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+    # pd.NA: a missing count of a nullable Int64 column (report.layers' neurons_tested_<ft>), drawn "<NA>"
+    if value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and math.isnan(value)):
         return MISSING
     if isinstance(value, (float, np.floating)):
         return format(float(value), floatfmt)
@@ -294,7 +295,7 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
 
     Args:
         frame (`pd.DataFrame`): the rows to show.
-        floatfmt (`str`, *optional*, defaults to `".3f"`): format of float cells; NaN and None show as "–", and a
+        floatfmt (`str`, *optional*, defaults to `".3f"`): format of float cells; NaN, None and pandas' NA show as "–", and a
             p-value (a column named ``p_...``) below what the format shows as ``<0.001``.
 
     Returns:
