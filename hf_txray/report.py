@@ -48,7 +48,7 @@ from .feature_table import FeatureTable
 from .profile import (SPLIT_BY_TEXT, USER_FEATURES, Profile, credit_differences, merged_vocab,
                       recorded_texts_multiset_hash, tokenizer_difference, tokenizer_split_difference,
                       user_feature_differences)
-from .tables import percent
+from .tables import counts_as_integers, percent
 from .provenance import (compared_architectures, pruning_fingerprint, recorded_depths, recorded_hidden_sizes,
                          recorded_pruning)
 from .version import __version__
@@ -343,26 +343,7 @@ def _layer_table(neurons: pd.DataFrame, feature_types: list[str], same_corpus: b
             row[f"mean_length_shift_{ft}"] = _mean_length_shift(shared, ft)
         row.update(_noise_figures(group, feature_types, same_corpus, tested))
         rows.append(row)
-    return _counts_as_integers(pd.DataFrame(rows))
-
-
-COUNT_PREFIXES = ("neurons_changed_", "neurons_tested_")  # the per-layer counts that may be missing (test not run)
-
-
-def _counts_as_integers(layers: pd.DataFrame) -> pd.DataFrame:
-    """`layers` (a per-layer table) with its counts of tested and changed neurons (:data:`COUNT_PREFIXES`) as pandas'
-    nullable ``Int64`` (one dtype whether or not the test ran), <NA> where it did not run: they were float64, in
-    memory and in the Hub's ``summary`` config. A float column with a fraction (no table hf_txray wrote) stays
-    float."""
-    cast = {}
-    for column in layers.columns:
-        values = layers[column]
-        if not str(column).startswith(COUNT_PREFIXES) or values.dtype == "Int64":
-            continue
-        known = values.dropna().to_numpy(dtype=float)
-        if pd.api.types.is_integer_dtype(values) or np.all(np.isfinite(known) & (known == np.round(known))):
-            cast[column] = "Int64"
-    return layers.astype(cast) if cast else layers
+    return counts_as_integers(pd.DataFrame(rows))
 
 
 def compared_feature_kinds(a: Profile, b: Profile) -> dict[str, str]:
@@ -688,7 +669,7 @@ def _current_layer_table(neurons: pd.DataFrame, meta: ReportMeta, stored: pd.Dat
                                                         for name in ("hellinger", "length_a", "length_b",
                                                                      "length_shift")]
     if any(column not in neurons for column in needed):
-        return _counts_as_integers(stored)  # saves before the counts were ints hold them as floats
+        return counts_as_integers(stored)  # saves before the counts were ints hold them as floats
     return _layer_table(neurons, meta.feature_types, meta.same_corpus, meta.tested_feature_types())
 
 

@@ -1091,6 +1091,31 @@ def test_counts_of_tested_and_changed_neurons_are_integers_in_memory_on_disk_and
     assert kept["neurons_tested_pos"].dtype == "Int64" and kept.equals(tested.layers)
 
 
+def test_a_report_holding_float_counts_in_memory_exports_beside_a_current_one(tmp_path):
+    """Brief 438: a report object from before the counts were ints (unpickled from a file an earlier hf_txray wrote:
+    its layer table keeps float64 neurons_tested_<ft> / neurons_changed_<ft>) wrote them as double in the summary
+    config, and save_to_disk of it beside a current report failed with ArrowTypeError ("Unable to merge: Field
+    neurons_changed_pos has incompatible types: double vs int64"). The config holds them as int64 with nulls."""
+    import pyarrow.parquet as pq
+
+    a, b, c = hand_profile("A", 0), hand_profile("B", 1), hand_profile("C", 1)
+    old_tested, untested = hf_txray.compare(a, b), hf_txray.compare(a, c, test=False)
+    counts = {"neurons_tested_pos": float, "neurons_changed_pos": float}
+    old_tested.layers = old_tested.layers.astype(counts)
+    old_untested = copy.copy(untested)
+    old_untested.layers = untested.layers.astype(counts)
+    for reports in ([old_tested, untested], [old_untested, hf_txray.compare(a, b)]):
+        folder = hf_txray.save_to_disk(tmp_path / reports[0].name.replace(">", ""), [a, b, c], reports, plots=False)
+        table = pq.read_table(next((folder / "summary").glob("*.parquet")))
+        rows = table.to_pandas()
+        for name in counts:
+            assert table.schema.field(name).type == "int64", name
+        got = {(r, k): v for r, k, v in zip(rows["report"], rows["kind"], rows["neurons_tested_pos"])
+               if k != "mass_share"}
+        assert got[("A->B", "model")] == got[("A->B", "layer")] == 5
+        assert np.isnan(got[("A->C", "model")]) and np.isnan(got[("A->C", "layer")])
+
+
 def test_a_stage_credited_in_one_half_only_has_no_noise_figures_and_says_why(tmp_path):
     """A stage of one text (or max_positions reached within the first text) has an empty odd half: every active
     neuron counted as "lost between halves" (a 31% floor), and the design effect fell back to 1 silently (found by a
