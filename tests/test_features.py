@@ -1206,24 +1206,24 @@ def test_registering_again_refuses_functions_that_share_code_but_not_behaviour()
              (modules[0]["label"], modules[1]["label"])]
     try:
         for first, other in pairs:
-            register_feature(UserFeature("probe", first), replace=True)
+            register_feature(UserFeature("test_same_definition", first), replace=True)
             with pytest.raises(ConfigurationError, match="already registered"):
-                register_feature(UserFeature("probe", other))
-            assert get_feature_type("probe").fn is first
-        register_feature(UserFeature("probe", over({"a": "A"})), replace=True)
-        register_feature(UserFeature("probe", over({"a": "A"})))  # the cell again: equal values
+                register_feature(UserFeature("test_same_definition", other))
+            assert get_feature_type("test_same_definition").fn is first
+        register_feature(UserFeature("test_same_definition", over({"a": "A"})), replace=True)
+        register_feature(UserFeature("test_same_definition", over({"a": "A"})))  # the cell again: equal values
         for namespace in (again := [{"LABEL": "a"}, {"LABEL": "a"}]):  # a script run twice, in fresh namespaces
             exec(source, namespace)
-        register_feature(UserFeature("probe", again[0]["label"]), replace=True)
-        register_feature(UserFeature("probe", again[1]["label"]))
+        register_feature(UserFeature("test_same_definition", again[0]["label"]), replace=True)
+        register_feature(UserFeature("test_same_definition", again[1]["label"]))
         for first, other in pairs[:2]:
-            register_pruning_strategy("probe", first, overwrite=True)
+            register_pruning_strategy("test_same_definition", first, overwrite=True)
             with pytest.raises(ConfigurationError, match="already registered"):
-                register_pruning_strategy("probe", other)
-            register_ablation_metric("probe", first, overwrite=True)
+                register_pruning_strategy("test_same_definition", other)
+            register_ablation_metric("test_same_definition", first, overwrite=True)
             with pytest.raises(ConfigurationError, match="already registered"):
-                register_ablation_metric("probe", other)
+                register_ablation_metric("test_same_definition", other)
     finally:
-        unregister_feature("probe")
-        STRATEGIES.pop("probe", None)
-        _METRICS.pop("probe", None)
+        unregister_feature("test_same_definition")
+        STRATEGIES.pop("test_same_definition", None)
+        _METRICS.pop("test_same_definition", None)
