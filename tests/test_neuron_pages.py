@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 
 import dataclasses
+import copy
 import functools
 from collections import defaultdict
 
@@ -461,7 +462,7 @@ def test_cli_show_pairs_each_profile_with_its_own_report_and_lists_exports_besid
 
     def experiment(seed: int):
         torch.manual_seed(seed)
-        model = _lm()
+        model = copy.deepcopy(_lm())  # _lm() is cached and shared: edited below
         torch.manual_seed(seed + 1)
         model.model.layers[0].mlp.up_proj.weight.data.normal_()
         options = dict(tokenizer=bpe_tokenizer(), features=("token",), show_progress=False)

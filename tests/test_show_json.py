@@ -112,7 +112,8 @@ def test_show_json_of_a_folder_holds_each_profile_and_report_as_saved(tmp_path, 
         for row, (_, want) in zip(part["table"], expected.iterrows()):
             assert row["hellinger_token"] == pytest.approx(want["hellinger_token"])
             assert (row["count_a"], row["count_b"]) == (want["count_a"], want["count_b"])
-            assert row.get("changed_token") is None  # not tested: unknown, not False
+            tested = not pd.isna(want["changed_token"])  # untested: unknown (null), not False
+            assert row.get("changed_token") == (bool(want["changed_token"]) if tested else None)
     layers = report.layers.set_index("layer")
     for row in item["layers"]:
         for column, value in row.items():
