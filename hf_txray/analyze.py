@@ -33,9 +33,10 @@ from .distributed import (all_gather, check_device, check_same_corpus, default_d
                           refuse_unloaded_weights, shard_note,
                           is_dispatched, process_info, shard_bounds)
 from .errors import ConfigurationError, DatasetError, OutputError
-from .features import (TAG_FEATURES, USER_FEATURE_SAMPLE, TokenVocabulary, Vocabulary, WordAnnotator, annotate_dataset,
+from .features import (TAG_FEATURES, USER_FEATURE_SAMPLE, TokenVocabulary, Vocabulary, WordAnnotator,
                        check_user_features, code_fingerprint, feature_type_of,
                        needs_words, recorded_fingerprint)
+from .features.annotation import annotated_with_markup
 from .io_utils import atomic_dir, check_writable, output_error, read_json, restore_interrupted_swap, write_json
 from .lengths import model_length_limit
 from .logging import get_logger, library_bars_on_main_process, progress_bars_for, tqdm
@@ -50,7 +51,7 @@ from .hashes import bytes_sha256, texts_hash
 from .provenance import (FULL_HASH_KIND, tokenizer_hash, tokenizer_vocab_hash, weights_full_hash,
                          weights_sample_hash)
 from .forward import on_own_default_device, own_default_device, weights_dtype
-from .sites import Site, WinnerRecorder, text_config, text_depth, text_shape
+from .sites import Site, WinnerRecorder, quantization_record, text_config, text_depth, text_shape
 from .streaming import (BucketPlan, InMemorySource, StreamingSource, builder_name, column_names, first_texts,
                         is_streaming)
 from .workers import encode_buckets, resolve_num_workers
@@ -198,7 +199,7 @@ class Profiler:
         cache key, :func:`~hf_txray.features.dataset_holds_markup`; False without annotation)."""
         if self.annotator is None:
             return corpus, False
-        return annotate_dataset(corpus, self.annotator, text_column, show_progress, note, return_markup=True)
+        return annotated_with_markup(corpus, self.annotator, text_column, show_progress, note)
 
     def _new_builder(self) -> tuple[ProfileBuilder, dict[str, Vocabulary]]:
         vocabs = {n: TokenVocabulary(self.tokenizer) if n == "token" else Vocabulary() for n in self.feature_names}
@@ -280,6 +281,9 @@ class Profiler:
                        "model_weights_sample_hash": weights_sample_hash(self.forward.model_weights)}
                       if self.forward.stack else {}),
                    "masks": masks_fingerprint(self.model),
+                   # a quantized model (its config's quantization_config, or layers quantized in memory): reproduce
+                   # refuses one quantized in memory, which reloading its folder does not give back
+                   "quantization": quantization_record(self.model),
                    # a model pruned with mode="remove" numbers its MLP neurons afresh: which original neuron each one
                    # is (compare refuses to match them by number with another numbering's); the residual stream's
                    # hidden units keep their numbers, so they record None, as unpruned, unless a module_pattern

@@ -49,7 +49,9 @@ CONFIG_ROWS = {
                          "mass and mass shift"),
     "summary": ("report and kind", "`model` and `layer` aggregates (status shares, mean/median Hellinger, mean "
                 "length shift); `mass_share` rows: tag mass share in A and B vs corpus frequency"),
-    "meta": ("profile or report", "model, revision, site, layers, features, corpus, sizes, config, versions"),
+    "meta": ("profile or report", "model, revision, site, layers, features, corpus, sizes, config, versions; "
+             "the whole record (`metadata`), `options`, `provenance`, `data_files` and `columns` as JSON text "
+             "(`json.loads`)"),
 }
 CITATION = """\
 @inproceedings{rethmeier2020txray,

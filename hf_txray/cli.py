@@ -421,6 +421,10 @@ def _add_show(sub) -> None:
                    help="Print one neuron's page (summary, preferences, output effects, activations, examples; "
                         "of a folder holding only reports: the neuron's row of each, its status, Hellinger distance "
                         "and p-value; default: the summary of the whole profile or report).")
+    p.add_argument("--json", action="store_true",
+                   help="Print one JSON document instead, for scripts: {\"items\": [...]}, an item per profile, "
+                        "report or neuron page with what the text shows (the same top-N rows, the limits recorded); "
+                        "NaN and infinity are written as null. Warnings and errors go to standard error.")
     p.set_defaults(handler=_cmd_show)
 
 
@@ -447,22 +451,45 @@ def _cmd_show(args) -> int:
             except ConfigurationError:
                 pass
         raise ArtifactNotFoundError(f"No folder {path}:{near_paths_hint(path.expanduser())} Check the path.{hint}")
+    as_json = getattr(args, "json", False)
     if getattr(args, "neuron", None):
-        return _show_neuron(path, args.neuron)
+        return _show_neuron(path, args.neuron, as_json)
     from .artifact import LEGACY_MARKERS
-    from .display import profile_text, report_text
+    from .display import profile_text, profile_view, report_text, report_view
 
     profiles, reports = _saved_under(path)
+    if not profiles and not reports:
+        if path.is_dir() and any((path / marker).is_file() for marker in LEGACY_MARKERS):
+            Profile.from_pretrained(path)  # saved before the artifact contract: its header check says what to do
+        raise ProfileFormatError(f"No hf_txray profile or report found under {path}.")
+    if as_json:
+        _print_json([(where, profile_view(item)) for where, item in profiles]
+                    + [(where, report_view(item)) for where, item in reports])
+        return 0
     several = len(profiles) + len(reports) > 1  # then each summary names its folder (two may share a stage name)
     shown = [(where, profile_text(item)) for where, item in profiles] + [
         (where, report_text(item)) for where, item in reports]
     for where, text in shown:
         print((f"== {where}\n" if several else "") + text + "\n")
-    if not profiles and not reports:
-        if path.is_dir() and any((path / marker).is_file() for marker in LEGACY_MARKERS):
-            Profile.from_pretrained(path)  # saved before the artifact contract: its header check says what to do
-        raise ProfileFormatError(f"No hf_txray profile or report found under {path}.")
     return 0
+
+
+def _print_json(items: list[tuple[Path, dict[str, Any]]]) -> None:
+    """Print `show --json`'s document: ``{"items": [...]}``, each of `items` (the folder it was read from, and a view
+    of :mod:`hf_txray.display`) as its ``kind``, its ``folder`` and the view's fields
+    (:func:`~hf_txray.display.json_data`: NaN as null),
+    UTF-8 text kept as it is; where standard output's encoding cannot write a character (``PYTHONIOENCODING=ascii``,
+    whose backslash escapes would not be JSON), every non-ASCII character as a JSON ``\\u`` escape instead."""
+    from .display import json_data
+    from .io_utils import json_text
+
+    data = {"items": [json_data({"kind": view["kind"], "folder": where, **view}) for where, view in items]}
+    text = json_text(data, "hf-txray show --json's output", ensure_ascii=False, indent=2)
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "utf-8")
+    except UnicodeEncodeError:  # also a lone surrogate, which no encoding writes
+        text = json_text(data, "hf-txray show --json's output", indent=2)
+    print(text)
 
 
 def _saved_under(path: Path) -> tuple[list[tuple[Path, Any]], list[tuple[Path, Any]]]:
@@ -496,10 +523,10 @@ def _same(item: Any, other: Any) -> bool:
             and bool(item == other))
 
 
-def _show_neuron(path: Path, spec: str) -> int:
+def _show_neuron(path: Path, spec: str, as_json: bool = False) -> int:
     """`show PATH --neuron L:N`: the neuron's page in every profile under PATH (with the report's change clause
-    when a report under PATH compares that profile's stage)."""
-    from .display import neuron_text
+    when a report under PATH compares that profile's stage); `as_json`: as one JSON document."""
+    from .display import neuron_text, neuron_view, report_neuron_text, report_neuron_view
     from .errors import ProfileFormatError
 
     try:
@@ -508,28 +535,41 @@ def _show_neuron(path: Path, spec: str) -> int:
         raise ConfigurationError(f"--neuron takes LAYER:NEURON, e.g. 3:17; got {spec!r}.") from None
     profiles, reports = _saved_under(path)
     if not profiles and reports:  # a report's folder: the neuron's row of each report (its page needs a profile)
-        return _show_report_neuron(reports, layer, neuron)
+        return _show_report_neuron(reports, layer, neuron, as_json)
     if not profiles:
         raise ProfileFormatError(f"No hf_txray profile or report found under {path}.")
+    items = []
     for where, profile in profiles:
-        report, note = _report_of(where, profile, reports, profiles, layer, neuron)
+        report, note, tied = _report_of(where, profile, reports, profiles)
         # the summary's change clause: the report ending at this stage, as the exported cards and the viewer say it
-        ending, _ = _report_of(where, profile, reports, profiles, layer, neuron, side="b")
+        ending, _, _ = _report_of(where, profile, reports, profiles, side="b")
+        if as_json:
+            items.append((where, {**neuron_view(profile, layer, neuron, report=report, ending=ending),
+                                  "note": note.strip().removeprefix("(").removesuffix(")") or None,
+                                  "reports": [report_neuron_view(r, layer, neuron) for r in tied]}))
+            continue
+        rows = "".join("\n\n" + report_neuron_text(r, layer, neuron) for r in tied)
         print((f"== {where}\n" if len(profiles) > 1 else "") + neuron_text(profile, layer, neuron, report=report,
                                                                            ending=ending)
-              + note + "\n")
+              + note + rows + "\n")
+    if as_json:
+        _print_json(items)
     return 0
 
 
-def _show_report_neuron(reports: list[tuple[Path, Any]], layer: int, neuron: int) -> int:
+def _show_report_neuron(reports: list[tuple[Path, Any]], layer: int, neuron: int, as_json: bool = False) -> int:
     """`show REPORT --neuron L:N`: the neuron's row of each report (status, credits, Hellinger, p-value), and where
-    its full page is."""
-    from .display import report_neuron_text
+    its full page is; `as_json`: the rows as one JSON document."""
+    from .display import report_neuron_text, report_neuron_view
     from .options import resolve_layer
 
     # every report checked before any is printed: a folder's reports may hold other layers (-1 differs among them)
     blocks = [resolve_layer(report.meta.layers, layer, f"is not in the report {str(where)!r}") for where, report in
               reports]
+    if as_json:
+        _print_json([(where, report_neuron_view(report, block, neuron))
+                     for (where, report), block in zip(reports, blocks)])
+        return 0
     for (where, report), block in zip(reports, blocks):
         print((f"== {where}\n" if len(reports) > 1 else "") + report_neuron_text(report, block, neuron) + "\n")
     # the hint names the block a negative index meant (a profile of more layers counts -1 from another), when all agree
@@ -540,14 +580,16 @@ def _show_report_neuron(reports: list[tuple[Path, Any]], layer: int, neuron: int
 
 
 def _report_of(where: Path, profile: Any, reports: list[tuple[Path, Any]],
-               profiles: list[tuple[Path, Any]], layer: int, neuron: int, side: str = "a") -> tuple[Any, str]:
+               profiles: list[tuple[Path, Any]], side: str = "a") -> tuple[Any, str, list[Any]]:
     """The report made from `profile` (as its stage A; `side` ``"b"``: as its stage B, the report whose change the
-    profile's summary sentence states, the first of several as near, as the exported ``neuron_cards`` take it), and a note when none can be told: two experiments may share
+    profile's summary sentence states, the first of several as near, as the exported ``neuron_cards`` take it), a
+    note when none can be told, and the reports whose rows the note announces: two experiments may share
     stage names, model and corpus (one's change line was printed on the other's pages). A report that matches it
     is its report only when it is nearer its folder (its own results folder, else the deepest common parent) than
     any other profile it matches; the nearest such report; none when two are as near. When the reports as near are
     all this profile's alone (its stage is stage A of several, as the demo's ``pretrained-ptb`` of ``->
-    zeroshot-bbc`` and ``-> finetuned-bbc``), the note holds the neuron's row of each (`layer`, `neuron`)."""
+    zeroshot-bbc`` and ``-> finetuned-bbc``), the note says so and the list holds them (the neuron's row of each
+    follows the note)."""
     def nearness(folder: Path, to: Path) -> int:
         return len(os.path.commonpath([os.path.abspath(folder), os.path.abspath(to)]))
 
@@ -564,21 +606,18 @@ def _report_of(where: Path, profile: Any, reports: list[tuple[Path, Any]],
     if len(found) > 1 and found[0][0] == found[1][0] and not shared and side == "b":
         # several reports ending at this stage, none another experiment's: the first, as the exported neuron_cards
         # and neuron_card() choose it (the tie below left stage B's page without the card's change clause, helper 352)
-        return found[0][1], ""
+        return found[0][1], "", []
     if len(found) > 1 and found[0][0] == found[1][0] and not shared:
         # one profile and its several reports (the demo's export): no other experiment to tell apart, so the old
         # note ("none is nearer ...; show one experiment's folder") sent the user to the folder already shown
-        from .display import report_neuron_text
-
         tied = [r for near, r in found if near == found[0][0]]
         return None, (f"\n(stage {profile.stage!r} is stage A of {len(tied)} reports here: "
-                      f"{', '.join(r.name for r in tied)}; the neuron's row in each follows)\n\n"
-                      + "\n\n".join(report_neuron_text(r, layer, neuron) for r in tied))
+                      f"{', '.join(r.name for r in tied)}; the neuron's row in each follows)"), tied
     if len(found) > 1 and found[0][0] == found[1][0] or not found and shared:
         return None, (f"\n(no change line: {len(found) + shared} reports under this folder may have been made from "
                       f"stage {profile.stage!r}, and none is nearer this profile's folder than another's; show one "
-                      "experiment's folder)")
-    return (found[0][1] if found else None), ""
+                      "experiment's folder)"), []
+    return (found[0][1] if found else None), "", []
 
 
 def _add_demo(sub) -> None:
@@ -1687,6 +1726,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             # The output still buffered (--help's, an error's), written here: a reader gone by now (| head) is the
             # BrokenPipeError below, not Python's "Exception ignored ... BrokenPipeError" at exit with status 120.
+            # After a command that returned, _main has flushed already, inside its own error handling (a full disk's
+            # message and status 2, Ctrl-C/SIGTERM during a blocked write, before the process group's barrier):
+            # this one only meets what an early exit (argparse's --help, a refusal) left in the buffer.
             try:
                 if sys.stdout is not None:  # None: no standard output at all (`>&-`), nothing to flush
                     sys.stdout.flush()
@@ -1715,6 +1757,7 @@ def _main(argv: Sequence[str] | None) -> int:
             _expand_output_paths(args)
             code = args.handler(args)
             if sys.stdout is not None:  # a reader that left (| head) or a full disk: handled below, not at exit
+                # (main's flush would meet them outside this handling: a full disk, exit 120 and no message)
                 sys.stdout.flush()
     except TXRayError as err:  # its message repeats what was typed (a path, a repo id): masked as argparse's are
         print(f"hf-txray {args.command}: error: {redact_typed(str(err))}", file=sys.stderr)

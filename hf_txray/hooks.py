@@ -289,7 +289,8 @@ class Trace:
         self._routed: list[tuple[ExpertsCall, int, int] | None] = [None] * len(self.sites)
 
     def missing(self) -> list[Site]:
-        """The sites that did not fire since the last :meth:`reset`."""
+        """The sites that did not fire since the last :meth:`reset` (a trace that neither reads, keeps nor checks
+        `once` counts no calls: every site of it is listed)."""
         return [site for site, calls in zip(self.sites, self.calls) if calls == 0]
 
     def __getitem__(self, layer: int) -> Any:
@@ -348,6 +349,12 @@ class Trace:
     def _visit(self, slot: int, value: Any) -> Any:
         """Count the call, edit, read and keep; returns the edited tensor, or None when nothing was edited."""
         edit = self.edits[slot]
+        if not (self.reads or self.once):
+            # An edit kept on across calls (a pruning mask, an ablation) edits every call alike, its own thread's,
+            # another's or a recomputation's, and keeps no count: under torch.compile, asking autograd whether it
+            # is in a backward pass broke the graph at every hooked module, and a count (guarded by value) compiled
+            # the model again at every forward pass (helper 436).
+            return self._edited(slot, edit, value) if edit is not None else None
         # gradient checkpointing runs the block again to rebuild it (the same call), or another thread's call
         # (a DataParallel replica's) of a trace that reads: edited alike, neither counted nor read
         if _in_backward() or not self._own_thread():

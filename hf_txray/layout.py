@@ -50,7 +50,7 @@ from .feature_table import NOISE_COLUMNS
 from .io_utils import arrow_path, link_or_copy
 from .logging import get_logger
 from .summary import TOP_FEATURES
-from .tables import shell_command, shell_path
+from .tables import counts_as_integers, shell_command, shell_path
 from .version import __version__
 
 if TYPE_CHECKING:
@@ -415,8 +415,15 @@ def _model_row(report: TransferReport) -> dict[str, Any]:
 
 def summary_table(report: TransferReport) -> pa.Table:
     """Rows of kind ``model`` (whole model), ``layer`` (one per layer) and ``mass_share`` (one per tag value)."""
-    parts = [_report_keys(report, pd.DataFrame([_model_row(report)]), kind="model"),
-             _report_keys(report, report.layers, kind="layer")]
+    # the counts as ints whatever the report in memory holds: one unpickled from before they were (float64) made the
+    # config double, and arrow refused to merge it with another report's int64 (ArrowTypeError in save_to_disk)
+    layers = counts_as_integers(report.layers)
+    model = pd.DataFrame([_model_row(report)])
+    # the model row's columns in the layer rows' types: its count of tested neurons (an int, or NaN when the test did
+    # not run) would be int64 or float64 by the row, and arrow does not unify those with the layers' int64
+    model = model.astype({c: t for c, t in layers.dtypes.items() if c in model and c != "layer"})
+    parts = [_report_keys(report, model, kind="model"),
+             _report_keys(report, layers, kind="layer")]
     if len(report.mass_share):
         parts.append(_report_keys(report, report.mass_share, kind="mass_share"))
     tables = [_to_arrow(p) for p in parts]

@@ -412,6 +412,17 @@ def load_checked(auto_cls: Any, source: str, model_id: str, exempt: Sequence[str
             if named is not None:
                 loaded, info = named.from_pretrained(source, output_loading_info=True, **kwargs)
         except RuntimeError as err:
+            quantized = getattr(_saved_config(source, kwargs), "quantization_config", None)
+            if "conversion of the weights" in str(err) and quantized is not None:
+                # transformers 5: a CausalLM's torchao checkpoint did not load into AutoModel's base model
+                method = quantized.get("quant_method") if isinstance(quantized, dict) else getattr(
+                    quantized, "quant_method", None)
+                saved = (getattr(_saved_config(source, kwargs), "architectures", None) or ["AutoModelForCausalLM"])[0]
+                raise ModelError(
+                    f"transformers could not load the quantized ({getattr(method, 'value', method)}) weights of "
+                    f"{model_id!r} into {auto_cls.__name__} ({err}): its quantized tensors were saved from "
+                    f"{saved}, and transformers does not convert them for another class. Load the model with that "
+                    f"class (transformers.{saved}.from_pretrained({source!r})) and pass the model object.") from err
             if "mismatch" not in str(err):
                 raise
             raise ModelError(
@@ -420,6 +431,16 @@ def load_checked(auto_cls: Any, source: str, model_id: str, exempt: Sequence[str
                 "another size or architecture?).") from err
     check_loaded_weights(model_id, type(loaded).__name__, info, exempt, purpose)
     return loaded
+
+
+def _saved_config(source: str, kwargs: Mapping[str, Any]) -> Any:
+    """The config `source` holds (with the revision and token of `kwargs`), or None where it does not load."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(source, **{k: kwargs[k] for k in ("revision", "token") if k in kwargs})
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
 
 
 def _encoder_only_class(loaded: Any, info: Mapping[str, Any]) -> Any:

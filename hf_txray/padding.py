@@ -19,7 +19,7 @@ from .errors import ModelError, TXRayError
 from .hooks import ExpertsCall, Trace
 from .modes import enter_eval
 from .moe import is_fused_experts
-from .sites import check_hooked_rows, dynamically_quantized
+from .sites import activation_quantized, check_hooked_rows, dynamically_quantized
 
 CHECK_TEXT = "Padding must never change what these few tokens read."
 EXTRA_WIDTH = 16  # padding positions added to the text
@@ -273,6 +273,16 @@ def _refuse_batched_dynamic_quantization(model: Any, remedy: str) -> None:
             "it quantizes its input with one scale for the whole batch, so a text's activations would depend on the "
             f"other texts batched with it. Run each text alone and unpadded ({remedy}), or use the model as it was "
             "before quantize_dynamic.")
+    quantizing = activation_quantized(model)
+    if quantizing is not None:  # the padding probe refused it as an attention "of another form when padded"
+        weight = getattr(model.get_submodule(quantizing), "weight", None)
+        raise ModelError(
+            f"{quantizing or type(model).__name__!r} quantizes its input as it runs ({type(weight).__name__} with "
+            f"act_quant_kwargs: torchao's dynamic activation quantization): the input is rounded to 8 bits with a "
+            "scale computed from it, and the float rounding of a batched matmul is enough to move a value across a "
+            "rounding step, so a text's activations would change (by about 1e-3 of their size in a tiny Llama) "
+            f"with the other texts batched with it. Run each text alone and unpadded ({remedy}), or quantize the "
+            "weights only (TorchAoConfig(Int8WeightOnlyConfig())).")
 
 
 def _probe_inputs(inputs: dict[str, torch.Tensor], max_width: int, padded: bool = True

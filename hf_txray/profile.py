@@ -487,9 +487,11 @@ class Profile(Artifact):
         indices in the whole text), ``char_start``/``char_end`` (the token's span in the text, from its first visible
         character, and over the combining marks after it that no token covers: an accent an accent-stripping
         tokenizer drops from decomposed (NFD) text stays on its letter; a tokenizer that keeps it gives it tokens of
-        its own), ``token`` (that span as written, ``eman`` for the word piece ``##eman``: the ``token`` feature
-        value is the tokenizer's piece), ``rank`` (0 = highest activation), ``layer``, ``neuron``, ``activation``
-        (the neuron's activation there), ``left``/``right`` (up to 60 characters of the text on each side)."""
+        its own; a piece of whitespace alone, GPT-2's lone ``"Ġ"`` or ``"Ċ"``: an empty span at the end of its
+        whitespace), ``token`` (that span as written, ``eman`` for the word piece ``##eman``, ``""`` for a piece of
+        whitespace alone: the ``token`` feature value is the tokenizer's piece), ``rank`` (0 = highest activation),
+        ``layer``, ``neuron``, ``activation`` (the neuron's activation there), ``left``/``right`` (up to 60 characters
+        of the text on each side)."""
         layer = self.meta.layers[self._row(layer, neuron) // self.num_neurons]  # -1: the block it names
         ex = self.examples
         return ex[(ex["layer"] == layer) & (ex["neuron"] == neuron)].sort_values("rank").reset_index(drop=True)

@@ -48,7 +48,7 @@ from .feature_table import FeatureTable
 from .profile import (SPLIT_BY_TEXT, USER_FEATURES, Profile, credit_differences, merged_vocab,
                       recorded_texts_multiset_hash, tokenizer_difference, tokenizer_split_difference,
                       user_feature_differences)
-from .tables import percent
+from .tables import counts_as_integers, percent
 from .provenance import (compared_architectures, pruning_fingerprint, recorded_depths, recorded_hidden_sizes,
                          recorded_pruning)
 from .version import __version__
@@ -271,9 +271,9 @@ def _neuron_table(a: Profile, b: Profile, test: dict[str, Any] | None = None) ->
 def _noise_figures(group: pd.DataFrame, feature_types: list[str], same_corpus: bool = False,
                    tested: Collection[str] | None = None) -> dict[str, float]:
     """Shares changed, and each headline figure at half size beside its split-half noise floors (module doc).
-    For a feature type whose per-neuron test did not run (not in `tested`, :meth:`ReportMeta.tested_feature_types`;
-    None: every one; and no p-value in `group`) the counts of tested and changed neurons are NaN: not run, which 0
-    tested would misread as "tested, none changed"."""
+    The counts of tested and changed neurons are ints; for a feature type whose per-neuron test did not run (not in
+    `tested`, :meth:`ReportMeta.tested_feature_types`; None: every one; and no p-value in `group`) they are NaN: not
+    run, which 0 tested would misread as "tested, none changed"."""
     tested = feature_types if tested is None else tested
     out: dict[str, float] = {}
     if "count_a_odd" not in group:
@@ -287,12 +287,12 @@ def _noise_figures(group: pd.DataFrame, feature_types: list[str], same_corpus: b
         elif f"changed_{ft}" in group:
             # `judged`, not `tested`: that name is the flag "the test ran", read again for the next feature type (a
             # first type with none judged made the next one's neurons_tested NaN, "not run", not 0; helper 183)
-            changed, judged = float(group[f"changed_{ft}"].sum()), int(group[f"p_hellinger_{ft}"].notna().sum())
+            changed, judged = int(group[f"changed_{ft}"].sum()), int(group[f"p_hellinger_{ft}"].notna().sum())
             # none tested (profiles without split-half sums, or too few credits): unknown, not "none changed"
             out[f"neurons_changed_{ft}"] = changed if judged else float("nan")
             out[f"share_changed_{ft}"] = changed / max(int(shared.sum()), 1) if judged else float("nan")
             # most shared neurons of a small profile have too few credits to test: the share among the tested
-            out[f"neurons_tested_{ft}"] = float(judged)
+            out[f"neurons_tested_{ft}"] = judged
             out[f"share_of_tested_changed_{ft}"] = changed / judged if judged else float("nan")
         if f"matched_hellinger_{ft}" in group:
             mean = lambda c: float(group[c].mean()) if group[c].notna().any() else float("nan")  # noqa: E731
@@ -343,7 +343,7 @@ def _layer_table(neurons: pd.DataFrame, feature_types: list[str], same_corpus: b
             row[f"mean_length_shift_{ft}"] = _mean_length_shift(shared, ft)
         row.update(_noise_figures(group, feature_types, same_corpus, tested))
         rows.append(row)
-    return pd.DataFrame(rows)
+    return counts_as_integers(pd.DataFrame(rows))
 
 
 def compared_feature_kinds(a: Profile, b: Profile) -> dict[str, str]:
@@ -430,14 +430,14 @@ class TransferReport(Artifact):
     def summary(self) -> dict[str, float]:
         """Whole-model figures: shares of each status, mean/median Hellinger over shared neurons, mean length shift;
         per feature type the share of shared neurons changed beyond sampling noise (``share_changed_<ft>``), how many
-        the test could judge (``neurons_tested_<ft>``) and the share changed among those
-        (``share_of_tested_changed_<ft>``), all four NaN when the test did not run (``compare(test=False)``, or no
+        the test could judge (``neurons_tested_<ft>``; it and ``neurons_changed_<ft>`` are ints, as ``neurons``) and
+        the share changed among those (``share_of_tested_changed_<ft>``), all four NaN when the test did not run (``compare(test=False)``, or no
         split halves to run it on: ``meta.no_noise_reason``, ``meta.no_noise_features``); and the
         headline figures at half size beside their split-half noise floors (``matched_hellinger_<ft>`` vs
         ``noise_floor_hellinger_<ft>_a`` / ``_b``, ``matched_share_lost`` vs ``noise_floor_share_lost_a`` / ``_b``,
         the same for gained; see the module docstring)."""
         n = self.neurons
-        out: dict[str, float] = {"neurons": float(len(n))}
+        out: dict[str, float] = {"neurons": len(n)}
         counts = n["status"].value_counts()
         for status in STATUSES:
             out[f"share_{status}"] = float(counts.get(status, 0)) / len(n)
@@ -669,7 +669,7 @@ def _current_layer_table(neurons: pd.DataFrame, meta: ReportMeta, stored: pd.Dat
                                                         for name in ("hellinger", "length_a", "length_b",
                                                                      "length_shift")]
     if any(column not in neurons for column in needed):
-        return stored
+        return counts_as_integers(stored)  # saves before the counts were ints hold them as floats
     return _layer_table(neurons, meta.feature_types, meta.same_corpus, meta.tested_feature_types())
 
 

@@ -789,6 +789,7 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
     dataset = _choose_split(profile, dataset, split)
     record, notes = profile.meta.provenance, []
     model_arg, model_commit = _model_argument(record, model, token, notes)
+    _refuse_lost_quantization(profile, model_arg, model_commit, token)
     dataset_arg, dataset_commit = _dataset_argument(record, dataset, token, notes)
     _check_texts(profile, dataset_arg, dataset_commit, token)
     accepted = set(inspect.signature(analyze).parameters) - set(_SET_HERE)
@@ -815,6 +816,44 @@ def reproduce_profile(profile: Profile, *, model: Any = None, dataset: Any = Non
         diffs = _why_different(profile, new, "the model passed as model=" if model is not None else None) + diffs
     sources = sources_text(record, model_commit, dataset_commit, profile.meta.num_examples)
     return StageVerdict(profile.stage, identical, worst, diffs, sources, notes, new)
+
+
+def _refuse_lost_quantization(profile: Profile, model_arg: Any, commit: str | None, token: Any) -> None:
+    """Refuse, before any weight is loaded, a stage profiled on a quantized model that `model_arg` does not load
+    quantized: one quantized in memory (a backend's own ``quantize()``, ``quantize_dynamic``), or loaded with
+    ``quantization_config=`` from a folder or repo whose config holds none (an optimum-quanto model: the rerun
+    loaded the float weights, recomputed everything and said the weights had changed in memory).
+
+    A model object passed as ``model=`` is not refused: it is run as given.
+
+    Raises:
+        ReproducibilityError: naming the quantization and the ways out.
+    """
+    quantized = (profile.meta.provenance or {}).get("runtime", {}).get("quantization")
+    if not isinstance(quantized, dict) or not isinstance(model_arg, (str, Path)):
+        return  # a model object passed as model=... is run as it is, quantized as the caller quantized it
+    method = quantized.get("method")
+    remedy = ("Pass the model quantized as it was profiled (reproduce(..., stage=..., model=quantized_model)), save "
+              "the quantized model where its backend can (torchao's save_pretrained keeps its quantization_config; "
+              "optimum-quanto's transformers integration cannot) and pin the profile to that folder "
+              "(hf_txray.pin_model(profile, folder)), or profile the unquantized model.")
+    if quantized.get("from") != "quantization_config":
+        raise ReproducibilityError(
+            f"Stage {profile.stage!r} profiled a model quantized in memory ({method}: layer "
+            f"{quantized.get('layer')!r}, from a backend's own quantize() or torch's quantize_dynamic), which "
+            f"reproduce cannot rebuild: it would load {str(model_arg)!r} as saved, unquantized, and compare another "
+            f"model's numbers. {remedy}")
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model_arg, revision=commit, token=token)
+    except (OSError, ValueError, TypeError, KeyError):  # analyze says what is wrong with the source
+        return
+    if getattr(config, "quantization_config", None) is None:
+        raise ReproducibilityError(
+            f"Stage {profile.stage!r} profiled a model quantized with {method} (from_pretrained(..., "
+            f"quantization_config=...)), but the config of {str(model_arg)!r} holds no quantization_config: "
+            f"reproduce would load it unquantized and compare another model's numbers. {remedy}")
 
 
 def _placement(profile: Profile, model_arg: Any, device: Any) -> dict[str, Any]:

@@ -157,7 +157,7 @@ def linear_weight(module: nn.Module) -> torch.Tensor:
     if dims is None:
         raise ModelError(f"{type(module).__name__} is not a linear layer (nn.Linear, Conv1D or a PEFT wrapper of one).")
     if base is None:
-        weight = module.weight.detach()
+        weight = float_weight(module)
         return weight if isinstance(module, nn.Linear) else weight.T
     width, reference = dims[0], base.weight
     restore_modes = enter_eval(module)  # no LoRA dropout
@@ -188,6 +188,97 @@ def named_linears(root: nn.Module) -> Iterator[tuple[str, nn.Module, tuple[int, 
             yield name, module, dims
 
 
+# Packages whose layers quantize a model (their layers need not be linear-like: hqq's HQQLinear is a plain Module).
+QUANTIZATION_PACKAGES = ("optimum.quanto", "torchao", "hqq", "bitsandbytes", "awq", "auto_gptq", "gptqmodel",
+                         "compressed_tensors", "torch.ao.nn.quantized", "torch.nn.quantized")
+
+
+def quantized_tensor(weight: torch.Tensor) -> bool:
+    """Whether `weight` is stored quantized: not floating point, of one byte per value (float8), a tensor type of a
+    quantization package (:data:`QUANTIZATION_PACKAGES`), or a type with its own ``dequantize()`` (a quantized tensor
+    subclass of another package). Other floating-point tensor subclasses hold their values as they are: FSDP2's
+    ``DTensor`` (a shard of the matrix), a subclass wrapped around a weight to log or trace its uses (such weights
+    were refused as quantized by prune(mode='remove') and output effects, and recorded as a quantization)."""
+    kind = type(weight)
+    return (not weight.is_floating_point() or weight.element_size() == 1
+            or kind.__module__.startswith(QUANTIZATION_PACKAGES)
+            or getattr(kind, "dequantize", torch.Tensor.dequantize) is not torch.Tensor.dequantize)
+
+
+# Packages whose linear layers quantize a floating-point weight as they run (optimum-quanto's QLinear before
+# freeze(): its weight is still a float Parameter, which it quantizes at every forward).
+QUANTIZING_LAYERS = ("optimum.quanto",)
+
+
+def quantized_weight(module: nn.Module) -> str | None:
+    """What quantizes a linear-like layer's weight (the layer a PEFT wrapper wraps, for one), in words, or None for a
+    plain floating-point weight: a weight that :func:`quantized_tensor` names (torchao's ``Int8Tensor``,
+    optimum-quanto's ``WeightQBytesTensor``, bitsandbytes' ``Int8Params``, a float8 weight whose scales other
+    parameters hold: transformers' ``FP8Linear``), or a layer of a package that quantizes its float weight at every
+    forward (:data:`QUANTIZING_LAYERS`). Such layers are what ``from_pretrained(..., quantization_config=...)``
+    (QuantoConfig, TorchAoConfig, BitsAndBytesConfig) or a backend's own ``quantize()`` leave. A floating-point
+    tensor subclass of another kind (FSDP2's ``DTensor``, a subclass a user wraps a weight in to log or trace its
+    uses) holds the matrix itself: not quantized."""
+    layer = peft_base_layer(module) or module
+    weight = getattr(layer, "weight", None)
+    if isinstance(weight, torch.Tensor) and quantized_tensor(weight):
+        package = type(weight).__module__.split(".")[0]
+        return f"a {type(layer).__name__} whose weight is stored as {type(weight).__name__} ({package}, {weight.dtype})"
+    if type(layer).__module__.startswith(QUANTIZING_LAYERS):
+        return f"a {type(layer).__name__} ({type(layer).__module__.split('.nn')[0]}), which quantizes its weight as it runs"
+    return None
+
+
+def float_weight(layer: nn.Module) -> torch.Tensor:
+    """The floating-point weight `layer` (a linear-like layer, not a PEFT wrapper) computes with, detached, in its own
+    layout: a quantized weight dequantized (a tensor subclass with a ``dequantize()`` method: torchao's, optimum-
+    quanto's), and for a layer that quantizes its float weight as it runs (optimum-quanto's QLinear before
+    ``freeze()``) the weight so quantized. Plain weights are returned as they are.
+
+    Raises:
+        ModelError: the weight is quantized in a form without ``dequantize()`` (bitsandbytes' ``Int8Params``, a
+            float8 weight whose scales other parameters hold), whose values are not the matrix the layer applies.
+    """
+    weight = layer.weight.detach()
+    packed = getattr(layer, "qweight", None) if type(layer).__module__.startswith(QUANTIZING_LAYERS) else None
+    if isinstance(packed, torch.Tensor):
+        weight = packed.detach()
+    if type(weight) is not torch.Tensor and quantized_tensor(weight) and callable(getattr(weight, "dequantize", None)):
+        weight = weight.dequantize()
+    if quantized_tensor(weight):
+        raise ModelError(
+            f"hf_txray cannot read the matrix that {quantized_weight(layer) or type(layer).__name__} applies: its "
+            f"weight ({type(weight).__name__}, {weight.dtype}) is quantized without a dequantize() method. Output "
+            "effects read weights: "
+            "compute them on the unquantized model (profiling, masking and ablation read activations and work "
+            "on the quantized one).")
+    return weight
+
+
+def quantization_record(model: nn.Module) -> dict[str, Any] | None:
+    """How `model` is quantized, for its profile's provenance, or None: the method of its config's
+    ``quantization_config`` (``from_pretrained(..., quantization_config=...)``: ``{"method": "quanto", "from":
+    "quantization_config"}``), else the first layer of a quantization package or with a quantized weight
+    (:func:`quantized_weight`), as a backend's own ``quantize()`` or ``quantize_dynamic`` leave it (``{"method":
+    "hqq", "from": "layers", "layer": ...}``): a model quantized in memory, which reloading its folder does not give
+    back."""
+    config = getattr(getattr(model, "config", None), "quantization_config", None)
+    if config is not None:
+        method = config.get("quant_method") if isinstance(config, dict) else getattr(config, "quant_method", None)
+        return {"method": str(getattr(method, "value", method)), "from": "quantization_config"}
+    for name, module in model.named_modules():
+        package = type(module).__module__
+        if package.startswith(QUANTIZATION_PACKAGES) or (linear_dims(module) is not None
+                                                         and quantized_weight(module) is not None):
+            weight = getattr(peft_base_layer(module) or module, "weight", None)
+            if not package.startswith(QUANTIZATION_PACKAGES) and isinstance(weight, torch.Tensor):
+                package = type(weight).__module__
+            parts = package.split(".")  # optimum.quanto, torch.ao, else the package's own name
+            return {"method": ".".join(parts[:2]) if parts[0] in ("optimum", "torch") else parts[0],
+                    "from": "layers", "layer": name}
+    return None
+
+
 DYNAMIC_QUANTIZATION = ("torch.ao.nn.quantized.dynamic", "torch.nn.quantized.dynamic")
 
 
@@ -195,6 +286,14 @@ def dynamically_quantized(model: nn.Module) -> str | None:
     """The name of `model`'s first module converted by ``torch.ao.quantization.quantize_dynamic`` (``""`` for
     `model` itself), or None."""
     return next((n for n, m in model.named_modules() if type(m).__module__.startswith(DYNAMIC_QUANTIZATION)), None)
+
+
+def activation_quantized(model: nn.Module) -> str | None:
+    """The name of `model`'s first layer whose weight quantizes the layer's input at every forward, with a scale
+    read from that input (torchao's dynamic-activation configs, ``Int8DynamicActivationInt8WeightConfig``: the
+    weight's ``act_quant_kwargs``; ``""`` for `model` itself), or None."""
+    return next((n for n, m in model.named_modules()
+                 if getattr(getattr(m, "weight", None), "act_quant_kwargs", None) is not None), None)
 
 
 def refuse_dynamic_quantization(model: nn.Module, name: str) -> None:

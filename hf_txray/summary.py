@@ -18,7 +18,7 @@ from typing import Any
 
 from .errors import ConfigurationError
 from .features import reading_order, tag_features, text_features
-from .tables import bidi_isolated, one_line, percent
+from .tables import bidi_isolated, clip_right, one_line, percent
 
 SECOND_TAG_MIN = 0.10  # a second tag is named when it holds at least this share of the mass
 FIRST_POSITION_MIN = 0.5  # the position clause appears when one token index holds at least half the mass
@@ -161,6 +161,23 @@ def _check_mapping(name: str, value: Any) -> None:
             f".to_dict()), got {type(value).__name__} {one_line(repr(value))[:60]}.")
 
 
+def _items(top_features: Any) -> list[tuple[Any, Any]]:
+    """A card's ``top_features`` as (feature type, values) pairs; none where it is no mapping (a card built by hand)."""
+    return list(top_features.items()) if isinstance(top_features, Mapping) else []
+
+
+def _first_top_value(values: Any) -> Any:
+    """The first value of a card's top values of one feature type, as its repr shows it: the ``"feature"`` of the first
+    row (rows as :func:`neuron_card` builds them, or a table of them), the first item itself otherwise; None when
+    there is none."""
+    rows = values.to_dict("records") if hasattr(values, "to_dict") else values
+    try:
+        first = next(iter(rows), None)
+    except TypeError:  # not a collection
+        return None
+    return first.get("feature", first) if isinstance(first, Mapping) else first
+
+
 @dataclass(eq=False)
 class NeuronCard(Mapping):
     """Everything known about one neuron at one stage, shaped like OpenAI neuron-explainer's ``NeuronRecord``: its
@@ -225,6 +242,22 @@ class NeuronCard(Mapping):
         if self.promoted is not None:
             out["promoted"], out["suppressed"] = self.promoted, self.suppressed
         return out
+
+    def __repr__(self) -> str:
+        # one line, as a Profile's and a TransferReport's: the dataclass's own repr held the activation histogram's
+        # table and every top example (about 5000 characters on 58 lines for a neuron of MiniLM, the table's rows in
+        # the middle of a line: a notebook cell ending with the card showed that, helper 428). The fields stay
+        # attributes and mapping keys.
+        unit = "" if self.expert is None and self.unit is None else \
+            f", expert={self.expert}, unit={self.unit}" + (", shared=True" if self.shared else "")
+        # a card built by hand may hold other shapes (win_rate None, top values as plain strings or a table): its
+        # repr raised (TypeError, KeyError, ValueError) where it now shows what it holds (helper 434)
+        tops = ", ".join(f"{ft}={clip_right(str(value), 40)!r}" for ft, value in
+                         ((ft, _first_top_value(values)) for ft, values in _items(self.top_features))
+                         if value is not None)
+        rate = f"{self.win_rate:.4g}" if isinstance(self.win_rate, (int, float)) else repr(self.win_rate)
+        return (f"NeuronCard(stage={self.stage!r}, layer={self.layer}, neuron={self.neuron}{unit}, count={self.count}, "
+                f"win_rate={rate}, top: {tops or '-'}, status={self.status}, summary={self.summary!r})")
 
     def __getitem__(self, key: str) -> Any:
         return self.fields()[key]

@@ -259,8 +259,28 @@ def untested_unknown(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+COUNT_PREFIXES = ("neurons_changed_", "neurons_tested_")  # the per-layer counts that may be missing (test not run)
+
+
+def counts_as_integers(layers: pd.DataFrame) -> pd.DataFrame:
+    """`layers` (a per-layer table) with its counts of tested and changed neurons (:data:`COUNT_PREFIXES`) as pandas'
+    nullable ``Int64`` (one dtype whether or not the test ran), <NA> where it did not run: they were float64, in
+    memory and in the Hub's ``summary`` config. A float column with a fraction (no table hf_txray wrote) stays
+    float."""
+    cast = {}
+    for column in layers.columns:
+        values = layers[column]
+        if not str(column).startswith(COUNT_PREFIXES) or values.dtype == "Int64":
+            continue
+        known = values.dropna().to_numpy(dtype=float)
+        if pd.api.types.is_integer_dtype(values) or np.all(np.isfinite(known) & (known == np.round(known))):
+            cast[column] = "Int64"
+    return layers.astype(cast) if cast else layers
+
+
 def _cell(value: Any, floatfmt: str, markdown: bool) -> str:
-    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
+    # pd.NA: a missing count of a nullable Int64 column (report.layers' neurons_tested_<ft>), drawn "<NA>"
+    if value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and math.isnan(value)):
         return MISSING
     if isinstance(value, (float, np.floating)):
         return format(float(value), floatfmt)
@@ -294,7 +314,7 @@ def markdown_table(frame: pd.DataFrame, floatfmt: str = ".3f") -> str:
 
     Args:
         frame (`pd.DataFrame`): the rows to show.
-        floatfmt (`str`, *optional*, defaults to `".3f"`): format of float cells; NaN and None show as "–", and a
+        floatfmt (`str`, *optional*, defaults to `".3f"`): format of float cells; NaN, None and pandas' NA show as "–", and a
             p-value (a column named ``p_...``) below what the format shows as ``<0.001``.
 
     Returns:

@@ -311,8 +311,9 @@ def _deliberate_addition(name: str, entry: object) -> bool:
     process, at the first remote-code lookup) and TXRayTrainer's one filter, which silences huggingface_hub's
     warning about data files for our txray/ tables only (pushes may run on the Trainer's background thread, so a
     scoped catch_warnings would not reach them)."""
-    if name == "sys.path":
-        return isinstance(entry, str) and entry.rstrip("/").endswith(("huggingface/modules", "/modules"))
+    if name == "sys.path":  # exactly transformers' folder (init_hf_modules appends it as is): another
+        utils = sys.modules.get("transformers.utils")  # ".../modules" that leaks is still reported
+        return utils is not None and entry == getattr(utils, "HF_MODULES_CACHE", None)
     if name == "warnings.filters":
         message = entry[1] if isinstance(entry, tuple) and len(entry) > 1 else None
         return getattr(message, "pattern", "").startswith("It seems that you are about to commit a data file")

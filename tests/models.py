@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -114,6 +115,18 @@ def save_tiny_model(folder, seed: int = 0, kind: str = "bert"):
 
 
 EXAMPLE_COLUMNS = ("layer", "neuron", "rank", "example_id", "token_index", "token")
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """torch's intra-op threads set to `count` inside the block (1: as in the torchrun workers of the tests, so a
+    single-process reference sums floats in their order)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def assert_same_credit(got, expected, example_columns: tuple[str, ...] = EXAMPLE_COLUMNS) -> None:

@@ -355,6 +355,24 @@ def test_json_records_are_strict_and_a_refused_one_leaves_the_old_file(tmp_path)
     json.loads(before, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
 
 
+def test_the_meta_config_says_which_columns_hold_json_text(tmp_path):
+    """The meta config keeps the nested records (the whole ProfileMeta or ReportMeta, options, provenance) as JSON
+    text, which the card and README described as "config, versions" only: a datasets.load_dataset(repo, "meta") user
+    met strings. The card names those columns, and each reads with json.loads."""
+    import datasets
+
+    folder = hf_txray.save_to_disk(tmp_path / "results", [build("profile")], plots=False)
+    json_columns = ["metadata", "options", "provenance", "data_files", "columns"]
+    text = (folder / "README.md").read_text()
+    assert all(f"`{c}`" in text for c in json_columns) and "as JSON text (`json.loads`)" in text
+    meta = datasets.load_dataset(str(folder), "meta", split="train", cache_dir=str(tmp_path / "cache"))
+    for column in json_columns:
+        assert meta.features[column].dtype == "string", column
+        for value in meta[column]:
+            assert value is None or isinstance(json.loads(value), (dict, list, type(None))), column
+    assert json.loads(meta["metadata"][0])["stage"] == meta["name"][0]
+
+
 @pytest.mark.parametrize("kind", ["profile", "transfer_report", "probing_result", "ablation_curve"])
 def test_results_tables_are_the_dataset_layout(kind, tmp_path):
     """Tables load with datasets.load_dataset from the folder, as from a Hub repo; the card declares them."""

@@ -2,6 +2,10 @@
 process of its own, with no benchmark run. An API the scripts use at import time or while
 building their parser that moved or was renamed fails here, under ``make test``, rather than when someone next runs
 ``make bench`` (a script that ran its benchmark on ``--help`` would also show here, as a test that does not end).
+Each script runs as ``__main__`` in a child forked from one Python process per test worker that has imported the
+third-party libraries they share (torch, transformers, datasets, pandas...): a plain ``python script --help`` spent
+its 5-17 s importing them again. hf_txray and the bench helpers are not preloaded: each script imports them, names
+and all, as a fresh process would.
 
 Two scripts are also read in this process (``runpy.run_path`` under their own module name, so ``__main__`` does not
 run and nothing is parsed): the tests of the baselines of ``bench_profiling.py`` (a plain forward over the batches
@@ -10,8 +14,11 @@ run and nothing is parsed): the tests of the baselines of ``bench_profiling.py``
 
 from __future__ import annotations
 
+import json
 import os
 import runpy
+import select
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,14 +30,95 @@ SCRIPTS = sorted((ROOT / "bench").glob("*.py")) + sorted((ROOT / "examples").glo
 HELPERS = {"baseline.py", "results_file.py"}  # modules the bench scripts share: no command line of their own
 
 
-def _run_as_main(path: Path) -> tuple[int, str]:
-    """Run ``python path --help`` in its own process (a parser such as transformers' HfArgumentParser edits the
-    dataclass fields it reads in place: TXRayArguments' ``txray_text_column`` read ``str`` for every later test of
-    the process); its exit code and output."""
-    done = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-                               "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))})
-    return done.returncode, done.stdout + done.stderr
+# Imported once by the preloaded process (third-party modules only: hf_txray and the helpers the scripts import
+# are imported in each script's own child, as in a fresh process).
+PRELOADED = ("numpy", "pandas", "torch", "datasets", "transformers", "transformers.training_args",
+             "transformers.trainer", "transformers.hf_argparser", "transformers.models.auto.modeling_auto",
+             "transformers.models.auto.tokenization_auto")
+# The preloaded process: reads a script's path per line, forks, runs the script as __main__ with --help in the child
+# (stdout and stderr into a file), and answers one JSON line {"code", "out"} per script.
+_SERVER = r"""
+import importlib, json, os, runpy, sys, tempfile, traceback
+for name in sys.argv[1:]:
+    importlib.import_module(name)
+base_path = list(sys.path)
+for line in sys.stdin:
+    path = line.rstrip("\n")
+    with tempfile.TemporaryFile() as out:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.dup2(out.fileno(), 1)
+                os.dup2(out.fileno(), 2)
+                sys.argv = [path, "--help"]
+                sys.path[:] = [os.path.dirname(path)] + base_path[1:]  # as python puts a script's folder first
+                try:
+                    runpy.run_path(path, run_name="__main__")
+                    code = 0
+                except SystemExit as stop:
+                    code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+                    if not isinstance(stop.code, (int, type(None))):
+                        print(stop.code, file=sys.stderr)
+                except BaseException:
+                    traceback.print_exc()
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        out.seek(0)
+        text = out.read().decode("utf-8", "replace")
+    print(json.dumps({"code": os.waitstatus_to_exitcode(status), "out": text}), flush=True)
+"""
+
+
+class _Preloaded:
+    """A Python process that has imported :data:`PRELOADED` and runs each script given to it in a forked child;
+    started at the first script, and again after one was stopped at :data:`SCRIPT_TIMEOUT`."""
+
+    def __init__(self):
+        self.server: subprocess.Popen | None = None
+
+    def run(self, path: Path) -> tuple[int, str]:
+        """Run ``path --help`` as ``__main__`` in a process of its own (a parser such as transformers'
+        HfArgumentParser edits the dataclass fields it reads in place: TXRayArguments' ``txray_text_column`` read
+        ``str`` for every later test of the process); its exit code and output."""
+        if self.server is None or self.server.poll() is not None:
+            env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+                   "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+            self.server = subprocess.Popen([sys.executable, "-c", _SERVER, *PRELOADED], stdin=subprocess.PIPE,
+                                           stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        self.server.stdin.write(f"{path}\n")
+        self.server.stdin.flush()
+        # the first answer also waits for the imports
+        if not select.select([self.server.stdout], [], [], SCRIPT_TIMEOUT)[0]:
+            self.close()
+            pytest.fail(f"{path.name} --help did not end in {SCRIPT_TIMEOUT} s (did it run its benchmark?)")
+        answer = self.server.stdout.readline()
+        assert answer, f"the preloaded process ended (exit {self.server.poll()!r}) while running {path.name} --help"
+        done = json.loads(answer)
+        return done["code"], done["out"]
+
+    def close(self) -> None:
+        if self.server is not None and self.server.poll() is None:
+            # the server and a script's child (the server's session); an interpreter's exit with torch loaded
+            # took seconds
+            os.killpg(self.server.pid, signal.SIGKILL)
+            self.server.wait(timeout=60)
+            self.server.stdin.close()
+            self.server.stdout.close()
+        self.server = None
+
+
+SCRIPT_TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def preloaded():
+    runner = _Preloaded()
+    yield runner
+    runner.close()
 
 
 def test_every_script_is_listed():
@@ -39,8 +127,8 @@ def test_every_script_is_listed():
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_script_help(path: Path):
-    code, out = _run_as_main(path)
+def test_script_help(path: Path, preloaded):
+    code, out = preloaded.run(path)
     if path.name in HELPERS:
         assert code == 0 and "usage:" not in out, f"{path.name}: exit {code!r}, printed {out[-800:]!r}"
     else:

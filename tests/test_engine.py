@@ -24,7 +24,7 @@ import hf_txray
 import reference
 from hf_txray import ConfigurationError, DatasetError, ModelError, UserFeature
 from hf_txray.streaming import BucketPlan, InMemorySource, StreamingSource
-from models import SAMPLE_TEXTS, Interrupted, SpanCounter, assert_same_credit, tiny
+from models import SAMPLE_TEXTS, Interrupted, SpanCounter, assert_same_credit, tiny, torch_threads
 from test_reference import ATOL, CAPACITY, RTOL, assert_same_table
 
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
@@ -1223,8 +1223,9 @@ def test_two_processes_stream_every_example_once(tmp_path):
     for name, extra in (("two", []), ("two-7", ["--num-samples", "7"])):
         subprocess.run(torchrun + args + ["--streaming", "--out", str(tmp_path / name)] + extra, check=True,
                        env=_env(), timeout=300, capture_output=True)
-    subprocess.run([sys.executable] + args + ["--out", str(tmp_path / "one")], check=True, env=_env(), timeout=300,
-                   capture_output=True)
+    with torch_threads(1):  # the single process: the folder in memory in this process, saved and read back
+        hf_txray.analyze(str(tmp_path / "model"), str(tmp_path / "data"), features=("token", "word"), batch_size=4,
+                         max_length=24, show_progress=False).save_pretrained(tmp_path / "one")
     one = hf_txray.Profile.from_pretrained(tmp_path / "one")
     two = hf_txray.Profile.from_pretrained(tmp_path / "two")
     assert two.meta.config["streaming"] and not one.meta.config["streaming"]
@@ -1316,8 +1317,8 @@ def test_max_positions_tags_only_the_texts_it_reads(monkeypatch, skip, long_text
 
     module = importlib.import_module("hf_txray.analyze")
     tagged: list[int] = []
-    real = module.annotate_dataset
-    monkeypatch.setattr(module, "annotate_dataset", lambda corpus, *a, **k: tagged.append(len(corpus)) or
+    real = module.annotated_with_markup
+    monkeypatch.setattr(module, "annotated_with_markup", lambda corpus, *a, **k: tagged.append(len(corpus)) or
                         real(corpus, *a, **k))
     texts = [f"text {i} " + "word " * (30 if i % 8 == 7 else 2 + i % 4) for i in range(60)]
     texts[12] = " "

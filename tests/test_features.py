@@ -1111,3 +1111,119 @@ def test_a_checkpointed_run_scans_the_corpus_for_markup_once(tmp_path, monkeypat
     assert scanned == [texts[2]]
     again = hf_txray.analyze(model, texts, resume=True, **options)  # the key is the one saved: it resumes
     assert again.to_pandas("word").equals(first.to_pandas("word"))
+
+
+def test_a_lone_byte_level_space_has_an_empty_example_span_at_the_end_of_its_whitespace():
+    """GPT-2's offsets (no trimming) give a lone "Ġ" its space and a "Ċ" its line break; the piece has no visible
+    character, so its top examples record an empty span where that whitespace ends (token "", the whitespace the
+    end of the left context: `show` prints "Dr. []Smith"), while the piece stays its token feature value. Checked
+    against the tokenizer's own offsets."""
+    import copy
+
+    from tokenizers import processors
+
+    from hf_txray.display import neuron_text
+    from models import bpe_tokenizer, tiny_gpt2
+
+    tokenizer = copy.deepcopy(bpe_tokenizer())
+    tokenizer.backend_tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    text = "Dr.  Smith left.\nThe end."
+    encoding = tokenizer(text, return_offsets_mapping=True)
+    pieces = tokenizer.convert_ids_to_tokens(encoding["input_ids"])
+    blank = {i: end for i, (piece, (start, end)) in enumerate(zip(pieces, encoding["offset_mapping"]))
+             if piece in ("Ġ", "Ċ") and text[start:end] in (" ", "\n")}
+    assert {pieces[i] for i in blank} == {"Ċ", "Ġ"} and 3 in blank  # "Dr" "." "Ġ" ...
+    model = tiny_gpt2()
+    profile = hf_txray.analyze(model, [text], tokenizer=tokenizer, features=("token",), top_k=model.config.n_inner,
+                               max_examples_per_neuron=len(pieces), skip_first_positions=0, show_progress=False)
+    examples = profile.examples[profile.examples["token_index"].isin(list(blank))]
+    assert set(examples["token_index"]) == set(blank)  # every neuron with a positive activation credits each
+    ends = examples["token_index"].map(blank)
+    assert (examples["char_start"] == ends).all() and (examples["char_end"] == ends).all()
+    assert (examples["token"] == "").all() and examples["left"].str[-1].isin([" ", "\n"]).all()
+    assert {"Ġ", "Ċ"} <= set(profile.to_pandas("token")["feature"])
+    first = examples[examples["token_index"] == 3].iloc[0]  # the space after "Dr."
+    assert "Dr. [] Smith" in neuron_text(profile, int(first["layer"]), int(first["neuron"]), top=len(pieces))
+
+
+def test_registering_the_same_feature_again_as_a_notebook_cell_run_twice_is_taken():
+    """Helper 428: a notebook cell ``register_feature(UserFeature("digit", lambda text: ...))`` failed on its second
+    run ("already registered; pass replace=True"): each run makes a new function of the same code. The same
+    definition again (fields equal, functions of one code fingerprint) is taken and the newest function kept; another
+    function, a factory's function bound to another value, or other fields are still refused."""
+    cell = "UserFeature('digit', lambda text: [(i, i + 1, 'digit') for i, c in enumerate(text) if c.isdigit()])"
+
+    def make_labeller(label):
+        return lambda text: [(0, 1, label)] if text else []
+
+    first = register_feature(eval(cell))
+    try:
+        again = eval(cell)
+        assert again.fn is not first.fn and register_feature(again).fn is again.fn  # the cell run twice
+        assert get_feature_type("digit").fn is again.fn
+        with pytest.raises(ConfigurationError, match="already registered"):
+            register_feature(UserFeature("digit", lambda text: [(0, 1, "other")]))
+        with pytest.raises(ConfigurationError, match="already registered"):
+            register_feature(FeatureType("digit", "text", "user", fn=again.fn))  # another kind
+        register_feature(UserFeature("digit", make_labeller("a")), replace=True)
+        register_feature(UserFeature("digit", make_labeller("a")))  # the factory with the same argument
+        with pytest.raises(ConfigurationError, match="already registered"):
+            register_feature(UserFeature("digit", make_labeller("b")))
+    finally:
+        unregister_feature("digit")
+
+
+def test_registering_again_refuses_functions_that_share_code_but_not_behaviour():
+    """Helper 434: the same definition again was told by code_fingerprint alone, which reads a mutable bound value,
+    an instance and a builtin by type only and no globals: a factory's labeller over another dict, a lambda with
+    another list as default, another instance's method, ``str.rsplit`` in place of ``str.split`` and the same code in
+    another module replaced the registered function with no error (silent: a profile mixed two labellings under one
+    name). Each is refused; the same cell run again (equal bound values, one namespace) is still taken. The pruning
+    and ablation registries use the same rule."""
+    import functools
+
+    from hf_txray.probing.ablation import _METRICS, register_ablation_metric
+    from hf_txray.pruning.strategies import _REGISTRY as STRATEGIES, register_pruning_strategy
+
+    def over(table):
+        return lambda text: [(0, 1, table.get(text[:1], "x"))] if text else []
+
+    class Labeller:
+        def __init__(self, label):
+            self.label = label
+
+        def spans(self, text):
+            return [(0, 1, self.label)] if text else []
+
+    source = "def label(text):\n    return [(0, 1, LABEL)] if text else []\n"
+    modules = [{"LABEL": "a"}, {"LABEL": "b"}]
+    for namespace in modules:
+        exec(source, namespace)
+    pairs = [(over({"a": "A"}), over({"a": "B"})),
+             (eval("lambda text, t=['A']: [(0, 1, t[0])]"), eval("lambda text, t=['B']: [(0, 1, t[0])]")),
+             (Labeller("a").spans, Labeller("b").spans),
+             (functools.partial(str.split), functools.partial(str.rsplit)),
+             (modules[0]["label"], modules[1]["label"])]
+    try:
+        for first, other in pairs:
+            register_feature(UserFeature("test_same_definition", first), replace=True)
+            with pytest.raises(ConfigurationError, match="already registered"):
+                register_feature(UserFeature("test_same_definition", other))
+            assert get_feature_type("test_same_definition").fn is first
+        register_feature(UserFeature("test_same_definition", over({"a": "A"})), replace=True)
+        register_feature(UserFeature("test_same_definition", over({"a": "A"})))  # the cell again: equal values
+        for namespace in (again := [{"LABEL": "a"}, {"LABEL": "a"}]):  # a script run twice, in fresh namespaces
+            exec(source, namespace)
+        register_feature(UserFeature("test_same_definition", again[0]["label"]), replace=True)
+        register_feature(UserFeature("test_same_definition", again[1]["label"]))
+        for first, other in pairs[:2]:
+            register_pruning_strategy("test_same_definition", first, overwrite=True)
+            with pytest.raises(ConfigurationError, match="already registered"):
+                register_pruning_strategy("test_same_definition", other)
+            register_ablation_metric("test_same_definition", first, overwrite=True)
+            with pytest.raises(ConfigurationError, match="already registered"):
+                register_ablation_metric("test_same_definition", other)
+    finally:
+        unregister_feature("test_same_definition")
+        STRATEGIES.pop("test_same_definition", None)
+        _METRICS.pop("test_same_definition", None)

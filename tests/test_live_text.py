@@ -7,6 +7,8 @@ the profiled stack (an encoder-decoder's decoder is run with teacher forcing, no
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -128,3 +130,27 @@ def test_a_fractional_traced_neuron_or_a_bool_layer_is_refused_not_read_as_anoth
         live.run(TEXT, layer, trace_neuron=2.7)
     with pytest.raises(ConfigurationError, match=r"Layer True was not profiled"):
         live.run(TEXT, True)
+
+
+def test_the_live_tab_reads_a_negative_layer_among_the_layers_it_runs(tmp_path):
+    """Brief 438: the Live tab read its layer through check_neuron, among every stage's layers: with a first stage
+    profiled on layer 0 and a second on [0, 1], layer -1 ran as layer 1 and was refused ("Layer 1 was not profiled;
+    layers: [0]") though the tab's default (the last layer it runs) is 0, and a layer out of range was refused naming
+    layers the tab cannot run. -1 is the last layer of the stage it runs now, and a refusal names that stage's."""
+    from hf_txray.viewer import app
+
+    model, tokenizer = tiny("bert")
+    run = lambda stage, layers: hf_txray.analyze(model, [TEXT] * 2, tokenizer=tokenizer, features=("token",),  # noqa: E731
+                                                 layers=layers, stage=stage, show_progress=False)
+    folder = str(hf_txray.save_to_disk(tmp_path / "results", [run("a", [0]), run("b", [0, 1])], [], plots=False))
+    runner = app.AttributionModel((model, tokenizer))
+    expected = app.live_text(folder, TEXT, 0, None, runner)
+    for layer in (-1, "-1", None, ""):
+        got = app.live_text(folder, TEXT, layer, None, runner)
+        assert got[0] == expected[0] and "at layer 0 " in got[0] and got[3].equals(expected[3]), layer
+    for layer in (1, 5, -2):
+        with pytest.raises(ConfigurationError, match=re.escape(f"Layer {layer} is not a layer the Live tab runs "
+                                                               "(those of stage 'a'); its layers: [0]")):
+            app.live_text(folder, TEXT, layer, None, runner)
+    with pytest.raises(ConfigurationError, match=re.escape("Pick a layer of [0] (got 'first')")):
+        app.live_text(folder, TEXT, "first", None, runner)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 
 import dataclasses
+import copy
 import functools
 from collections import defaultdict
 
@@ -461,7 +462,7 @@ def test_cli_show_pairs_each_profile_with_its_own_report_and_lists_exports_besid
 
     def experiment(seed: int):
         torch.manual_seed(seed)
-        model = _lm()
+        model = copy.deepcopy(_lm())  # _lm() is cached and shared: edited below
         torch.manual_seed(seed + 1)
         model.model.layers[0].mlp.up_proj.weight.data.normal_()
         options = dict(tokenizer=bpe_tokenizer(), features=("token",), show_progress=False)
@@ -705,3 +706,41 @@ def test_activation_facts_show_no_top_position_where_the_neuron_took_no_mass():
     facts = activation_facts(view, int(live["layer"]), int(live["neuron"]), [profile.stage])
     assert facts["top position"].tolist() == [int(live["top_position"])]
     assert facts["share from top position"].tolist() == pytest.approx([live["top_position_share"]], abs=1e-4)
+
+
+def test_a_neuron_card_reads_on_one_line_as_a_notebook_shows_it():
+    """Helper 428: a notebook cell ending with ``neuron_card(...)`` showed the dataclass's repr, which held the
+    activation histogram's table (its rows in the middle of a line) and every top example: about 5000 characters on
+    58 lines for a MiniLM neuron. The repr is now one line, as a Profile's: identity, credits, top value per feature
+    type, status and summary; the fields stay attributes."""
+    profile = output_profile()
+    layer, neuron = profile.layers[0], int(np.argmax(profile.neuron_count[0]))
+    card = neuron_card(profile, layer, neuron)
+    assert card.activation_histogram is not None and card.top_examples
+    text = repr(card)
+    assert "\n" not in text and len(text) < 400, text
+    top = card.top_features["token"][0]["feature"]
+    assert text.startswith(f"NeuronCard(stage='lm', layer={layer}, neuron={neuron}, count={card.count}, ")
+    assert f"token={top!r}" in text and f"summary={card.summary!r}" in text
+    long = dataclasses.replace(card, top_features={"token": [{"feature": "x" * 500}]})
+    assert len(repr(long)) < 400  # a long value (a user feature's) is cut
+
+
+def test_a_neuron_card_built_by_hand_has_a_repr():
+    """Helper 434: the one-line repr read ``win_rate`` with ``:.4g`` and ``top_features[ft][0]["feature"]``, so a
+    card built by hand with win_rate None, top values as plain strings, a table of them or no mapping at all raised
+    (TypeError, KeyError, ValueError) where a notebook shows the card; it now shows what the card holds."""
+    import pandas as pd
+
+    from hf_txray.summary import NeuronCard
+
+    base = dict(stage="s", layer=1, neuron=2, count=3, mass=1.0, win_rate=0.5, positions=6)
+    cards = [NeuronCard(**{**base, "win_rate": None}, top_features={}),
+             NeuronCard(**base, top_features={"pos": ["NOUN"]}),
+             NeuronCard(**base, top_features={"pos": pd.DataFrame({"feature": ["NOUN"], "count": [3]})}),
+             NeuronCard(**base, top_features={"pos": [{"value": "NOUN"}], "token": []}),
+             NeuronCard(**base, top_features=None)]
+    texts = [repr(card) for card in cards]
+    assert "win_rate=None, top: -" in texts[0]
+    assert "top: pos='NOUN'," in texts[1] and "top: pos='NOUN'," in texts[2] and "NOUN" in texts[3]
+    assert "top: -" in texts[4] and not any("\n" in text for text in texts)

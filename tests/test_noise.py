@@ -24,10 +24,11 @@ import pytest
 import hf_txray
 import reference
 from hf_txray import Profile, ProfileMeta, significance
+from hf_txray import report as report_module
 from hf_txray.display import report_text
 from hf_txray.profile import FeatureTable
 from hf_txray.significance import DEFAULT_MIN_COUNT
-from models import SAMPLE_TEXTS, tiny
+from models import SAMPLE_TEXTS, tiny, torch_threads
 
 TEXTS = SAMPLE_TEXTS + ["a second sentence about the quick fox", "numbers like 42 and 7 appear here", "the end ."]
 FEATURES = ("token", "word", "pos")
@@ -189,8 +190,9 @@ def test_noise_statistics_of_two_processes_equal_one(tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     subprocess.run(torchrun + args + ["--out", str(tmp_path / "two")], check=True, env=env, timeout=300,
                    capture_output=True)
-    subprocess.run([sys.executable] + args + ["--out", str(tmp_path / "one")], check=True, env=env, timeout=300,
-                   capture_output=True)
+    with torch_threads(1):  # the single process: these options in this process, saved and read back as the two's
+        hf_txray.analyze(str(tmp_path / "model"), str(tmp_path / "t.txt"), features=("token",), batch_size=4,
+                         show_progress=False).save_pretrained(tmp_path / "one")
     one, two = Profile.from_pretrained(tmp_path / "one"), Profile.from_pretrained(tmp_path / "two")
     assert one.meta.num_examples == two.meta.num_examples == 41
     np.testing.assert_array_equal(one.neuron_count_odd, two.neuron_count_odd)
@@ -1052,6 +1054,66 @@ def test_with_the_test_switched_off_the_tested_and_changed_counts_are_unknown_no
     assert "could be tested" not in card
     loaded = type(skipped).from_pretrained(tmp_path / "r")
     assert math.isnan(loaded.summary()["neurons_tested_pos"])
+
+
+def test_counts_of_tested_and_changed_neurons_are_integers_in_memory_on_disk_and_in_datasets(tmp_path):
+    """The counts neurons_changed_<ft> and neurons_tested_<ft> (and the summary's neurons) were float64 in the
+    summary, the layer table and the Hub's summary config (3.0 tested). They are ints, null where the test did not
+    run, and ``datasets`` reads them back as int64 with nulls. A report saved with float counts still loads."""
+    import datasets
+
+    a, b, c = hand_profile("A", 0), hand_profile("B", 1), hand_profile("C", 1)
+    tested, untested = hf_txray.compare(a, b), hf_txray.compare(a, c, test=False)
+    s = tested.summary()
+    assert [type(s[k]) for k in ("neurons", "neurons_tested_pos", "neurons_changed_pos")] == [int, int, int]
+    assert s["neurons_tested_pos"] == 5 and s["neurons_changed_pos"] == int(tested.neurons["changed_pos"].sum())
+    for report in (tested, untested):
+        for name in ("neurons_tested_pos", "neurons_changed_pos"):
+            assert report.layers[name].dtype == "Int64", name
+    assert untested.layers["neurons_tested_pos"].isna().all() and math.isnan(untested.summary()["neurons_tested_pos"])
+    folder = hf_txray.save_to_disk(tmp_path / "export", [a, b, c], [tested, untested], plots=False)
+    rows = datasets.load_dataset("parquet", data_files=str(folder / "summary" / "*.parquet"), split="train",
+                                 cache_dir=str(tmp_path / "cache"))
+    for name in ("neurons", "neurons_tested_pos", "neurons_changed_pos"):
+        assert rows.features[name].dtype == "int64", name
+    got = {(r["report"], r["kind"]): (r["neurons_tested_pos"], r["neurons_changed_pos"]) for r in rows
+           if r["kind"] != "mass_share"}
+    assert got[(tested.name, "model")] == (5, s["neurons_changed_pos"])
+    assert got[(tested.name, "layer")] == (5, s["neurons_changed_pos"])  # one layer
+    assert got[(untested.name, "model")] == got[(untested.name, "layer")] == (None, None)
+    assert hf_txray.load(folder).reports[tested.name] == tested
+    # saved before the counts were ints: the layer table held float64 counts (recomputed, or cast when it is kept)
+    old = copy.copy(tested)
+    old.layers = tested.layers.astype({"neurons_tested_pos": float, "neurons_changed_pos": float})
+    old.save_pretrained(tmp_path / "old")
+    assert hf_txray.TransferReport.from_pretrained(tmp_path / "old").layers.equals(tested.layers)
+    kept = report_module._current_layer_table(tested.neurons.drop(columns="length_a_pos"), tested.meta, old.layers)
+    assert kept["neurons_tested_pos"].dtype == "Int64" and kept.equals(tested.layers)
+
+
+def test_a_report_holding_float_counts_in_memory_exports_beside_a_current_one(tmp_path):
+    """Brief 438: a report object from before the counts were ints (unpickled from a file an earlier hf_txray wrote:
+    its layer table keeps float64 neurons_tested_<ft> / neurons_changed_<ft>) wrote them as double in the summary
+    config, and save_to_disk of it beside a current report failed with ArrowTypeError ("Unable to merge: Field
+    neurons_changed_pos has incompatible types: double vs int64"). The config holds them as int64 with nulls."""
+    import pyarrow.parquet as pq
+
+    a, b, c = hand_profile("A", 0), hand_profile("B", 1), hand_profile("C", 1)
+    old_tested, untested = hf_txray.compare(a, b), hf_txray.compare(a, c, test=False)
+    counts = {"neurons_tested_pos": float, "neurons_changed_pos": float}
+    old_tested.layers = old_tested.layers.astype(counts)
+    old_untested = copy.copy(untested)
+    old_untested.layers = untested.layers.astype(counts)
+    for reports in ([old_tested, untested], [old_untested, hf_txray.compare(a, b)]):
+        folder = hf_txray.save_to_disk(tmp_path / reports[0].name.replace(">", ""), [a, b, c], reports, plots=False)
+        table = pq.read_table(next((folder / "summary").glob("*.parquet")))
+        rows = table.to_pandas()
+        for name in counts:
+            assert table.schema.field(name).type == "int64", name
+        got = {(r, k): v for r, k, v in zip(rows["report"], rows["kind"], rows["neurons_tested_pos"])
+               if k != "mass_share"}
+        assert got[("A->B", "model")] == got[("A->B", "layer")] == 5
+        assert np.isnan(got[("A->C", "model")]) and np.isnan(got[("A->C", "layer")])
 
 
 def test_a_stage_credited_in_one_half_only_has_no_noise_figures_and_says_why(tmp_path):

@@ -110,7 +110,7 @@ def test_lora_on_a_moe_models_shared_expert_is_read_and_on_its_experts_refused()
     only inside its forward."""
     from test_architectures import build
 
-    model, tokenizer = build("qwen2_moe")
+    model, tokenizer = build.__wrapped__("qwen2_moe")  # a model of its own: build() is cached and shared
     config = peft.LoraConfig(r=8, target_modules=r".*shared_expert\.(gate|up|down)_proj", init_lora_weights=False)
     wrapped = peft.get_peft_model(copy.deepcopy(model), config).eval()
     merged = copy.deepcopy(wrapped).merge_and_unload().eval()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import pickle
 import re
 
 import numpy as np
@@ -379,3 +380,40 @@ def test_report_plot_titles_stay_inside_the_figure(many):
         figure.draw(renderer)
         box = figure.axes[0].title.get_window_extent(renderer)
         assert box.x0 >= 0 and box.x1 <= figure.bbox.width, (figure.axes[0].get_title(), box)
+
+
+def test_new_figures_show_as_an_image_in_a_notebook_without_pyplot():
+    """Helper 428: hf_txray draws without pyplot, so IPython's inline backend (which registers its image formatter
+    for Figure when pyplot is imported or %matplotlib inline runs) was never set up, and in a fresh Jupyter notebook
+    ``plots.plot_mass_share(profile)`` as a cell's last line showed ``<Figure size 675x400 with 1 Axes>`` and no
+    image (silent). A new figure gives IPython its PNG itself (``_repr_png_``, as IPython looks it up); the caller's
+    own axes (``ax=``) keep the caller's figure."""
+    from hf_txray.report import ReportMeta, TransferReport
+
+    rng = np.random.default_rng(0)
+    report = _shared_report(rng.integers(1, 18, 50), rng.integers(1, 18, 50), layers=(0, 1))
+    meta = ReportMeta("a", "b", "m", "m", "c1", "c2", "mlp", [0, 1], 50, ["pos"])
+    report = TransferReport(meta, report.neurons, report.layers, pd.DataFrame())
+    figures = [plots.plot_sweep(_sweep_table(), "accuracy"), _curve().plot(), plots.plot_hellinger_vs_length(report),
+               plots.plot_length_shift(report), plots.new_axes()[0], plots.new_figure(1, 2)[0]]
+    for figure in figures:
+        png = figure._repr_png_()
+        assert isinstance(figure, Figure) and png[:8] == b"\x89PNG\r\n\x1a\n", figure
+    assert type(pickle.loads(pickle.dumps(figures[0]))) is type(figures[0])  # the class is found by its name
+    # the caller's own figure is returned as it is (no image method added to it)
+    own = Figure()
+    assert plots.new_axes(own.add_subplot())[0] is own and not hasattr(own, "_repr_png_")
+
+
+def test_new_figures_stay_matplotlib_figures_that_gradio_and_pickle_take():
+    """Helper 434: the new figures were of a subclass defined in hf_txray.plots.common (for their notebook image),
+    and ``gr.Plot`` takes a figure by its class's module (``"matplotlib" in value.__module__``): it read one as a
+    Plotly figure and raised ``AttributeError: 'InlineFigure' object has no attribute 'to_json'``. They are
+    matplotlib's own Figure again, with their PNG display; unpickled, they keep it."""
+    gr = pytest.importorskip("gradio")
+    figures = [plots.new_axes()[0], plots.new_figure(1, 2)[0], _curve().plot(), plots.plot_sweep(_sweep_table())]
+    for figure in figures:
+        assert type(figure) is Figure
+        assert gr.Plot(format="png").postprocess(figure).type == "matplotlib"
+        again = pickle.loads(pickle.dumps(figure))
+        assert type(again) is Figure and again._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"

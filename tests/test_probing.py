@@ -3427,12 +3427,30 @@ def test_probe_rows_of_a_fractional_layer_or_neuron_are_refused_not_read_as_the_
         top = probing_results.probe_top_neurons(results, layer=layer)
         assert top[["layer", "neuron"]].values.tolist() == [[1, 2], [1, 3]]
     for layer in (1.7, np.float64(1.7), True, 5):
-        with pytest.raises(ConfigurationError, match=r"has no probed neuron; its layers: \[0, 1\]"):
+        with pytest.raises(ConfigurationError, match=r"was not probed by any probe; its layers: \[0, 1\]"):
             probing_results.probe_top_neurons(results, layer=layer)
     assert probing_results.neuron_probe_rows(results, 1, 3)["rank"].tolist() == [3]
     for layer, neuron in ((1.7, 3.9), (1, 3.0), (True, 3)):
         with pytest.raises(ConfigurationError, match=r"A neuron is named by its layer and index, two ints"):
             probing_results.neuron_probe_rows(results, layer, neuron)
+
+
+def test_a_probe_s_top_neurons_read_the_layer_among_that_probe_s_layers_and_name_it():
+    """A layer only another probe had was let through to an empty table without a word (the layers checked were every
+    probe's), and a layer no probe had was refused with "has no probed neuron", naming no probe. The layer is read
+    among the chosen probe's layers (-1 its last), and the message names the probe and its layers."""
+    rows = [{"probe": probe, "property": "pos", "kind": "neuron", "rank": rank, "layer": layer, "neuron": neuron,
+             "score": 1.0, "weight_norm": 1.0, "label": "NOUN", "weight": 0.5}
+            for probe, layers in (("early", [0]), ("late", [1, 2]))
+            for rank, (layer, neuron) in enumerate((layer, neuron) for layer in layers for neuron in (2, 3))]
+    results = probing_results.ProbingResults(pd.DataFrame(rows), None)
+    assert probing_results.probed_layers(results) == [0, 1, 2] and probing_results.probed_layers(results, "late") == [1, 2]
+    with pytest.raises(ConfigurationError, match=re.escape("Layer 1 was not probed by probe 'early'; its layers: [0] "
+                                                           "(or negative indices, counted from the last of them)")):
+        probing_results.probe_top_neurons(results, "early", layer=1)
+    last = probing_results.probe_top_neurons(results, "late", layer=-1)
+    assert last[["layer", "neuron"]].values.tolist() == [[2, 2], [2, 3]]
+    assert probing_results.probe_top_neurons(results, layer=-1)[["layer", "neuron"]].values.tolist() == [[2, 2], [2, 3]]
 
 
 def test_saga_warns_when_it_stops_before_settling():

@@ -650,11 +650,41 @@ def test_bad_input_gives_messages(client, results, tmp_path):
         "Type a token value to search for."
 
 
+def test_the_neuron_page_reads_a_negative_layer_as_the_layer_filters_do_and_says_what_to_type(app, results,
+                                                                                                  monkeypatch):
+    """The neuron page refused layer -1, which every layer filter of the viewer reads as the last layer, with "Layer
+    -1 is not in these results; profiled layers: [0, 1]"; it reads it so now, and a layer it cannot read says which
+    to type. A neuron no probe ranked read "in 0 probe(s)", saying neither why nor which neurons the probes hold."""
+    from hf_txray.probing.results import ProbingResults
+
+    a, _, _, folder = results
+    view = viewer.open_results(str(folder))
+    assert view.layers == [0, 1]
+    assert view.check_neuron(-1, 3) == view.check_neuron("-1", 3) == (1, 3) and view.check_neuron(-2, 3) == (0, 3)
+    assert viewer.neuron_stats(view, -1, 3, ["pretrained"]).equals(viewer.neuron_stats(view, 1, 3, ["pretrained"]))
+    for layer in (-3, 2):
+        with pytest.raises(ConfigurationError, match=re.escape(f"Layer {layer} is not a layer of these results; its "
+                                                               "layers: [0, 1] (or negative indices")):
+            view.check_neuron(layer, 0)
+    with pytest.raises(ConfigurationError, match=re.escape(f"({0} to {a.num_neurons - 1})")):
+        view.check_neuron(0, a.num_neurons)
+    rows = pd.DataFrame([{"probe": "tags", "property": "pos", "kind": "neuron", "rank": rank, "layer": 0,
+                          "neuron": neuron, "score": 1.0, "weight_norm": 1.0, "label": "NOUN", "weight": 0.5}
+                         for rank, neuron in enumerate([2, 3])])
+    view.probing = ProbingResults(rows, None)
+    monkeypatch.setattr(app, "_view", lambda source: view)
+    message, found = app.show_neuron_probes(str(folder), -1, 3)
+    assert message == ("No probe ranked layer 1, neuron 3: the probes ranked the neurons of layers [0]; pick a "
+                       "neuron there (the Probing tab lists each probe's top neurons).") and found.empty
+    assert app.show_neuron_probes(str(folder), 0, 3)[0].startswith("Layer 0, neuron 3 in 1 probe(s)")
+
+
 def test_viewer_errors_are_typed(results, tmp_path):
     view = viewer.open_results(str(results[3]))
     with pytest.raises(ConfigurationError, match="out of range"):
         viewer.neuron_stats(view, 0, 48, ["pretrained"])
-    with pytest.raises(ConfigurationError, match="Layer 7 is not in these results"):
+    with pytest.raises(ConfigurationError, match=re.escape("Layer 7 is not a layer of these results; its layers: "
+                                                           "[0, 1] (or negative indices, counted from the last")):
         view.check_neuron(7, 0)
     assert view.check_neuron(1, 3.0) == view.check_neuron("1", "3") == (1, 3)
     for neuron in (3.7, "3.7", True, float("inf"), float("nan")):  # by indices.whole_numbers (True was neuron 1)

@@ -27,6 +27,17 @@ def test_markdown_table_round_trips_cells():
     assert _rows(markdown_table(frame[["mass"]], floatfmt=".1f"))[2:] == [["0.1"], ["–"], ["2.0"]]
 
 
+def test_a_missing_count_of_a_nullable_integer_column_shows_as_missing():
+    """Brief 438: report.layers holds neurons_tested_<ft> / neurons_changed_<ft> as pandas' nullable Int64, <NA>
+    where the per-neuron test did not run (compare(test=False)); markdown_table (its docstring's example is
+    report.layers) and text_table drew that cell as "<NA>" beside the "–" of the NaN share next to it (silent)."""
+    frame = pd.DataFrame({"layer": [0, 1], "neurons_tested_pos": pd.array([5, None], dtype="Int64"),
+                          "share_changed_pos": [0.2, np.nan]})
+    assert _rows(markdown_table(frame))[2:] == [["0", "5", "0.200"], ["1", "–", "–"]]
+    assert _rows(markdown_table(frame))[1][1].endswith(":")  # still a number column
+    assert [line.split() for line in text_table(frame).splitlines()[2:]] == [["0", "5", "0.200"], ["1", "–", "–"]]
+
+
 def test_a_p_value_too_small_for_the_format_shows_as_below_it():
     """Helper 191: a p-value of 2e-5 printed as 0.000 in the card's most-changed table (now <0.001)."""
     frame = pd.DataFrame({"p_hellinger_pos": [2e-5, 0.0004, 0.0006, np.nan], "mass": [2e-5, 0.0, 1.0, 2.0]})

@@ -2003,3 +2003,33 @@ def test_timeline_plot_gives_each_of_twelve_layers_its_own_colour(monkeypatch, t
         assert [line.get_label() for line in lines] == [f"layer {layer}" for layer in layers]
         assert len({(to_rgba(line.get_color()), line.get_marker()) for line in lines}) == 12
         np.testing.assert_allclose(np.asarray(lines[11].get_ydata(), dtype=float), [np.nan, 0.21, 0.31])
+
+
+def test_a_notebook_trainer_prints_each_snapshots_headline(tmp_path, capsys, monkeypatch):
+    """Helper 428: in Jupyter the Trainer shows its progress with transformers' NotebookProgressCallback (in place of
+    ProgressCallback), whose table shows only the loss and evaluation metrics; the headline went to the console
+    callbacks only, so a notebook showed no snapshot's headline at all (the README promises one per snapshot). It is
+    printed there as PrinterCallback prints. The notebook callback's module imports IPython: a stand-in of the same
+    module and name is what the Trainer picks here."""
+    import types
+
+    import transformers.trainer
+    from transformers import TrainerCallback
+
+    class NotebookProgressCallback(TrainerCallback):  # as transformers': the loss, else nothing
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if "loss" in logs:
+                print(f"table row: step {state.global_step} loss {logs['loss']:.3f}")
+
+    module = types.ModuleType("transformers.utils.notebook")
+    module.NotebookProgressCallback = NotebookProgressCallback
+    monkeypatch.setitem(sys.modules, "transformers.utils.notebook", module)
+    monkeypatch.setattr(transformers.trainer, "DEFAULT_PROGRESS_CALLBACK", NotebookProgressCallback)
+    trainer, _ = train(tmp_path, num_train_epochs=1, disable_tqdm=False)
+    kinds = [type(c).__name__ for c in trainer.callback_handler.callbacks]
+    assert "NotebookProgressCallback" in kinds and "ProgressCallback" not in kinds and "PrinterCallback" not in kinds
+    out = capsys.readouterr().out.splitlines()
+    headlines = [line for line in out if "txray/" in line]
+    assert len(headlines) == 2, out  # steps 5 and 6 (the last): one line each, the headline only
+    assert all("'txray/mean_hellinger_token'" in line and "vs_previous" not in line for line in headlines)
+    assert sum(line.startswith("table row") for line in out) == 6  # the loss rows as before

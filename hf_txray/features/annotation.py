@@ -167,35 +167,19 @@ class WordAnnotator:
         spaCy's offsets stay the text's: a special token's positions then hold no word, as a lone ``Ġ`` does."""
         return self.blank_markups([text])[0]
 
-    def blank_markups(self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]] | None = None
-                      ) -> list[str]:
-        """:meth:`blank_markup` of each of `texts`, the tokenizer called once for those that may hold markup.
-
-        Args:
-            texts (`Sequence[str]`): the texts.
-            spans (`Sequence[Sequence[tuple[int, int]]]`, *optional*): their :meth:`markup_spans`, where already
-                known (the tokenizer is then not called).
-        """
-        texts = list(texts)
-        if not self.markup:
-            return texts
-        blanked = []
-        for text, spans in zip(texts, self.markup_spans(texts) if spans is None else spans):
-            chars = list(text) if spans else None
-            for start, end in spans:
-                chars[start:end] = " " * (end - start)
-            blanked.append("".join(chars) if spans else text)
-        return blanked
+    def blank_markups(self, texts: Sequence[str]) -> list[str]:
+        """:meth:`blank_markup` of each of `texts`, the tokenizer called once for those that may hold markup."""
+        return _blanked(texts, self.markup_spans(texts))
 
     def annotate(self, texts: Sequence[str], rows: Sequence[int] | None = None,
-                 spans: Sequence[Sequence[tuple[int, int]]] | None = None) -> dict[str, list[list[Any]]]:
+                 scan: _MarkupScan | None = None) -> dict[str, list[list[Any]]]:
         """Word spans and tags of each text, as columns suitable for ``datasets.Dataset.map(batched=True)``.
 
         Args:
             texts (`Sequence[str]`): the texts.
             rows (`Sequence[int]`, *optional*): each text's row in the corpus, as errors name it.
-            spans (`Sequence[Sequence[tuple[int, int]]]`, *optional*): each text's :meth:`markup_spans`, where
-                already known (read to decide the cache key): the tokenizer then reads no text a second time.
+            scan (`_MarkupScan`, *optional*): the markup scan of the dataset whose `rows` `texts` are (the one read
+                to decide the cache key): the spans it read are reused, so the tokenizer reads no text a second time.
 
         Raises:
             DatasetError: a text is longer than a tagging pipeline's ``nlp.max_length`` (spaCy's memory guard).
@@ -204,7 +188,8 @@ class WordAnnotator:
         for tag in self.tags:
             columns[tag_column(tag)] = []
         self.check_lengths(texts, rows)
-        for doc in self.nlp.pipe(self.blank_markups(texts, spans), batch_size=self.batch_size):
+        spans = self.markup_spans(texts) if scan is None else scan.spans(texts, rows)
+        for doc in self.nlp.pipe(_blanked(texts, spans), batch_size=self.batch_size):
             words = [t for t in doc if not t.is_space]
             columns[WORD_START].append([t.idx for t in words])
             columns[WORD_END].append([t.idx + len(t) for t in words])
@@ -231,6 +216,18 @@ class WordAnnotator:
             f"({self.nlp.max_length:,} characters: nlp.max_length), so its {', '.join(self.tags)} tags cannot be "
             "computed. Split long documents (into paragraphs or chapters) before profiling, or profile it with "
             "features=('token', 'word'), which need no tagger.")
+
+
+def _blanked(texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]) -> list[str]:
+    """`texts` with each character of their markup `spans` (:meth:`WordAnnotator.markup_spans`) replaced by a
+    space."""
+    blanked = []
+    for text, marks in zip(texts, spans):
+        chars = list(text) if marks else None
+        for start, end in marks:
+            chars[start:end] = " " * (end - start)
+        blanked.append("".join(chars) if marks else text)
+    return blanked
 
 
 def refuse_loaded_pipeline(spacy_model: Any) -> None:
@@ -467,7 +464,7 @@ def check_assigns(nlp: Any, spacy_model: str, tags: Sequence[str]) -> None:
 
 
 def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_progress: bool | None = None,
-                     note: str = "", *, return_markup: bool = False):
+                     note: str = ""):
     """Add word spans and tags to `dataset`, cached on disk by the hash of its texts and the annotator.
 
     A second call on the same texts with the same annotator reads the cache instead of tagging again. The cache
@@ -483,50 +480,49 @@ def annotate_dataset(dataset, annotator: WordAnnotator, text_column: str, show_p
         text_column (`str`): the column of the texts.
         show_progress (`bool`, *optional*): the tagging bar for this call (default: hf_txray's progress switch).
         note (`str`, *optional*): appended to the bar's description.
-        return_markup (`bool`, *optional*, defaults to `False`): also return whether a text holds markup, as
-            :func:`dataset_holds_markup` answers, from the scan the cache key takes (no text tokenized again).
 
     Returns:
-        The annotated dataset, or ``(dataset, holds_markup)`` with `return_markup`.
+        The annotated dataset.
     """
-    from ..logging import datasets_progress_bars, progress_bars_for
-
-    with progress_bars_for(show_progress), datasets_progress_bars():
-        annotated, holds = _annotate(dataset, annotator, text_column, note)
-    return (annotated, holds) if return_markup else annotated
+    return annotated_with_markup(dataset, annotator, text_column, show_progress, note)[0]
 
 
-def _annotate(dataset, annotator: WordAnnotator, text_column: str, note: str = ""):
+def annotated_with_markup(dataset, annotator: WordAnnotator, text_column: str, show_progress: bool | None = None,
+                          note: str = ""):
+    """:func:`annotate_dataset`, and whether a text holds markup as :func:`dataset_holds_markup` answers, from the
+    scan the cache key takes (no text tokenized again): ``(dataset, holds_markup)``, for hf_txray's own runs."""
     import datasets
 
     from ..hashes import texts_hash
+    from ..logging import datasets_progress_bars, progress_bars_for
 
-    texts = dataset.select_columns([text_column])
-    scan = _MarkupScan(texts, annotator, text_column)
-    annotation = annotator.cache_key + (annotator.markup_key() if scan.holds else "")
-    key = hashlib.sha256(f"{texts_hash(texts, text_column)}|{annotation}".encode()).hexdigest()[:24]
-    cached = cache_dir() / "annotations" / f"{key}.arrow"
-    if writable_cache_folder("annotations") is None and not cached.is_file():  # a read-only cache: tag in memory
-        cache = {"keep_in_memory": True}  # (a PermissionError after the model was loaded, helper 378)
-    else:
-        cache = {"cache_file_name": str(cached), "load_from_cache_file": True}
-    # Types given, not inferred: a batch whose words are all untagged (None) would be typed null and the next one's
-    # labels refused by the cast ("Couldn't cast array of type string to null").
-    types = {WORD_START: datasets.List(datasets.Value("int64")), WORD_END: datasets.List(datasets.Value("int64"))}
-    types.update({tag_column(tag): datasets.List(datasets.Value("string")) for tag in annotator.tags})
-    annotations = texts.map(
-        lambda batch, rows: annotator.annotate(batch[text_column], rows, scan.spans(batch[text_column], rows)),
-        with_indices=True,
-        batched=True,
-        batch_size=1024,
-        remove_columns=[text_column],
-        features=datasets.Features(types),
-        new_fingerprint=key,
-        **cache,
-        desc=f"hf_txray: spaCy word/tag annotation{note}",
-    )
-    replaced = [c for c in annotations.column_names if c in dataset.column_names]
-    return datasets.concatenate_datasets([dataset.remove_columns(replaced), annotations], axis=1), scan.holds
+    with progress_bars_for(show_progress), datasets_progress_bars():
+        texts = dataset.select_columns([text_column])
+        scan = _MarkupScan(texts, annotator, text_column)
+        annotation = annotator.cache_key + (annotator.markup_key() if scan.holds else "")
+        key = hashlib.sha256(f"{texts_hash(texts, text_column)}|{annotation}".encode()).hexdigest()[:24]
+        cached = cache_dir() / "annotations" / f"{key}.arrow"
+        if writable_cache_folder("annotations") is None and not cached.is_file():  # a read-only cache: tag in memory
+            cache = {"keep_in_memory": True}  # (a PermissionError after the model was loaded, helper 378)
+        else:
+            cache = {"cache_file_name": str(cached), "load_from_cache_file": True}
+        # Types given, not inferred: a batch whose words are all untagged (None) would be typed null and the next
+        # one's labels refused by the cast ("Couldn't cast array of type string to null").
+        types = {WORD_START: datasets.List(datasets.Value("int64")), WORD_END: datasets.List(datasets.Value("int64"))}
+        types.update({tag_column(tag): datasets.List(datasets.Value("string")) for tag in annotator.tags})
+        annotations = texts.map(
+            lambda batch, rows: annotator.annotate(batch[text_column], rows, scan),
+            with_indices=True,
+            batched=True,
+            batch_size=1024,
+            remove_columns=[text_column],
+            features=datasets.Features(types),
+            new_fingerprint=key,
+            **cache,
+            desc=f"hf_txray: spaCy word/tag annotation{note}",
+        )
+        replaced = [c for c in annotations.column_names if c in dataset.column_names]
+        return datasets.concatenate_datasets([dataset.remove_columns(replaced), annotations], axis=1), scan.holds
 
 
 def dataset_holds_markup(dataset, annotator: WordAnnotator, column: str) -> bool:
@@ -559,10 +555,8 @@ class _MarkupScan:
     def holds(self) -> bool:
         return bool(self.found)
 
-    def spans(self, texts: Sequence[str], rows: Sequence[int]) -> list[list[tuple[int, int]]] | None:
+    def spans(self, texts: Sequence[str], rows: Sequence[int]) -> list[list[tuple[int, int]]]:
         """The markup spans of `texts`, the dataset's `rows`: those read by the scan, the others tokenized now."""
-        if not self.annotator.markup:
-            return None
         spans = [self.found.get(row, []) for row in rows]
         unread = [i for i, row in enumerate(rows) if row >= self.read]
         for i, found in zip(unread, self.annotator.markup_spans([texts[i] for i in unread])):

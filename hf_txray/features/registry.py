@@ -12,6 +12,7 @@ import hashlib
 import math
 import re
 import sys
+import types
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
@@ -220,7 +221,8 @@ def register_feature(feature: FeatureType | UserFeature, replace: bool = False) 
         `FeatureType`: the registered record.
 
     Raises:
-        `ConfigurationError`: the name is a built-in feature, is already registered (without `replace`), the
+        `ConfigurationError`: the name is a built-in feature, is already registered with another function or fields
+            (without `replace`; the same definition again, a notebook cell run twice, is taken), the
             feature is not a user feature with a function (the built-in sources are fixed), or its kind is neither
             ``"tag"`` nor ``"text"``.
 
@@ -244,10 +246,106 @@ def register_feature(feature: FeatureType | UserFeature, replace: bool = False) 
     if feature.kind not in FEATURE_KIND_VALUES:  # "Tag" read as text (no mass share), and saved results unreadable
         raise ConfigurationError(f"User feature {feature.name!r} has kind {feature.kind!r}; use 'tag' (labels from a "
                                  "small set: mass-share tables and plots) or 'text' (open-ended pieces of the input).")
-    if feature.name in _REGISTRY and not replace:
-        raise ConfigurationError(f"Feature {feature.name!r} is already registered; pass replace=True to replace it.")
+    registered = _REGISTRY.get(feature.name)
+    # the same definition again (a notebook cell run twice makes a new function of the same code) is taken: it was
+    # refused, and a notebook's cell that registers a feature failed on its second run (helper 428)
+    if registered is not None and not replace and not same_definition(registered, feature, "fn"):
+        raise ConfigurationError(f"Feature {feature.name!r} is already registered (with another function or fields); "
+                                 "pass replace=True to replace it.")
     _REGISTRY[feature.name] = feature
     return feature
+
+
+def same_definition(registered: Any, new: Any, function: str) -> bool:
+    """Whether `new` defines what `registered` does: two records (dataclasses) of a registry with equal fields, and
+    functions (the field `function`) that compute the same (:func:`same_function`). Registering such a record again
+    is no clash: a notebook cell run again defines a new function of the same code."""
+    fn_a, fn_b = getattr(registered, function), getattr(new, function)
+    return (type(registered) is type(new) and callable(fn_a) and callable(fn_b)
+            and dataclasses.replace(registered, **{function: None}) == dataclasses.replace(new, **{function: None})
+            and same_function(fn_a, fn_b))
+
+
+def same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """Whether two callables compute the same thing, read without running them: the same object, or Python functions
+    of one :func:`code_fingerprint` that read the same globals (one module's namespace: a notebook's cell run again;
+    or equal values under the names their code reads: a script run twice in fresh namespaces) and are bound to equal
+    values (closure cells, defaults, a ``functools.partial``'s arguments, a bound method's very instance; values
+    compared with ``==``, functions among them by this rule). Anything else (a builtin, a callable instance) is the
+    same only as itself.
+
+    :func:`code_fingerprint` alone does not tell them apart where it cannot be stable across processes: it reads a
+    mutable value (a dict, a list) and an instance by type only, a builtin by its type, and no globals; taken as the
+    same definition, a factory's labeller over another dict, a lambda with another list as default, another
+    instance's method, ``str.rsplit`` for ``str.split`` or the same code reading other globals replaced the registered
+    function with no error (helper 434)."""
+    return _same_callable(a, b, set())
+
+
+def _same_callable(a: Any, b: Any, pending: set[tuple[int, int]]) -> bool:
+    if a is b:
+        return True
+    if type(a) is not type(b) or (id(a), id(b)) in pending:  # a pair being compared (recursion): its other parts decide
+        return type(a) is type(b)
+    pending.add((id(a), id(b)))
+    if isinstance(a, functools.partial):
+        return (_same_callable(a.func, b.func, pending) and _same_value(a.args, b.args, pending)
+                and _same_value(a.keywords, b.keywords, pending))
+    if isinstance(a, types.MethodType):
+        return a.__self__ is b.__self__ and _same_callable(a.__func__, b.__func__, pending)
+    if isinstance(a, types.FunctionType):
+        return (code_fingerprint(a) == code_fingerprint(b)
+                and (a.__globals__ is b.__globals__ or all(  # `%run` twice, a fresh namespace: the globals it reads
+                    _same_value(a.__globals__.get(n, _MISSING), b.__globals__.get(n, _MISSING), pending)
+                    for n in sorted(_names_read(a.__code__))))
+                and _same_value(_closure_values(a), _closure_values(b), pending)
+                and _same_value(a.__defaults__, b.__defaults__, pending)
+                and _same_value(a.__kwdefaults__, b.__kwdefaults__, pending))
+    return False
+
+
+def _names_read(code: types.CodeType) -> set[str]:
+    """The global (and attribute) names `code` and the code nested in it read."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names_read(const)
+    return names
+
+
+_MISSING = object()  # a name a function's globals do not hold (a builtin)
+
+
+def _closure_values(fn: types.FunctionType) -> tuple:
+    values = []
+    for cell in fn.__closure__ or ():
+        try:
+            values.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            values.append(_EMPTY_CELL)
+    return tuple(values)
+
+
+_EMPTY_CELL = object()
+
+
+def _same_value(a: Any, b: Any, pending: set[tuple[int, int]]) -> bool:
+    """Equal values a function is bound to (:func:`same_function`)."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (tuple, list)):
+        return len(a) == len(b) and all(_same_value(x, y, pending) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k], pending) for k in a)
+    if callable(a) and not isinstance(a, type):
+        return _same_callable(a, b, pending)
+    try:
+        equal = a == b
+    except Exception:  # a value that cannot be compared is not known to be equal
+        return False
+    return equal if isinstance(equal, bool) else False
 
 
 # Names whose per-feature columns are columns of their own: a user feature "examples" had its top_examples (its top

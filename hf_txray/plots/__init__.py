@@ -1,6 +1,7 @@
 """Every figure of hf_txray, drawn with matplotlib (the one home for plots).
 
-- :mod:`.common`: axes/figure creation, stage colours, the default feature type, file names, saving;
+- :mod:`.common`: axes/figure creation (``inline_figure``: shown as an image in a notebook, without pyplot), stage
+  colours, the default feature type, file names, saving;
 - :mod:`.transfer`: the paper's figures of a transfer report (Hellinger vs length, length shift);
 - :mod:`.profile`: credited mass of a profile or of both stages of a report (mass share, sorted neuron mass);
 - :mod:`.pruning`: a metric against the share of neurons pruned, per strategy (pruning sweeps);

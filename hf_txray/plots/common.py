@@ -4,13 +4,15 @@ and saving.
 Figures are built with ``Figure()`` rather than ``pyplot``: no global state, no backend switch, nothing kept alive
 after the caller drops the figure, so a Trainer callback or a Space can draw thousands of them; saving to PNG uses
 the Agg renderer whatever the session's backend is. Every figure function takes an optional ``ax`` to draw into
-(a subplot of a larger figure, a Gradio ``gr.Plot``) and returns the ``matplotlib.figure.Figure``.
+(a subplot of a larger figure, a Gradio ``gr.Plot``) and returns the ``matplotlib.figure.Figure``: a new one is an
+:func:`inline_figure`, which a Jupyter notebook shows as an image without pyplot.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import re
 import warnings
 from pathlib import Path
@@ -187,6 +189,23 @@ def fit_title(ax: "Axes", title: str) -> None:
     ax.set_title("\n".join(lines))
 
 
+def inline_figure(figure: "Figure") -> "Figure":
+    """`figure` with a PNG rich display of its own (``_repr_png_``, as Jupyter and IPython look it up), drawn as
+    :func:`save_figure` draws it (fallback fonts: :func:`png_bytes`), cropped to its content as the inline backend
+    crops; returns `figure`. Every new hf_txray figure (:func:`new_axes`, :func:`new_figure`) is made so.
+
+    hf_txray draws without pyplot, so IPython's inline backend, which registers its image formatter for ``Figure``
+    when pyplot is imported (or ``%matplotlib inline`` runs), was never set up: in a fresh notebook
+    ``plot_mass_share(profile)`` as a cell's last line showed ``<Figure size 675x400 with 1 Axes>`` and no image
+    (helper 428). Where the inline formatter is set up it takes precedence over ``_repr_png_``: shown once either way.
+    The figure stays a ``matplotlib.figure.Figure`` of that very class (an attribute is added, no subclass): Gradio's
+    ``gr.Plot`` takes a figure by its class's module (``"matplotlib" in type(value).__module__``), as other
+    libraries do by its class's full name, and refused a subclass defined here (helper 434). The PNG is drawn when
+    asked for, never kept."""
+    figure._repr_png_ = functools.partial(png_bytes, figure, bbox_inches="tight")
+    return figure
+
+
 def new_axes(ax: "Axes | None" = None, figsize: tuple[float, float] = (6.4, 4.2)) -> tuple["Figure", "Axes"]:
     """The axes to draw into: `ax` and its figure, or a new figure with one axes.
 
@@ -202,7 +221,7 @@ def new_axes(ax: "Axes | None" = None, figsize: tuple[float, float] = (6.4, 4.2)
         return ax.figure, ax
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=figsize, layout="constrained")
+    fig = inline_figure(Figure(figsize=figsize, layout="constrained"))  # an image in a notebook, without pyplot
     return fig, fig.add_subplot()
 
 
@@ -219,22 +238,33 @@ def new_figure(rows: int = 1, cols: int = 1, width: float = 6.4, height: float =
         `tuple[Figure, np.ndarray]`: the figure and its axes, shape ``(rows, cols)`` (always 2-D).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    figure = inline_figure(Figure(figsize=(width * cols, height * rows), layout="constrained"))  # shown in a notebook
     FigureCanvasAgg(figure)
     return figure, figure.subplots(rows, cols, squeeze=False)
+
+
+def png_bytes(figure: "Figure", dpi: int | None = None, **savefig_kwargs) -> bytes:
+    """`figure` as PNG bytes, its text drawn with :func:`use_fallback_fonts` (characters no installed font has: one
+    warning, not matplotlib's one per glyph). `dpi` None: the figure's own. What :func:`save_figure` writes and a
+    notebook shows (:func:`inline_figure`)."""
+    use_fallback_fonts(figure)
+    buffer = io.BytesIO()
+    with warnings_caught():  # one warning per glyph: use_fallback_fonts said it once, with the fix
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
+        figure.savefig(buffer, dpi=dpi or figure.dpi, format="png", **savefig_kwargs)
+    return buffer.getvalue()
 
 
 def save_figure(figure: "Figure", path: str | Path, dpi: int = 100) -> Path:
     """Save one figure as PNG at `path` (parent folders created), its text drawn with :func:`use_fallback_fonts`;
     returns the path."""
-    use_fallback_fonts(figure)
-    with warnings_caught():  # one warning per glyph: use_fallback_fonts said it once, with the fix
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from font", category=UserWarning)
-        # written whole, then renamed: a Trainer's background push stages hard links of its plots, which a figure
-        # rewritten in place would change under the upload (helper 219)
-        return atomic_file(Path(path).expanduser(), lambda tmp: figure.savefig(tmp, dpi=dpi, format="png"))
+    png = png_bytes(figure, dpi=dpi)
+    # written whole, then renamed: a Trainer's background push stages hard links of its plots, which a figure
+    # rewritten in place would change under the upload (helper 219)
+    return atomic_file(Path(path).expanduser(), lambda tmp: Path(tmp).write_bytes(png))
 
 
 def checked_feature_type(feature_types: list[str], feature_type: str | None, categorical: bool = False,

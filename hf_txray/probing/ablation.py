@@ -26,6 +26,7 @@ from torch import nn
 from ..artifact import Artifact
 from ..counts import check_switch, is_int, refuse_repeats
 from ..errors import ConfigurationError, ModelError
+from ..features.registry import same_function
 from ..forward import on_own_default_device
 from ..lengths import resolve_max_length
 from ..logging import warn_caller
@@ -845,13 +846,17 @@ def register_ablation_metric(name: str, build: MetricBuilder, description: str =
         overwrite (`bool`, *optional*, defaults to `False`): replace a metric registered under `name`.
 
     Raises:
-        ConfigurationError: `name` is taken and `overwrite` is False, or `build` is not callable.
+        ConfigurationError: `name` is taken by another definition and `overwrite` is False (the same build
+            function's code and description again, a notebook cell run twice, is taken), or `build` is not callable.
     """
     if not callable(build):
         raise ConfigurationError(f"build must be a callable(name, tokenizer, data, options), got {build!r}.")
-    if name in _METRICS and not overwrite:
-        raise ConfigurationError(f"An ablation metric {name!r} is already registered: pass overwrite=True to replace "
-                                 "it.")
+    registered = _METRICS.get(name)
+    # the same definition again (a notebook cell run twice: a new function of the same code) is taken (helper 428)
+    if registered is not None and not overwrite and (
+            registered[1] != description or not same_function(registered[0], build)):
+        raise ConfigurationError(f"An ablation metric {name!r} is already registered (with another build function or "
+                                 "description): pass overwrite=True to replace it.")
     _METRICS[name] = (build, description)
 
 

@@ -289,9 +289,18 @@ def probe_top_neurons(results: ProbingResults, probe: str | None = None, label: 
         rows = _probe_rows(results, "label_neuron", probe)
         rows = rows[rows["label"] == label][["probe", "label", "rank", "layer", "neuron", "weight"]]
     if layer is not None:  # int() read layer 1.7 (and True) as layer 1, without a word (helper 395)
-        layers = sorted({int(v) for v in results.probe_rankings["layer"].dropna()})  # a class's row has none
-        rows = rows[rows["layer"] == resolve_layer(layers, layer, "has no probed neuron")]
+        # among this probe's layers: those of every probe let a layer only another probe had through, to an empty
+        # table, and their message said "has no probed neuron" without naming the probe
+        which = "any probe" if probe is None else f"probe {probe!r}"
+        rows = rows[rows["layer"] == resolve_layer(probed_layers(results, probe), layer, f"was not probed by {which}")]
     return rows.sort_values(["probe", "rank"]).groupby("probe").head(n).reset_index(drop=True)
+
+
+def probed_layers(results: ProbingResults, probe: str | None = None) -> list[int]:
+    """The layers whose neurons `probe` ranked (every probe's when None), sorted; empty without probe rankings."""
+    if results.probe_rankings is None:
+        return []
+    return sorted({int(v) for v in _probe_rows(results, "neuron", probe)["layer"].dropna()})
 
 
 def neuron_probe_rows(results: ProbingResults, layer: int, neuron: int) -> pd.DataFrame:

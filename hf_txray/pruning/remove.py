@@ -14,8 +14,8 @@ from ..distributed import refuse_offloaded
 from ..errors import ConfigurationError, ModelError
 from ..forward import on_own_default_device
 from ..provenance import PRUNED_ATTRIBUTE, pruning_record
-from ..sites import (MODEL_WRAPPERS, Site, find_blocks, in_token_mixer, named_linears, peft_base_layer, resolve_stack,
-                     text_model, unwrap_model)
+from ..sites import (MODEL_WRAPPERS, Site, find_blocks, in_token_mixer, named_linears, peft_base_layer, quantized_weight,
+                     resolve_stack, text_model, unwrap_model)
 from .masks import check_plan, mlp_sites, refuse_active_masks
 from .plan import NeuronSpec
 
@@ -343,6 +343,16 @@ def _prepare_removal(model: nn.Module, neurons: NeuronSpec, uneven: str, warn: b
             "writes the adapter alone, which reloads onto the unpruned base model, so the removed neurons would come "
             "back without a word. Merge the adapter first (model = model.merge_and_unload()), or use mode='mask' "
             "(CLI: --mode mask), whose logits are the same.")
+    quantized = next(((name, how) for name, module in [(site.name, site.module) for site in sites.values()] + [
+        (name, module) for found in ups.values() for name, module, _ in found]
+        for how in [quantized_weight(module)] if how is not None), None)
+    if quantized is not None:  # quanto: the sliced float weight was re-quantized with other scales; torchao: crashed
+        raise ModelError(
+            f"mode='remove' cannot slice {quantized[0]!r}, {quantized[1]}: its weight is stored quantized (with "
+            "scales per row or group), and slicing it would leave a float weight that the layer re-quantizes with "
+            "other scales (optimum-quanto: the pruned model's logits moved away from the masked model's, without "
+            "an error) or fail. Use mode='mask' (CLI: --mode mask), which zeroes the units before the layer and "
+            "leaves its weights as they are; or remove the neurons from the unquantized model, then quantize it.")
     follows_width = _width_followers(model, config, attribute, width)
     for layer, found in ups.items():
         per_unit = _per_unit_parameter(model, sites[layer], found, follows_width)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import ConfigurationError
+from ..features.registry import same_definition
 from ..profile import Profile
 from ..report import DEFAULT_MIN_COUNT, TransferReport
 
@@ -100,8 +101,9 @@ def register_pruning_strategy(name: str, score: Callable[[RankingInput], Scores]
         `PruningStrategy`: the registered strategy.
 
     Raises:
-        ConfigurationError: `name` is empty or not a string, `name` is taken (pass ``overwrite=True`` to replace it),
-            `needs` is unknown, or `score` is not callable.
+        ConfigurationError: `name` is empty or not a string, `name` is taken by another definition (pass
+            ``overwrite=True`` to replace it; the same score function's code and options again, a notebook cell run
+            twice, is taken), `needs` is unknown, or `score` is not callable.
 
     Example:
         ```python
@@ -118,9 +120,11 @@ def register_pruning_strategy(name: str, score: Callable[[RankingInput], Scores]
         raise ConfigurationError(f"needs must be one of {', '.join(NEEDS)}, got {needs!r}.")
     if not callable(score):
         raise ConfigurationError(f"score must be a function of RankingInput, got {score!r}.")
-    if name in _REGISTRY and not overwrite:
-        raise ConfigurationError(f"A pruning strategy {name!r} is already registered: pass overwrite=True to replace it.")
     strategy = PruningStrategy(name, score, needs, description, uses_feature_type, random)
+    # the same definition again (a notebook cell run twice) is taken: it failed on the cell's second run (helper 428)
+    if name in _REGISTRY and not overwrite and not same_definition(_REGISTRY[name], strategy, "score"):
+        raise ConfigurationError(f"A pruning strategy {name!r} is already registered (with another score function or "
+                                 "options): pass overwrite=True to replace it.")
     _REGISTRY[name] = strategy
     return strategy
 

@@ -16,6 +16,7 @@ import functools
 import hashlib
 import math
 import shutil
+import sys
 import time
 import weakref
 from pathlib import Path
@@ -561,6 +562,10 @@ class TXRayCallback(TrainerCallback, ExportableState):
         handler, trainer = self.trainer.callback_handler, self.trainer
         everyone = handler.callbacks
         console = [c for c in everyone if isinstance(c, CONSOLE_CALLBACKS)]
+        if not console and _notebook_progress(everyone):
+            # in Jupyter the Trainer shows its progress with NotebookProgressCallback, whose table shows the loss and
+            # the evaluation metrics only: no snapshot's headline was shown (helper 428). Printed as the console is.
+            console = [PrinterCallback()]
         headline = {**headline_scalars(scalars), **({"epoch": state.epoch} if state.epoch is not None else {})}
         should_log = trainer.control.should_log  # handler.on_log clears it: the step's own loss log must survive
         try:  # the handler's own dispatch (same keyword arguments as Trainer.log), once per audience
@@ -794,6 +799,14 @@ def _timeline_row(stage: str, step: int, epoch: float | None, profile: Profile,
             for tag, share in profile.mass_share(ft).items():
                 row[f"mass_share_{ft}/{tag}"] = float(share)
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+
+
+def _notebook_progress(callbacks: Sequence[TrainerCallback]) -> bool:
+    """Whether `callbacks` show the Trainer's progress as in a Jupyter notebook (transformers'
+    ``NotebookProgressCallback``, which the Trainer takes in place of ``ProgressCallback`` there). Its module imports
+    IPython: it is looked up only where the Trainer has imported it."""
+    notebook = getattr(sys.modules.get("transformers.utils.notebook"), "NotebookProgressCallback", None)
+    return notebook is not None and any(isinstance(c, notebook) for c in callbacks)
 
 
 def headline_scalars(scalars: dict[str, float]) -> dict[str, float]:

@@ -30,6 +30,7 @@ from gradio.processing_utils import encode_plot_to_base64
 
 from ..errors import ConfigurationError, TXRayError
 from ..logging import get_logger
+from ..options import resolve_layer
 from ..redaction import redact
 from ..report import DEFAULT_MIN_COUNT, STATUSES
 from ..tables import too_few_credits_text
@@ -511,6 +512,13 @@ def show_neuron_probes(source: str, layer: Any, neuron: Any) -> tuple:
     rows = probing.neuron_probes(view, layer, neuron)
     if not probing.has_probing(view):
         return probing.NO_PROBING, rows
+    if not len(rows):  # "in 0 probe(s)" said neither why nor which neurons the probes hold
+        from ..probing.results import probed_layers
+
+        layers = probed_layers(view.probing)
+        return (f"No probe ranked layer {layer}, neuron {neuron}: " +
+                (f"the probes ranked the neurons of layers {layers}; pick a neuron there (the Probing tab lists "
+                 "each probe's top neurons)." if layers else "these results hold ablation curves only."), rows)
     return (f"Layer {layer}, neuron {neuron} in {len(rows)} probe(s) (rank 0 = the most important neuron).", rows)
 
 
@@ -535,10 +543,14 @@ def live_text(source: str, text: str, layer: Any, trace: Any, model: "Attributio
     activation of the neuron numbered `trace` (optional) over the text."""
     view = _view(source)
     layers = live_tab_layers(view)
-    if layer in (None, ""):
-        layer = layers[-1]  # default: the last profiled layer
-    else:  # read as the Neuron tab reads it: int() ran layer 1.5 (or True) as layer 1 and 0.99 as layer 0
-        layer = view.check_neuron(layer, 0)[0]
+    # read as the Neuron tab reads an index (int() ran layer 1.5, or True, as layer 1 and 0.99 as layer 0), among the
+    # layers this tab runs: those of all stages (check_neuron) ran -1 as a layer only a later stage profiled, refused
+    index = data.read_index(layer, "layer")
+    if index is None and layer not in (None, ""):
+        raise ConfigurationError(f"Pick a layer of {layers} (got {layer!r}).")
+    stage = next(iter(view.profiles), None)
+    layer = layers[-1] if index is None else resolve_layer(  # default: the last profiled layer
+        layers, index, "is not a layer the Live tab runs" + (f" (those of stage {stage!r})" if stage else ""))
     trace = None if trace in (None, "") else view.check_neuron(layer, trace)[1]
     profiler = model.live(view)
     with _MODEL_RUNS:  # not while an attribution runs the model: Captum's hooks read every thread's forward passes

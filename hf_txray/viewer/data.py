@@ -210,12 +210,14 @@ class ResultsView:
     def check_neuron(self, layer: Any, neuron: Any) -> tuple[int, int]:
         """`(layer, neuron)` as ints, or a :class:`ConfigurationError` saying what is valid: indices by
         :func:`~hf_txray.indices.whole_number` (a fraction such as 3.7 is refused, not read as another neuron; a
-        text from a box or a link is read as a number first)."""
+        text from a box or a link is read as a number first), the layer one of :attr:`layers` or a negative index
+        counted from the last of them, as the viewer's layer filters read it (:func:`chosen_layer`)."""
         layer_i, neuron_i = read_index(layer, "layer"), read_index(neuron, "neuron")
         if layer_i is None or neuron_i is None:
             raise ConfigurationError(f"Pick a layer and a neuron number (got layer {layer!r}, neuron {neuron!r}).")
-        if layer_i not in self.layers:
-            raise ConfigurationError(f"Layer {layer_i} is not in these results; profiled layers: {self.layers}.")
+        # "Layer -1 is not in these results" refused the last layer that every layer filter of the viewer takes, and
+        # said neither that nor what to type
+        layer_i = resolve_layer(self.layers, layer_i, "is not a layer of these results")
         if not 0 <= neuron_i < self.num_neurons:
             raise ConfigurationError(f"Neuron {neuron_i} is out of range: layers have {self.num_neurons} neurons "
                                      f"(0 to {self.num_neurons - 1}).")
