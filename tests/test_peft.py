@@ -111,7 +111,10 @@ def test_lora_on_a_moe_models_shared_expert_is_read_and_on_its_experts_refused()
     from test_architectures import build
 
     model, tokenizer = build.__wrapped__("qwen2_moe")  # a model of its own: build() is cached and shared
-    config = peft.LoraConfig(r=8, target_modules=r".*shared_expert\.(gate|up|down)_proj", init_lora_weights=False)
+    # named, not a regex: peft 0.22 resolves a regex on a Qwen2-MoE model to its leaf names (gate_proj...), which
+    # then target the fused experts too (its transformers v4 -> v5 conversion), and the experts are refused below
+    shared = [f"shared_expert.{name}" for name in ("gate_proj", "up_proj", "down_proj")]
+    config = peft.LoraConfig(r=8, target_modules=shared, init_lora_weights=False)
     wrapped = peft.get_peft_model(copy.deepcopy(model), config).eval()
     merged = copy.deepcopy(wrapped).merge_and_unload().eval()
     profile = hf_txray.analyze(wrapped, SAMPLE_TEXTS, tokenizer=tokenizer, **OPTIONS)
