@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -579,6 +580,43 @@ def test_a_local_file_rewritten_with_its_old_mtime_is_read_again(tmp_path, monke
         assert got["texts_hash"] != was["texts_hash"] and got["content_hash"] != was["content_hash"]
         modes.clear()
         assert compare_numbers(second, run(texts=given))[0] and "force_redownload" not in modes  # cached again
+
+
+def test_processes_reading_one_local_file_at_once_take_turns_and_build_its_cache_once(tmp_path, monkeypatch):
+    """CI of 2026-12-07: two torchrun ranks reading one text file raised "Failed to open local file .../datasets/
+    text/default-...": the second rank found the cache the first had just built before its record was written, took
+    it for stale and removed it while the first opened it. A rank now waits for the other's turn, then reads that
+    cache as it is (no second build)."""
+    from hf_txray import local_cache
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets-cache")  # not the user's
+    texts = ["alpha one", "beta two", "gamma six"]
+    (tmp_path / "corpus.txt").write_text("\n".join(texts) + "\n")
+    built, go = threading.Event(), threading.Event()
+    real_write, real_load, modes, loaded = local_cache._write, datasets.load_dataset, [], {}
+
+    def write(record, stamps):  # the first reader stops between its build and its record
+        if threading.current_thread().name == "first":
+            built.set()
+            go.wait(60)
+        real_write(record, stamps)
+
+    monkeypatch.setattr(local_cache, "_write", write)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: modes.append(k.get("download_mode")) or
+                        real_load(*a, **k))
+    read = {name: threading.Thread(name=name, target=lambda name=name: loaded.__setitem__(name, list(
+        local_cache.load_local_dataset("text", data_files={"train": [str(tmp_path / "corpus.txt")]},
+                                       split="train")["text"]))) for name in ("first", "second")}
+    read["first"].start()
+    assert built.wait(120)
+    read["second"].start()
+    read["second"].join(1.0)
+    assert read["second"].is_alive(), "the second reader did not wait for the first's turn"
+    go.set()
+    for thread in read.values():
+        thread.join(120)
+    assert loaded == {"first": texts, "second": texts}
+    assert modes == [None, None]  # built once, then read: never removed and built again
 
 
 def test_a_local_file_rewritten_shorter_under_its_old_mtime_is_read_again_not_refused(tmp_path, monkeypatch):

@@ -18,10 +18,10 @@ TEXTS = [t for t in SAMPLE_TEXTS if t.strip()] + ["Café crème at the naïve fa
 FEATURES = ("token", "word", "pos")
 
 
-def _profile(model=None, **options) -> hf_txray.Profile:
+def _profile(model=None, dataset=TEXTS, **options) -> hf_txray.Profile:
     model = tiny_bert() if model is None else model
     tokenizer = bert_tokenizer() if not isinstance(model, (str, Path)) else None
-    return hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=FEATURES, show_progress=False, **options)
+    return hf_txray.analyze(model, dataset, tokenizer=tokenizer, features=FEATURES, show_progress=False, **options)
 
 
 def test_unwritable_cache_tags_in_memory(tmp_path, monkeypatch):
@@ -34,6 +34,20 @@ def test_unwritable_cache_tags_in_memory(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_TXRAY_CACHE", str(blocker / "cache"))  # no folder can be made there, even by root
     assert_same_credit(_profile(), expected)
     assert not (blocker.parent / "cache").exists()
+
+
+def test_unwritable_cache_reads_a_local_file_without_its_lock(tmp_path, monkeypatch):
+    """A local data file is read through datasets' cache under a lock in hf_txray's cache (processes take turns):
+    where that lock cannot be made, the file is read without it, as before."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets-cache")  # not the user's
+    (tmp_path / "corpus.txt").write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    expected = _profile()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    monkeypatch.setenv("HF_TXRAY_CACHE", str(blocker / "cache"))  # no folder can be made there, even by root
+    assert_same_credit(_profile(tiny_bert(), dataset=str(tmp_path / "corpus.txt")), expected)
 
 
 def test_unwritable_cache_reads_what_it_holds(tmp_path, monkeypatch):
