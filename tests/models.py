@@ -6,6 +6,8 @@ import contextlib
 import functools
 import hashlib
 import os
+import sys
+from pathlib import Path
 
 import torch
 
@@ -127,6 +129,16 @@ def torch_threads(count: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def torchrun(processes: int, script: str, *args: str) -> list[str]:
+    """The command ``torchrun --standalone --nproc_per_node processes tests/script args`` whose workers fork from a
+    launcher that has imported torch, transformers and datasets (tests/preloaded_torchrun.py: torchrun's own agent,
+    rendezvous and worker environment; `script` runs as ``__main__`` in each worker and imports hf_txray there),
+    about 10 CPU-s less a worker than a fresh interpreter each."""
+    tests = Path(__file__).resolve().parent
+    return [sys.executable, str(tests / "preloaded_torchrun.py"), "--standalone", "--nproc_per_node", str(processes),
+            str(tests / script), *args]
 
 
 def assert_same_credit(got, expected, example_columns: tuple[str, ...] = EXAMPLE_COLUMNS) -> None:

@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from hf_txray.cli import main as cli_main
 from hf_txray.distributed import input_device, is_dispatched
 from hf_txray.lengths import model_length_limit, resolve_max_length
 from hf_txray.loading import looks_local, resolve_model_path
-from models import SAMPLE_TEXTS, assert_same_credit, bert_tokenizer, bpe_tokenizer, minilm_path, tiny
+from models import (SAMPLE_TEXTS, assert_same_credit, bert_tokenizer, bpe_tokenizer, minilm_path, tiny,
+                    torchrun)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
@@ -261,9 +261,8 @@ def test_more_processes_than_texts_give_the_one_process_result(processes, saved_
     Profiler.run (the path Trainer snapshots take). Was: IndexError on the empty rank, the other dying in gloo."""
     out = tmp_path / "out"
     out.mkdir()
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
-               str(ROOT / "tests" / "txray_shards_script.py"), str(saved_bert), str(out)]
-    done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(torchrun(processes, "txray_shards_script.py", str(saved_bert), str(out)), env=_env(),
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     ranks = [json.loads((out / f"rank-{r}.json").read_text()) for r in range(processes)]
     assert all(r["world_size"] == processes for r in ranks)
@@ -288,8 +287,7 @@ def _launch(script: str, *args: str, processes: int = 2, timeout: float = 240) -
     workers are killed together (killing the launcher alone leaves workers waiting in gloo for ever)."""
     import signal
 
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
-               str(ROOT / "tests" / script), *args]
+    command = torchrun(processes, script, *args)
     with subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           start_new_session=True) as launched:
         try:
