@@ -24,10 +24,10 @@ from hf_txray import ConfigurationError, DatasetError, Profile, Profiler, Transf
 from hf_txray.trainer import TXRayArguments, TXRayCallback, TXRayTrainer
 
 try:
-    from .models import SAMPLE_TEXTS, bert_tokenizer
+    from .models import SAMPLE_TEXTS, bert_tokenizer, torchrun
     from .reference import profile_table, reference_profile
 except ImportError:
-    from models import SAMPLE_TEXTS, bert_tokenizer
+    from models import SAMPLE_TEXTS, bert_tokenizer, torchrun
     from reference import profile_table, reference_profile
 from hub_fixtures import hub, hub_server  # noqa: F401,E402
 
@@ -1568,9 +1568,7 @@ def test_two_process_training_gives_the_same_profiles_as_one(tmp_path):
     """torchrun, 2 gloo processes, batch 2 each, vs one process with batch 4 on the same sequential data."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]), str(Path(__file__).parent)])}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(Path(__file__).parent / "txray_ddp_script.py"), str(tmp_path / "ddp")]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    done = subprocess.run(torchrun(2, "txray_ddp_script.py", str(tmp_path / "ddp")), env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-4000:]
     ranks = [json.loads((tmp_path / "ddp" / f"rank-{r}.json").read_text()) for r in range(2)]
     assert [r["world_size"] for r in ranks] == [2, 2]
