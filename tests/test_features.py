@@ -50,7 +50,13 @@ def test_register_user_feature_checks_names(case_feature):
     assert registered_features()[-1] == "case" and is_tag_feature("case")
     with pytest.raises(ConfigurationError, match="already registered"):
         register_feature(UserFeature("case", str.split))
-    assert register_feature(UserFeature("case", capitals), replace=True).fn is capitals
+    assert register_feature(UserFeature("case", capitals), overwrite=True).fn is capitals
+    # overwrite= as in register_pruning_strategy / register_ablation_metric; replace=, its former name, still read
+    with pytest.warns(FutureWarning, match=r"replace= is now overwrite="):
+        assert register_feature(UserFeature("case", str.split), replace=True).fn is str.split
+    with pytest.raises(ConfigurationError, match=r"both overwrite= and replace="):
+        register_feature(UserFeature("case", capitals), overwrite=True, replace=True)
+    assert register_feature(UserFeature("case", capitals), True).fn is capitals
     with pytest.raises(ConfigurationError, match="clashes with a built-in"):
         register_feature(UserFeature("pos", capitals))
     with pytest.raises(ConfigurationError, match="user feature with a function|needs fn"):
@@ -103,8 +109,8 @@ def test_register_feature_and_get_feature_type_refuse_arguments_of_another_type(
     for feature in (3, "case", capitals):
         with pytest.raises(ConfigurationError, match="register_feature takes a UserFeature"):
             register_feature(feature)
-    with pytest.raises(ConfigurationError, match="replace must be True or False, got 'no'"):
-        register_feature(UserFeature("case", str.split), replace="no")
+    with pytest.raises(ConfigurationError, match="overwrite must be True or False, got 'no'"):
+        register_feature(UserFeature("case", str.split), overwrite="no")
     assert get_feature_type("case").fn is capitals
     for name in (["pos"], ("pos",), None):
         with pytest.raises(ConfigurationError, match="Unknown feature"):
@@ -607,7 +613,7 @@ def test_the_recorded_kind_wins_over_the_one_registered_where_results_are_read(c
     model, tokenizer = tiny("bert")
     profile = hf_txray.analyze(model, TEXTS, tokenizer=tokenizer, features=("token", "case"), show_progress=False)
     assert profile.meta.feature_kinds["case"] == "tag"
-    register_feature(FeatureType("case", "text", "user", fn=capitals), replace=True)
+    register_feature(FeatureType("case", "text", "user", fn=capitals), overwrite=True)
     assert not is_tag_feature("case")
     assert is_tag_feature("case", profile.meta.feature_kinds)
     assert set(hf_txray.compare(profile, profile).mass_share["feature_type"]) == {"case"}
@@ -622,7 +628,7 @@ def test_profiles_that_recorded_a_feature_under_two_kinds_are_not_compared_or_me
     model, tokenizer = tiny("bert")
     common = dict(tokenizer=tokenizer, features=("token", "case"), show_progress=False)
     tag = hf_txray.analyze(model, TEXTS[:3], **common)
-    register_feature(FeatureType("case", "text", "user", fn=capitals), replace=True)
+    register_feature(FeatureType("case", "text", "user", fn=capitals), overwrite=True)
     text = hf_txray.analyze(model, TEXTS[3:], **common)
     with pytest.raises(hf_txray.IncompatibleProfilesError, match="the feature 'case' as 'tag' and as 'text'"):
         hf_txray.compare(tag, text)
@@ -1148,7 +1154,7 @@ def test_a_lone_byte_level_space_has_an_empty_example_span_at_the_end_of_its_whi
 
 def test_registering_the_same_feature_again_as_a_notebook_cell_run_twice_is_taken():
     """Helper 428: a notebook cell ``register_feature(UserFeature("digit", lambda text: ...))`` failed on its second
-    run ("already registered; pass replace=True"): each run makes a new function of the same code. The same
+    run ("already registered; pass overwrite=True"): each run makes a new function of the same code. The same
     definition again (fields equal, functions of one code fingerprint) is taken and the newest function kept; another
     function, a factory's function bound to another value, or other fields are still refused."""
     cell = "UserFeature('digit', lambda text: [(i, i + 1, 'digit') for i, c in enumerate(text) if c.isdigit()])"
@@ -1165,7 +1171,7 @@ def test_registering_the_same_feature_again_as_a_notebook_cell_run_twice_is_take
             register_feature(UserFeature("digit", lambda text: [(0, 1, "other")]))
         with pytest.raises(ConfigurationError, match="already registered"):
             register_feature(FeatureType("digit", "text", "user", fn=again.fn))  # another kind
-        register_feature(UserFeature("digit", make_labeller("a")), replace=True)
+        register_feature(UserFeature("digit", make_labeller("a")), overwrite=True)
         register_feature(UserFeature("digit", make_labeller("a")))  # the factory with the same argument
         with pytest.raises(ConfigurationError, match="already registered"):
             register_feature(UserFeature("digit", make_labeller("b")))
@@ -1206,15 +1212,15 @@ def test_registering_again_refuses_functions_that_share_code_but_not_behaviour()
              (modules[0]["label"], modules[1]["label"])]
     try:
         for first, other in pairs:
-            register_feature(UserFeature("test_same_definition", first), replace=True)
+            register_feature(UserFeature("test_same_definition", first), overwrite=True)
             with pytest.raises(ConfigurationError, match="already registered"):
                 register_feature(UserFeature("test_same_definition", other))
             assert get_feature_type("test_same_definition").fn is first
-        register_feature(UserFeature("test_same_definition", over({"a": "A"})), replace=True)
+        register_feature(UserFeature("test_same_definition", over({"a": "A"})), overwrite=True)
         register_feature(UserFeature("test_same_definition", over({"a": "A"})))  # the cell again: equal values
         for namespace in (again := [{"LABEL": "a"}, {"LABEL": "a"}]):  # a script run twice, in fresh namespaces
             exec(source, namespace)
-        register_feature(UserFeature("test_same_definition", again[0]["label"]), replace=True)
+        register_feature(UserFeature("test_same_definition", again[0]["label"]), overwrite=True)
         register_feature(UserFeature("test_same_definition", again[1]["label"]))
         for first, other in pairs[:2]:
             register_pruning_strategy("test_same_definition", first, overwrite=True)

@@ -13,6 +13,7 @@ import math
 import re
 import sys
 import types
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
@@ -208,21 +209,25 @@ BUILTIN_FEATURES = tuple(ft.name for ft in BUILTIN_FEATURE_TYPES)
 TAG_FEATURES = tuple(ft.name for ft in BUILTIN_FEATURE_TYPES if ft.source == "spacy")
 
 
-def register_feature(feature: FeatureType | UserFeature, replace: bool = False) -> FeatureType:
+def register_feature(feature: FeatureType | UserFeature, overwrite: bool = False, *, replace: bool | None = None
+                     ) -> FeatureType:
     """Register a feature type, so that it is accepted by name (``features=("token", "entity")``, the trainer's
     ``txray_features``) and shown like the built-in ones.
 
     Args:
         feature (`FeatureType` or `UserFeature`): a user feature; a `UserFeature` becomes a tag-like
             ``FeatureType`` of source ``"user"`` (pass a `FeatureType` to set its description or order).
-        replace (`bool`, *optional*, defaults to `False`): replace a registered user feature of the same name.
+        overwrite (`bool`, *optional*, defaults to `False`): replace a registered user feature of the same name (the
+            name `register_pruning_strategy` and `register_ablation_metric` use).
+        replace (`bool`, *optional*): the former name of `overwrite`, still read, with a `FutureWarning`.
 
     Returns:
         `FeatureType`: the registered record.
 
     Raises:
         `ConfigurationError`: the name is a built-in feature, is already registered with another function or fields
-            (without `replace`; the same definition again, a notebook cell run twice, is taken), the
+            (without `overwrite`; the same definition again, a notebook cell run twice, is taken), `overwrite` and
+            `replace` both given, the
             feature is not a user feature with a function (the built-in sources are fixed), or its kind is neither
             ``"tag"`` nor ``"text"``.
 
@@ -236,7 +241,7 @@ def register_feature(feature: FeatureType | UserFeature, replace: bool = False) 
     if not isinstance(feature, (FeatureType, UserFeature)):  # 3 failed "'int' object has no attribute 'name'"
         raise ConfigurationError(f"register_feature takes a UserFeature(name, fn) or a FeatureType, got "
                                  f"{type(feature).__name__} {feature!r:.60}.")
-    replace = check_switch("replace", replace)  # replace="no" (a truthy string) replaced a registered feature
+    overwrite = _overwrite_of(overwrite, replace)
     check_user_feature(feature.name, feature.fn)
     if isinstance(feature, UserFeature):
         feature = FeatureType(feature.name, "tag", "user", (feature.fn.__doc__ or "").strip().split("\n")[0],
@@ -249,11 +254,24 @@ def register_feature(feature: FeatureType | UserFeature, replace: bool = False) 
     registered = _REGISTRY.get(feature.name)
     # the same definition again (a notebook cell run twice makes a new function of the same code) is taken: it was
     # refused, and a notebook's cell that registers a feature failed on its second run (helper 428)
-    if registered is not None and not replace and not same_definition(registered, feature, "fn"):
+    if registered is not None and not overwrite and not same_definition(registered, feature, "fn"):
         raise ConfigurationError(f"Feature {feature.name!r} is already registered (with another function or fields); "
-                                 "pass replace=True to replace it.")
+                                 "pass overwrite=True to replace it.")
     _REGISTRY[feature.name] = feature
     return feature
+
+
+def _overwrite_of(overwrite: Any, replace: Any) -> bool:
+    """`register_feature`'s switch: `overwrite`, or `replace` (its name until the three registries were given one)."""
+    overwrite = check_switch("overwrite", overwrite)  # overwrite="no" (a truthy string) would replace a feature
+    if replace is None:
+        return overwrite
+    if overwrite:
+        raise ConfigurationError("register_feature got both overwrite= and replace= (its former name): pass "
+                                 "overwrite= alone.")
+    warnings.warn("register_feature's replace= is now overwrite=, as in register_pruning_strategy and "
+                  "register_ablation_metric; replace= will be removed.", FutureWarning, stacklevel=3)
+    return check_switch("replace", replace)
 
 
 def same_definition(registered: Any, new: Any, function: str) -> bool:
