@@ -371,12 +371,16 @@ def _add_compare(sub) -> None:
                    help="Rank only neurons credited at least this often in both stages, in the most-changed list "
                         "printed here (the saved report keeps every neuron; `hf-txray show` ranks it again at its "
                         "own default) (default: 20).")
+    p.add_argument("--json", action="store_true",
+                   help="Print the report as `hf-txray show OUT --json` prints it, one JSON document ({\"items\": "
+                        "[...]}, the report's item with its folder: --out), instead of the text; warnings and errors "
+                        "go to standard error.")
     p.set_defaults(handler=_cmd_compare)
 
 
 def _cmd_compare(args) -> int:
     from . import compare
-    from .display import report_text
+    from .display import report_text, report_view
     from .hub_io import names_a_repo, refuse_revision_of_folder
 
     _check_out(args.out, "compare", "transfer_report", inputs=(args.a, args.b))
@@ -390,6 +394,9 @@ def _cmd_compare(args) -> int:
             for p, stage, which, here in zip((args.a, args.b), (args.stage_a, args.stage_b), "ab", local))
     report = compare(a, b, alpha=args.alpha, test=not args.no_test, same_corpus=args.same_corpus)
     report.save_pretrained(args.out)
+    if args.json:  # the saved folder is the item's "folder": stdout holds the document alone
+        _print_json([(Path(args.out), report_view(report, min_count=args.min_count))])
+        return 0
     print(report_text(report, min_count=args.min_count))
     print(f"\nsaved to {args.out}")
     return 0

@@ -236,3 +236,26 @@ def test_show_json_to_a_reader_that_left_exits_141_quietly(tmp_path):
                               stderr=log, timeout=120).returncode
     os.close(write)
     assert code == 141 and (tmp_path / "err.txt").read_text() == ""
+
+
+def test_compare_json_prints_the_saved_reports_show_json_item(tmp_path, capsys):
+    """`hf-txray compare A B --out R --json` prints the report as `show R --json` does (that item, its folder R),
+    nothing else on standard output; the text form still prints the text and where it saved."""
+    folder = _saved(tmp_path)
+    argv = ["compare", str(folder / "a"), str(folder / "b"), "--min-count", "1"]
+    [item] = _shown([*argv, "--out", str(tmp_path / "r"), "--json"], capsys)
+    report = hf_txray.TransferReport.from_pretrained(tmp_path / "r")
+    assert item["kind"] == "report" and item["folder"] == str(tmp_path / "r") and item["name"] == report.name
+    assert item["summary"] == _json(report.summary())
+    assert item["most_changed"]["min_count"] == 1
+    expected = report.most_changed(5, "token", min_count=1)
+    assert [(r["layer"], r["neuron"]) for r in item["most_changed"]["table"]] == \
+        list(zip(expected["layer"], expected["neuron"]))
+    assert expected.size
+    # the saved report shown with the same floor gives the same item
+    [shown] = _shown(["show", str(tmp_path / "r"), "--json"], capsys)
+    assert {k: v for k, v in shown.items() if k not in ("most_changed", "least_changed")} == \
+        {k: v for k, v in item.items() if k not in ("most_changed", "least_changed")}
+    assert cli_main([*argv, "--out", str(tmp_path / "t")]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith(f"saved to {tmp_path / 't'}") and not out.lstrip().startswith("{")
