@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
 
 import hf_txray
 from hf_txray.budget import CPU_MAX_TOKENS, resolve_token_budget, widest_activation
 from models import SAMPLE_TEXTS, assert_same_credit, bert_tokenizer, tiny_gpt2
+from models import torch_threads as threads
 
 
 def bert(intermediate_size: int = 48):
@@ -22,16 +21,6 @@ def bert(intermediate_size: int = 48):
                                 max_position_embeddings=1024)).eval()
 
 CPU = torch.device("cpu")
-
-
-@contextlib.contextmanager
-def threads(count: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def test_widest_activation_is_the_mlp_not_the_vocabulary_head():
