@@ -116,10 +116,12 @@ class ProfileMeta:
     # copies of a text share a half) or SPLIT_BY_ID (example id parity: profiles saved before SPLIT_BY_TEXT, and
     # merges with one of them: their copies of a text may fall in both halves). analyze records SPLIT_BY_TEXT.
     split_halves: str = SPLIT_BY_ID
-    config: dict[str, Any] = field(default_factory=dict)
+    # left out of the repr (a notebook cell showing profile.meta printed ~3.7k characters on one line): read them as
+    # the attributes they are
+    config: dict[str, Any] = field(default_factory=dict, repr=False)
     hf_txray_version: str = ""
     created_at: str = ""
-    provenance: dict[str, Any] = field(default_factory=dict)  # pinned sources and options, see hf_txray.provenance
+    provenance: dict[str, Any] = field(default_factory=dict, repr=False)  # pinned sources and options: provenance.py
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

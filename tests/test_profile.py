@@ -848,3 +848,13 @@ def test_a_rows_top_entry_is_its_first_by_preference_without_sorting_the_table()
         rows = table.rows[order]
         firsts = order[np.r_[True, rows[1:] != rows[:-1]]] if len(order) else order
         assert table.top_entries().tolist() == firsts.tolist()
+
+
+def test_profile_meta_repr_leaves_out_its_config_and_provenance(profile):
+    """A notebook cell ending with profile.meta printed its dataclass repr with the whole run configuration and the
+    provenance record (~3.7k characters on one line for a tiny model); both stay attributes, read in full there."""
+    meta, shown = profile.meta, repr(profile.meta)
+    assert meta.config and meta.provenance  # recorded, as before
+    assert "provenance=" not in shown and "config=" not in shown and len(shown) < 1000
+    assert f"stage={meta.stage!r}" in shown and f"num_positions={meta.num_positions}" in shown
+    assert hf_txray.ProfileMeta.from_dict(meta.to_dict()) == meta  # to_dict / equality still hold both
