@@ -150,7 +150,8 @@ def linear_weight(module: nn.Module) -> torch.Tensor:
     running the wrapper in eval mode on unit vectors, less its output at zero (the bias).
 
     Raises:
-        ModelError: `module` is not linear-like.
+        ModelError: `module` is not linear-like, or is a PEFT wrapper whose map depends on the inputs it is given
+            (:func:`_refuse_input_dependent_map`).
     """
     base = peft_base_layer(module)
     dims = linear_dims(module)
@@ -169,9 +170,37 @@ def linear_weight(module: nn.Module) -> torch.Tensor:
             units = reference.new_zeros(rows, width)
             units[torch.arange(rows), torch.arange(start, start + rows)] = 1
             parts.append((module(units) - bias).T)
+        weight = torch.cat(parts, dim=1)
+        _refuse_input_dependent_map(module, weight, bias)
     finally:
         restore_modes()
-    return torch.cat(parts, dim=1)
+    return weight
+
+
+def _refuse_input_dependent_map(module: nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """Refuse a PEFT wrapper whose output is not its input times `weight` (read on unit vectors) plus `bias`: checked
+    on a few seeded random rows run together. An adapter whose map depends on the inputs it is given (Lily averages
+    its router's choice of up-projections over every row of the batch) has no matrix; the one read on unit vectors
+    is the map applied to that batch of unit vectors, not to the model's tokens.
+
+    Raises:
+        ModelError: the wrapper's output on the probe rows is not so given.
+    """
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.randn(4, weight.shape[1], generator=generator).to(device=weight.device, dtype=weight.dtype)
+    got = (module(probe) - bias).float()
+    expected = probe.float() @ weight.float().T
+    error = float((got - expected).abs().max())
+    # the matrix read on unit vectors carries the rounding of the bias in each entry, summed over the input width
+    scale = float(got.abs().max()) + weight.shape[1] ** 0.5 * float(bias.abs().max())
+    if error > max(1e-4, 4 * torch.finfo(weight.dtype).eps) * scale:
+        tuner = type(module).__module__.removeprefix("peft.tuners.").split(".")[0]
+        raise ModelError(
+            f"The PEFT adapter layer {type(module).__name__} ({tuner}) applies no fixed matrix: its output for four "
+            f"rows run together is not those rows times the matrix read from it on unit vectors (max error "
+            f"{error:.3g} in outputs up to {scale:.3g}), as an adapter whose map depends on the inputs it is given "
+            "does (Lily averages its router over all tokens of the batch). Output effects read that matrix, so they "
+            "would be wrong: profile without output_effects.")
 
 
 def named_linears(root: nn.Module) -> Iterator[tuple[str, nn.Module, tuple[int, int]]]:

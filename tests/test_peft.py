@@ -200,6 +200,16 @@ def test_output_effects_of_an_adapted_model_are_its_merged_copys(kind, config):
     assert got["token_id"].tolist() != base["token_id"].tolist()  # the adapter changed what the neurons write
 
 
+def test_output_effects_of_an_adapter_without_a_fixed_matrix_are_refused():
+    """Lily averages its router over every row it is given, so the map read from a wrapped down projection on unit
+    vectors was not the one it applies to the model's tokens (max error 6.0 in outputs up to 44 on a text's
+    positions of a tiny Llama) and output effects were given from it without an error."""
+    wrapped = peft.get_peft_model(tiny_llama_lm(), peft.LilyConfig(r=4, target_modules=["down_proj"],
+                                                                   init_weights=False)).eval()
+    with pytest.raises(ModelError, match=r"Linear \(lily\) applies no fixed matrix.*without output_effects"):
+        hf_txray.output_effects_table(wrapped, k=5)
+
+
 def test_an_adapted_classifier_runs_its_body_only():
     """A PeftModel's base_model is PEFT's tuner, heads included: the profile ran GPT-2's classification head, which
     cannot take a batch without a pad id (a bare ValueError). The body inside the PeftModel runs, as without PEFT."""
