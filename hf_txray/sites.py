@@ -646,8 +646,10 @@ def _refuse_unread_experts(model: nn.Module, block: nn.Module, block_name: str) 
     `w1`/`v1`/`w2`), Doge's (one-unit experts in embedding tables beside a dense MLP, whose units alone would be
     profiled: a routed unit won 84% of the positions). Say so, rather than that no experts were found, or than
     profile the dense part alone."""
-    unread = [n for n, m in block.named_modules() if not in_token_mixer(block, n) and not any(
-        is_fused_experts(inner) for inner in m.modules()) and (
+    # a linear-like layer is none: peft's ParamWrapper (LoRA on a parameter, `target_parameters`) of a dense linear
+    # layer's weight holds num_experts=1
+    unread = [n for n, m in block.named_modules() if not in_token_mixer(block, n) and linear_dims(m) is None
+              and not any(is_fused_experts(inner) for inner in m.modules()) and (
         type(m).__name__.endswith("Experts")
         or (isinstance(getattr(m, "down_proj", None), nn.Parameter) and m.down_proj.dim() == 3)
         or (isinstance(getattr(m, "num_experts", None), int) and m.num_experts > 0))]

@@ -59,6 +59,22 @@ def test_an_adapted_model_is_profiled_as_its_merged_copy(kind, config):
     assert not np.array_equal(profile.neuron_count, base.neuron_count)  # the adapter changed what is read
 
 
+def test_lora_on_a_dense_layers_weight_through_target_parameters_is_read_as_its_wrapper():
+    """peft's ParamWrapper (LoRA on a parameter, `target_parameters`) of a dense linear layer holds num_experts=1, so
+    site='mlp' refused the block as holding experts 'mlp.up_proj' that hf_txray cannot number (naming LongCat-Flash,
+    DBRX and Doge, and site='residual' as the fix); the wrapper is read as the layer it wraps, as its merged copy."""
+    config = peft.LoraConfig(r=4, target_modules=[], target_parameters=["mlp.down_proj.weight", "mlp.up_proj.weight"],
+                             init_lora_weights=False)
+    wrapped = peft.get_peft_model(tiny_llama_lm(), config).eval()
+    merged = copy.deepcopy(wrapped).merge_and_unload().eval()
+    profile = hf_txray.analyze(wrapped, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
+    reference = hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
+    np.testing.assert_array_equal(profile.neuron_count, reference.neuron_count)
+    np.testing.assert_allclose(profile.neuron_mass, reference.neuron_mass, rtol=1e-5, atol=1e-7)
+    base = hf_txray.analyze(tiny_llama_lm(), SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
+    assert not np.array_equal(profile.neuron_count, base.neuron_count)  # the adapter changed what is read
+
+
 def test_masking_a_neuron_of_an_adapted_model_reaches_the_adapter_branch():
     """The mask hooked the wrapped base layer, so LoRA's A still read the "pruned" neurons (the logits moved by as
     much as the pruning itself); mode='remove' sliced the base layer only and broke the next forward pass."""
