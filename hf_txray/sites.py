@@ -508,7 +508,7 @@ def in_token_mixer(block: nn.Module, name: str) -> bool:
     for part in parts:
         if any(token in part.lower() for token in TOKEN_MIXER_NAME_PARTS):
             return True
-        module = getattr(module, part, None) if not part.isdigit() else module[int(part)]
+        module = getattr(module, part, None)  # a ModuleList's index too; a ModuleDict's key may be digits (a LoRA adapter "0")
         if module is None or "attention" in type(module).__name__.lower() or convolves_positions(module):
             return module is not None
     return False

@@ -75,6 +75,18 @@ def test_lora_on_a_dense_layers_weight_through_target_parameters_is_read_as_its_
     assert not np.array_equal(profile.neuron_count, base.neuron_count)  # the adapter changed what is read
 
 
+def test_an_adapter_named_by_digits_is_read():
+    """The site search walked module paths indexing every digit part as a ModuleList position, so the ModuleDicts
+    of an adapter named "0" (as X-LoRA names its adapters) raised a bare KeyError: 0."""
+    config = peft.LoraConfig(r=4, target_modules=["down_proj", "up_proj"], init_lora_weights=False)
+    wrapped = peft.get_peft_model(tiny_llama_lm(), config, adapter_name="0").eval()
+    merged = copy.deepcopy(wrapped).merge_and_unload().eval()
+    profile = hf_txray.analyze(wrapped, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
+    reference = hf_txray.analyze(merged, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
+    np.testing.assert_array_equal(profile.neuron_count, reference.neuron_count)
+    np.testing.assert_allclose(profile.neuron_mass, reference.neuron_mass, rtol=1e-5, atol=1e-7)
+
+
 def test_masking_a_neuron_of_an_adapted_model_reaches_the_adapter_branch():
     """The mask hooked the wrapped base layer, so LoRA's A still read the "pruned" neurons (the logits moved by as
     much as the pruning itself); mode='remove' sliced the base layer only and broke the next forward pass."""
