@@ -115,7 +115,9 @@ def own_forward(module: nn.Module):
 def check_no_virtual_tokens(model: nn.Module) -> None:
     """Refuse a PEFT prompt-learning model (prompt, prefix, P-tuning): its own forward adds virtual tokens (prepended
     embeddings, or keys and values in every attention) that the profiled stack, run without the wrapper so that
-    heads are skipped, would leave out: every activation would be the base model's, with no error."""
+    heads are skipped, would leave out: every activation would be the base model's, with no error. An X-LoRA model,
+    whose own forward computes its adapters' scalings, likewise (:func:`check_no_xlora`)."""
+    check_no_xlora(model)
     config = getattr(model, "peft_config", None)
     adapter = getattr(model, "active_adapter", None)
     active = config.get(adapter) if isinstance(config, dict) and isinstance(adapter, str) else None
@@ -126,6 +128,23 @@ def check_no_virtual_tokens(model: nn.Module) -> None:
             "virtual tokens hf_txray's forward pass does not add (it runs the transformer stack without the PEFT "
             "wrapper, whose forward adds them): the profile would be the base model's. Profile the base model, or "
             "a LoRA/IA3-adapted one (adapters on the layers themselves are read).")
+
+
+def check_no_xlora(model: nn.Module) -> None:
+    """Refuse a PEFT X-LoRA model: its own forward first runs the model with its LoRA adapters disabled, has its
+    classifier compute per-token scalings of the adapters from those hidden states, and injects them into every LoRA
+    layer for the real pass. Run without that forward (the profiled stack alone, or a layer alone for output
+    effects), each layer applies every adapter at full weight: another model, with no error (a tiny Llama's profile
+    moved 118 cells against its own forward's activations)."""
+    config = getattr(model, "peft_config", None)
+    if isinstance(config, dict) and any(getattr(getattr(c, "peft_type", None), "value", None) == "XLORA"
+                                        for c in config.values()):
+        raise ModelError(
+            f"{type(model).__name__} runs a PEFT X-LoRA adapter, whose scalings of its LoRA adapters its own forward "
+            "computes (a first pass with the adapters disabled, then its classifier) and hf_txray does not run (it "
+            "runs the transformer stack, or a layer, without the PEFT wrapper): every adapter would be read at full "
+            "weight. Profile one of its LoRA adapters (a PeftModel of it alone, which can be merged), or the base "
+            "model.")
 
 
 def profiled_body(model: nn.Module, sites: list[Site]) -> nn.Module:

@@ -120,6 +120,25 @@ def test_prompt_learning_is_refused_not_profiled_without_its_virtual_tokens(conf
         hf_txray.analyze(wrapped, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
 
 
+def test_an_xlora_model_is_refused_as_its_own_forward_computes_its_scalings(tmp_path):
+    """X-LoRA's PeftModel forward computes per-token scalings of its LoRA adapters (a first pass with them disabled,
+    then its classifier) and injects them into the LoRA layers; the profiled stack run alone applied every adapter at
+    full weight: 118 of a tiny Llama's cells moved against its own forward's activations, with no error."""
+    adapters = {}
+    for name in ("0", "1"):  # X-LoRA's own names for its adapters
+        lora = peft.LoraConfig(r=4, target_modules=["down_proj", "up_proj"], init_lora_weights=False)
+        peft.get_peft_model(tiny_llama_lm(seed=int(name)), lora).save_pretrained(tmp_path / name)
+        adapters[name] = str(tmp_path / name)
+    base = tiny_llama_lm()
+    base.config.use_cache = False
+    config = peft.XLoraConfig(task_type="CAUSAL_LM", hidden_size=32, adapters=adapters, xlora_depth=1)
+    wrapped = peft.get_peft_model(base, config).eval()
+    with pytest.raises(ModelError, match=r"PEFT X-LoRA adapter, whose scalings.*at full weight"):
+        hf_txray.analyze(wrapped, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
+    with pytest.raises(ModelError, match=r"PEFT X-LoRA adapter"):
+        hf_txray.output_effects_table(wrapped, k=5)
+
+
 def test_txray_trainer_refuses_a_prompt_learning_model_before_training(tmp_path):
     """Under TXRayTrainer every snapshot of a prompt-tuning run was the base model's: a report of step 0 against
     step 20 said nothing changed while the trained prompt moved a third of the cells."""
