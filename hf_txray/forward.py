@@ -115,9 +115,9 @@ def own_forward(module: nn.Module):
 def check_no_virtual_tokens(model: nn.Module) -> None:
     """Refuse a PEFT prompt-learning model (prompt, prefix, P-tuning): its own forward adds virtual tokens (prepended
     embeddings, or keys and values in every attention) that the profiled stack, run without the wrapper so that
-    heads are skipped, would leave out: every activation would be the base model's, with no error. An X-LoRA model,
-    whose own forward computes its adapters' scalings, likewise (:func:`check_no_xlora`)."""
-    check_no_xlora(model)
+    heads are skipped, would leave out: every activation would be the base model's, with no error. X-LoRA and aLoRA
+    models, whose adapters take effect from that forward, likewise (:func:`check_no_forward_adapters`)."""
+    check_no_forward_adapters(model)
     config = getattr(model, "peft_config", None)
     adapter = getattr(model, "active_adapter", None)
     active = config.get(adapter) if isinstance(config, dict) and isinstance(adapter, str) else None
@@ -130,21 +130,48 @@ def check_no_virtual_tokens(model: nn.Module) -> None:
             "a LoRA/IA3-adapted one (adapters on the layers themselves are read).")
 
 
-def check_no_xlora(model: nn.Module) -> None:
-    """Refuse a PEFT X-LoRA model: its own forward first runs the model with its LoRA adapters disabled, has its
-    classifier compute per-token scalings of the adapters from those hidden states, and injects them into every LoRA
-    layer for the real pass. Run without that forward (the profiled stack alone, or a layer alone for output
-    effects), each layer applies every adapter at full weight: another model, with no error (a tiny Llama's profile
-    moved 118 cells against its own forward's activations)."""
+def check_no_forward_adapters(model: nn.Module) -> None:
+    """Refuse a PEFT model whose adapters take their effect from the ``PeftModel``'s own forward, which hf_txray
+    does not run (it runs the transformer stack, or a layer alone for output effects, so that heads are skipped):
+
+    * X-LoRA: its forward first runs the model with its LoRA adapters disabled, has its classifier compute per-token
+      scalings of the adapters from those hidden states, and injects them into every LoRA layer for the real pass.
+      Run without it, each layer applies every adapter at full weight (a tiny Llama's profile moved 118 cells
+      against its own forward's activations);
+    * Activated LoRA (aLoRA, ``alora_invocation_tokens``) in a ``PeftModel``: its forward finds the invocation
+      tokens in each text and passes the offset from which the adapter applies to the LoRA layers; run without it,
+      the adapter never applies (a tiny Llama's profile was the base model's, 36 cells away from its own forward's).
+
+    Both gave another model's numbers with no error.
+
+    Raises:
+        ModelError: `model` is such a model.
+    """
     config = getattr(model, "peft_config", None)
-    if isinstance(config, dict) and any(getattr(getattr(c, "peft_type", None), "value", None) == "XLORA"
-                                        for c in config.values()):
+    if not isinstance(config, dict):
+        return
+    where = ("hf_txray does not run it (it runs the transformer stack, or a layer, without the PEFT wrapper)")
+    if any(getattr(getattr(c, "peft_type", None), "value", None) == "XLORA" for c in config.values()):
         raise ModelError(
             f"{type(model).__name__} runs a PEFT X-LoRA adapter, whose scalings of its LoRA adapters its own forward "
-            "computes (a first pass with the adapters disabled, then its classifier) and hf_txray does not run (it "
-            "runs the transformer stack, or a layer, without the PEFT wrapper): every adapter would be read at full "
-            "weight. Profile one of its LoRA adapters (a PeftModel of it alone, which can be merged), or the base "
-            "model.")
+            f"computes (a first pass with the adapters disabled, then its classifier), and {where}: every adapter "
+            "would be read at full weight. Profile one of its LoRA adapters (a PeftModel of it alone, which can be "
+            "merged), or the base model.")
+    if not callable(getattr(model, "get_base_model", None)):
+        return  # a transformers model given adapters with load_adapter: its forward applies no aLoRA offsets either
+    try:
+        active = model.active_adapters
+    except (AttributeError, ValueError):
+        active = getattr(model, "active_adapter", None)
+    names = [active] if isinstance(active, str) else list(active) if isinstance(active, (list, tuple)) else []
+    alora = [name for name in names if getattr(config.get(name), "alora_invocation_tokens", None)]
+    if alora:
+        raise ModelError(
+            f"{type(model).__name__} runs an Activated LoRA (aLoRA) adapter ({alora[0]!r}, with "
+            "alora_invocation_tokens), which applies only from its invocation tokens on: its own forward finds them "
+            f"in each text and passes where they start to the LoRA layers, and {where}: the adapter would never "
+            "apply, and the profile would be the base model's. Profile the base model, or the adapter as plain "
+            "LoRA (the same weights in a LoraConfig without alora_invocation_tokens), which applies at every token.")
 
 
 def profiled_body(model: nn.Module, sites: list[Site]) -> nn.Module:

@@ -50,7 +50,7 @@ from torch import nn
 from .counts import check_count, refuse_repeats
 from .errors import ConfigurationError, ModelError
 from .distributed import input_device, refuse_offloaded
-from .forward import check_no_xlora, on_own_default_device, own_forward, own_precision, weights_dtype
+from .forward import check_no_forward_adapters, on_own_default_device, own_forward, own_precision, weights_dtype
 from .hooks import HookSpec, call_order, module_hooks, module_tensors
 from .indices import whole_numbers
 from .architectures import hidden_size
@@ -274,9 +274,10 @@ def readout(model: nn.Module, stack: str | None = None) -> Readout:
     """The final norm's scale, any LM-head transform, and the unembedding of `model`.
 
     Raises:
-        ModelError: the model has no LM head, or is a PEFT X-LoRA model (:func:`~hf_txray.forward.check_no_xlora`).
+        ModelError: the model has no LM head, or is a PEFT X-LoRA or aLoRA model
+            (:func:`~hf_txray.forward.check_no_forward_adapters`).
     """
-    check_no_xlora(model)  # its LoRA layers run alone would apply every adapter at full weight
+    check_no_forward_adapters(model)  # X-LoRA's, aLoRA's layers run alone: every adapter at full weight, none
     head = _output_embedding(model)
     unembedding = linear_weight(head) if linear_dims(head) is not None else head.weight.detach()
     hidden = int(unembedding.shape[1])

@@ -139,6 +139,20 @@ def test_an_xlora_model_is_refused_as_its_own_forward_computes_its_scalings(tmp_
         hf_txray.output_effects_table(wrapped, k=5)
 
 
+def test_an_activated_lora_model_is_refused_as_its_own_forward_places_the_adapter():
+    """aLoRA's PeftModelForCausalLM forward finds the invocation tokens in each text and passes the offsets from
+    which the adapter applies to the LoRA layers; the profiled stack run alone passed none, so the adapter never
+    applied: the profile was the base model's, 36 cells of site='mlp' away from the model's own activations."""
+    invocation = bpe_tokenizer()(" the")["input_ids"]
+    config = peft.LoraConfig(r=4, target_modules=["down_proj", "up_proj"], alora_invocation_tokens=invocation,
+                             init_lora_weights=False, task_type="CAUSAL_LM")
+    wrapped = peft.get_peft_model(tiny_llama_lm(), config).eval()
+    with pytest.raises(ModelError, match=r"Activated LoRA \(aLoRA\) adapter \('default'.*never apply"):
+        hf_txray.analyze(wrapped, SAMPLE_TEXTS, tokenizer=bpe_tokenizer(), **OPTIONS)
+    with pytest.raises(ModelError, match=r"Activated LoRA"):
+        hf_txray.output_effects_table(wrapped, k=5)
+
+
 def test_txray_trainer_refuses_a_prompt_learning_model_before_training(tmp_path):
     """Under TXRayTrainer every snapshot of a prompt-tuning run was the base model's: a report of step 0 against
     step 20 said nothing changed while the trained prompt moved a third of the cells."""
