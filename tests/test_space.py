@@ -1008,7 +1008,7 @@ def test_view_reads_each_stage_with_its_own_layers(tmp_path):
                 assert same(stats.loc[profile.stage, "mass"], want["mass"])
                 got = viewer.examples_table(view, layer, neuron, [profile.stage])
                 assert len(got) == len(profile.top_examples(layer, neuron))
-    with pytest.raises(ConfigurationError, match="Layer 0 was not profiled in stage 'top'"):
+    with pytest.raises(ConfigurationError, match="Layer 0 was not profiled at stage 'top' \\(its layers: \\[1\\]\\)"):
         viewer.neuron_stats(view, 0, neuron, ["top"])
 
 def test_overview_figures_are_of_the_results_read(results, tmp_path):

@@ -12,12 +12,14 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 import hf_txray
 from hf_txray.summary import neuron_card, neuron_summary
-from models import SAMPLE_TEXTS, bert_tokenizer
+import reference
+from models import SAMPLE_TEXTS, bert_tokenizer, bpe_tokenizer, tiny_llama_lm
 from space_helpers import BROWSER_ARGS, CHROMIUM, frame, opened_client, serve
 
 gradio = pytest.importorskip("gradio", reason="the Space needs gradio: pip install -e '.[space]'")
@@ -253,3 +255,72 @@ def test_live_tab_defaults_to_a_layer_of_its_stage(pages, tmp_path):
     assert view.layers == [0, 1] and app.live_tab_layers(view) == [0]
     message, *_ = app.live_text(source, LIVE_TEXT, None, None, app.AttributionModel((model, bert_tokenizer())))
     assert "credited at layer 0" in message
+
+
+# ----- stages profiled on different layers ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def layered(tmp_path_factory):
+    """One tiny Llama LM profiled at three stages on different layers ('first' on [0], 'both' on [0, 1], 'last' on
+    [1]), with output effects, saved together."""
+    model, tokenizer = tiny_llama_lm(0), bpe_tokenizer()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_TXRAY_CACHE", str(tmp_path_factory.mktemp("txray-cache")))
+        run = lambda stage, layers: hf_txray.analyze(  # noqa: E731
+            model, SAMPLE_TEXTS, tokenizer=tokenizer, features=("token",), stage=stage, layers=layers,
+            output_effects=True, output_effects_k=3, show_progress=False)
+        profiles = {p.stage: p for p in (run("first", [0]), run("both", [0, 1]), run("last", [1]))}
+    folder = hf_txray.save_to_disk(tmp_path_factory.mktemp("layered") / "results", list(profiles.values()),
+                                   plots=False)
+    return model, tokenizer, profiles, str(folder)
+
+
+def test_the_neuron_page_of_a_layer_one_stage_lacks_shows_the_other_and_says_why(layered):
+    """Helper 440: with stage 'first' profiled on layer 0 only and 'both' on layers 0 and 1, the Neuron tab of a
+    layer-1 neuron with stages 'first' and 'both' failed as a whole with Profile.feature_stats' "Layer 1 was not
+    profiled; its layers: [0] (or negative indices, counted from the last of them).", which named no stage (the
+    summary, facts and histogram of the neuron page too). It now shows what 'both' holds, checked against a
+    brute-force count, and says for 'first' that layer 1 was not profiled there."""
+    from hf_txray import viewer
+    from hf_txray.viewer import app
+
+    model, tokenizer, profiles, source = layered
+    ref = reference.reference_profile(model, tokenizer, SAMPLE_TEXTS, feature_types=("token",))
+    neuron = max(range(profiles["both"].num_neurons), key=lambda n: (ref.neuron_count[1, n], -n))
+    note = "layer 1 was not profiled at stage 'first' (its layers: [0])"
+    title, stats, comparison, _, shown_a, shown_b, examples, distributions = app.show_neuron(
+        source, 1, neuron, "first", "both")
+    assert title == f"Layer 1, neuron {neuron}: shown at stage 'both' only, as {note}."
+    stats = stats.set_index("stage")
+    assert stats.loc["first", "status"] == "layer not profiled" and pd.isna(stats.loc["first", "count"])
+    assert stats.loc["both", "count"] == ref.neuron_count[1, neuron] > 0
+    assert stats.loc["both", "mass"] == pytest.approx(ref.neuron_mass[1, neuron], rel=1e-3)
+    assert not len(comparison)  # compare refuses profiles of different layers
+    assert shown_a == [(f"No examples: {note}.", None)] and shown_b[0][0].startswith("#1 ")
+    best = ref.top_examples(len(examples))[1, neuron]
+    assert set(examples["stage"]) == {"both"}
+    np.testing.assert_allclose(examples["activation"], [e.activation for e in best], rtol=1e-3)
+    mine = {value: count for (la, ne, value), count in ref.count["token"].items() if (la, ne) == (1, neuron)}
+    assert set(distributions["stage"]) == {"both"}
+    assert dict(zip(distributions["feature"], distributions["count"])) == {
+        f: mine[f] for f in distributions["feature"]}
+    summary, message, outputs, _, facts = app.show_neuron_page(source, 1, neuron, "first", "both")
+    assert summary.split("\n")[0] == f"first: {note}."
+    assert summary.split("\n")[1].startswith("both: Wins ")
+    assert message.endswith(f" {note[0].upper()}{note[1:]}.")
+    effects = profiles["both"].output_effects
+    want = effects[(effects["layer"] == 1) & (effects["neuron"] == neuron) & (effects["direction"] == "promoted")]
+    assert set(outputs["stage"]) == {"both"} and list(outputs["promoted"]) == list(want["token"])
+    assert list(facts["stage"]) == ["both"] and facts["credits"].iat[0] == ref.neuron_count[1, neuron]
+
+    # a stage profiled on layer 1 alone, at layer 0
+    title = app.show_neuron(source, 0, neuron, "last", "both")[0]
+    assert "shown at stage 'both' only, as layer 0 was not profiled at stage 'last' (its layers: [1])." in title
+    # neither stage of the pair holds the layer: nothing to show, one error naming the stage and its layers
+    message = ("Layer 1 was not profiled at stage 'first' (its layers: [0]): pick one of its layers, or a stage "
+               "profiled on layer 1 ('both', 'last').")
+    for call in (app.show_neuron, app.show_neuron_page):
+        with pytest.raises(hf_txray.ConfigurationError, match=re.escape(message)):
+            call(source, 1, neuron, "first", "first")
+    view = viewer.open_results(source)
+    with pytest.raises(hf_txray.ConfigurationError, match="Layer 1 was not profiled in stage 'first'"):
+        viewer.neuron_features(view, "first", "token", 1, neuron)

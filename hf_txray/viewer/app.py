@@ -362,13 +362,18 @@ def show_neuron(source: str, layer: Any, neuron: Any, stage_a: str, stage_b: str
     layer, neuron = view.check_neuron(layer, neuron)
     if not stage_a or not stage_b:
         raise ConfigurationError("Pick stage A and stage B.")
+    shown = view.stages_with_layer(layer, [stage_a, stage_b])  # raised when neither stage was profiled on the layer
+    missing = [m for m in (view.layer_missing(s, layer) for s in dict.fromkeys([stage_a, stage_b])) if m]
     status = neuron_view.neuron_status(view, layer, neuron, stage_a, stage_b)
     comparison = neuron_view.neuron_comparison(view, layer, neuron, stage_a, stage_b)
     h = ", ".join(f"{ft} {v:.3f}" for ft, v in zip(comparison["feature type"], comparison["hellinger"]) if v == v)
     refused = view.comparison_refused(stage_a, stage_b)
     pruned = neuron_view.pruned_numbering(view, layer, neuron, [stage_a, stage_b])  # mode="remove" renumbers
     name = f"Layer {layer}, neuron {neuron}" + (f" (pruned model: {pruned})" if pruned else "")
-    title = (f"{name}: stage A ({stage_a}) and stage B ({stage_b}) cannot be compared, each is shown on its own. "
+    # a stage profiled on other layers: what the other stage holds, and why this one shows nothing (compare refuses
+    # profiles of different layers, so its refusal says no more)
+    title = (f"{name}: shown at stage {shown[0]!r} only, as {'; '.join(missing)}." if missing else
+             f"{name}: stage A ({stage_a}) and stage B ({stage_b}) cannot be compared, each is shown on its own. "
              f"{refused}" if refused else
              f"{name}: {status} from stage A ({stage_a}) to stage B ({stage_b}). "
              f"Hellinger distance: {h or 'none (the neuron is not credited in both stages)'}.")
@@ -532,6 +537,9 @@ def show_neuron_page(source: str, layer: Any, neuron: Any, stage_a: str, stage_b
     message = (f"Tokens layer {layer}, neuron {neuron} pushes up (promoted) and down (suppressed): its "
                "down-projection column through the final norm's scale and the unembedding (Geva et al., 2022)."
                if len(outputs) else neuron_view.NO_OUTPUT_EFFECTS)
+    missing = [m for m in (view.layer_missing(s, layer) for s in dict.fromkeys(stages)) if m]
+    if missing:  # a stage profiled on other layers has no effects of this layer, whatever it stored
+        message += "".join(f" {m[0].upper()}{m[1:]}." for m in missing)
     histogram = neuron_view.histogram_data(view, layer, neuron, stages)
     return (neuron_view.neuron_summary(view, layer, neuron, stage_a, stage_b), message, outputs,
             _chart(figures.histogram_chart(view, layer, neuron, stage_a, stage_b, data=histogram)),

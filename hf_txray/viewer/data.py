@@ -223,6 +223,45 @@ class ResultsView:
                                      f"(0 to {self.num_neurons - 1}).")
         return layer_i, neuron_i
 
+    def stage_layers(self, stage: str) -> list[int] | None:
+        """The layers `stage` was profiled on: its profile's, else those of a report that covers it (a stage only
+        known from a report); None for a stage of neither."""
+        if stage in self.profiles:
+            return [int(layer) for layer in self.profiles[stage].meta.layers]
+        report = next((r for r in self.reports.values() if stage in (r.meta.stage_a, r.meta.stage_b)), None)
+        return None if report is None else [int(layer) for layer in report.meta.layers]
+
+    def layer_missing(self, stage: str, layer: int) -> str | None:
+        """``"layer L was not profiled at stage 'x' (its layers: [...])"`` when `stage` lacks `layer` (stages may
+        have been profiled on different layers: :attr:`layers` is their union), else None (it holds the layer, or
+        is no stage of these results)."""
+        layers = self.stage_layers(stage)
+        if layers is None or layer in layers:
+            return None
+        return f"layer {layer} was not profiled at stage {stage!r} (its layers: {layers})"
+
+    def stages_with_layer(self, layer: int, stages: Sequence[str]) -> list[str]:
+        """`stages` (each once, in order) but those that lack `layer` (:meth:`layer_missing`): what the neuron page
+        shows of a layer one stage of the pair was not profiled on, saying so for the other
+        (:meth:`layer_missing`); the neuron page failed there with ``Profile.feature_stats``' "Layer 1 was not
+        profiled; its layers: [0]", which named no stage.
+
+        Raises:
+            ConfigurationError: every stage of `stages` lacks the layer (nothing to show), naming each with its
+                layers and the stages that hold it.
+        """
+        stages = list(dict.fromkeys(stages))
+        held = [s for s in stages if self.layer_missing(s, layer) is None]
+        if stages and not held:
+            notes = "; ".join(str(self.layer_missing(s, layer)) for s in stages)
+            holders = [s for s in self.stages if self.layer_missing(s, layer) is None
+                       and self.stage_layers(s) is not None]
+            whose = "its" if len(stages) == 1 else "their"
+            raise ConfigurationError(f"{notes[0].upper()}{notes[1:]}: pick one of {whose} layers, or "
+                                     + (f"a stage profiled on layer {layer} ({', '.join(map(repr, holders))})."
+                                        if holders else f"another layer ({self.layers})."))
+        return held
+
     def row(self, layer: int, neuron: int, stage: str | None = None) -> int:
         """The row of (layer, neuron) in the tables of `stage` (its profile's layers), or of the first profile or
         report when `stage` is None.

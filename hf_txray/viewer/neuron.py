@@ -17,6 +17,7 @@ from .data import ResultsView, display_value, rounded
 
 
 NOT_COMPARABLE = "not comparable"  # the status of a neuron between two stages compare refuses
+LAYER_NOT_PROFILED = "layer not profiled"  # the status of a neuron at a stage profiled on other layers
 
 
 # ----- one neuron ------------------------------------------------------------------------------------------------
@@ -24,11 +25,21 @@ def neuron_stats(view: ResultsView, layer: int, neuron: int, stages: Iterable[st
     """The neuron's stats per stage: credited or dead, mass, count, per feature type length, entropy, top value.
 
     The status says "credited" (credited at least once), as ``hf-txray show``, the overview's "credited neurons" and
-    the README name the count, where the saved ``neuron_cards`` table keeps its value ``"active"``."""
+    the README name the count, where the saved ``neuron_cards`` table keeps its value ``"active"``; a stage profiled
+    on other layers (:meth:`ResultsView.layer_missing`) has the status "layer not profiled" and no numbers.
+
+    Raises:
+        ConfigurationError: no stage of `stages` was profiled on the layer
+            (:meth:`~hf_txray.viewer.data.ResultsView.stages_with_layer`).
+    """
     layer, neuron = view.check_neuron(layer, neuron)
+    stages = list(dict.fromkeys(stages))
+    view.stages_with_layer(layer, stages)
     rows = []
-    for stage in dict.fromkeys(stages):
-        if stage in view.profiles:
+    for stage in stages:
+        if view.layer_missing(stage, layer):
+            row = {"stage": stage, "status": LAYER_NOT_PROFILED}
+        elif stage in view.profiles:
             stats = view.stat_row(stage, layer, neuron)
             row = {"stage": stage, "status": "credited" if stats["count"] > 0 else "dead", **stats}
         else:  # a stage only known from a report: what the report holds
@@ -39,7 +50,10 @@ def neuron_stats(view: ResultsView, layer: int, neuron: int, stages: Iterable[st
                    "mass": float(line[f"mass_{side}"]), "count": int(line[f"count_{side}"])}
             row.update({f"length_{ft}": int(line[f"length_{side}_{ft}"]) for ft in report.meta.feature_types})
         rows.append(row)
-    return rounded(pd.DataFrame(rows))
+    frame = pd.DataFrame(rows)
+    if frame["status"].eq(LAYER_NOT_PROFILED).any():  # counts stay whole numbers beside that stage's missing ones
+        frame = frame.astype({c: "Int64" for c in frame.columns if c == "count" or c.startswith("length_")})
+    return rounded(frame)
 
 
 def neuron_status(view: ResultsView, layer: int, neuron: int, stage_a: str, stage_b: str) -> str:
@@ -106,7 +120,14 @@ def neuron_comparison(view: ResultsView, layer: int, neuron: int, stage_a: str, 
 def neuron_features(view: ResultsView, stage: str, feature_type: str, layer: int,
                     neuron: int) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """A neuron's credited values of one feature type: (values, mass, count, probability), most mass first (ties
-    by value): ``Profile.feature_stats`` as columns."""
+    by value): ``Profile.feature_stats`` as columns.
+
+    Raises:
+        ConfigurationError: `stage` was not profiled on the layer (named with the stage and its layers:
+            ``Profile.feature_stats`` named neither), or has no profile or no such feature type.
+    """
+    layer, neuron = view.check_neuron(layer, neuron)
+    view.row(layer, neuron, stage)
     stats = view.profile(stage).feature_stats(layer, neuron, view._feature(stage, feature_type))
     return (stats["feature"].tolist(), stats["mass"].to_numpy(np.float64), stats["count"].to_numpy(np.int64),
             stats["probability"].to_numpy(np.float64))
@@ -117,10 +138,11 @@ def neuron_distributions(view: ResultsView, layer: int, neuron: int, stages: Ite
     """Long table for the bar charts: per feature type, the union of each stage's `top` values.
 
     Columns: feature type, feature, stage, probability, mass, count (0 where a stage never credited the value).
-    Values are ordered by their highest probability in any stage.
+    Values are ordered by their highest probability in any stage. A stage profiled on other layers has no rows
+    (:meth:`~hf_txray.viewer.data.ResultsView.stages_with_layer`: raised when no stage was profiled on the layer).
     """
     layer, neuron = view.check_neuron(layer, neuron)
-    stages = [s for s in dict.fromkeys(stages) if s in view.profiles]
+    stages = [s for s in view.stages_with_layer(layer, stages) if s in view.profiles]
     types = list(feature_types) if feature_types else display_order(view.feature_types, view.feature_kinds)
     columns: dict[str, list] = {c: [] for c in ("feature type", "feature", "stage", "probability", "mass", "count")}
     for ft in types:
@@ -173,6 +195,9 @@ def highlighted_examples(view: ResultsView, stage: str, layer: int, neuron: int,
     layer, neuron = view.check_neuron(layer, neuron)
     if stage not in view.profiles:
         return [(f"No profile for stage {stage} in these results: no examples.", None)]
+    missing = view.layer_missing(stage, layer)
+    if missing:
+        return [(f"No examples: {missing}.", None)]
     ex = view.example_columns(stage, layer, neuron)
     if limit:
         ex = {c: v[:limit] for c, v in ex.items()}
@@ -196,10 +221,11 @@ def highlighted_examples(view: ResultsView, stage: str, layer: int, neuron: int,
 
 def examples_table(view: ResultsView, layer: int, neuron: int, stages: Iterable[str]) -> pd.DataFrame:
     """Top examples of the neuron in each stage: stage, rank, activation, token, left and right context (as
-    :func:`~hf_txray.tables.shown_example` shows them: one line)."""
+    :func:`~hf_txray.tables.shown_example` shows them: one line); none of a stage profiled on other layers (raised
+    when no stage was profiled on the layer: :meth:`~hf_txray.viewer.data.ResultsView.stages_with_layer`)."""
     layer, neuron = view.check_neuron(layer, neuron)
     columns: dict[str, list] = {c: [] for c in ("stage", "rank", "activation", "token", "left", "right")}
-    for stage in dict.fromkeys(stages):
+    for stage in view.stages_with_layer(layer, stages):
         if stage in view.profiles:
             ex = view.example_columns(stage, layer, neuron)
             columns["stage"] += [stage] * len(ex["rank"])
@@ -220,19 +246,29 @@ NO_OUTPUT_EFFECTS = ("No output effects for this stage: profile with analyze(...
 def neuron_summary(view: ResultsView, layer: int, neuron: int, stage_a: str, stage_b: str) -> str:
     """The plain-words summary of the neuron at each profiled stage of the pair, one line each: each stage's
     :class:`~hf_txray.summary.NeuronCard` summary; the change clause comes from the pair's report (on stage B) when it
-    has significance columns (``changed_<ft>``, ``p_hellinger_<ft>``)."""
+    has significance columns (``changed_<ft>``, ``p_hellinger_<ft>``). A stage profiled on other layers says so
+    (``"a: layer 1 was not profiled at stage 'a' (its layers: [0])."``).
+
+    Raises:
+        ConfigurationError: neither stage was profiled on the layer
+            (:meth:`~hf_txray.viewer.data.ResultsView.stages_with_layer`).
+    """
     from ..summary import neuron_card
 
     from ..display import report_neuron_text
 
     layer, neuron = view.check_neuron(layer, neuron)
+    view.stages_with_layer(layer, [stage_a, stage_b])
     report = view.report_for(stage_a, stage_b)
     lines = []
     for stage in dict.fromkeys([stage_a, stage_b]):
-        if stage in view.profiles:
+        missing = view.layer_missing(stage, layer)
+        if missing:
+            lines.append(f"{stage}: {missing}.")
+        elif stage in view.profiles:
             reports = [report] if report is not None and stage == stage_b else []  # the change is said once
             lines.append(f"{stage}: {neuron_card(view.profile(stage), layer, neuron, reports=reports).summary}")
-    if report is not None and stage_b not in view.profiles:
+    if report is not None and stage_b not in view.profiles and not view.layer_missing(stage_b, layer):
         # the report holds the neuron's status, credits, Hellinger distances, p-values and changed flags even where
         # the stages' profiles are not at hand: said as `hf-txray show REPORT --neuron L:N` says them
         lines.append(report_neuron_text(report, layer, neuron))
@@ -242,11 +278,13 @@ def neuron_summary(view: ResultsView, layer: int, neuron: int, stage_a: str, sta
 def neuron_output_effects(view: ResultsView, layer: int, neuron: int, stages: Iterable[str],
                           k: int = 10) -> pd.DataFrame:
     """Per stage, the neuron's top `k` promoted and suppressed tokens side by side: stage, rank, promoted,
-    logit (promoted), suppressed, logit (suppressed). Empty when no stage has output effects."""
+    logit (promoted), suppressed, logit (suppressed). Empty when no stage has output effects; none of a stage
+    profiled on other layers (raised when no stage was profiled on the layer:
+    :meth:`~hf_txray.viewer.data.ResultsView.stages_with_layer`)."""
     layer, neuron = view.check_neuron(layer, neuron)
     columns = ["stage", "rank", "promoted", "logit +", "suppressed", "logit -"]
     rows = []
-    for stage in dict.fromkeys(stages):
+    for stage in view.stages_with_layer(layer, stages):
         effects = view.profiles[stage].output_effects if stage in view.profiles else None
         if effects is None:
             continue
@@ -262,12 +300,13 @@ def activation_facts(view: ResultsView, layer: int, neuron: int, stages: Iterabl
     """Per stage: credits, profiled positions, win rate (credits / positions), the token position that gave the
     neuron the most mass and that position's share of its mass (the first-position effect); both missing (drawn
     "–") at a stage where the neuron took no mass, whose card says position -1 and share 0 (the table showed them
-    as a position and a share, helper 306)."""
+    as a position and a share, helper 306). No row for a stage profiled on other layers (raised when no stage was
+    profiled on the layer: :meth:`~hf_txray.viewer.data.ResultsView.stages_with_layer`)."""
     from ..summary import neuron_card
 
     layer, neuron = view.check_neuron(layer, neuron)
     rows = []
-    for stage in dict.fromkeys(stages):
+    for stage in view.stages_with_layer(layer, stages):
         if stage not in view.profiles:
             continue
         profile = view.profile(stage)
@@ -286,10 +325,12 @@ def activation_facts(view: ResultsView, layer: int, neuron: int, stages: Iterabl
 def histogram_data(view: ResultsView, layer: int, neuron: int, stages: Iterable[str]) -> pd.DataFrame:
     """The neuron's credited-activation histogram per stage: stage, low, high (finite, to draw: the open-ended
     outer bins get one more bin width), range (the bin in words: ``"< 0.001"`` and ``">= 1e+04"`` for the open
-    ones), count; bins between the first and last non-empty bin of any stage."""
+    ones), count; bins between the first and last non-empty bin of any stage. None of a stage profiled on other
+    layers (raised when no stage was profiled on the layer:
+    :meth:`~hf_txray.viewer.data.ResultsView.stages_with_layer`)."""
     layer, neuron = view.check_neuron(layer, neuron)
     parts = []
-    for stage in dict.fromkeys(stages):
+    for stage in view.stages_with_layer(layer, stages):
         profile = view.profiles.get(stage)
         if profile is None or profile.activation_histogram is None:
             continue
