@@ -465,22 +465,25 @@ def test_a_negative_or_absent_layer_filter_is_read_as_the_transfer_table_reads_i
         for given in (-1, "-1"):
             got = search(given)
             assert got[0] == expected[0] and got[1].equals(expected[1]), given
-        with pytest.raises(ConfigurationError, match=r"Layer 5 is not a layer of this table"):
+        with pytest.raises(ConfigurationError, match=re.escape(f"Layer 5 is not a layer of report {report.name!r}")):
             search(5)
 
 
 def test_the_viewer_says_an_absent_or_boolean_layer_one_way(app, results):
     """The Transfer table said an absent layer "is not in this report" (the report's own wording) where the searches
     said "is not a layer of this table"; a layer True was "a boolean mask of 1 entries" (indices.whole_numbers'
-    message for arrays)."""
+    message for arrays). Helper 440: "this table" named neither the report nor the stage, whose layers may differ
+    from another stage's; it names them now."""
     a, b, report, folder = results
-    calls = (lambda layer: app.show_transfer(str(folder), report.name, "pos", "most", 1, 20, layer),
-             lambda layer: app.search_status(str(folder), report.name, "shared", layer),
-             lambda layer: app.search_hellinger(str(folder), report.name, "pos", 0.0, 1.0, layer),
-             lambda layer: app.search_feature(str(folder), a.meta.stage, "pos", "NOUN", "mass", 1, 20, layer))
-    for call in calls:
-        with pytest.raises(ConfigurationError, match=re.escape(f"Layer 5 is not a layer of this table; its layers: "
-                                                               f"{list(report.meta.layers)}")):
+    calls = ((lambda layer: app.show_transfer(str(folder), report.name, "pos", "most", 1, 20, layer), "report"),
+             (lambda layer: app.search_status(str(folder), report.name, "shared", layer), "report"),
+             (lambda layer: app.search_hellinger(str(folder), report.name, "pos", 0.0, 1.0, layer), "report"),
+             (lambda layer: app.search_feature(str(folder), a.meta.stage, "pos", "NOUN", "mass", 1, 20, layer),
+              "stage"))
+    for call, what in calls:
+        name = report.name if what == "report" else a.meta.stage
+        with pytest.raises(ConfigurationError, match=re.escape(f"Layer 5 is not a layer of {what} {name!r}; its "
+                                                               f"layers: {list(report.meta.layers)}")):
             call(5)
         with pytest.raises(ConfigurationError, match=r"^The layer number must be an integer, got True\.$"):
             call(True)

@@ -324,3 +324,17 @@ def test_the_neuron_page_of_a_layer_one_stage_lacks_shows_the_other_and_says_why
     view = viewer.open_results(source)
     with pytest.raises(hf_txray.ConfigurationError, match="Layer 1 was not profiled in stage 'first'"):
         viewer.neuron_features(view, "first", "token", 1, neuron)
+
+
+def test_the_search_tab_names_the_stage_a_layer_was_not_profiled_at(layered):
+    """Helper 440: the Search tab's layer filter (every layer of the results) on a layer the searched stage was not
+    profiled on said "Layer 1 is not a layer of this table; its layers: [0]", naming no stage; the Transfer tab and
+    the status and Hellinger searches name their report the same way (tests/test_space.py)."""
+    from hf_txray.viewer import app
+
+    *_, source = layered
+    with pytest.raises(hf_txray.ConfigurationError, match=re.escape(
+            "Layer 1 is not a layer of stage 'first'; its layers: [0]")):
+        app.search_feature(source, "first", "token", "Ġthe", "mass", 1, 10, 1)
+    message, table, _ = app.search_feature(source, "both", "token", "Ġthe", "mass", 1, 10, 1)
+    assert len(table) and set(table["layer"]) == {1}, message

@@ -766,11 +766,13 @@ def read_index(value: Any, what: str) -> int | None:
     return None if value is None else whole_number(value, f"The {what} number")
 
 
-def chosen_layer(layer: Any, layers: Sequence[int] | None = None) -> int | None:
+def chosen_layer(layer: Any, layers: Sequence[int] | None = None, where: str = "this table") -> int | None:
     """A layer filter's choice: None for every layer (None, an empty text or :data:`ALL_LAYERS`), else the layer as
     :func:`read_index` reads it (``int()`` read layer 1.7 as layer 1, and True as 1: helper 395), and, where `layers`
     (those of the table filtered) are given, one of them: a negative index counted from the last, as the Transfer
-    table and a probe's top neurons read it (:func:`~hf_txray.options.resolve_layer`).
+    table and a probe's top neurons read it (:func:`~hf_txray.options.resolve_layer`); `where` names what has those
+    layers in the refusal (``"report 'a->b'"``, ``"stage 'a'"``: stages may have been profiled on different layers,
+    and "is not a layer of this table" named neither).
 
     Raises:
         ConfigurationError: a fraction, a bool, a text that is no layer, or a layer not among `layers`.
@@ -780,13 +782,14 @@ def chosen_layer(layer: Any, layers: Sequence[int] | None = None) -> int | None:
     index = read_index(layer, "layer")
     if index is None:
         raise ConfigurationError(f"Pick a layer, or {ALL_LAYERS!r} for every layer (got {layer!r}).")
-    return index if layers is None else resolve_layer(layers, index, "is not a layer of this table")
+    return index if layers is None else resolve_layer(layers, index, f"is not a layer of {where}")
 
 
-def layer_filter(frame: pd.DataFrame, layer: Any, layers: Sequence[int] | None = None) -> pd.DataFrame:
+def layer_filter(frame: pd.DataFrame, layer: Any, layers: Sequence[int] | None = None,
+                 where: str = "this table") -> pd.DataFrame:
     """The rows of `frame` in the chosen layer (:func:`chosen_layer`, among `layers` where given: -1 the last of
-    them, a layer not among them refused; it listed no row), all of them for every layer."""
-    chosen = chosen_layer(layer, layers)
+    them, a layer not among them refused, naming `where`; it listed no row), all of them for every layer."""
+    chosen = chosen_layer(layer, layers, where)
     return frame if chosen is None else frame[frame["layer"] == chosen]
 
 

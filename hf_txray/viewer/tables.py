@@ -139,7 +139,7 @@ def search_feature(view: ResultsView, stage: str, feature_type: str, value: str,
         "count": count, "neuron mass": stats["mass"].to_numpy(), "neuron count": stats["count"].to_numpy(),
         f"top {feature_type}": stats[f"top_{feature_type}"].to_numpy(),
     })
-    frame = layer_filter(frame, layer, list(profile.meta.layers))
+    frame = layer_filter(frame, layer, list(profile.meta.layers), f"stage {stage!r}")
     other = "mass" if by == "probability" else "probability"
     frame = frame.sort_values([by, other, "layer", "neuron"], ascending=[False, False, True, True], kind="stable")
     return first_rows(frame, n, rounded)
@@ -174,7 +174,8 @@ def search_status(view: ResultsView, report_name: str, status: str, n: int = 200
     if status not in STATUSES:
         raise ConfigurationError(f"Status must be one of {', '.join(STATUSES)}, not {status!r}.")
     report = view.report(report_name)
-    frame = layer_filter(report.neurons[report.neurons["status"] == status], layer, report.meta.layers)
+    frame = layer_filter(report.neurons[report.neurons["status"] == status], layer, report.meta.layers,
+                         f"report {report.name!r}")
     order = (frame["mass_a"] + frame["mass_b"]).to_numpy()
     frame = frame.iloc[np.lexsort((frame["neuron"].to_numpy(), frame["layer"].to_numpy(), -order))]
     return first_rows(frame[_report_columns(report)], n, rounded)
@@ -196,7 +197,7 @@ def search_hellinger(view: ResultsView, report_name: str, feature_type: str, low
     h = display_values(report.neurons[column].to_numpy())  # the values as shown: a shown value typed as an end is in
     enough = report.enough_credits(feature_type, int(min_count or 1))  # with a value of it, as the rankings
     frame = layer_filter(report.neurons[~np.isnan(h) & (h >= low) & (h <= high) & enough.to_numpy()], layer,
-                         report.meta.layers)
+                         report.meta.layers, f"report {report.name!r}")
     frame = frame.sort_values([column, "layer", "neuron"], ascending=[False, True, True], kind="stable")
     columns = _report_columns(report) + [f"hellinger_length_{feature_type}", f"length_shift_{feature_type}"]
     columns += [c for c in (f"p_hellinger_{feature_type}", f"changed_{feature_type}") if c in report.neurons]
@@ -214,7 +215,7 @@ def transfer_table(view: ResultsView, report_name: str, feature_type: str | None
     ft = feature_type or report.meta.feature_types[0]
     # int() read layer 1.7 as layer 1; among the report's layers, said as the searches say it (not "is not in this
     # report", the report's own wording)
-    layer = chosen_layer(layer, report.meta.layers)
+    layer = chosen_layer(layer, report.meta.layers, f"report {report.name!r}")
     rank = report.most_changed if which == "most" else report.least_changed
     frame = rank(int(n), ft, layer=layer, min_count=int(min_count or 1))
     columns = ["layer", "neuron", "status", f"hellinger_{ft}", f"hellinger_length_{ft}", f"length_a_{ft}",
