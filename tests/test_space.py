@@ -1305,6 +1305,41 @@ def test_probing_tab_and_neuron_probe_rows(served, probing_results):
     assert f"Layer {layer}, neuron {neuron} in 1 probe(s)" in probe_message
 
 
+def test_the_probing_tab_offers_the_layers_of_the_chosen_probe(app, results, probing_results, tmp_path):
+    """Helper 440: the Probing tab's layer dropdown listed the profiled layers (0 and 1 here) whichever probe was
+    chosen, so a probe of layer 1 alone offered layer 0, refused when picked. It offers the chosen probe's layers
+    (probing.results.probed_layers), updated when the probe changes; a layer the probe lacks is still refused."""
+    from hf_txray.probing import ProbeConfig, extract_activations, from_columns, probe_neurons, save_probing
+
+    folder, both = probing_results[:2]
+    words = [t.split() for t in TEXTS if t.split()]
+    corpus = from_columns({"tokens": words, "tags": [["CAP" if w[:1].isupper() else "LOW" for w in ws]
+                                                      for ws in words]}, "tokens", "tags")
+    acts = extract_activations(tiny_bert(0), corpus, bert_tokenizer(), layers=[1])
+    top = probe_neurons(None, acts, config=ProbeConfig(epochs=2), subset_seeds=(0,), name="layer-1-only")
+    source = tmp_path / "results"
+    shutil.copytree(results[3], source)
+    save_probing(source, probes=[both, top])
+    source = str(source)
+    values = lambda dropdown: [c[1] for c in dropdown.choices]  # noqa: E731
+    assert sorted({int(x) for x in top.ranking["layer"]}) == [1]
+    assert sorted({int(x) for x in both.ranking["layer"]}) == [0, 1]
+    assert viewer.probe_names(viewer.open_results(source, reload=True)) == ["layer-1-only", both.meta.name]
+    layers = {both.meta.name: [0, 1], "layer-1-only": [1]}
+    assert values(app.show_probing(source)[5]) == [viewer.ALL_LAYERS, 1]  # the first probe's
+    for name, kept in ((both.meta.name, 0), ("layer-1-only", 1)):
+        for given in (kept, str(kept)):
+            choices = app.probe_layers(source, name, given)
+            assert values(choices) == [viewer.ALL_LAYERS, *layers[name]] and choices.value == kept
+    # switched to the probe of layer 1 alone with layer 0 chosen: every layer of it, not a refusal
+    assert app.probe_layers(source, "layer-1-only", 0).value == viewer.ALL_LAYERS
+    with pytest.raises(ConfigurationError, match=re.escape("Layer 0 was not probed by probe 'layer-1-only'; its "
+                                                           "layers: [1]")):
+        app.show_probe(source, "layer-1-only", viewer.ALL_LABELS, 0)
+    message, _, table, _ = app.show_probe(source, "layer-1-only", viewer.ALL_LABELS, 1)
+    assert len(table) and set(table["layer"]) == {1}, message
+
+
 def test_a_probing_result_saved_alone_opens_beside_the_results_or_says_how(app, results, probing_results, tmp_path):
     """Helper 288: `hf-txray view PROBE_DIR` of what `hf-txray probe --out` (ProbingResult.save_pretrained) writes was
     refused as "not an hf_txray results folder: it has no meta/ config, and no profile or report folder", and opened

@@ -469,7 +469,21 @@ def show_probing(source: str) -> tuple:
             gr.Dropdown(choices=[probing.ALL_LABELS, *probing.probe_label_names(view, first)],
                         value=probing.ALL_LABELS),
             gr.Dropdown(choices=curves, value=curves[0] if curves else None),
-            gr.Dropdown(choices=[data.ALL_LAYERS, *view.layers], value=data.ALL_LAYERS))
+            gr.Dropdown(choices=probing.probe_layer_choices(view, first), value=data.ALL_LAYERS))
+
+
+def probe_layers(source: str, probe: str | None, layer: Any = None) -> Any:
+    """The Probing tab's layer choices for `probe` (:func:`~hf_txray.viewer.probing.probe_layer_choices`: the layers
+    it ranked, not every profiled one), run when the probe changes: the chosen layer is kept where the probe ranked
+    it, else every layer is chosen (the probe's top neurons are listed then). A layer typed or sent that the probe
+    lacks is still refused by :func:`show_probe`, with the probe's layers."""
+    view = _view(source)
+    choices = probing.probe_layer_choices(view, probe)
+    try:
+        chosen = data.chosen_layer(layer, choices[1:])
+    except ConfigurationError:
+        chosen = None
+    return gr.Dropdown(choices=choices, value=data.ALL_LAYERS if chosen is None else chosen)
 
 
 def show_probe(source: str, probe: str | None, label: str | None, layer: Any = None) -> tuple:
@@ -931,8 +945,16 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
               [lv_message, lv_spans, lv_trace_spans, lv_table, lv_state], api_name="live_text", concurrency_id="model")
         nb_explain.click(explain_fn, [current, nb_layer, nb_neuron, nb_a, nb_explain_k],
                          [nb_explain_message, nb_attr, nb_attr_table], api_name="explain", concurrency_id="model")
-        gr.on([p_probe.input, p_label.input, p_layer.input], probe_fn, probe_inputs, probe_outputs,
-              api_name="probe")
+        # a new probe first offers its own layers (the dropdown listed every profiled layer, whichever the probe ranked)
+        def probe_layer_choices(source: str, probe: str | None, layer: Any) -> Any:
+            try:
+                return probe_layers(source, probe, layer)
+            except Exception:  # said by show_probe, which runs next
+                return gr.skip()
+
+        (p_probe.input(probe_layer_choices, [current, p_probe, p_layer], [p_layer], api_visibility="private")
+         .then(probe_fn, probe_inputs, probe_outputs, api_visibility="private"))
+        gr.on([p_label.input, p_layer.input], probe_fn, probe_inputs, probe_outputs, api_name="probe")
         p_curve.input(ablation_fn, [current, p_curve], ablation_outputs, api_name="ablation")
         gr.on([t_report.input, t_ft.input, t_which.input, t_min.submit, t_n.release, t_layer.input], transfer_fn,
               transfer_inputs, [t_message, t_table], api_name="transfer")

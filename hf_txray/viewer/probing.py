@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..errors import ConfigurationError
-from .data import ResultsView, chosen_layer, rounded
+from .data import ALL_LAYERS, ResultsView, chosen_layer, rounded
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -51,6 +51,18 @@ def probe_label_names(view: ResultsView, probe: str | None) -> list[str]:
     if not probe or probe not in probe_names(view):
         return []
     return list(dict.fromkeys(probe_labels(view.probing, probe)["label"]))
+
+
+def probe_layer_choices(view: ResultsView, probe: str | None) -> list[Any]:
+    """The Probing tab's layer choices for `probe`: every layer (:data:`~hf_txray.viewer.data.ALL_LAYERS`), then the
+    layers whose neurons it ranked (:func:`~hf_txray.probing.results.probed_layers`); every layer alone without
+    probe rankings or when `probe` is none of them. It listed the profiled layers, among which a layer the probe did
+    not rank was refused when picked."""
+    from ..probing.results import probed_layers
+
+    if not probe or probe not in probe_names(view):
+        return [ALL_LAYERS]
+    return [ALL_LAYERS, *probed_layers(view.probing, probe)]
 
 
 def ablation_names(view: ResultsView) -> list[str]:
