@@ -271,6 +271,44 @@ def test_output_effects_of_an_adapter_without_a_fixed_matrix_are_refused():
         hf_txray.output_effects_table(wrapped, k=5)
 
 
+class _TF32Matmuls(torch.overrides.TorchFunctionMode):
+    """float32 matmuls as CUDA runs them with TF32 allowed (torch.set_float32_matmul_precision("high"),
+    TrainingArguments(tf32=True)): operands rounded to 10 mantissa bits, products summed in float32."""
+
+    OPS = {torch.nn.functional.linear, torch.matmul, torch.Tensor.matmul, torch.Tensor.__matmul__, torch.mm}
+
+    @staticmethod
+    def _round(t):
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.float32:
+            return t
+        bits = t.contiguous().view(torch.int32)
+        return ((bits + 0x1000) & ~0x1FFF).view(torch.float32).view(t.shape)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.OPS:
+            args = tuple(self._round(a) if i < 2 else a for i, a in enumerate(args))
+        return func(*args, **(kwargs or {}))
+
+
+def test_output_effects_of_an_adapted_float32_model_are_not_refused_under_tf32_matmuls():
+    """The check that a wrapper applies a fixed matrix allowed float32 rounding (1e-4 of the outputs): with TF32
+    matmuls (a float32 model on a GPU after torch.set_float32_matmul_precision("high")) LoRA, DoRA and IA3 wrappers
+    were refused as applying no fixed matrix (max error 4.6e-4 in outputs up to 2.46 on a 1024-wide layer). The
+    tolerance takes the rounding of the matmuls as they run; Lily is still refused."""
+    wrapped = peft.get_peft_model(tiny_llama_lm(), peft.LoraConfig(r=4, target_modules=["down_proj"],
+                                                                   init_lora_weights=False)).eval()
+    merged = copy.deepcopy(wrapped).merge_and_unload().eval()
+    with _TF32Matmuls():
+        got = hf_txray.output_effects_table(wrapped, k=5)
+    reference = hf_txray.output_effects_table(merged, k=5)
+    # the same logits rank by rank (TF32's rounding may swap near-ties)
+    np.testing.assert_allclose(got["logit"], reference["logit"], atol=2e-3 * reference["logit"].abs().max())
+    lily = peft.get_peft_model(tiny_llama_lm(), peft.LilyConfig(r=4, target_modules=["down_proj"],
+                                                                init_weights=False)).eval()
+    with _TF32Matmuls(), pytest.raises(ModelError, match=r"applies no fixed matrix"):
+        hf_txray.output_effects_table(lily, k=5)
+
+
 def test_an_adapted_classifier_runs_its_body_only():
     """A PeftModel's base_model is PEFT's tuner, heads included: the profile ran GPT-2's classification head, which
     cannot take a batch without a pad id (a bare ValueError). The body inside the PeftModel runs, as without PEFT."""
