@@ -807,7 +807,12 @@ def build_demo(source: str | None = None, model: Any = None) -> gr.Blocks:
                 with gr.Row():
                     p_probe = gr.Dropdown(label="Probe", choices=[], elem_id="probe")
                     p_label = gr.Dropdown(label="Label", choices=[], elem_id="probe-label")
-                    p_layer = gr.Dropdown(label="Layer", choices=[data.ALL_LAYERS], value=data.ALL_LAYERS)
+                    # its choices follow the chosen probe (probe_layers); Gradio fires a dropdown's input twice per
+                    # pick, and the second probe change still sent the layer the first had taken out of the choices:
+                    # refused by Gradio ("Value: 0 is not in the list of choices"), a toast on every such switch.
+                    # show_probe refuses a layer the probe lacks itself, naming the probe and its layers
+                    p_layer = gr.Dropdown(label="Layer", choices=[data.ALL_LAYERS], value=data.ALL_LAYERS,
+                                          elem_id="probe-layer", allow_custom_value=True)
                 p_top_message = _message("Top neurons", elem_id="probe-top-message")
                 with gr.Row():
                     p_labels = _table("Per-label accuracy", PROBE_LABEL_COLUMNS, elem_id="probe-labels")
