@@ -350,6 +350,27 @@ def test_the_neuron_tab_names_a_pruned_models_original_neuron(app, tmp_path):
     assert (kept["0"][0], kept["1"][5]) == (3, 8)
 
 
+def test_the_neuron_tab_names_no_pruned_numbering_of_a_stage_not_profiled_on_the_layer(app, tmp_path):
+    """Helper 442: with stage 'one' of a model pruned (mode="remove") on layers 0 and 1 but profiled on layer 1 alone,
+    and the unpruned stage 'plain' profiled on layer 0, the layer-0 neuron page shows 'plain' only, and its title said
+    "Layer 0, neuron 0 (pruned model: original neuron 3 of the unpruned layer at stage 'one'): shown at stage 'plain'
+    only", naming the numbering of a stage that shows nothing beside a neuron that is 'plain''s own neuron 0
+    (silent)."""
+    pruned, _ = hf_txray.prune(tiny_bert(0), None, {0: [0, 1, 2], 1: [5, 6, 7]}, mode="remove")
+    run = lambda model, stage, layers: hf_txray.analyze(  # noqa: E731
+        model, SAMPLE_TEXTS, tokenizer=bert_tokenizer(), features=("token",), stage=stage, layers=layers,
+        show_progress=False)
+    folder = str(hf_txray.save_to_disk(tmp_path / "r", [run(tiny_bert(0), "plain", [0]), run(pruned, "one", [1])],
+                                       plots=False))
+    for a, b in (("plain", "one"), ("one", "plain")):
+        assert app.show_neuron(folder, 0, 0, a, b)[0] == (
+            "Layer 0, neuron 0: shown at stage 'plain' only, as layer 0 was not profiled at stage 'one' (its layers: "
+            "[1]).")
+        assert app.show_neuron(folder, 1, 5, a, b)[0].startswith(  # the pruned stage's own layer: named
+            "Layer 1, neuron 5 (pruned model: original neuron 8 of the unpruned layer at stage 'one'): shown at stage "
+            "'one' only")
+
+
 def test_a_folder_with_the_source_separator_in_its_name_opens_as_one_folder(results, tmp_path):
     """Helper 230: sources are joined by ':' (os.pathsep), so a results folder named 'run 12:30' was split into
     'run 12' and '30' and refused ("No folder '30' here"), or, where both exist, opened as those two folders. An

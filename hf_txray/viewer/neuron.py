@@ -82,10 +82,12 @@ def pruned_numbering(view: ResultsView, layer: int, neuron: int, stages: Iterabl
     ``mode="remove"`` (which numbers the kept neurons afresh: ``provenance["runtime"]["pruned"]["kept"]``), as
     ``"original neuron 3 of the unpruned layer at stage 'a' and 'b'"``; "" when no stage records such a pruning of
     the layer. The Neuron tab named only the new number, which is another unit of the unpruned model (`hf-txray show`
-    and the card say it)."""
+    and the card say it). A stage not profiled on the layer (:meth:`~hf_txray.viewer.data.ResultsView.layer_missing`)
+    shows nothing of it and is not named (the title named the numbering of a pruned stage that showed nothing beside
+    an unpruned stage's neuron, helper 442)."""
     originals: dict[int, list[str]] = {}
     for stage in dict.fromkeys(stages):
-        if stage in view.profiles:
+        if stage in view.profiles and not view.layer_missing(stage, layer):
             original = original_neuron(view.profiles[stage].meta.provenance, layer, neuron)
             if original is not None:
                 originals.setdefault(original, []).append(repr(stage))
