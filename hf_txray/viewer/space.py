@@ -65,6 +65,7 @@ scikit-learn>=1.3
 tabulate>=0.9
 regex>=2023.0
 xxhash>=2
+filelock>=3.8
 # imported by the app (hf_txray.viewer.app)
 pyyaml>=6
 """
