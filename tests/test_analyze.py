@@ -27,7 +27,7 @@ from hf_txray.cli import main as cli_main
 from hf_txray.options import argparse_help
 from hf_txray.sites import find_sites
 from models import (EXAMPLE_COLUMNS, SAMPLE_TEXTS, Interrupted, SpanCounter, assert_same_credit, tiny,
-                    torch_threads)
+                    torch_threads, torchrun)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
@@ -961,12 +961,10 @@ def test_cli_reports_errors_without_traceback(tmp_path, saved_bert, capsys):
 def test_two_processes_equal_one(tmp_path, saved_bert, text_file):
     """Real processes (torchrun, gloo): contiguous shards reduced exactly give the single-process profile (the same
     options through analyze in this process, one torch thread as in the workers, saved and read back as theirs)."""
-    args = ["-m", "hf_txray.cli", "analyze", str(saved_bert), str(text_file), "--features", "token,word,pos",
-            "--batch-size", "4"]
-    # --standalone: a free port each run (a fixed one collides with any other run of this test on the machine)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run(torchrun + args + ["--out", str(tmp_path / "two")], env=_env(), timeout=300,
-                          capture_output=True, text=True)
+    # models.torchrun: --standalone (a free port each run), workers forked from a launcher with torch imported
+    done = subprocess.run(torchrun(2, "txray_cli.py", "analyze", str(saved_bert), str(text_file), "--features",
+                                   "token,word,pos", "--batch-size", "4", "--out", str(tmp_path / "two")),
+                          env=_env(), timeout=300, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-4000:]
     with torch_threads(1):
         hf_txray.analyze(str(saved_bert), str(text_file), features=("token", "word", "pos"), batch_size=4,
@@ -1156,10 +1154,8 @@ def test_merge_after_processes_stopped_inside_their_shards_keeps_example_ids_uni
     """Under max_positions each process stops inside its own shard and its texts keep their corpus ids, so the
     ids run past num_examples. merge() shifted the other part's ids by num_examples, and two texts shared an id."""
     options = ["--max-positions", "40", "--batch-size", "4"]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    done = subprocess.run(torchrun + ["-m", "hf_txray.cli", "analyze", str(saved_bert), str(text_file), *options,
-                                      "--out", str(tmp_path / "two")], env=_env(), timeout=300, capture_output=True,
-                          text=True)
+    done = subprocess.run(torchrun(2, "txray_cli.py", "analyze", str(saved_bert), str(text_file), *options, "--out",
+                                   str(tmp_path / "two")), env=_env(), timeout=300, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-4000:]
     other_file = tmp_path / "other.txt"
     other_file.write_text("\n".join(f"another text number {i} of the second part" for i in range(20)))
