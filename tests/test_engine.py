@@ -24,7 +24,7 @@ import hf_txray
 import reference
 from hf_txray import ConfigurationError, DatasetError, ModelError, UserFeature
 from hf_txray.streaming import BucketPlan, InMemorySource, StreamingSource
-from models import SAMPLE_TEXTS, Interrupted, SpanCounter, assert_same_credit, tiny, torch_threads
+from models import SAMPLE_TEXTS, Interrupted, SpanCounter, assert_same_credit, tiny, torch_threads, torchrun
 from test_reference import ATOL, CAPACITY, RTOL, assert_same_table
 
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()]
@@ -1205,7 +1205,6 @@ def test_two_processes_stream_every_example_once(tmp_path):
     each process one whole file, so example ids (and the split halves of the noise statistics) would not be corpus
     positions, and --num-samples (a take) would be cut per file; examples are interleaved instead."""
     import subprocess
-    import sys
 
     import treebank
     from test_analyze import _env
@@ -1217,12 +1216,11 @@ def test_two_processes_stream_every_example_once(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "part-0.txt").write_text("\n".join(lines[:17]), encoding="utf-8")
     (tmp_path / "data" / "part-1.txt").write_text("\n".join(lines[17:]), encoding="utf-8")
-    args = ["-m", "hf_txray.cli", "analyze", str(tmp_path / "model"), str(tmp_path / "data"), "--features",
-            "token,word", "--batch-size", "4", "--max-length", "24"]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    args = ["analyze", str(tmp_path / "model"), str(tmp_path / "data"), "--features", "token,word", "--batch-size",
+            "4", "--max-length", "24"]
     for name, extra in (("two", []), ("two-7", ["--num-samples", "7"])):
-        subprocess.run(torchrun + args + ["--streaming", "--out", str(tmp_path / name)] + extra, check=True,
-                       env=_env(), timeout=300, capture_output=True)
+        subprocess.run(torchrun(2, "txray_cli.py", *args, "--streaming", "--out", str(tmp_path / name), *extra),
+                       check=True, env=_env(), timeout=300, capture_output=True)
     with torch_threads(1):  # the single process: the folder in memory in this process, saved and read back
         hf_txray.analyze(str(tmp_path / "model"), str(tmp_path / "data"), features=("token", "word"), batch_size=4,
                          max_length=24, show_progress=False).save_pretrained(tmp_path / "one")
