@@ -12,7 +12,6 @@ import functools
 import math
 import re
 import subprocess
-import sys
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -28,7 +27,7 @@ from hf_txray import report as report_module
 from hf_txray.display import report_text
 from hf_txray.profile import FeatureTable
 from hf_txray.significance import DEFAULT_MIN_COUNT
-from models import SAMPLE_TEXTS, tiny, torch_threads
+from models import SAMPLE_TEXTS, tiny, torch_threads, torchrun
 
 TEXTS = SAMPLE_TEXTS + ["a second sentence about the quick fox", "numbers like 42 and 7 appear here", "the end ."]
 FEATURES = ("token", "word", "pos")
@@ -183,13 +182,11 @@ def test_noise_statistics_of_two_processes_equal_one(tmp_path):
     import treebank
 
     (tmp_path / "t.txt").write_text("\n".join(treebank.penn["valid"].split("\n")[:41]), encoding="utf-8")
-    args = ["-m", "hf_txray.cli", "analyze", str(tmp_path / "model"), str(tmp_path / "t.txt"), "--features", "token",
-            "--batch-size", "4"]
     env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "PYTHONPATH": str(ROOT) + __import__("os").pathsep + __import__("os").environ.get("PYTHONPATH", "")}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    subprocess.run(torchrun + args + ["--out", str(tmp_path / "two")], check=True, env=env, timeout=300,
-                   capture_output=True)
+    subprocess.run(torchrun(2, "txray_cli.py", "analyze", str(tmp_path / "model"), str(tmp_path / "t.txt"),
+                            "--features", "token", "--batch-size", "4", "--out", str(tmp_path / "two")), check=True,
+                   env=env, timeout=300, capture_output=True)
     with torch_threads(1):  # the single process: these options in this process, saved and read back as the two's
         hf_txray.analyze(str(tmp_path / "model"), str(tmp_path / "t.txt"), features=("token",), batch_size=4,
                          show_progress=False).save_pretrained(tmp_path / "one")
