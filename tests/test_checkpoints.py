@@ -18,7 +18,7 @@ import hf_txray
 from hf_txray import ConfigurationError, UserFeature
 from hf_txray.credit import ProfileBuilder
 from hf_txray.features import USER_FEATURE_SAMPLE, Vocabulary
-from models import SAMPLE_TEXTS, Interrupted, SpanCounter, tiny
+from models import SAMPLE_TEXTS, Interrupted, SpanCounter, tiny, torchrun
 from test_engine import assert_same_profile
 
 TEXTS = [t for t in SAMPLE_TEXTS if t.strip()] * 2  # 4 texts per bucket below: several checkpoints
@@ -450,15 +450,13 @@ def test_two_processes_resume_each_rank_from_its_own_checkpoint(tmp_path):
     """torchrun, 2 gloo processes, a stream: each rank saves and reloads its builder state and kept texts; the
     gathered profile after the resume equals the uninterrupted two-process run."""
     import subprocess
-    import sys
 
-    from test_robustness import ROOT, _env
+    from test_robustness import _env
 
     texts = TEXTS * 2  # 12 per rank (interleaved): 7 is past 3 checkpoints of one bucket (2 texts) each
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               str(ROOT / "tests" / "txray_resume_script.py"), str(corpus), str(tmp_path), "7"]
+    command = torchrun(2, "txray_resume_script.py", str(corpus), str(tmp_path), "7")
     done = subprocess.run(command, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-4000:]
     full = hf_txray.Profile.from_pretrained(tmp_path / "full")
