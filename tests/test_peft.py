@@ -309,6 +309,34 @@ def test_output_effects_of_an_adapted_float32_model_are_not_refused_under_tf32_m
         hf_txray.output_effects_table(lily, k=5)
 
 
+def test_a_bf16_adapter_layers_matrix_is_not_rounded_at_its_bias_scale():
+    """Review 441: a wrapper's matrix was read as module(e_j) - module(0), so in bf16 each entry of W e_j + b was
+    rounded at the bias's scale: with a bias 50 times the weights' mean, 2% of the largest entry off the merged
+    weight (bf16 itself rounds 0.4%), and output effects read that matrix (silent). The base bias is zeroed while the
+    wrapper is read, and put back."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hf_txray.sites import linear_weight
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, mlp_bias=True)).eval()
+    down = model.model.layers[0].mlp.down_proj
+    with torch.no_grad():
+        down.bias.normal_(0, 50 * down.weight.abs().mean().item())
+    wrapped = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["down_proj"],
+                                                         init_lora_weights=False)).eval()
+    exact = copy.deepcopy(wrapped).merge_and_unload().model.layers[0].mlp.down_proj.weight.detach().double()
+    low = copy.deepcopy(wrapped).to(torch.bfloat16)
+    layer = low.base_model.model.model.layers[0].mlp.down_proj
+    bias = layer.base_layer.bias.detach().clone()
+    got = linear_weight(layer).double()
+    assert float((got - exact).abs().max() / exact.abs().max()) < 0.008  # bf16's own rounding, not the bias's
+    assert torch.equal(layer.base_layer.bias, bias)  # put back
+    full = linear_weight(wrapped.base_model.model.model.layers[0].mlp.down_proj).double()
+    assert float((full - exact).abs().max() / exact.abs().max()) < 1e-5  # float32, as before
+
+
 def test_an_adapted_classifier_runs_its_body_only():
     """A PeftModel's base_model is PEFT's tuner, heads included: the profile ran GPT-2's classification head, which
     cannot take a batch without a pad id (a bare ValueError). The body inside the PeftModel runs, as without PEFT."""
