@@ -150,7 +150,7 @@ def check_no_forward_adapters(model: nn.Module) -> None:
     config = getattr(model, "peft_config", None)
     if not isinstance(config, dict):
         return
-    where = ("hf_txray does not run it (it runs the transformer stack, or a layer, without the PEFT wrapper)")
+    where = "hf_txray does not run it (it runs the transformer stack, or a layer, without the PEFT wrapper)"
     if any(getattr(getattr(c, "peft_type", None), "value", None) == "XLORA" for c in config.values()):
         raise ModelError(
             f"{type(model).__name__} runs a PEFT X-LoRA adapter, whose scalings of its LoRA adapters its own forward "

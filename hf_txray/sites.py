@@ -215,7 +215,8 @@ def _refuse_input_dependent_map(module: nn.Module, weight: torch.Tensor, bias: t
     got = (module(probe) - bias).float()
     expected = probe.float() @ weight.float().T
     error = float((got - expected).abs().max())
-    # the matrix read on unit vectors carries the rounding of the bias in each entry, summed over the input width
+    # the matrix read on unit vectors carries the rounding of the bias left in it (an adapter's own: the base
+    # layer's is zeroed while it is read, _without_bias) in each entry, summed over the input width
     scale = float(got.abs().max()) + weight.shape[1] ** 0.5 * float(bias.abs().max())
     # float32 matmuls may run in TF32 or bf16 (torch.set_float32_matmul_precision("high"), allow_tf32,
     # TrainingArguments(tf32=True)): their rounding, measured on a few rows against float64 on the CPU

@@ -254,8 +254,7 @@ class ResultsView:
         held = [s for s in stages if self.layer_missing(s, layer) is None]
         if stages and not held:
             notes = "; ".join(str(self.layer_missing(s, layer)) for s in stages)
-            holders = [s for s in self.stages if self.layer_missing(s, layer) is None
-                       and self.stage_layers(s) is not None]
+            holders = [s for s in self.stages if layer in (self.stage_layers(s) or ())]
             whose = "its" if len(stages) == 1 else "their"
             raise ConfigurationError(f"{notes[0].upper()}{notes[1:]}: pick one of {whose} layers, or "
                                      + (f"a stage profiled on layer {layer} ({', '.join(map(repr, holders))})."
