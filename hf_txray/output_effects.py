@@ -56,9 +56,9 @@ from .indices import whole_numbers
 from .architectures import hidden_size
 from .logging import get_logger
 from .modes import enter_eval
-from .sites import (Site, block_indices, dynamically_quantized, find_blocks, find_sites, is_encoder_decoder,
-                    linear_dims, linear_weight, model_inside, named_linears, refuse_dynamic_quantization,
-                    resolve_stack, text_config, unwrap_peft)
+from .sites import (Site, block_indices, dynamically_quantized, find_blocks, find_sites, float_rows,
+                    is_encoder_decoder, linear_dims, linear_weight, model_inside, named_linears,
+                    refuse_dynamic_quantization, resolve_stack, text_config, unwrap_peft)
 
 logger = get_logger(__name__)
 
@@ -82,15 +82,20 @@ class Readout:
     unembedding: torch.Tensor
     names: list[str]
 
+    @torch.no_grad()
     def logits(self, directions: torch.Tensor) -> torch.Tensor:
         """``(hidden, n)`` residual directions -> ``(vocab, n)`` logits, in float32 even inside a ``torch.autocast``
-        block (which ran the products in bfloat16: other logits, and a bare TypeError where numpy read them)."""
+        block (which ran the products in bfloat16: other logits, and a bare TypeError where numpy read them); a
+        low-precision unembedding is read in float32 blocks of rows (:func:`~hf_txray.sites.float_rows`)."""
         with own_precision():
             x = directions.float()
             for kind, value in self.steps:
                 value = value.to(device=x.device, dtype=torch.float32)
                 x = value @ x if kind == "linear" else value[:, None] * x
-            return self.unembedding.to(device=x.device, dtype=torch.float32) @ x
+            logits = x.new_empty(self.unembedding.shape[0], x.shape[1])
+            for start, rows in float_rows(self.unembedding, x.device):  # not all of a bf16 head in float32 at once
+                torch.matmul(rows, x, out=logits[start: start + rows.shape[0]])
+            return logits
 
 
 def _is_norm(module: nn.Module) -> bool:

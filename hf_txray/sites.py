@@ -139,7 +139,8 @@ def linear_dims(module: nn.Module) -> tuple[int, int] | None:
     return None
 
 
-_PROBE_ROWS = 1024  # unit vectors per pass when a wrapped layer's weight is read by running it
+_PROBE_ROWS = 1024  # unit vectors per pass (at most) when a wrapped layer's weight is read by running it
+_FLOAT_ELEMENTS = 1 << 22  # entries of a low-precision matrix made float32 at a time (16 MiB)
 
 
 @torch.no_grad()
@@ -166,18 +167,33 @@ def linear_weight(module: nn.Module) -> torch.Tensor:
     restore_bias = _without_bias(base)
     try:
         bias = module(reference.new_zeros(1, width))
-        parts = []
-        for start in range(0, width, _PROBE_ROWS):
-            rows = min(_PROBE_ROWS, width - start)
+        # filled in place (a list of the parts and their concatenation held the matrix twice), by passes whose
+        # outputs hold at most as many entries as a block of float_rows
+        weight = bias.new_empty(bias.shape[-1], width)
+        step = max(1, min(_PROBE_ROWS, _FLOAT_ELEMENTS // weight.shape[0]))
+        for start in range(0, width, step):
+            rows = min(step, width - start)
             units = reference.new_zeros(rows, width)
             units[torch.arange(rows), torch.arange(start, start + rows)] = 1
-            parts.append((module(units) - bias).T)
-        weight = torch.cat(parts, dim=1)
+            weight[:, start: start + rows] = (module(units) - bias).T
         _refuse_input_dependent_map(module, weight, bias)
     finally:
         restore_bias()
         restore_modes()
     return weight
+
+
+def float_rows(matrix: torch.Tensor, device: torch.device | str) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(start, rows)``: the rows of a 2-D `matrix` as float32 on `device`, in blocks of at most
+    ``_FLOAT_ELEMENTS`` entries, for a product that reads the matrix in float32 without a float32 copy of all of it
+    (a 128k x 4096 bf16 LM head made one of 2 GB); a float32 matrix already on `device` comes as one block, itself
+    (no copy, the product as one)."""
+    if matrix.dtype == torch.float32 and matrix.device == torch.device(device):
+        yield 0, matrix
+        return
+    step = max(1, _FLOAT_ELEMENTS // max(1, matrix.shape[1]))
+    for start in range(0, matrix.shape[0], step):
+        yield start, matrix[start: start + step].to(device=device, dtype=torch.float32)
 
 
 def _without_bias(layer: nn.Module) -> Callable[[], None]:
@@ -213,7 +229,9 @@ def _refuse_input_dependent_map(module: nn.Module, weight: torch.Tensor, bias: t
     generator = torch.Generator().manual_seed(0)
     probe = torch.randn(4, weight.shape[1], generator=generator).to(device=weight.device, dtype=weight.dtype)
     got = (module(probe) - bias).float()
-    expected = probe.float() @ weight.float().T
+    expected = got.new_empty(got.shape)
+    for start, rows in float_rows(weight, got.device):
+        expected[:, start: start + rows.shape[0]] = probe.float() @ rows.T
     error = float((got - expected).abs().max())
     # the matrix read on unit vectors carries the rounding of the bias left in it (an adapter's own: the base
     # layer's is zeroed while it is read, _without_bias) in each entry, summed over the input width

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import hf_txray
 from hf_txray import ModelError
@@ -336,6 +338,49 @@ def test_a_bf16_adapter_layers_matrix_is_not_rounded_at_its_bias_scale():
     full = linear_weight(wrapped.base_model.model.model.layers[0].mlp.down_proj).double()
     assert float((full - exact).abs().max() / exact.abs().max()) < 1e-5  # float32, as before
 
+
+class _LargestFloatCopy(TorchDispatchMode):
+    """The most entries of a float32 tensor converted from another dtype (``aten._to_copy``) while it is active."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func is torch.ops.aten._to_copy.default and isinstance(out, torch.Tensor) \
+                and out.dtype == torch.float32 and args[0].dtype != torch.float32:
+            self.largest = max(self.largest, out.numel())
+        return out
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_low_precision_matrix_is_read_in_float32_blocks_not_copied_whole(dtype, monkeypatch):
+    """Helper 447: Readout.logits made a float32 copy of the whole unembedding on each call (2 GB for a 128k x 4096
+    bf16 LM head, per 256 neurons) and the input-dependent-map check of a PEFT wrapper one of the matrix read from it;
+    both read it in float32 blocks of rows now, with the same numbers as the whole copy gave."""
+    from hf_txray import sites
+    from hf_txray.output_effects import Readout
+    from hf_txray.sites import linear_weight
+
+    monkeypatch.setattr(sites, "_FLOAT_ELEMENTS", 16 * 32)  # blocks of 16 rows of 32
+    torch.manual_seed(0)
+    unembedding = torch.randn(100, 32).to(dtype)
+    directions = torch.randn(32, 7)
+    with _LargestFloatCopy() as seen:
+        logits = Readout([], unembedding, []).logits(directions)
+    assert seen.largest == 16 * 32
+    assert torch.equal(logits, unembedding.float() @ directions)
+    float32 = torch.randn(100, 32)  # no copy at all: the one product as before
+    assert torch.equal(Readout([], float32, []).logits(directions), float32 @ directions)
+    model = nn.Sequential(nn.Linear(32, 100)).to(dtype)
+    wrapped = peft.get_peft_model(model, peft.LoraConfig(r=4, target_modules=["0"], init_lora_weights=False)).eval()
+    layer = wrapped.base_model.model[0]
+    with _LargestFloatCopy() as seen:
+        got = linear_weight(layer)
+    assert seen.largest <= 16 * 32
+    merged = copy.deepcopy(wrapped).merge_and_unload()[0].weight.detach()
+    assert got.dtype == dtype and float((got.double() - merged.double()).abs().max()) <= 0.01 * float(merged.abs().max())
 
 def test_an_adapted_classifier_runs_its_body_only():
     """A PeftModel's base_model is PEFT's tuner, heads included: the profile ran GPT-2's classification head, which
