@@ -338,3 +338,46 @@ def test_the_search_tab_names_the_stage_a_layer_was_not_profiled_at(layered):
         app.search_feature(source, "first", "token", "Ġthe", "mass", 1, 10, 1)
     message, table, _ = app.search_feature(source, "both", "token", "Ġthe", "mass", 1, 10, 1)
     assert len(table) and set(table["layer"]) == {1}, message
+
+
+def test_a_stage_known_only_from_a_report_beside_a_profiled_stage(pages, tmp_path):
+    """Helper 447: with stage 'third' profiled and stage 'finetuned' known only from report 'pretrained->finetuned'
+    (no report of the pair), the Neuron tab refused the pair on every layer ("No report compares 'third' with
+    'finetuned', and one of them has no profile"), while the neuron page showed 'third' alone and said nothing of
+    'finetuned'. Both show what is known now: 'third''s profile, 'finetuned''s credits from its report, and say what
+    is missing for it (no distributions, examples, Hellinger distance, summary, output effects or activations)."""
+    import copy
+    import dataclasses
+
+    from hf_txray.viewer import app
+
+    a, b, report = pages[:3]
+    third = copy.copy(b)  # the fine-tuned model's profile, under another stage name
+    third.meta = dataclasses.replace(b.meta, stage="third")
+    source = str(hf_txray.save_to_disk(tmp_path / "results", [third], [report], plots=False))
+    layer, neuron = busiest(b)
+    stats_b = b.neuron_stats().set_index(["layer", "neuron"]).loc[(layer, neuron)]
+    missing = "stage 'finetuned' has no profile in these results (it is known only from report 'pretrained->finetuned')"
+    for pair in (("third", "finetuned"), ("finetuned", "third")):
+        title, stats, comparison, _, shown_a, shown_b, examples, distributions = app.show_neuron(
+            source, layer, neuron, *pair)
+        assert title == (f"Layer {layer}, neuron {neuron}: no report compares stage A ({pair[0]}) with stage B "
+                         f"({pair[1]}), and {missing}: its credits, mass and lengths are that report's, with no "
+                         "distributions, examples or Hellinger distance.")
+        stats = stats.set_index("stage")
+        for stage in pair:  # the same model's numbers: from the profile at 'third', from the report at 'finetuned'
+            assert stats.loc[stage, "status"] == "credited" and stats.loc[stage, "count"] == stats_b["count"] > 0
+            assert stats.loc[stage, "mass"] == pytest.approx(stats_b["mass"], rel=1e-3)
+            assert stats.loc[stage, "length_token"] == stats_b["length_token"]
+        assert not len(comparison)
+        shown = dict(zip(pair, (shown_a, shown_b)))
+        assert shown["finetuned"] == [("No profile for stage finetuned in these results: no examples.", None)]
+        assert shown["third"][0][0].startswith("#1 ")
+        assert set(examples["stage"]) == set(distributions["stage"]) == {"third"}
+        np.testing.assert_allclose(examples["activation"], b.top_examples(layer, neuron)["activation"], rtol=1e-3)
+        summary, message, outputs, _, facts = app.show_neuron_page(source, layer, neuron, *pair)
+        lines = dict(line.split(": ", 1) for line in summary.split("\n"))
+        assert lines["finetuned"] == f"no summary, as {missing}."
+        assert lines["third"] == neuron_summary(neuron_card(b, layer, neuron))
+        assert message.endswith(f" {missing[0].upper()}{missing[1:]}: no output effects or activations.")
+        assert set(outputs["stage"]) == set(facts["stage"]) == {"third"}

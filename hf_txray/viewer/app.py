@@ -370,9 +370,17 @@ def show_neuron(source: str, layer: Any, neuron: Any, stage_a: str, stage_b: str
     refused = view.comparison_refused(stage_a, stage_b)
     pruned = neuron_view.pruned_numbering(view, layer, neuron, [stage_a, stage_b])  # mode="remove" renumbers
     name = f"Layer {layer}, neuron {neuron}" + (f" (pruned model: {pruned})" if pruned else "")
+    # a stage known only from a report that does not cover the pair: no Hellinger distance, its report's credits
+    # (the tab refused the pair on every layer: "No report compares 'a' with 'c'")
+    unprofiled = [] if view.report_for(stage_a, stage_b) is not None else [
+        m for m in (view.profile_missing(s) for s in dict.fromkeys([stage_a, stage_b])) if m]
     # a stage profiled on other layers: what the other stage holds, and why this one shows nothing (compare refuses
     # profiles of different layers, so its refusal says no more)
     title = (f"{name}: shown at stage {shown[0]!r} only, as {'; '.join(missing)}." if missing else
+             (f"{name}: no report compares stage A ({stage_a}) with stage B ({stage_b}), and {'; '.join(unprofiled)}: "
+              + ("its credits, mass and lengths are that report's" if len(unprofiled) == 1 else
+                 "their credits, masses and lengths are those reports'")
+              + ", with no distributions, examples or Hellinger distance.") if unprofiled else
              f"{name}: stage A ({stage_a}) and stage B ({stage_b}) cannot be compared, each is shown on its own. "
              f"{refused}" if refused else
              f"{name}: {status} from stage A ({stage_a}) to stage B ({stage_b}). "
@@ -552,7 +560,11 @@ def show_neuron_page(source: str, layer: Any, neuron: Any, stage_a: str, stage_b
                "down-projection column through the final norm's scale and the unembedding (Geva et al., 2022)."
                if len(outputs) else neuron_view.NO_OUTPUT_EFFECTS)
     missing = [m for m in (view.layer_missing(s, layer) for s in dict.fromkeys(stages)) if m]
-    if missing:  # a stage profiled on other layers has no effects of this layer, whatever it stored
+    # a stage profiled on other layers has no effects of this layer, whatever it stored; one known only from a
+    # report has none (its line was left out without a word)
+    missing += [f"{m}: no output effects or activations" for s in dict.fromkeys(stages)
+                if not view.layer_missing(s, layer) for m in [view.profile_missing(s)] if m]
+    if missing:
         message += "".join(f" {m[0].upper()}{m[1:]}." for m in missing)
     histogram = neuron_view.histogram_data(view, layer, neuron, stages)
     return (neuron_view.neuron_summary(view, layer, neuron, stage_a, stage_b), message, outputs,

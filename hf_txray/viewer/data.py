@@ -223,12 +223,26 @@ class ResultsView:
                                      f"(0 to {self.num_neurons - 1}).")
         return layer_i, neuron_i
 
+    def stage_report(self, stage: str) -> "TransferReport | None":
+        """The first report that covers `stage` when it has no profile (a stage only known from a report: its
+        credits, masses and lengths are that report's), else None (a profiled stage, or a stage of neither)."""
+        if stage in self.profiles:
+            return None
+        return next((r for r in self.reports.values() if stage in (r.meta.stage_a, r.meta.stage_b)), None)
+
+    def profile_missing(self, stage: str) -> str | None:
+        """``"stage 'c' has no profile in these results (it is known only from report 'b->c')"`` for a stage only
+        known from a report (:meth:`stage_report`), else None."""
+        report = self.stage_report(stage)
+        return None if report is None else (f"stage {stage!r} has no profile in these results (it is known only "
+                                            f"from report {report.name!r})")
+
     def stage_layers(self, stage: str) -> list[int] | None:
         """The layers `stage` was profiled on: its profile's, else those of a report that covers it (a stage only
         known from a report); None for a stage of neither."""
         if stage in self.profiles:
             return [int(layer) for layer in self.profiles[stage].meta.layers]
-        report = next((r for r in self.reports.values() if stage in (r.meta.stage_a, r.meta.stage_b)), None)
+        report = self.stage_report(stage)
         return None if report is None else [int(layer) for layer in report.meta.layers]
 
     def layer_missing(self, stage: str, layer: int) -> str | None:

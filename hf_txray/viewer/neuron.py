@@ -43,7 +43,7 @@ def neuron_stats(view: ResultsView, layer: int, neuron: int, stages: Iterable[st
             stats = view.stat_row(stage, layer, neuron)
             row = {"stage": stage, "status": "credited" if stats["count"] > 0 else "dead", **stats}
         else:  # a stage only known from a report: what the report holds
-            report = next(r for r in view.reports.values() if stage in (r.meta.stage_a, r.meta.stage_b))
+            report = view.stage_report(stage)
             side = "a" if stage == report.meta.stage_a else "b"
             line = report.neurons.iloc[view.report_row(report, layer, neuron)]
             row = {"stage": stage, "status": "credited" if line[f"count_{side}"] > 0 else "dead",
@@ -69,7 +69,7 @@ def neuron_status(view: ResultsView, layer: int, neuron: int, stage_a: str, stag
     def credited(stage: str) -> bool:
         if stage in view.profiles:
             return view.stat_row(stage, layer, neuron)["count"] > 0
-        report = next(r for r in view.reports.values() if stage in (r.meta.stage_a, r.meta.stage_b))
+        report = view.stage_report(stage)
         side = "a" if stage == report.meta.stage_a else "b"
         return bool(report.neurons[f"count_{side}"].iat[view.report_row(report, layer, neuron)] > 0)
 
@@ -98,19 +98,21 @@ def pruned_numbering(view: ResultsView, layer: int, neuron: int, stages: Iterabl
 def neuron_comparison(view: ResultsView, layer: int, neuron: int, stage_a: str, stage_b: str) -> pd.DataFrame:
     """Per feature type: the neuron's Hellinger distance A -> B, Hellinger length, lengths and length shift, read
     from the pair's report (stored, or derived from the two profiles over the feature types they share:
-    :meth:`ResultsView.report_for`; no rows when they share none, or when ``compare`` refuses the two profiles).
+    :meth:`ResultsView.report_for`; no rows when they share none, when ``compare`` refuses the two profiles, or when
+    no report covers the pair and a stage is known only from another report: :meth:`ResultsView.profile_missing`).
 
     Raises:
-        ConfigurationError: a stage of the pair has neither a profile nor a report covering the pair.
+        ConfigurationError: a stage of the pair has neither a profile nor a report covering it.
     """
     layer, neuron = view.check_neuron(layer, neuron)
     report = view.report_for(stage_a, stage_b)
-    if report is None and stage_a in view.profiles and stage_b in view.profiles:  # no feature type in common
+    known = all(s in view.profiles or view.stage_report(s) is not None for s in (stage_a, stage_b))
+    if report is None and known:  # no feature type in common, or a stage whose distributions are not at hand
         return pd.DataFrame(columns=["feature type", "hellinger", "hellinger length", "length A", "length B",
                                      "length shift"])
     if report is None:
-        raise ConfigurationError(f"No report compares {stage_a!r} with {stage_b!r}, and one of them has no profile "
-                                 "to derive it from: pick two profiled stages or a stored report's pair.")
+        raise ConfigurationError(f"No report compares {stage_a!r} with {stage_b!r}, and one of them is no stage of "
+                                 f"these results (stages: {', '.join(view.stages)}).")
     line = report.neurons.iloc[view.report_row(report, layer, neuron)]
     rows = [{"feature type": ft, "hellinger": line[f"hellinger_{ft}"],
              "hellinger length": int(line[f"hellinger_length_{ft}"]),
@@ -270,6 +272,8 @@ def neuron_summary(view: ResultsView, layer: int, neuron: int, stage_a: str, sta
         elif stage in view.profiles:
             reports = [report] if report is not None and stage == stage_b else []  # the change is said once
             lines.append(f"{stage}: {neuron_card(view.profile(stage), layer, neuron, reports=reports).summary}")
+        elif report is None and view.profile_missing(stage):  # no report of the pair says the neuron's change
+            lines.append(f"{stage}: no summary, as {view.profile_missing(stage)}.")
     if report is not None and stage_b not in view.profiles and not view.layer_missing(stage_b, layer):
         # the report holds the neuron's status, credits, Hellinger distances, p-values and changed flags even where
         # the stages' profiles are not at hand: said as `hf-txray show REPORT --neuron L:N` says them
