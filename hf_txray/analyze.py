@@ -51,7 +51,7 @@ from .hashes import bytes_sha256, texts_hash
 from .provenance import (FULL_HASH_KIND, tokenizer_hash, tokenizer_vocab_hash, weights_full_hash,
                          weights_sample_hash)
 from .forward import on_own_default_device, own_default_device, weights_dtype
-from .sites import Site, WinnerRecorder, quantization_record, text_config, text_depth, text_shape
+from .sites import Site, WinnerRecorder, adapters_disabled, quantization_record, text_config, text_depth, text_shape
 from .streaming import (BucketPlan, InMemorySource, StreamingSource, builder_name, column_names, first_texts,
                         is_streaming)
 from .workers import encode_buckets, resolve_num_workers
@@ -136,12 +136,17 @@ class Profiler:
 
     def _auto_skip_first_positions(self, probe_width: int) -> int:
         """``skip_first_positions="auto"``: 1 when the profiled stack attends causally (read from the model with
-        :func:`~hf_txray.padding.first_position_is_causal`), else 0; the stride is checked again with it."""
+        :func:`~hf_txray.padding.first_position_is_causal`), else 0; the stride is checked again with it. A PEFT
+        model is read with its adapter layers off (:func:`~hf_txray.sites.adapters_disabled`): the causality of its
+        base model, so that a base stage and an adapted one skip the same positions (a Lily adapter, whose router
+        averages over every token of the text, made the first position read later tokens: an adapted decoder was
+        judged bidirectional and profiled from position 0, its base model from position 1)."""
         by_type = default_skip_first_positions(self.model)
         config = getattr(self.model, "config", None)
-        causal = (None if getattr(config, "is_encoder_decoder", False)
-                  else first_position_is_causal(self.model, self.forward, self.sites,
-                                                self.encoder(False, tokens_only=True), self.device, probe_width))
+        with adapters_disabled(self.model):
+            causal = (None if getattr(config, "is_encoder_decoder", False)
+                      else first_position_is_causal(self.model, self.forward, self.sites,
+                                                    self.encoder(False, tokens_only=True), self.device, probe_width))
         skip = by_type if causal is None else int(causal)
         if skip != by_type:
             logger.info("skip_first_positions='auto': %s %s, though its type (%r) says otherwise: using %d. Pass "

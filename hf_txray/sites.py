@@ -17,6 +17,7 @@ size, whose up projection has that shape too: the one named as a down projection
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import sys
@@ -56,6 +57,23 @@ def unwrap_peft(model: nn.Module) -> nn.Module:
     PeftModel's ``base_model`` is the tuner holding the whole model, heads included, not the model's body."""
     getter = getattr(model, "get_base_model", None)
     return getter() if callable(getter) and hasattr(model, "peft_config") else model
+
+
+@contextlib.contextmanager
+def adapters_disabled(model: nn.Module) -> Iterator[None]:
+    """Within the block, every PEFT adapter layer of `model` (LoRA, Lily... wrappers, `modules_to_save` copies) runs
+    its base layer alone, as inside peft's ``disable_adapter()``, and runs as before afterwards. Each layer's own
+    ``_disable_adapters`` flag is set and put back: peft's ``enable_adapters`` would also change which adapter
+    weights require grad. A model without adapter layers runs as it is."""
+    layers = [m for m in model.modules() if isinstance(getattr(m, "_disable_adapters", None), bool)]
+    kept = [m._disable_adapters for m in layers]
+    try:
+        for layer in layers:
+            layer._disable_adapters = True
+        yield
+    finally:
+        for layer, flag in zip(layers, kept):
+            layer._disable_adapters = flag
 
 
 # Wrappers that run a model as it is (compiled, or replicated over devices): profiling reads the model inside.

@@ -382,6 +382,33 @@ def test_a_low_precision_matrix_is_read_in_float32_blocks_not_copied_whole(dtype
     merged = copy.deepcopy(wrapped).merge_and_unload()[0].weight.detach()
     assert got.dtype == dtype and float((got.double() - merged.double()).abs().max()) <= 0.01 * float(merged.abs().max())
 
+def test_auto_skip_reads_an_adapted_decoder_as_its_base_model():
+    """Helper 447: skip_first_positions="auto" probed a PeftModel as it runs; a Lily adapter's router averages over
+    every token of the text, so the first position read later tokens and the adapted decoder was judged bidirectional:
+    profiled from position 0 while its base model was profiled from position 1, and compare() of the two stages warned
+    that part of their difference was that. "auto" reads the model with its adapters off now: both skip position 0,
+    the Lily profile (each text alone) is the brute force's with that skip, and the adapters run again afterwards."""
+    import warnings
+
+    import reference
+
+    tokenizer = bpe_tokenizer()
+    run = lambda model, stage: hf_txray.analyze(  # noqa: E731
+        model, SAMPLE_TEXTS, tokenizer=tokenizer, features=("token",), stage=stage, batch_size=1,
+        pad_to_multiple_of=1, show_progress=False)
+    lily = peft.get_peft_model(tiny_llama_lm(), peft.LilyConfig(r=4, target_modules=["down_proj"],
+                                                                init_weights=False)).eval()
+    base, adapted = run(tiny_llama_lm(), "base"), run(lily, "lily")
+    assert base.meta.config["skip_first_positions"] == adapted.meta.config["skip_first_positions"] == 1
+    flags = [m._disable_adapters for m in lily.modules() if hasattr(m, "_disable_adapters")]
+    assert flags and not any(flags)  # put back
+    ref = reference.reference_profile(lily.get_base_model(), tokenizer, [t for t in SAMPLE_TEXTS if t.strip()],
+                                      feature_types=("token",), skip_first_positions=1)
+    assert reference.profile_table(adapted, "token")[1] == dict(ref.count["token"])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*skip_first_positions")
+        hf_txray.compare(base, adapted, test=False)
+
 def test_an_adapted_classifier_runs_its_body_only():
     """A PeftModel's base_model is PEFT's tuner, heads included: the profile ran GPT-2's classification head, which
     cannot take a batch without a pad id (a bare ValueError). The body inside the PeftModel runs, as without PEFT."""
