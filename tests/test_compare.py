@@ -544,6 +544,23 @@ def test_a_stage_that_credited_nothing_is_refused_not_reported_as_all_gained():
     assert hf_txray.compare(a, b).meta.stage_a == a.stage
 
 
+def test_stages_of_unequal_size_below_2x_are_warned_that_lost_and_gained_stand_off_their_floors(pair):
+    """Helper 445: the shares lost and gained at half size pair a half of A with a half of B, their floors two halves
+    of one stage: between two samples of one corpus (MiniLM, PTB) 1.27x apart in credits, lost at half size read
+    10.0% against floors of 8.4% / 8.4% and gained 7.0%, an "excess" of size alone, without a warning (only above 2x).
+    This pair is 1.40x apart (255 vs 358 credits)."""
+    a, b = pair
+    with pytest.warns(UserWarning, match=r"differ 1\.40x in credits \(255 vs 358\): .* the share gained exceeds its "
+                                         r"split-half noise floors, and the share lost falls short"):
+        hf_txray.compare(a, b)
+    with pytest.warns(UserWarning, match=r"the share lost exceeds its split-half noise floors"):
+        hf_txray.compare(b, a)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        hf_txray.compare(a, a)  # equal sizes: no size warning
+    assert not [w for w in caught if "in credits" in str(w.message)]
+
+
 @pytest.mark.parametrize("patterns", [(None, r"attention\.output\.dense$"), (r"layer\.\d+$", r"attention\.output$")])
 def test_profiles_hooked_through_other_modules_are_refused(pair, patterns):
     """module_pattern picks the hooked modules: the attention output and the block output have one width, so their
