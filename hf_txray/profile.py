@@ -26,7 +26,6 @@ from .features import check_feature_kinds, check_feature_orders, fingerprints_di
 from .hashes import combined_texts_sum_hash
 from .feature_table import FeatureTable, same_optional
 from .layout import OWNED_FOLDERS, read_single, write_folder
-from .loading import split_and_slice
 from .options import resolve_layer
 from .provenance import is_embedded, pruning_difference
 from .significance import DEFAULT_MIN_COUNT, check_min_count
@@ -1311,7 +1310,7 @@ def _rows_read(record: dict[str, Any]) -> list | None:
     end". None for texts passed in memory or a dataset object, which hf_txray cannot place."""
     import hashlib
 
-    from .loading import read_slice
+    from .loading import read_slice, split_and_slice
 
     name, part = split_and_slice(record.get("split") or "")
     known = record.get("kind") in ("hub", "local") or (record.get("kind") and is_embedded({"dataset": record}))

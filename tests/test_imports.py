@@ -128,6 +128,14 @@ def test_the_cli_and_its_help_import_no_heavy_library(statement):
     assert _imported_by(statement) == []
 
 
+def test_reading_a_saved_profile_imports_no_torch():
+    """`hf-txray show` (and any reader of a saved profile or report) needs no model: profile.py imported
+    loading.split_and_slice at module level, and loading brought torch (about 3 CPU-s of a 4.7 s `hf-txray show`;
+    every subprocess test of show paid it)."""
+    assert set(_imported_by("import hf_txray.profile, hf_txray.display")) & {"torch", "transformers", "datasets"} \
+        == set()
+
+
 @pytest.mark.parametrize("statement", ["import hf_txray", "import hf_txray.cli"])
 def test_the_plain_import_loads_neither_dataclasses_nor_inspect(statement):
     """`import hf_txray` (and of the CLI module, before a command is parsed) loads hf_txray.logging and its
