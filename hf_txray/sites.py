@@ -64,8 +64,11 @@ def adapters_disabled(model: nn.Module) -> Iterator[None]:
     """Within the block, every PEFT adapter layer of `model` (LoRA, Lily... wrappers, `modules_to_save` copies) runs
     its base layer alone, as inside peft's ``disable_adapter()``, and runs as before afterwards. Each layer's own
     ``_disable_adapters`` flag is set and put back: peft's ``enable_adapters`` would also change which adapter
-    weights require grad. A model without adapter layers runs as it is."""
-    layers = [m for m in model.modules() if isinstance(getattr(m, "_disable_adapters", None), bool)]
+    weights require grad. A layer whose adapters are merged into its base weight is left on: disabled, peft's
+    forward unmerges it (the model stayed unmerged afterwards, its bf16 base weight no longer the one it had). A
+    model without adapter layers runs as it is."""
+    layers = [m for m in model.modules() if isinstance(getattr(m, "_disable_adapters", None), bool)
+              and not getattr(m, "merged", False)]
     kept = [m._disable_adapters for m in layers]
     try:
         for layer in layers:

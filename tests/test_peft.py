@@ -409,6 +409,24 @@ def test_auto_skip_reads_an_adapted_decoder_as_its_base_model():
         warnings.filterwarnings("error", message=".*skip_first_positions")
         hf_txray.compare(base, adapted, test=False)
 
+def test_auto_skip_leaves_a_merged_adapter_merged():
+    """Review 448: skip_first_positions="auto" set each adapter layer's _disable_adapters flag while it probed the
+    model, and peft's LoRA forward unmerges a merged layer it finds disabled: a model profiled after
+    merge_adapter() came back unmerged, its bf16 base weights no longer the ones it had (silent). Merged layers are
+    left on now (their adapter is in the base weight, one token at a time): the model comes back as it was."""
+    torch.manual_seed(0)
+    model = peft.get_peft_model(tiny_llama_lm().to(torch.bfloat16), peft.LoraConfig(
+        r=4, target_modules=["down_proj"], init_lora_weights=False)).eval()
+    model.merge_adapter()
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    profile = hf_txray.analyze(model, SAMPLE_TEXTS[:4], tokenizer=bpe_tokenizer(), features=("token",),
+                               show_progress=False)
+    assert profile.meta.config["skip_first_positions"] == 1
+    layers = [m for m in model.modules() if hasattr(m, "merged_adapters")]
+    assert layers and all(m.merged for m in layers)
+    assert all(torch.equal(value, before[name]) for name, value in model.state_dict().items())
+
+
 def test_an_adapted_classifier_runs_its_body_only():
     """A PeftModel's base_model is PEFT's tuner, heads included: the profile ran GPT-2's classification head, which
     cannot take a batch without a pad id (a bare ValueError). The body inside the PeftModel runs, as without PEFT."""
