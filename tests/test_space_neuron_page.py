@@ -381,3 +381,30 @@ def test_a_stage_known_only_from_a_report_beside_a_profiled_stage(pages, tmp_pat
         assert lines["third"] == neuron_summary(neuron_card(b, layer, neuron))
         assert message.endswith(f" {missing[0].upper()}{missing[1:]}: no output effects or activations.")
         assert set(outputs["stage"]) == set(facts["stage"]) == {"third"}
+
+
+def test_a_profiled_stage_beside_a_report_only_stage_of_other_layers(layered, tmp_path):
+    """Review 448: with stage 'first' profiled on layer 0 and stage 'late' known only from report 'last->late' of
+    layer 1, the Neuron tab of a layer-0 neuron failed as a whole with "Layer 0 was not profiled in report
+    'last->late'" (neuron_status read the report's row of a layer it does not hold), where a profiled stage of other
+    layers is shown beside the other one. It shows 'first' now and says layer 0 was not profiled at 'late'."""
+    import copy
+    import dataclasses
+
+    from hf_txray.viewer import app
+
+    _, _, profiles, _ = layered
+    late = copy.copy(profiles["last"])
+    late.meta = dataclasses.replace(late.meta, stage="late")
+    source = str(hf_txray.save_to_disk(tmp_path / "results", [profiles["first"]],
+                                       [hf_txray.compare(profiles["last"], late)], plots=False))
+    layer, neuron = busiest(profiles["first"])
+    assert layer == 0
+    for pair in (("first", "late"), ("late", "first")):
+        title, stats, comparison, *_ = app.show_neuron(source, layer, neuron, *pair)
+        assert title == (f"Layer 0, neuron {neuron}: shown at stage 'first' only, as layer 0 was not profiled at "
+                         "stage 'late' (its layers: [1]).")
+        stats = stats.set_index("stage")
+        assert stats.loc["late", "status"] == "layer not profiled"
+        want = profiles["first"].neuron_stats().set_index(["layer", "neuron"]).loc[(layer, neuron)]
+        assert stats.loc["first", "count"] == want["count"] > 0 and not len(comparison)

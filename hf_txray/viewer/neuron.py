@@ -58,12 +58,15 @@ def neuron_stats(view: ResultsView, layer: int, neuron: int, stages: Iterable[st
 
 def neuron_status(view: ResultsView, layer: int, neuron: int, stage_a: str, stage_b: str) -> str:
     """``shared`` / ``lost`` / ``gained`` / ``dead`` between two stages; ``not comparable`` when ``compare`` refuses
-    their profiles (:meth:`ResultsView.comparison_refused`)."""
+    their profiles (:meth:`ResultsView.comparison_refused`), or when a stage of the pair was not profiled on the
+    layer (:meth:`ResultsView.layer_missing`)."""
     layer, neuron = view.check_neuron(layer, neuron)
     report = view.report_for(stage_a, stage_b)
     if report is not None:
         return str(report.neurons["status"].iat[view.report_row(report, layer, neuron)])
-    if view.comparison_refused(stage_a, stage_b):
+    # a stage known only from a report of other layers has no row to read (two profiles of other layers are refused
+    # by compare: the refusal above)
+    if view.comparison_refused(stage_a, stage_b) or any(view.layer_missing(s, layer) for s in (stage_a, stage_b)):
         return NOT_COMPARABLE
 
     def credited(stage: str) -> bool:
