@@ -408,3 +408,23 @@ def test_a_profiled_stage_beside_a_report_only_stage_of_other_layers(layered, tm
         assert stats.loc["late", "status"] == "layer not profiled"
         want = profiles["first"].neuron_stats().set_index(["layer", "neuron"]).loc[(layer, neuron)]
         assert stats.loc["first", "count"] == want["count"] > 0 and not len(comparison)
+
+
+def test_a_report_only_stage_before_its_reports_other_stage_names_that_report(pages, tmp_path):
+    """Review 448: with stage 'finetuned' known only from report 'pretrained->finetuned', the Neuron tab of the pair
+    the other way round (A 'finetuned', B 'pretrained') said "no report compares stage A (finetuned) with stage B
+    (pretrained)" while that report compares them (silent). The title names it and says to swap the stages."""
+    from hf_txray.viewer import app
+
+    a, b, report = pages[:3]
+    source = str(hf_txray.save_to_disk(tmp_path / "results", [a], [report], plots=False))
+    layer, neuron = busiest(b)
+    title, stats, *_ = app.show_neuron(source, layer, neuron, "finetuned", "pretrained")
+    assert title.startswith(f"Layer {layer}, neuron {neuron}: no report compares stage A (finetuned) with stage B "
+                            "(pretrained) in this order (report 'pretrained->finetuned' compares them the other way: "
+                            "swap stage A and stage B for its status and Hellinger distance), and stage 'finetuned' "
+                            "has no profile in these results")
+    assert stats.set_index("stage").loc["finetuned", "count"] == b.neuron_count[b.layers.index(layer), neuron]
+    title, *_ = app.show_neuron(source, layer, neuron, "pretrained", "finetuned")  # the report's own order
+    status = report.neurons.set_index(["layer", "neuron"]).loc[(layer, neuron), "status"]
+    assert title.startswith(f"Layer {layer}, neuron {neuron}: {status} from stage A (pretrained)")

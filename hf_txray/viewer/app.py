@@ -374,10 +374,15 @@ def show_neuron(source: str, layer: Any, neuron: Any, stage_a: str, stage_b: str
     # (the tab refused the pair on every layer: "No report compares 'a' with 'c'")
     unprofiled = [] if view.report_for(stage_a, stage_b) is not None else [
         m for m in (view.profile_missing(s) for s in dict.fromkeys([stage_a, stage_b])) if m]
+    # a stored report of the pair the other way round (the title said no report compared them)
+    reverse = view.report_for(stage_b, stage_a) if unprofiled and stage_a != stage_b else None
+    order = (f" in this order (report {reverse.name!r} compares them the other way: swap stage A and stage B for "
+             "its status and Hellinger distance)" if reverse is not None else "")
     # a stage profiled on other layers: what the other stage holds, and why this one shows nothing (compare refuses
     # profiles of different layers, so its refusal says no more)
     title = (f"{name}: shown at stage {shown[0]!r} only, as {'; '.join(missing)}." if missing else
-             (f"{name}: no report compares stage A ({stage_a}) with stage B ({stage_b}), and {'; '.join(unprofiled)}: "
+             (f"{name}: no report compares stage A ({stage_a}) with stage B ({stage_b}){order}, and "
+              f"{'; '.join(unprofiled)}: "
               + ("its credits, mass and lengths are that report's" if len(unprofiled) == 1 else
                  "their credits, masses and lengths are those reports'")
               + ", with no distributions, examples or Hellinger distance.") if unprofiled else
