@@ -917,18 +917,19 @@ def _refuse_transformed_experts(model: nn.Module, site: Site, block: nn.Module) 
             "this model's dense layers only, or profile it without output_effects.")
 
 
-def _post_norm_scaled(columns: torch.Tensor, chain: PostNorms) -> torch.Tensor:
-    """A layer's `columns` (:func:`down_columns`) times the scales of the norms its MLP output passes before the
-    residual sum: the routed experts' own norm on theirs, the shared experts' own norm on theirs (the last columns),
-    then the norm of their sum on all (or the one norm of the whole MLP output)."""
+def _post_norm_scaled(columns: torch.Tensor, chain: PostNorms, units: torch.Tensor, width: int) -> torch.Tensor:
+    """The `columns` of a layer's `units` (of its `width`: :func:`down_columns`) times the scales of the norms its
+    MLP output passes before the residual sum: the routed experts' own norm on theirs, the shared experts' own norm on
+    theirs (the layer's last units), then the norm of their sum on all (or the one norm of the whole MLP output).
+    Read a chunk of units at a time: float32 columns of that chunk, not of the whole down projection."""
     if chain.last is None:
         return columns
     columns = columns.float()
     if chain.routed is not None and chain.shared is not None:  # Gemma 4's MoE blocks: each branch normalised first
-        routed_units = columns.shape[1] - chain.shared_units
-        own = torch.cat([norm_scale(chain.routed, columns.shape[0])[:, None].expand(-1, routed_units),
-                         norm_scale(chain.shared, columns.shape[0])[:, None].expand(-1, chain.shared_units)], dim=1)
-        columns = own.to(columns.device) * columns
+        shared = (units >= width - chain.shared_units).to(columns.device)
+        own = torch.where(shared[None, :], norm_scale(chain.shared, columns.shape[0])[:, None].to(columns.device),
+                          norm_scale(chain.routed, columns.shape[0])[:, None].to(columns.device))
+        columns = own * columns
     return norm_scale(chain.last, columns.shape[0]).to(columns.device)[:, None] * columns
 
 
@@ -1018,20 +1019,23 @@ def output_effects_table(model: nn.Module, layers: Sequence[int] | None = None, 
             if layer in shared_gains:
                 shared_gains[layer] = (shared_gains[layer][0] * onward, shared_gains[layer][1])
     for layer in layers:
-        columns = _post_norm_scaled(down_columns(model, layer, stack), chains[layer])
+        columns = down_columns(model, layer, stack)  # scaled a chunk at a time: no float32 copy of all of it
         shared_gain, shared_units = shared_gains.get(layer, (gains[layer], 0))
+        scale = None
         if gains[layer] != 1.0 or shared_gain != gains[layer]:
             # multiplied by a scalar there (Granite's residual_multiplier), the shared experts' units by their own
             scale = torch.full((columns.shape[1],), gains[layer], device=columns.device)
             scale[columns.shape[1] - shared_units:] = shared_gain
-            columns = scale[None, :] * columns.float()
         width = columns.shape[1]
         chosen = np.arange(width) if neurons is None else np.sort(neurons)
         if len(chosen) and not (0 <= chosen.min() and chosen.max() < width):
             raise ConfigurationError(f"Neuron out of range: layer {layer} has {width} neurons (0 to {width - 1}).")
         for start in range(0, len(chosen), _CHUNK):
             picked = torch.as_tensor(chosen[start: start + _CHUNK], device=columns.device)
-            logits = read.logits(columns.index_select(1, picked))
+            directions = _post_norm_scaled(columns.index_select(1, picked), chains[layer], picked, width)
+            if scale is not None:
+                directions = scale[picked][None, :] * directions.float()
+            logits = read.logits(directions)
             part = _top_frame(logits, layer % len(blocks), 0, k, tokens)
             part["neuron"] = picked.cpu().numpy()[part["neuron"].to_numpy()]  # chunk position -> neuron index
             frames.append(part)

@@ -1110,3 +1110,30 @@ def test_output_effects_of_a_data_parallel_wrapper_are_those_of_the_model_inside
     model = tiny_llama_lm()
     plain = hf_txray.output_effects(model, 0, 1, k=3, tokenizer=bpe_tokenizer())
     assert hf_txray.output_effects(torch.nn.DataParallel(model), 0, 1, k=3, tokenizer=bpe_tokenizer()).equals(plain)
+
+
+@pytest.mark.parametrize("family", ["gemma2", "granite"])
+def test_a_layers_scaled_columns_are_made_float32_a_chunk_at_a_time(family, monkeypatch):
+    """Review 448: the post-MLP norm's scale (Gemma 2's post_feedforward_layernorm) and the residual gain (Granite's
+    residual_multiplier) were applied to a float32 copy of each layer's whole down projection (a second one for the
+    gain); they are applied to the 256-neuron chunk being read now, with the same numbers."""
+    import sys
+
+    import transformers
+
+    from hf_txray import sites
+    from hf_txray.output_effects import _CHUNK
+    from test_peft import _LargestFloatCopy
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=len(bpe_tokenizer()), hidden_size=32, intermediate_size=600, num_hidden_layers=2,
+                  num_attention_heads=2, num_key_value_heads=1, pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    model = (transformers.Gemma2ForCausalLM(transformers.Gemma2Config(head_dim=16, **common)) if family == "gemma2"
+             else transformers.GraniteForCausalLM(transformers.GraniteConfig(residual_multiplier=0.3, **common)))
+    model = model.to(torch.bfloat16).eval()
+    monkeypatch.setattr(sites, "_FLOAT_ELEMENTS", 16 * 32)  # the unembedding in blocks of 16 rows
+    with _LargestFloatCopy() as seen:
+        table = hf_txray.output_effects_table(model, [1], k=3)
+    assert seen.largest <= _CHUNK * 32  # a chunk of columns, not all 600
+    monkeypatch.setattr(sys.modules["hf_txray.output_effects"], "_CHUNK", 10_000)  # every neuron in one product: the same numbers
+    assert table.equals(hf_txray.output_effects_table(model, [1], k=3))
