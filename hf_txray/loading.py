@@ -440,17 +440,20 @@ def gguf_config(source: str, gguf_file: str) -> Any:
     """The config of the local GGUF file `gguf_file` in the folder `source` (a copy, for the caller to keep or
     change). Reading it parses the file's metadata, tokenizer vocabulary included (seconds: ~8 CPU-s for the 100 MB
     SmolLM2-135M file); analyze reads it for the skeleton checked before loading and again to load the weights, so
-    the last file read is kept (keyed by its size and modification time).
+    the last file read is kept, keyed by its device, inode, size, modification and status-change times: a file
+    replaced by another of the same size whose modification time was put back (``cp -p``, ``tar -x``, ``os.utime``)
+    has a new status-change time, which no one can set.
 
     Raises:
         OSError, ValueError: as ``AutoConfig.from_pretrained(source, gguf_file=gguf_file)``.
     """
     stat = Path(source, gguf_file).stat()
-    return copy.deepcopy(_read_gguf_config(str(Path(source).resolve()), gguf_file, stat.st_size, stat.st_mtime_ns))
+    key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    return copy.deepcopy(_read_gguf_config(str(Path(source).resolve()), gguf_file, key))
 
 
 @functools.lru_cache(maxsize=1)
-def _read_gguf_config(source: str, gguf_file: str, size: int, mtime_ns: int) -> Any:
+def _read_gguf_config(source: str, gguf_file: str, key: tuple[int, ...]) -> Any:
     from transformers import AutoConfig
 
     return AutoConfig.from_pretrained(source, gguf_file=gguf_file)

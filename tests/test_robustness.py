@@ -464,6 +464,45 @@ def test_cli_profiles_the_embedded_smollm2_gguf(tmp_path, capsys, monkeypatch):
     assert len(parsed) == 3, parsed
 
 
+def _write_tiny_gguf(path: Path, rms_norm_eps: float) -> None:
+    """A one-layer llama GGUF of metadata and one tensor (640 bytes): its config parses in milliseconds."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    for add, value in (("add_context_length", 64), ("add_embedding_length", 8), ("add_block_count", 1),
+                       ("add_feed_forward_length", 16), ("add_head_count", 2), ("add_head_count_kv", 2),
+                       ("add_rope_freq_base", 10000.0), ("add_layer_norm_rms_eps", rms_norm_eps),
+                       ("add_vocab_size", 4)):
+        getattr(writer, add)(value)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gguf") is None, reason="pip install gguf")
+def test_a_gguf_file_replaced_with_one_of_its_size_and_modification_time_is_read_again(tmp_path):
+    """loading.gguf_config kept the last file's config keyed by its size and modification time only: a file replaced
+    by another of the same size whose mtime was put back (cp -p, tar -x, os.utime) handed out the old config, and
+    analyze built the new weights into it (here another rms_norm_eps), where each load read the file before."""
+    from hf_txray.loading import gguf_config
+
+    path = tmp_path / "m.gguf"
+    _write_tiny_gguf(path, 1e-5)
+    before = path.stat()
+    assert gguf_config(str(tmp_path), "m.gguf").rms_norm_eps == pytest.approx(1e-5)
+    _write_tiny_gguf(path, 1e-6)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert gguf_config(str(tmp_path), "m.gguf").rms_norm_eps == pytest.approx(1e-6)
+    config = gguf_config(str(tmp_path), "m.gguf")  # kept now: a copy, which the caller may change
+    config.rms_norm_eps = 0.5
+    config.rope_parameters["rope_theta"] = 1.0
+    again = gguf_config(str(tmp_path), "m.gguf")
+    assert again.rms_norm_eps == pytest.approx(1e-6) and again.rope_parameters["rope_theta"] == 10000.0
+
+
 def test_the_embedded_model_s_hub_id_offline_names_its_installed_folder(tmp_path, monkeypatch):
     """Helper 205: a new user offline who passed 'sentence-transformers/all-MiniLM-L6-v2', the model the README
     profiles, was told only 'use a local path', while the package holding that model was installed: the error now
