@@ -1037,11 +1037,12 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
         # below 2x the Hellinger figures at half size stay between their floors, but lost and gained do not
         warnings.warn(
             f"Stages {a.stage!r} and {b.stage!r} differ {max(credits_a, credits_b) / min(credits_a, credits_b):.2f}x "
-            f"in credits ({credits_a} vs {credits_b}): the shares lost and gained move with sample size, so at half "
-            f"size the share {'lost' if credits_a > credits_b else 'gained'} exceeds its split-half noise floors, "
-            f"and the share {'gained' if credits_a > credits_b else 'lost'} falls short of them, by the size "
-            "difference alone, not by change (two samples of one corpus, 1.27x apart: lost 10.0% against floors of "
-            "8.4%, gained 7.0%). Profile both with analyze(..., max_positions=N) for equal sizes.",
+            f"in credits ({credits_a} vs {credits_b}): the shares lost and gained move with sample size, so the size "
+            f"difference alone raises the share {'lost' if credits_a > credits_b else 'gained'} (at half size) "
+            f"against its split-half noise floors and lowers the share {'gained' if credits_a > credits_b else 'lost'}"
+            ", without any change (two samples of one corpus, 1.27x apart: lost 10.0% against floors of 8.4% / "
+            "8.4%, gained 7.0%; 1.26x apart: lost 10.1% against 7.4% / 7.7%, gained 7.5%). Profile both with "
+            "analyze(..., max_positions=N) for equal sizes.",
             UserWarning, stacklevel=2)
     same = _same_corpus(a, b) if same_corpus is None else same_corpus
     # on the same texts, the token counts show whether the tokenizers split them alike (a pad token added at the end

@@ -550,10 +550,15 @@ def test_stages_of_unequal_size_below_2x_are_warned_that_lost_and_gained_stand_o
     10.0% against floors of 8.4% / 8.4% and gained 7.0%, an "excess" of size alone, without a warning (only above 2x).
     This pair is 1.40x apart (255 vs 358 credits)."""
     a, b = pair
-    with pytest.warns(UserWarning, match=r"differ 1\.40x in credits \(255 vs 358\): .* the share gained exceeds its "
-                                         r"split-half noise floors, and the share lost falls short"):
+    with pytest.warns(UserWarning, match=r"differ 1\.40x in credits \(255 vs 358\): .* the size difference alone "
+                                         r"raises the share gained \(at half size\) against its split-half noise "
+                                         r"floors and lowers the share lost, without any change") as caught:
         hf_txray.compare(a, b)
-    with pytest.warns(UserWarning, match=r"the share lost exceeds its split-half noise floors"):
+    # a bias, not the report's figures (helper 449): it said the share lost "falls short of" the floors, where two
+    # samples of one PTB corpus 1.26x apart read gained 7.5% between floors of 7.4% / 7.7%, and PTB -> BBC (1.25x,
+    # B larger) lost 6.9% above floors of 5.3% / 4.9%; this pair has no split halves, so no floors at all
+    assert not [w for w in caught if "exceeds its" in str(w.message) or "falls short" in str(w.message)]
+    with pytest.warns(UserWarning, match=r"raises the share lost \(at half size\) against its split-half noise"):
         hf_txray.compare(b, a)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
