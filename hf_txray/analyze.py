@@ -137,7 +137,7 @@ class Profiler:
     def _auto_skip_first_positions(self, probe_width: int) -> int:
         """``skip_first_positions="auto"``: 1 when the profiled stack attends causally (read from the model with
         :func:`~hf_txray.padding.first_position_is_causal`), else 0; the stride is checked again with it. A PEFT
-        model is read with its adapter layers off (:func:`~hf_txray.sites.adapters_disabled`): the causality of its
+        model is read with its unmerged adapter layers off (:func:`~hf_txray.sites.adapters_disabled`): the causality of its
         base model, so that a base stage and an adapted one skip the same positions (a Lily adapter, whose router
         averages over every token of the text, made the first position read later tokens: an adapted decoder was
         judged bidirectional and profiled from position 0, its base model from position 1)."""

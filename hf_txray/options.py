@@ -440,7 +440,7 @@ class ProfilerConfig:
                 "with stack='decoder' the text's token index, which the decoder reads one position later). "
                 "'auto': 1 where the profiled stack attends causally (decoder-only LMs, whose first position "
                 "carries 'massive activations': measured on SmolLM2-135M, bench/RESULTS.md), read from the model by "
-                "a one-text probe (a PEFT model's with its adapters off, so that it skips what its base model "
+                "a one-text probe (a PEFT model's with its unmerged adapters off, so that it skips what its base model "
                 "skips), 0 otherwise (encoders, encoder-decoders). A departure from the paper, whose LSTM had no "
                 "such effect.", parse=parse_skip_first_positions, arg_type=str)
     max_positions: int | None = option(
