@@ -298,8 +298,8 @@ def load_model(
             elif gguf_file is None and has_own_weights_and_adapter(source):
                 loaded = load_own_weights_and_adapter(AutoModel, source, model_id, trust_remote_code, kwargs)
             else:
-                if gguf_file is not None and set(kwargs) <= GGUF_CONFIG_KWARGS and revision is None \
-                        and not trust_remote_code and Path(source, gguf_file).is_file():
+                if is_local_gguf(source, gguf_file, revision) and set(kwargs) <= GGUF_CONFIG_KWARGS \
+                        and not trust_remote_code:
                     kwargs["config"] = gguf_config(source, gguf_file)  # read once when analyze checked it before
                 loaded = load_checked(AutoModel, source, model_id, revision=revision,
                                       trust_remote_code=trust_remote_code, **kwargs)
@@ -434,6 +434,12 @@ def load_checked(auto_cls: Any, source: str, model_id: str, exempt: Sequence[str
                 "another size or architecture?).") from err
     check_loaded_weights(model_id, type(loaded).__name__, info, exempt, purpose)
     return loaded
+
+
+def is_local_gguf(source: str, gguf_file: str | None, revision: str | None) -> bool:
+    """Whether `gguf_file` names a file in the local folder `source`, with no revision: a config :func:`gguf_config`
+    reads (and keeps) for both the check before loading and the load."""
+    return gguf_file is not None and revision is None and Path(source, gguf_file).is_file()
 
 
 def gguf_config(source: str, gguf_file: str) -> Any:

@@ -141,14 +141,14 @@ def _skeleton(source: str, revision: str | None, token: Any, gguf_file: str | No
     composite (vision-language) config."""
     from transformers import AutoConfig, AutoModel
 
-    from .loading import gguf_config
+    from .loading import gguf_config, is_local_gguf
 
     kwargs: dict[str, Any] = {"revision": revision}
     if token is not None:
         kwargs["token"] = token
     if gguf_file is not None:
         kwargs["gguf_file"] = gguf_file
-    if gguf_file is not None and revision is None and Path(source, gguf_file).is_file():
+    if is_local_gguf(source, gguf_file, revision):
         config = gguf_config(source, gguf_file)  # a local file: read once, load_model takes it on
     else:
         config = AutoConfig.from_pretrained(source, **kwargs)

@@ -275,8 +275,8 @@ def neuron_summary(view: ResultsView, layer: int, neuron: int, stage_a: str, sta
         elif stage in view.profiles:
             reports = [report] if report is not None and stage == stage_b else []  # the change is said once
             lines.append(f"{stage}: {neuron_card(view.profile(stage), layer, neuron, reports=reports).summary}")
-        elif report is None and view.profile_missing(stage):  # no report of the pair says the neuron's change
-            lines.append(f"{stage}: no summary, as {view.profile_missing(stage)}.")
+        elif report is None and (unprofiled := view.profile_missing(stage)):  # no report of the pair says its change
+            lines.append(f"{stage}: no summary, as {unprofiled}.")
     if report is not None and stage_b not in view.profiles and not view.layer_missing(stage_b, layer):
         # the report holds the neuron's status, credits, Hellinger distances, p-values and changed flags even where
         # the stages' profiles are not at hand: said as `hf-txray show REPORT --neuron L:N` says them
