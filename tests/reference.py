@@ -55,6 +55,8 @@ MLP_MODULE = {
     "ibert": _BERT_LIKE,  # site="residual" only: its MLP's layers are QuantLinear
     "rwkv": "blocks.{}.feed_forward.value", "xlstm": "blocks.{}.ffn.proj_down", "ctrl": "h.{}.ffn.2", "lfm2": "layers.{}.feed_forward.w2",
     "gpt_neox_japanese": "layers.{}.mlp.dense_4h_to_h",
+    "modernbert": "layers.{}.mlp.Wo", "smollm3": _LLAMA_LIKE, "bamba": "layers.{}.feed_forward.down_proj",
+    "falcon_h1": "layers.{}.feed_forward.down_proj",
     # text stacks beside a vision (and audio) tower of more blocks, under one config
     "git": _BERT_LIKE, "phi4_multimodal": _LLAMA_LIKE,
     # without experts (num_local_experts=0) only: a hybrid stack of Mamba and attention blocks, each with this MLP

@@ -171,9 +171,23 @@ FAMILIES = {
                                       decoder_start_token_id=0), "WhisperForCausalLM", "bpe"),
     "trocr": ("TrOCRConfig", dict(d_model=HIDDEN, decoder_layers=LAYERS, decoder_attention_heads=2,
                                   decoder_ffn_dim=WIDTH, max_position_embeddings=128), "TrOCRForCausalLM", "bpe"),
+    # helper 453: unusual structure, checked against a brute force (mlp and residual, top_k 1-3, windows) and now in
+    # the suite. ModernBERT alternates local and global attention; SmolLM3 drops RoPE in every other block (NoPE);
+    # Bamba stacks Mamba-2 and attention blocks of one class; Falcon-H1 runs Mamba-2 beside attention in every block
+    "modernbert": ("ModernBertConfig", dict(hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=2,
+                                            intermediate_size=WIDTH, max_position_embeddings=128,
+                                            global_attn_every_n_layers=2, local_attention=8, pad_token_id=0,
+                                            cls_token_id=101, sep_token_id=102, bos_token_id=101, eos_token_id=102),
+                   "ModernBertModel", "wordpiece"),
+    "smollm3": ("SmolLM3Config", dict(_LLAMA_LIKE, pad_token_id=None, no_rope_layer_interval=2), "SmolLM3Model", "bpe"),
+    "bamba": ("BambaConfig", dict(_LLAMA_LIKE, pad_token_id=None, attn_layer_indices=[1], mamba_n_heads=4,
+                                  mamba_d_head=16, mamba_d_state=8, mamba_chunk_size=16), "BambaModel", "bpe"),
+    "falcon_h1": ("FalconH1Config", dict(_LLAMA_LIKE, pad_token_id=None, head_dim=16, mamba_d_ssm=64, mamba_n_heads=4,
+                                         mamba_d_head=16, mamba_d_state=8, mamba_chunk_size=16),
+                  "FalconH1Model", "bpe"),
 }
 ENCODER_DECODERS = ("t5", "bart", "mt5", "mbart", "pegasus", "marian")
-ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2", "eurobert")
+ENCODERS = ("bert", "roberta", "xlm-roberta", "distilbert", "electra", "deberta-v2", "eurobert", "modernbert")
 DECODERS = tuple(f for f in FAMILIES if f not in ENCODERS + ENCODER_DECODERS)
 # families whose matrix model is already their LM head model (a text decoder alone): no head cases of their own
 DECODERS_WITH_HEAD = ("whisper", "trocr")
@@ -291,7 +305,8 @@ def test_matrix_covers_the_issue_families():
     assert missing == ["rwkvForSequenceClassification", "olmoeForSequenceClassification",  # no such classes
                        "granitemoeForSequenceClassification", "granitemoesharedForSequenceClassification",
                        "glm4_moeForSequenceClassification", "cohere2_moeForSequenceClassification",
-                       "afmoeForSequenceClassification"]
+                       "afmoeForSequenceClassification", "bambaForSequenceClassification",
+                       "falcon_h1ForSequenceClassification"]
 
 
 # ----- sites are verified, not guessed -------------------------------------------------------------------------
