@@ -58,7 +58,9 @@ SIZE_RATIO_WARNING = 2.0
 # Credit totals further apart than this move the shares lost and gained away from their split-half noise floors by
 # size alone (each floor pairs two halves of one stage, of one size): between two samples of one corpus (MiniLM, PTB,
 # 400 vs 320 texts, 1.27x in credits) lost at half size read 10.0% against floors of 8.4% / 8.4%, gained 7.0%; at
-# 1.09x, 8.9% against 8.5% / 8.4% (helper 445)
+# 1.09x, 8.9% against 8.5% / 8.4% (helper 445). The full-size shares move alike (a report without split halves has
+# no floors): 400 vs 320 PTB texts, layers 0/3/5, token, 1.30x in credits (25374 vs 19575), lost 9.9%, gained 7.9%
+# (helper 451)
 LOST_GAINED_RATIO_WARNING = 1.1
 # Options whose difference between two compared profiles gets a warning: they change which positions are credited
 # (windows or truncation, the first positions) or what a word or tag is. max_length and max_positions differ between
@@ -944,7 +946,8 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
     Warns when the stages' credit totals differ by more than 2x: lengths, lost/gained shares and Hellinger all move
     with sample size alone; profile both with ``analyze(..., max_positions=N)`` to compare equal sizes. Between 1.1x
     and 2x it warns that the shares lost and gained at half size stand off their split-half noise floors by the size
-    difference alone (the floors pair two halves of one stage, of one size). Warns when
+    difference alone (the floors pair two halves of one stage, of one size); for profiles without split halves (no
+    noise floors: ``meta.no_noise_reason``), that the shares lost and gained move by the size difference alone. Warns when
     token features were profiled with different tokenizer vocabularies (``provenance["runtime"]
     ["tokenizer_vocab_hash"]``): the token distributions then describe unlike units; and when tokenizers of one
     vocabulary split texts otherwise (``tokenizer_hash``: another normalizer, pre-tokenizer or post-processor). On the
@@ -1021,6 +1024,7 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
         warnings.warn("compare(seed=...) is deprecated and ignored: the per-neuron test is deterministic.",
                       FutureWarning, stacklevel=2)
     _warn_same_stage_name(a, b)
+    reason = _no_noise_reason(a, b)  # no split halves: no noise floors for the size warning to speak of
     credits_a, credits_b = int(a.neuron_count.sum()), int(b.neuron_count.sum())
     for stage, credits, profile in ((a.stage, credits_a, a), (b.stage, credits_b, b)):
         if credits == 0:  # every neuron of the other stage would be "gained" (or "lost"): no transfer to report
@@ -1034,15 +1038,19 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
             f"in credits ({credits_a} vs {credits_b}): lengths, lost/gained shares and Hellinger move with sample size. "
             "Profile both with analyze(..., max_positions=N) for equal sizes.", UserWarning, stacklevel=2)
     elif min(credits_a, credits_b) * LOST_GAINED_RATIO_WARNING < max(credits_a, credits_b):
-        # below 2x the Hellinger figures at half size stay between their floors, but lost and gained do not
+        # below 2x the Hellinger figures at half size stay between their floors, but lost and gained do not; a report
+        # without split halves has no floors (nor figures at half size): its full-size shares move alike
+        raised, lowered = ("lost", "gained") if credits_a > credits_b else ("gained", "lost")
+        effect = (f"raises the share {raised} (at half size) against its split-half noise floors and lowers the share "
+                  f"{lowered}, without any change (two samples of one corpus, 1.27x apart: lost 10.0% against floors "
+                  "of 8.4% / 8.4%, gained 7.0%; 1.26x apart: lost 10.1% against 7.4% / 7.7%, gained 7.5%)"
+                  if not reason else
+                  f"raises the share {raised} and lowers the share {lowered}, without any change (two samples of one "
+                  "corpus, 1.30x apart: lost 9.9%, gained 7.9%)")
         warnings.warn(
             f"Stages {a.stage!r} and {b.stage!r} differ {max(credits_a, credits_b) / min(credits_a, credits_b):.2f}x "
             f"in credits ({credits_a} vs {credits_b}): the shares lost and gained move with sample size, so the size "
-            f"difference alone raises the share {'lost' if credits_a > credits_b else 'gained'} (at half size) "
-            f"against its split-half noise floors and lowers the share {'gained' if credits_a > credits_b else 'lost'}"
-            ", without any change (two samples of one corpus, 1.27x apart: lost 10.0% against floors of 8.4% / "
-            "8.4%, gained 7.0%; 1.26x apart: lost 10.1% against 7.4% / 7.7%, gained 7.5%). Profile both with "
-            "analyze(..., max_positions=N) for equal sizes.",
+            f"difference alone {effect}. Profile both with analyze(..., max_positions=N) for equal sizes.",
             UserWarning, stacklevel=2)
     same = _same_corpus(a, b) if same_corpus is None else same_corpus
     # on the same texts, the token counts show whether the tokenizers split them alike (a pad token added at the end
@@ -1081,7 +1089,6 @@ def compare(a: Profile | str | os.PathLike, b: Profile | str | os.PathLike, alph
                 "which changes which positions are credited and how: part of any difference between them is that, "
                 f"not the model. Profile both stages with the same {name}.", UserWarning, stacklevel=2)
     _warn_unlike_truncation(a, b)
-    reason = _no_noise_reason(a, b)
     if reason:
         warnings.warn(f"The report has no p-values or noise floors: {reason}.", UserWarning, stacklevel=2)
     one_half = {} if reason else _one_half_features(a, b)

@@ -548,22 +548,40 @@ def test_stages_of_unequal_size_below_2x_are_warned_that_lost_and_gained_stand_o
     """Helper 445: the shares lost and gained at half size pair a half of A with a half of B, their floors two halves
     of one stage: between two samples of one corpus (MiniLM, PTB) 1.27x apart in credits, lost at half size read
     10.0% against floors of 8.4% / 8.4% and gained 7.0%, an "excess" of size alone, without a warning (only above 2x).
-    This pair is 1.40x apart (255 vs 358 credits)."""
+    Helper 451: the warning spoke of split-half floors for profiles that have none (this pair has no split halves,
+    1.40x apart: 255 vs 358 credits; silent text); it says the full-size shares move then (MiniLM, PTB, 1.30x apart:
+    lost 9.9%, gained 7.9%), and speaks of floors where the report has them, with the test run or not."""
+    from models import bert_tokenizer, tiny_bert
+
     a, b = pair
+    assert a.neuron_count_odd is None and hf_txray.compare(a, a).meta.no_noise_reason
     with pytest.warns(UserWarning, match=r"differ 1\.40x in credits \(255 vs 358\): .* the size difference alone "
-                                         r"raises the share gained \(at half size\) against its split-half noise "
-                                         r"floors and lowers the share lost, without any change") as caught:
+                                         r"raises the share gained and lowers the share lost, without any change "
+                                         r"\(two samples of one corpus, 1\.30x apart: lost 9\.9%, gained 7\.9%\)"
+                      ) as caught:
         hf_txray.compare(a, b)
+    sized = [str(w.message) for w in caught if "in credits" in str(w.message)]
+    assert len(sized) == 1 and "floor" not in sized[0] and "half size" not in sized[0]
     # a bias, not the report's figures (helper 449): it said the share lost "falls short of" the floors, where two
     # samples of one PTB corpus 1.26x apart read gained 7.5% between floors of 7.4% / 7.7%, and PTB -> BBC (1.25x,
-    # B larger) lost 6.9% above floors of 5.3% / 4.9%; this pair has no split halves, so no floors at all
+    # B larger) lost 6.9% above floors of 5.3% / 4.9%
     assert not [w for w in caught if "exceeds its" in str(w.message) or "falls short" in str(w.message)]
-    with pytest.warns(UserWarning, match=r"raises the share lost \(at half size\) against its split-half noise"):
+    with pytest.warns(UserWarning, match=r"raises the share lost and lowers the share gained, without any change"):
         hf_txray.compare(b, a)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         hf_txray.compare(a, a)  # equal sizes: no size warning
     assert not [w for w in caught if "in credits" in str(w.message)]
+    # profiles with split halves: the report has the floors the warning names (compare(test=False) too)
+    texts = [f"The {w} sat on mat {i} while dogs ran." for i, w in enumerate(["cat", "dog", "bird", "man"] * 8)]
+    big, small = (hf_txray.analyze(tiny_bert(), t, tokenizer=bert_tokenizer(), features=("token",), stage=name,
+                                   show_progress=False) for name, t in (("big", texts), ("small", texts[:24])))
+    assert 1.1 < big.neuron_count.sum() / small.neuron_count.sum() < 2
+    for test in (True, False):
+        with pytest.warns(UserWarning, match=r"raises the share lost \(at half size\) against its split-half noise "
+                                             r"floors and lowers the share gained") as caught:
+            floored = hf_txray.compare(big, small, test=test)
+        assert not floored.meta.no_noise_reason and floored.summary()["noise_floor_share_lost_a"] >= 0
 
 
 @pytest.mark.parametrize("patterns", [(None, r"attention\.output\.dense$"), (r"layer\.\d+$", r"attention\.output$")])
