@@ -373,7 +373,8 @@ def show_neuron(source: str, layer: Any, neuron: Any, stage_a: str, stage_b: str
     # a stage known only from a report that does not cover the pair: no Hellinger distance, its report's credits
     # (the tab refused the pair on every layer: "No report compares 'a' with 'c'")
     unprofiled = [] if view.report_for(stage_a, stage_b) is not None else [
-        m for m in (view.profile_missing(s) for s in dict.fromkeys([stage_a, stage_b])) if m]
+        m for m in (view.profile_missing(s, layer, [stage_a, stage_b]) for s in dict.fromkeys([stage_a, stage_b]))
+        if m]
     # a stored report of the pair the other way round (the title said no report compared them)
     reverse = view.report_for(stage_b, stage_a) if unprofiled and stage_a != stage_b else None
     order = (f" in this order (report {reverse.name!r} compares them the other way: swap stage A and stage B for "
@@ -568,7 +569,7 @@ def show_neuron_page(source: str, layer: Any, neuron: Any, stage_a: str, stage_b
     # a stage profiled on other layers has no effects of this layer, whatever it stored; one known only from a
     # report has none (its line was left out without a word)
     missing += [f"{m}: no output effects or activations" for s in dict.fromkeys(stages)
-                if not view.layer_missing(s, layer) for m in [view.profile_missing(s)] if m]
+                if not view.layer_missing(s, layer) for m in [view.profile_missing(s, layer, stages)] if m]
     if missing:
         message += "".join(f" {m[0].upper()}{m[1:]}." for m in missing)
     histogram = neuron_view.histogram_data(view, layer, neuron, stages)

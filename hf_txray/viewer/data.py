@@ -223,27 +223,43 @@ class ResultsView:
                                      f"(0 to {self.num_neurons - 1}).")
         return layer_i, neuron_i
 
-    def stage_report(self, stage: str) -> "TransferReport | None":
-        """The first report that covers `stage` when it has no profile (a stage only known from a report: its
-        credits, masses and lengths are that report's), else None (a profiled stage, or a stage of neither)."""
+    def stage_report(self, stage: str, layer: int | None = None, beside: Sequence[str] = ()) -> "TransferReport | None":
+        """The report that a stage with no profile is read from (a stage only known from a report: its credits,
+        masses and lengths are that report's), else None (a profiled stage, a stage of neither, or one whose reports
+        hold none of `layer`). Of the reports that cover `stage` (and hold `layer`, when given), the one that
+        compares it with a stage of `beside` (the other stage of the pair on view), else the first: a stage known
+        from two reports of different layers was read with the first one's layers, and called "not profiled" on the
+        other's (helper 451).
+
+        Args:
+            stage (`str`): the stage.
+            layer (`int`, *optional*): a layer the report must hold (any, when None).
+            beside (`Sequence[str]`, *optional*, defaults to `()`): the stages `stage` is viewed beside; a report that
+                compares it with one of them comes first.
+        """
         if stage in self.profiles:
             return None
-        return next((r for r in self.reports.values() if stage in (r.meta.stage_a, r.meta.stage_b)), None)
+        covering = [r for r in self.reports.values() if stage in (r.meta.stage_a, r.meta.stage_b)
+                    and (layer is None or layer in r.meta.layers)]
+        paired = [r for r in covering if ({r.meta.stage_a, r.meta.stage_b} - {stage}) & set(beside)]
+        return next(iter(paired + covering), None)
 
-    def profile_missing(self, stage: str) -> str | None:
+    def profile_missing(self, stage: str, layer: int | None = None, beside: Sequence[str] = ()) -> str | None:
         """``"stage 'c' has no profile in these results (it is known only from report 'b->c')"`` for a stage only
-        known from a report (:meth:`stage_report`), else None."""
-        report = self.stage_report(stage)
+        known from a report (the one :meth:`stage_report` reads for `layer` beside `beside`), else None."""
+        report = self.stage_report(stage, layer, beside) or self.stage_report(stage, None, beside)
         return None if report is None else (f"stage {stage!r} has no profile in these results (it is known only "
                                             f"from report {report.name!r})")
 
     def stage_layers(self, stage: str) -> list[int] | None:
-        """The layers `stage` was profiled on: its profile's, else those of a report that covers it (a stage only
-        known from a report); None for a stage of neither."""
+        """The layers `stage` was profiled on: its profile's, else those of the reports that cover it (a stage only
+        known from reports, sorted: :meth:`stage_report` reads each layer from a report that holds it); None for a
+        stage of neither."""
         if stage in self.profiles:
             return [int(layer) for layer in self.profiles[stage].meta.layers]
-        report = self.stage_report(stage)
-        return None if report is None else [int(layer) for layer in report.meta.layers]
+        layers = [int(layer) for r in self.reports.values() if stage in (r.meta.stage_a, r.meta.stage_b)
+                  for layer in r.meta.layers]
+        return sorted(set(layers)) or None
 
     def layer_missing(self, stage: str, layer: int) -> str | None:
         """``"layer L was not profiled at stage 'x' (its layers: [...])"`` when `stage` lacks `layer` (stages may

@@ -42,8 +42,8 @@ def neuron_stats(view: ResultsView, layer: int, neuron: int, stages: Iterable[st
         elif stage in view.profiles:
             stats = view.stat_row(stage, layer, neuron)
             row = {"stage": stage, "status": "credited" if stats["count"] > 0 else "dead", **stats}
-        else:  # a stage only known from a report: what the report holds
-            report = view.stage_report(stage)
+        else:  # a stage only known from a report: what the report holds (of the layer, beside the other stage)
+            report = view.stage_report(stage, layer, stages)
             side = "a" if stage == report.meta.stage_a else "b"
             line = report.neurons.iloc[view.report_row(report, layer, neuron)]
             row = {"stage": stage, "status": "credited" if line[f"count_{side}"] > 0 else "dead",
@@ -72,7 +72,7 @@ def neuron_status(view: ResultsView, layer: int, neuron: int, stage_a: str, stag
     def credited(stage: str) -> bool:
         if stage in view.profiles:
             return view.stat_row(stage, layer, neuron)["count"] > 0
-        report = view.stage_report(stage)
+        report = view.stage_report(stage, layer, (stage_a, stage_b))
         side = "a" if stage == report.meta.stage_a else "b"
         return bool(report.neurons[f"count_{side}"].iat[view.report_row(report, layer, neuron)] > 0)
 
@@ -275,7 +275,8 @@ def neuron_summary(view: ResultsView, layer: int, neuron: int, stage_a: str, sta
         elif stage in view.profiles:
             reports = [report] if report is not None and stage == stage_b else []  # the change is said once
             lines.append(f"{stage}: {neuron_card(view.profile(stage), layer, neuron, reports=reports).summary}")
-        elif report is None and (unprofiled := view.profile_missing(stage)):  # no report of the pair says its change
+        # no report of the pair says its change
+        elif report is None and (unprofiled := view.profile_missing(stage, layer, (stage_a, stage_b))):
             lines.append(f"{stage}: no summary, as {unprofiled}.")
     if report is not None and stage_b not in view.profiles and not view.layer_missing(stage_b, layer):
         # the report holds the neuron's status, credits, Hellinger distances, p-values and changed flags even where
