@@ -466,6 +466,19 @@ def test_a_report_only_stage_before_its_reports_other_stage_names_that_report(pa
                             "swap stage A and stage B for its status and Hellinger distance), and stage 'finetuned' "
                             "has no profile in these results")
     assert stats.set_index("stage").loc["finetuned", "count"] == b.neuron_count[b.layers.index(layer), neuron]
+    # helper 451: the summary said 'finetuned' was known from that report, and nothing of what the report holds (the
+    # title and the stats read it): it names the report, in its own order, and gives its lines
+    summary = app.show_neuron_page(source, layer, neuron, "finetuned", "pretrained")[0].split("\n")
+    i = a.layers.index(layer)
+    start = summary.index("Read from report 'pretrained->finetuned', which compares the pair the other way round "
+                          "(pretrained -> finetuned):")
+    assert summary[start + 1].startswith(f"Layer {layer}, neuron {neuron} in report pretrained->finetuned: ")
+    assert summary[start + 2].startswith(f"credits {a.neuron_count[i, neuron]} -> {b.neuron_count[i, neuron]}, ")
+    assert summary[:start] == [
+        "finetuned: no summary, as stage 'finetuned' has no profile in these results (it is known only from report "
+        "'pretrained->finetuned').", f"pretrained: {neuron_summary(neuron_card(a, layer, neuron))}"]
     title, *_ = app.show_neuron(source, layer, neuron, "pretrained", "finetuned")  # the report's own order
     status = report.neurons.set_index(["layer", "neuron"]).loc[(layer, neuron), "status"]
     assert title.startswith(f"Layer {layer}, neuron {neuron}: {status} from stage A (pretrained)")
+    assert not [line for line in app.show_neuron_page(source, layer, neuron, "pretrained", "finetuned")[0].split("\n")
+                if "other way round" in line]

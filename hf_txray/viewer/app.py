@@ -376,7 +376,7 @@ def show_neuron(source: str, layer: Any, neuron: Any, stage_a: str, stage_b: str
         m for m in (view.profile_missing(s, layer, [stage_a, stage_b]) for s in dict.fromkeys([stage_a, stage_b]))
         if m]
     # a stored report of the pair the other way round (the title said no report compared them)
-    reverse = view.report_for(stage_b, stage_a) if unprofiled and stage_a != stage_b else None
+    reverse = view.reversed_report(stage_a, stage_b) if unprofiled else None
     order = (f" in this order (report {reverse.name!r} compares them the other way: swap stage A and stage B for "
              "its status and Hellinger distance)" if reverse is not None else "")
     # a stage profiled on other layers: what the other stage holds, and why this one shows nothing (compare refuses

@@ -196,6 +196,15 @@ class ResultsView:
                     self._refused[stage_a, stage_b] = str(err)
         return self._derived[stage_a, stage_b]
 
+    def reversed_report(self, stage_a: str, stage_b: str) -> "TransferReport | None":
+        """The stored report of the pair the other way round (`stage_b` -> `stage_a`) when no report of `stage_a` ->
+        `stage_b` is at hand (none stored, and a stage without a profile to derive one from), else None: what the
+        Neuron tab names, and reads, for a pair picked in the other order."""
+        if stage_a == stage_b or self.report_for(stage_a, stage_b) is not None or \
+                all(s in self.profiles for s in (stage_a, stage_b)):
+            return None
+        return self.report_for(stage_b, stage_a)
+
     def comparison_refused(self, stage_a: str, stage_b: str) -> str | None:
         """Why ``compare`` refuses the two stages' profiles (``compare``'s own message: different top_k, site,
         layers...), or None when they compare (or have a stored report)."""

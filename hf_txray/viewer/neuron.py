@@ -254,7 +254,9 @@ def neuron_summary(view: ResultsView, layer: int, neuron: int, stage_a: str, sta
     """The plain-words summary of the neuron at each profiled stage of the pair, one line each: each stage's
     :class:`~hf_txray.summary.NeuronCard` summary; the change clause comes from the pair's report (on stage B) when it
     has significance columns (``changed_<ft>``, ``p_hellinger_<ft>``). A stage profiled on other layers says so
-    (``"a: layer 1 was not profiled at stage 'a' (its layers: [0])."``).
+    (``"a: layer 1 was not profiled at stage 'a' (its layers: [0])."``). A pair picked the other way round from its
+    stored report (:meth:`~hf_txray.viewer.data.ResultsView.reversed_report`) ends with that report's lines, named
+    and in its own order.
 
     Raises:
         ConfigurationError: neither stage was profiled on the layer
@@ -282,6 +284,12 @@ def neuron_summary(view: ResultsView, layer: int, neuron: int, stage_a: str, sta
         # the report holds the neuron's status, credits, Hellinger distances, p-values and changed flags even where
         # the stages' profiles are not at hand: said as `hf-txray show REPORT --neuron L:N` says them
         lines.append(report_neuron_text(report, layer, neuron))
+    reverse = view.reversed_report(stage_a, stage_b) if report is None else None
+    if reverse is not None and layer in reverse.meta.layers:
+        # the title names the report of the pair the other way round, and the stats read it: said here too, in its
+        # own order (the summary named it only as where a stage is known from, and none of its figures)
+        lines.append(f"Read from report {reverse.name!r}, which compares the pair the other way round "
+                     f"({stage_b} -> {stage_a}):\n{report_neuron_text(reverse, layer, neuron)}")
     return "\n".join(lines) or "No profile for these stages, and no report of the pair."
 
 
