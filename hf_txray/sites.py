@@ -170,7 +170,8 @@ def linear_weight(module: nn.Module) -> torch.Tensor:
     transposed, and for a PEFT adapter wrapper the map it computes as the model runs it (LoRA's ``W + s B A``, IA3's
     scaled columns, DoRA's normalised weight; nothing added when its adapters are merged or disabled), read by
     running the wrapper in eval mode on unit vectors (its base layer's bias zeroed meanwhile, so that a bf16 entry is
-    not rounded at the bias's scale), less its output at zero (an adapter's own bias).
+    not rounded at the bias's scale), less its output at zero (an adapter's own bias). A wrapper of a layer with no
+    outputs gives its empty ``(0, in)`` map, as ``nn.Linear`` does.
 
     Raises:
         ModelError: `module` is not linear-like, or is a PEFT wrapper whose map depends on the inputs it is given
@@ -184,6 +185,9 @@ def linear_weight(module: nn.Module) -> torch.Tensor:
         weight = float_weight(module)
         return weight if isinstance(module, nn.Linear) else weight.T
     width, reference = dims[0], base.weight
+    if dims[1] == 0:  # no outputs: an empty map, as nn.Linear's own weight (the probe's block size divided by 0)
+        dtype = reference.dtype if reference.is_floating_point() else torch.float32
+        return torch.zeros(0, width, dtype=dtype, device=reference.device)
     restore_modes = enter_eval(module)  # no LoRA dropout
     restore_bias = _without_bias(base)
     try:

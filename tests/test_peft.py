@@ -382,6 +382,24 @@ def test_a_low_precision_matrix_is_read_in_float32_blocks_not_copied_whole(dtype
     merged = copy.deepcopy(wrapped).merge_and_unload()[0].weight.detach()
     assert got.dtype == dtype and float((got.double() - merged.double()).abs().max()) <= 0.01 * float(merged.abs().max())
 
+def test_a_wrapped_layer_without_outputs_reads_as_an_empty_map():
+    """Helper 451: linear_weight of a LoRA-wrapped nn.Linear(8, 0) raised ZeroDivisionError (the probe's block size
+    divided by the number of outputs), where the plain layer reads as its empty (0, 8) weight; so does the wrapper
+    now, and one of no inputs as its (8, 0) map."""
+    import warnings
+
+    from hf_txray.sites import linear_weight
+
+    for width, out in ((8, 0), (0, 8)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Initializing zero-element tensors is a no-op"
+            model = nn.Sequential(nn.Linear(width, out))
+            plain = linear_weight(model[0])
+            wrapped = peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=["0"], init_lora_weights=False))
+        got = linear_weight(wrapped.base_model.model[0])
+        assert got.shape == plain.shape == (out, width) and got.dtype == plain.dtype
+
+
 def test_auto_skip_reads_an_adapted_decoder_as_its_base_model():
     """Helper 447: skip_first_positions="auto" probed a PeftModel as it runs; a Lily adapter's router averages over
     every token of the text, so the first position read later tokens and the adapted decoder was judged bidirectional:
