@@ -54,6 +54,12 @@ class ExpertsLayout:
         return self.num_routed + self.num_shared
 
     @property
+    def shared_units(self) -> int:
+        """The shared experts' units (the input width of their down projection `shared`), known from the layout
+        without reading that weight (meta, offloaded or quantized)."""
+        return self.num_shared * self.width
+
+    @property
     def num_neurons(self) -> int:
         return self.num_experts * self.width
 

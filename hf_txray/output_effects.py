@@ -636,7 +636,7 @@ def post_mlp_chains(model: nn.Module, layers: Sequence[int], stack: str | None =
             shared = site.experts.shared if site.capture == "experts" else None
             norms[layer] = found
             paths[layer] = (_containing(block, site.module), _containing(block, shared))
-            shared_units[layer] = int(linear_weight(shared).shape[1]) if shared is not None else 0
+            shared_units[layer] = site.experts.shared_units if shared is not None else 0  # no weight read
     with module_tensors(inputs=[n for found in norms.values() for n in found],
                         outputs=[m for both in paths.values() for path in both for m in path]
                         + [n for found in norms.values() for n in found]) as seen:
@@ -856,8 +856,8 @@ def shared_expert_gains(model: nn.Module, layers: Sequence[int], stack: str | No
     shared = {layer: site.experts.shared for layer, site in sites.items()
               if site.capture == "experts" and site.experts.shared is not None}
     measured = residual_gains(model, list(shared), stack, posts, points=shared) if shared else {}
-    return {layer: (1.0 if measured.get(layer) == 1.0 else gains[layer], int(linear_weight(module).shape[1]))
-            for layer, module in shared.items()}
+    return {layer: (1.0 if measured.get(layer) == 1.0 else gains[layer], sites[layer].experts.shared_units)
+            for layer in shared}
 
 
 @torch.no_grad()

@@ -775,6 +775,37 @@ def test_shared_experts_are_read_without_the_routed_experts_own_factor():
     np.testing.assert_allclose(rows["logit"], routed[rows["token_id"]], rtol=1e-4, atol=1e-7)
 
 
+def test_the_shared_experts_width_is_read_without_their_weight(monkeypatch):
+    """Helper 451: post_mlp_chains and shared_expert_gains read the shared experts' whole down-projection matrix
+    (linear_weight: a PEFT wrapper run on unit vectors, a quantized weight dequantized, an offloaded one fetched) only
+    to learn its width; the layout knows it (num_shared x width). The table reads the matrix once now, for the
+    shared units' columns, with the same numbers."""
+    import importlib
+
+    import pandas as pd
+    from transformers import LagunaConfig, LagunaForCausalLM
+
+    output_effects = importlib.import_module("hf_txray.output_effects")  # the package's name is a function's
+    torch.manual_seed(20)
+    config = LagunaConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, intermediate_size=40, num_hidden_layers=2,
+                          num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=64,
+                          moe_intermediate_size=16, shared_expert_intermediate_size=32, num_experts_per_tok=2,
+                          num_experts=4, moe_routed_scaling_factor=2.5, mlp_layer_types=["sparse", "sparse"],
+                          sliding_window=8, pad_token_id=0, bos_token_id=0, eos_token_id=0)
+    model = LagunaForCausalLM(config).eval()
+    shared = model.model.layers[1].mlp.shared_experts.down_proj
+    expected = hf_txray.output_effects_table(model, [1], k=K, neurons=[64, 95])
+    reads, original = [], output_effects.linear_weight
+    monkeypatch.setattr(output_effects, "linear_weight", lambda m: reads.append(m) or original(m))
+    table = hf_txray.output_effects_table(model, [1], k=K, neurons=[64, 95])
+    assert sum(m is shared for m in reads) == 1
+    pd.testing.assert_frame_equal(table, expected)
+    reads.clear()
+    output_effects.post_mlp_chains(model, [1])
+    assert output_effects.shared_expert_gains(model, [1], None, {1: 1.0}, {1: None})[1][1] == 32
+    assert not [m for m in reads if m is shared]
+
+
 @pytest.mark.parametrize("kind", ["gemma4_layer_scalar", "beam_depth_scaled"])
 def test_later_blocks_scaling_the_residual_stream_scale_earlier_neurons(kind):
     """Helper 277: Gemma 4 multiplies each block's whole output by its ``layer_scalar`` and Beam scales the residual
