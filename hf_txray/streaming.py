@@ -537,7 +537,10 @@ def missing_rows_error(column: str, first: Any, reader: str | None = None) -> Da
     fix = {"pandas": "(df.dropna(subset=[col])) or fill them (df[col].fillna(''))",
            "arrow": "(table.filter(pyarrow.compute.is_valid(table[col]))) or fill them "
                     "(pyarrow.compute.fill_null(table[col], ''))"}.get(
-        reader, "(dataset.filter(lambda r: r[col] is not None)) or fill them")
+        # a dataset's advice is said for Python and for the CLI (hf-txray analyze), which shows the same message to
+        # a user who has a data file and no dataset object
+        reader, f"or fill them: in Python, dataset.filter(lambda r: r[{column!r}] is not None); from the command "
+                "line (hf-txray), in the data file itself")
     return DatasetError(
         f"Column {column!r} has missing (None) rows, the first at index {first}: every row must be a str. Drop them "
         f"{fix}.{why}"
@@ -563,7 +566,10 @@ def builder_name(dataset: Any) -> str | None:
 
 def non_string_column_error(column: str, feature: Any) -> DatasetError:
     """The error for a text column whose declared type is not a string (read in memory, or a stream's features)."""
-    fix = ("If it holds the texts, cast or map it to text first." if type(feature).__name__ != "Json" else
+    # said for Python and for the CLI (hf-txray analyze), whose user has a data file and no dataset object
+    fix = ("If it holds the texts, cast or map it to text first (in Python: dataset.cast_column("
+           f"{column!r}, datasets.Value('string'))); from the command line (hf-txray), write its values as texts in "
+           "the data file (JSON: quoted strings)." if type(feature).__name__ != "Json" else
            "A JSON field whose values are not all strings or null (numbers, booleans, objects or lists among them) is "
            "typed Json, and its strings are decoded ('10' becomes 10): if it holds the texts, write every value of "
            "the field as a string.")
@@ -632,7 +638,7 @@ class NumbersColumn:
             "they would be profiled as the corpus. Pass "
             "text_column=... (CLI: --text-column) naming the column that holds the texts, a string column. If these "
             "numbers are the texts to profile, write them as JSON strings in a .jsonl file, or one per line in a "
-            ".txt file, or pass them as a list of str.")
+            ".txt file, or (in Python) pass them as a list of str.")
 
 
 def refuse_numbers_column(column: str, texts: Iterable[Any], reader: str | None) -> None:

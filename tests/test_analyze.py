@@ -388,7 +388,7 @@ def test_empty_dataset(texts):
     (["fine", 3, "fine"], r"Row 1 is int"),
     (["fine", None], r"Row 1 is NoneType"),
     (datasets.Dataset.from_dict({"text": ["a", None, "b"]}), r"missing \(None\) rows, the first at index 1.*"
-                                                             r"r\[col\] is not None"),
+                                                             r"r\['text'\] is not None"),
     (datasets.Dataset.from_dict({"text": [1, 2]}), r"not strings"),
 ])
 def test_non_string_rows(texts, match):
@@ -403,11 +403,34 @@ def test_a_text_column_of_ints_names_the_text_column_option(tmp_path, streaming)
     (tmp_path / "d.jsonl").write_text('{"text": "the cat sat", "year": 2019}\n{"text": "a dog ran", "year": 2020}\n')
     said = (r"Column 'year' holds Value\('int64'\), not strings: every row must be a str\. Pass text_column=\.\.\. "
             r"\(CLI: --text-column\) naming the column that holds the texts, a string column\. If it holds the texts, "
-            r"cast or map it to text first\.")
+            r"cast or map it to text first \(in Python: dataset\.cast_column\('year', ")
     with pytest.raises(DatasetError, match=said):
         run(texts=str(tmp_path / "d.jsonl"), text_column="year", streaming=streaming)
     with pytest.raises(DatasetError, match=said):
         run(texts=datasets.Dataset.from_dict({"text": ["a b", "c d"], "year": [2019, 2020]}), text_column="year")
+
+
+def test_the_cli_gets_advice_for_a_data_file_not_for_a_dataset_object(tmp_path, saved_bert, capsys):
+    """Helper 451: `hf-txray analyze` of a JSONL file with a null text printed "Drop them (dataset.filter(lambda r:
+    r[col] is not None)) or fill them", and of a column of ints "cast or map it to text first": Python advice for a
+    dataset object the command-line user does not have (and `col` for the column's name). Each fix is said for Python
+    and for the command line, labelled; a CSV column of numbers said "pass them as a list of str" unlabelled."""
+    (tmp_path / "nulls.jsonl").write_text('{"text": "the cat sat"}\n{"text": null}\n{"text": "a dog ran"}\n')
+    (tmp_path / "ints.jsonl").write_text('{"text": "the cat sat", "year": 2019}\n{"text": "a dog", "year": 2020}\n')
+    (tmp_path / "years.csv").write_text("text,year\nthe cat sat,2019\na dog ran,2020\n")
+    said = {"nulls.jsonl": "Drop them or fill them: in Python, dataset.filter(lambda r: r['text'] is not None); from "
+                           "the command line (hf-txray), in the data file itself. In JSON, a null value",
+            "ints.jsonl": "cast or map it to text first (in Python: dataset.cast_column('year', "
+                          "datasets.Value('string'))); from the command line (hf-txray), write its values as texts in "
+                          "the data file (JSON: quoted strings).",
+            "years.csv": "or one per line in a .txt file, or (in Python) pass them as a list of str."}
+    for name, advice in said.items():
+        out = tmp_path / f"out-{name}"
+        column = [] if name == "nulls.jsonl" else ["--text-column", "year"]
+        assert cli_main(["analyze", str(saved_bert), str(tmp_path / name), "--out", str(out), "--features", "token",
+                         *column]) == 2
+        err = capsys.readouterr().err
+        assert "hf-txray analyze: error: Column " in err and advice in err and not out.exists(), err
 
 
 @pytest.mark.parametrize("name", ["num_samples", "checkpoint_every", "output_effects_k"])
