@@ -1086,9 +1086,11 @@ class Profile(Artifact):
 
     def __repr__(self) -> str:
         m = self.meta
+        # the empty texts are counted in num_examples and credit nothing: said beside it, as `hf-txray show` does
+        empty = f" ({m.num_empty} empty)" if m.num_empty else ""
         return (
             f"Profile(stage={m.stage!r}, model={m.model_id!r}, site={m.site!r}, layers={len(m.layers)}, "
-            f"neurons/layer={m.num_neurons}, features={m.feature_types}, examples={m.num_examples}, "
+            f"neurons/layer={m.num_neurons}, features={m.feature_types}, examples={m.num_examples}{empty}, "
             f"positions={m.num_positions}, credited_neurons={int((self.neuron_count > 0).sum())})"
         )
 

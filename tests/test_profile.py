@@ -862,3 +862,29 @@ def test_profile_meta_repr_leaves_out_its_config_and_provenance(profile):
     assert "provenance=" not in shown and "config=" not in shown and len(shown) < 1000
     assert f"stage={meta.stage!r}" in shown and f"num_positions={meta.num_positions}" in shown
     assert hf_txray.ProfileMeta.from_dict(meta.to_dict()) == meta  # to_dict / equality still hold both
+
+
+def test_the_repr_says_how_many_of_its_texts_were_empty(tmp_path, capsys):
+    """Helper 451: a profile of five texts, one of them empty, printed ``examples=5`` (print(profile), the demo),
+    though the empty text credits nothing and ``meta.num_empty`` knows it; `hf-txray show` said "5 texts, ...,
+    1 empty". The repr says ``examples=5 (1 empty)`` now; `show --json` keeps both counts, as before."""
+    import json
+
+    from hf_txray.cli import main as cli_main
+    from models import bert_tokenizer, tiny_bert
+
+    texts = [SAMPLE_TEXTS[0], SAMPLE_TEXTS[1], "", SAMPLE_TEXTS[3], SAMPLE_TEXTS[4]]
+    profile = hf_txray.analyze(tiny_bert(), texts, tokenizer=bert_tokenizer(), features=("token",), show_progress=False)
+    assert (profile.meta.num_examples, profile.meta.num_empty) == (5, sum(t == "" for t in texts)) == (5, 1)
+    assert ", examples=5 (1 empty), positions=" in repr(profile)
+    full = hf_txray.analyze(tiny_bert(), texts[:2], tokenizer=bert_tokenizer(), features=("token",),
+                            show_progress=False)
+    assert ", examples=2, positions=" in repr(full)  # no "(0 empty)"
+    folder = tmp_path / "p"
+    profile.save_pretrained(folder)
+    capsys.readouterr()
+    assert cli_main(["show", str(folder)]) == 0
+    assert "5 texts, " in capsys.readouterr().out
+    assert cli_main(["show", str(folder), "--json"]) == 0
+    meta = json.loads(capsys.readouterr().out)["items"][0]["meta"]
+    assert (meta["num_examples"], meta["num_empty"]) == (5, 1)
