@@ -451,6 +451,37 @@ def test_a_report_only_stage_of_two_reports_of_other_layers_is_read_on_each(laye
                    f"report '{reports[1 - layer].name}')." in summary.split("\n")
 
 
+def test_the_stages_table_counts_a_report_only_stage_on_every_layer_of_its_reports(layered, tmp_path):
+    """Review 455: with stage 'late' known only from reports 'last->late' (layer 1) and 'first->late' (layer 0), the
+    Neuron tab reads it on both layers (helper 451), but the overview's stages table counted its neurons and credited
+    neurons in the first report alone: 24 neurons, those of layer 1 (silent). Each layer is counted from a report that
+    holds it now, checked against a brute-force count."""
+    import copy
+    import dataclasses
+
+    from hf_txray import viewer
+    from hf_txray.viewer import tables
+
+    model, tokenizer, profiles, _ = layered
+
+    def late(profile):
+        renamed = copy.copy(profile)
+        renamed.meta = dataclasses.replace(profile.meta, stage="late")
+        return renamed
+
+    reports = [hf_txray.compare(profiles["last"], late(profiles["last"])),
+               hf_txray.compare(profiles["first"], late(profiles["first"]))]
+    source = str(hf_txray.save_to_disk(tmp_path / "results", [profiles["both"]], reports, plots=False))
+    skip = profiles["both"].meta.config["skip_first_positions"]
+    ref = reference.reference_profile(model, tokenizer, SAMPLE_TEXTS, feature_types=("token",),
+                                      skip_first_positions=skip)
+    width = profiles["both"].num_neurons
+    credited = sum(1 for layer in (0, 1) for n in range(width) if ref.neuron_count[layer, n] > 0)
+    row = tables.stages_table(viewer.open_results(source)).set_index("stage").loc["late"]
+    assert (row["neurons"], row["credited neurons"]) == (2 * width, credited)
+    assert credited > sum(ref.neuron_count[1, n] > 0 for n in range(width))  # more than layer 1's alone
+
+
 def test_a_report_only_stage_before_its_reports_other_stage_names_that_report(pages, tmp_path):
     """Review 448: with stage 'finetuned' known only from report 'pretrained->finetuned', the Neuron tab of the pair
     the other way round (A 'finetuned', B 'pretrained') said "no report compares stage A (finetuned) with stage B

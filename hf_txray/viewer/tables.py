@@ -30,16 +30,21 @@ def stages_table(view: ResultsView) -> pd.DataFrame:
                          "texts": m.num_examples, "positions": m.num_positions, "features": ", ".join(m.feature_types),
                          "credited neurons": int((p.neuron_count > 0).sum()),
                          "neurons": p.num_rows})
-        else:
-            report = next(r for r in view.reports.values() if stage in (r.meta.stage_a, r.meta.stage_b))
+        else:  # known only from reports: each layer's neurons from a report that holds it (ResultsView.stage_report)
+            report = view.stage_report(stage)
             a = stage == report.meta.stage_a
+            credited = neurons = 0
+            for layer in view.stage_layers(stage):
+                held = view.stage_report(stage, layer)
+                lines = held.neurons[held.neurons["layer"].to_numpy() == layer]
+                credited += int((lines["count_a" if stage == held.meta.stage_a else "count_b"] > 0).sum())
+                neurons += len(lines)
             rows.append({"stage": stage, "model": report.meta.model_a if a else report.meta.model_b,
                          "site": report.meta.site,
                          # a fingerprint (texts given without a dataset_id) as a profile's row words it
                          "corpus": corpus_text(report.meta.dataset_a if a else report.meta.dataset_b),
                          "texts": None, "positions": None, "features": ", ".join(report.meta.feature_types),
-                         "credited neurons": int((report.neurons["count_a" if a else "count_b"] > 0).sum()),
-                         "neurons": len(report.neurons)})
+                         "credited neurons": credited, "neurons": neurons})
     return pd.DataFrame(rows)
 
 
