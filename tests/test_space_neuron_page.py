@@ -451,16 +451,12 @@ def test_a_report_only_stage_of_two_reports_of_other_layers_is_read_on_each(laye
                    f"report '{reports[1 - layer].name}')." in summary.split("\n")
 
 
-def test_the_stages_table_counts_a_report_only_stage_on_every_layer_of_its_reports(layered, tmp_path):
-    """Review 455: with stage 'late' known only from reports 'last->late' (layer 1) and 'first->late' (layer 0), the
-    Neuron tab reads it on both layers (helper 451), but the overview's stages table counted its neurons and credited
-    neurons in the first report alone: 24 neurons, those of layer 1 (silent). Each layer is counted from a report that
-    holds it now, checked against a brute-force count."""
+@pytest.fixture(scope="module")
+def late_known_from_two_reports(layered, tmp_path_factory):
+    """Profile 'both' (layers 0 and 1) saved with reports 'last->late' (layer 1) and 'first->late' (layer 0) alone:
+    stages 'first', 'last' and 'late' are known only from them. Returns the source and a brute-force reference."""
     import copy
     import dataclasses
-
-    from hf_txray import viewer
-    from hf_txray.viewer import tables
 
     model, tokenizer, profiles, _ = layered
 
@@ -471,15 +467,49 @@ def test_the_stages_table_counts_a_report_only_stage_on_every_layer_of_its_repor
 
     reports = [hf_txray.compare(profiles["last"], late(profiles["last"])),
                hf_txray.compare(profiles["first"], late(profiles["first"]))]
-    source = str(hf_txray.save_to_disk(tmp_path / "results", [profiles["both"]], reports, plots=False))
+    source = hf_txray.save_to_disk(tmp_path_factory.mktemp("late") / "results", [profiles["both"]], reports,
+                                   plots=False)
     skip = profiles["both"].meta.config["skip_first_positions"]
     ref = reference.reference_profile(model, tokenizer, SAMPLE_TEXTS, feature_types=("token",),
                                       skip_first_positions=skip)
-    width = profiles["both"].num_neurons
+    return str(source), ref
+
+
+def test_the_stages_table_counts_a_report_only_stage_on_every_layer_of_its_reports(layered,
+                                                                                  late_known_from_two_reports):
+    """Review 455: with stage 'late' known only from reports 'last->late' (layer 1) and 'first->late' (layer 0), the
+    Neuron tab reads it on both layers (helper 451), but the overview's stages table counted its neurons and credited
+    neurons in the first report alone: 24 neurons, those of layer 1 (silent). Each layer is counted from a report that
+    holds it now, checked against a brute-force count."""
+    from hf_txray import viewer
+    from hf_txray.viewer import tables
+
+    source, ref = late_known_from_two_reports
+    width = layered[2]["both"].num_neurons
     credited = sum(1 for layer in (0, 1) for n in range(width) if ref.neuron_count[layer, n] > 0)
     row = tables.stages_table(viewer.open_results(source)).set_index("stage").loc["late"]
     assert (row["neurons"], row["credited neurons"]) == (2 * width, credited)
     assert credited > sum(ref.neuron_count[1, n] > 0 for n in range(width))  # more than layer 1's alone
+
+
+def test_a_pair_whose_report_lacks_the_layer_shows_the_stage_that_holds_it(layered, late_known_from_two_reports):
+    """Review 455: 'late' is read on layers 0 and 1 (its reports' union, helper 451), and 'first' on layer 0 alone.
+    The Neuron tab of the pair ('first', 'late') on layer 1 failed as a whole with "Layer 1 was not profiled in report
+    'first->late' (its layers: [0])": the status, Hellinger table and summary read the pair's report on a layer it
+    lacks. It shows 'late' now (from 'last->late', checked against a brute-force count) and says 'first' lacks it."""
+    from hf_txray.viewer import app
+
+    source, ref = late_known_from_two_reports
+    neuron = max(range(layered[2]["both"].num_neurons), key=lambda n: (ref.neuron_count[1, n], -n))
+    note = "layer 1 was not profiled at stage 'first' (its layers: [0])"
+    for pair in (("first", "late"), ("late", "first")):
+        title, stats, comparison, *_ = app.show_neuron(source, 1, neuron, *pair)
+        assert title == f"Layer 1, neuron {neuron}: shown at stage 'late' only, as {note}."
+        assert stats.set_index("stage").loc["late", "count"] == ref.neuron_count[1, neuron] > 0
+        assert not len(comparison)
+        summary = app.show_neuron_page(source, 1, neuron, *pair)[0].split("\n")
+        assert sorted(summary) == [f"first: {note}.", "late: no summary, as stage 'late' has no profile in these "
+                                   "results (it is known only from report 'last->late')."]
 
 
 def test_a_report_only_stage_before_its_reports_other_stage_names_that_report(pages, tmp_path):

@@ -372,7 +372,7 @@ def show_neuron(source: str, layer: Any, neuron: Any, stage_a: str, stage_b: str
     name = f"Layer {layer}, neuron {neuron}" + (f" (pruned model: {pruned})" if pruned else "")
     # a stage known only from a report that does not cover the pair: no Hellinger distance, its report's credits
     # (the tab refused the pair on every layer: "No report compares 'a' with 'c'")
-    unprofiled = [] if view.report_for(stage_a, stage_b) is not None else [
+    unprofiled = [] if view.pair_report(stage_a, stage_b, layer) is not None else [
         m for m in (view.profile_missing(s, layer, [stage_a, stage_b]) for s in dict.fromkeys([stage_a, stage_b]))
         if m]
     # a stored report of the pair the other way round (the title said no report compared them)

@@ -196,6 +196,14 @@ class ResultsView:
                     self._refused[stage_a, stage_b] = str(err)
         return self._derived[stage_a, stage_b]
 
+    def pair_report(self, stage_a: str, stage_b: str, layer: int) -> "TransferReport | None":
+        """:meth:`report_for` when it holds `layer`, else None: a stage known only from reports is read on the layers
+        of all of them (:meth:`stage_layers`), so the pair's own report may lack a layer both stages are shown on
+        (the Neuron tab of 'first' (layer 0) beside 'late', known from 'first->late' (layer 0) and 'last->late'
+        (layer 1), failed on layer 1 with "Layer 1 was not profiled in report 'first->late'")."""
+        report = self.report_for(stage_a, stage_b)
+        return report if report is not None and layer in report.meta.layers else None
+
     def reversed_report(self, stage_a: str, stage_b: str) -> "TransferReport | None":
         """The stored report of the pair the other way round (`stage_b` -> `stage_a`) when no report of `stage_a` ->
         `stage_b` is at hand (none stored, and a stage without a profile to derive one from), else None: what the

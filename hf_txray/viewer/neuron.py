@@ -61,7 +61,7 @@ def neuron_status(view: ResultsView, layer: int, neuron: int, stage_a: str, stag
     their profiles (:meth:`ResultsView.comparison_refused`), or when a stage of the pair was not profiled on the
     layer (:meth:`ResultsView.layer_missing`)."""
     layer, neuron = view.check_neuron(layer, neuron)
-    report = view.report_for(stage_a, stage_b)
+    report = view.pair_report(stage_a, stage_b, layer)
     if report is not None:
         return str(report.neurons["status"].iat[view.report_row(report, layer, neuron)])
     # a stage known only from a report of other layers has no row to read (two profiles of other layers are refused
@@ -108,7 +108,7 @@ def neuron_comparison(view: ResultsView, layer: int, neuron: int, stage_a: str, 
         ConfigurationError: a stage of the pair has neither a profile nor a report covering it.
     """
     layer, neuron = view.check_neuron(layer, neuron)
-    report = view.report_for(stage_a, stage_b)
+    report = view.pair_report(stage_a, stage_b, layer)
     known = all(s in view.profiles or view.stage_report(s) is not None for s in (stage_a, stage_b))
     if report is None and known:  # no feature type in common, or a stage whose distributions are not at hand
         return pd.DataFrame(columns=["feature type", "hellinger", "hellinger length", "length A", "length B",
@@ -268,7 +268,7 @@ def neuron_summary(view: ResultsView, layer: int, neuron: int, stage_a: str, sta
 
     layer, neuron = view.check_neuron(layer, neuron)
     view.stages_with_layer(layer, [stage_a, stage_b])
-    report = view.report_for(stage_a, stage_b)
+    report = view.pair_report(stage_a, stage_b, layer)
     lines = []
     for stage in dict.fromkeys([stage_a, stage_b]):
         missing = view.layer_missing(stage, layer)
