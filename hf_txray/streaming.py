@@ -534,13 +534,15 @@ def missing_rows_error(column: str, first: Any, reader: str | None = None) -> Da
            "pandas": " In a DataFrame, None and NaN are both missing values.",
            "arrow": " In an Arrow table, a null value reads as None."}.get(
         reader, " A row without that key (rows given as dicts) reads as None too." if reader is None else "")
-    fix = {"pandas": "(df.dropna(subset=[col])) or fill them (df[col].fillna(''))",
-           "arrow": "(table.filter(pyarrow.compute.is_valid(table[col]))) or fill them "
-                    "(pyarrow.compute.fill_null(table[col], ''))"}.get(
+    col = repr(column)  # the column named in the code, not a placeholder to replace
+    fix = {"pandas": f"(df.dropna(subset=[{col}])) or fill them (df[{col}].fillna(''))",
+           "arrow": f"(table.filter(pyarrow.compute.is_valid(table[{col}]))) or fill them "
+                    f"(pyarrow.compute.fill_null(table[{col}], ''))"}.get(
         # a dataset's advice is said for Python and for the CLI (hf-txray analyze), which shows the same message to
-        # a user who has a data file and no dataset object
-        reader, f"or fill them: in Python, dataset.filter(lambda r: r[{column!r}] is not None); from the command "
-                "line (hf-txray), in the data file itself")
+        # a user who has a data file and no dataset object; each way both drops and fills
+        reader, f"(in Python: dataset.filter(lambda r: r[{col}] is not None)) or fill them (dataset.map(lambda r: "
+                f"{{{col}: r[{col}] or ''}})); from the command line (hf-txray), drop or fill them in the data file "
+                "itself")
     return DatasetError(
         f"Column {column!r} has missing (None) rows, the first at index {first}: every row must be a str. Drop them "
         f"{fix}.{why}"

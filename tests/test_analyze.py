@@ -263,10 +263,11 @@ def test_dataframe_and_arrow_table_are_read_as_rows_never_as_column_names():
         run(texts=pa.array(["a b", None]))
     with pytest.raises(DatasetError, match=r"does not convert to a table.*astype\(str\)"):
         run(texts=pd.DataFrame({"text": ["a b", 3]}))
-    # helper 170: a missing text was named by its position, which a DataFrame's user does not index rows by
+    # helper 170: a missing text was named by its position, which a DataFrame's user does not index rows by; review
+    # 455: its advice said `col` for the column's name (df.dropna(subset=[col])), as the Arrow table's did
     labelled = pd.DataFrame({"text": ["a b", None, "c d"]}, index=["x", "y", "z"])
     with pytest.raises(DatasetError, match=r"missing \(None\) rows, the first at index 'y' \(position 1\): .*"
-                                           r"df\.dropna\(subset=\[col\]\)"):
+                                           r"df\.dropna\(subset=\['text'\]\)\) or fill them \(df\['text'\]"):
         run(texts=labelled)
     with pytest.raises(DatasetError, match=r"the first at index 2 \(position 0\): "):  # rows in the frame's order
         run(texts=pd.DataFrame({"text": ["a b", "c d", float("nan")]}).iloc[::-1])
@@ -280,7 +281,7 @@ def test_dataframe_and_arrow_table_are_read_as_rows_never_as_column_names():
     with pytest.raises(DatasetError, match=r"^Row 'y' \(position 1\) is NAType \(<NA>\), not a string: .*s\.dropna\(\)"):
         run(texts=pd.Series(["a b", None, "c d"], index=["x", "y", "z"], dtype="string"))
     # helper 171: an Arrow table's null text got the advice for row dicts (a row without that key, dataset.filter)
-    with pytest.raises(DatasetError, match=r"the first at index 1: .*pyarrow\.compute\.is_valid.*In an Arrow table, "
+    with pytest.raises(DatasetError, match=r"the first at index 1: .*pyarrow\.compute\.is_valid\(table\['text'\]\).*In an Arrow table, "
                                            r"a null value reads as None\.$"):
         run(texts=pa.table({"text": ["a b", None]}))
     twice = pd.DataFrame([["a b", "x"], ["c d", "y"]], columns=["text", "text"])  # helper 166: a hint about types
@@ -418,8 +419,10 @@ def test_the_cli_gets_advice_for_a_data_file_not_for_a_dataset_object(tmp_path, 
     (tmp_path / "nulls.jsonl").write_text('{"text": "the cat sat"}\n{"text": null}\n{"text": "a dog ran"}\n')
     (tmp_path / "ints.jsonl").write_text('{"text": "the cat sat", "year": 2019}\n{"text": "a dog", "year": 2020}\n')
     (tmp_path / "years.csv").write_text("text,year\nthe cat sat,2019\na dog ran,2020\n")
-    said = {"nulls.jsonl": "Drop them or fill them: in Python, dataset.filter(lambda r: r['text'] is not None); from "
-                           "the command line (hf-txray), in the data file itself. In JSON, a null value",
+    # review 455: the Python advice gave a drop ("Drop them or fill them: in Python, dataset.filter(...)") and no fill
+    said = {"nulls.jsonl": "Drop them (in Python: dataset.filter(lambda r: r['text'] is not None)) or fill them "
+                           "(dataset.map(lambda r: {'text': r['text'] or ''})); from the command line (hf-txray), drop "
+                           "or fill them in the data file itself. In JSON, a null value",
             "ints.jsonl": "cast or map it to text first (in Python: dataset.cast_column('year', "
                           "datasets.Value('string'))); from the command line (hf-txray), write its values as texts in "
                           "the data file (JSON: quoted strings).",
