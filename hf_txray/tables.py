@@ -375,6 +375,11 @@ def amount_labels(table: pd.DataFrame) -> list[str]:
 # :func:`~hf_txray.pruning.masks.check_ranked_modules`.
 RANKED_MODULES = "hf_txray_ranked_modules"
 
+# The columns of what the probes say about one neuron (:func:`~hf_txray.probing.results.neuron_probe_rows`, the
+# viewer's Neuron tab): here, not in hf_txray.probing (whose import brings torch), so that the viewer's empty table
+# and the app's headers cost no torch import.
+NEURON_PROBE_COLUMNS = ("probe", "property", "rank", "of", "score", "top_label", "top_weight", "label_ranks")
+
 
 def with_ranked_modules(frame: pd.DataFrame, site: str, stack: str | None, module_pattern: str | None
                         ) -> pd.DataFrame:

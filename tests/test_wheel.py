@@ -66,12 +66,16 @@ def installed(tmp_path_factory):
 def test_wheel_holds_the_viewer_and_imports_outside_the_checkout(installed):
     python, _, env, work = installed
     out = _run([str(python), "-c", "import sys, hf_txray, hf_txray.viewer.app as app; "
-                "print(hf_txray.__file__); print(app.__file__); print(repr(sys.path))"],
+                "print(hf_txray.__file__); print(app.__file__); print(repr(sys.path)); "
+                "print(sorted({'torch', 'transformers', 'datasets'} & set(sys.modules)))"],
                work, env, timeout=180).split("\n")
     venv = python.parent.parent
     assert Path(out[0]).is_relative_to(venv) and Path(out[1]).is_relative_to(venv), out  # the wheel's copy
     assert not Path(out[0]).is_relative_to(ROOT)
     assert str(ROOT) not in eval(out[2])  # the checkout is not on the path
+    # the app module imports no torch (helper 452: ~2.2 of its ~8.4 CPU-s): the live tab imports it when a text is
+    # run, and opening results (their probing configs) does
+    assert out[3] == "[]", out
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=NO_CHROMIUM)

@@ -39,6 +39,7 @@ from ..counts import as_int
 from ..errors import ConfigurationError
 from ..logging import get_logger
 from ..redaction import shown_url
+from ..tables import NEURON_PROBE_COLUMNS
 from ..export import as_list
 from ..hub_io import (check_repo_id, full_repo_id, local_or_download, pushed_models, refuse_probing_into_other_models,
                       resolve_token, upload_folder)
@@ -307,8 +308,7 @@ def neuron_probe_rows(results: ProbingResults, layer: int, neuron: int) -> pd.Da
     """What the probes say about one neuron (for a viewer's Neuron tab): per probe its global ``rank`` and ``score``,
     its top label and weight, and the classes whose top neurons include it (``label_ranks``, e.g. ``"NOUN#3"``)."""
     if results.probe_rankings is None:
-        return pd.DataFrame(columns=["probe", "property", "rank", "of", "score", "top_label", "top_weight",
-                                     "label_ranks"])
+        return pd.DataFrame(columns=list(NEURON_PROBE_COLUMNS))
     frame = results.probe_rankings
     # int() read layer 1.7, neuron 3.9 as layer 1, neuron 3 (and True as 1), without a word (helper 395)
     if as_int(layer) is None or as_int(neuron) is None:
@@ -326,8 +326,7 @@ def neuron_probe_rows(results: ProbingResults, layer: int, neuron: int) -> pd.Da
                     "of": int(((frame["probe"] == probe) & (frame["kind"] == "neuron")).sum()), "score": r["score"],
                     "top_label": r["label"], "top_weight": r["weight"],
                     "label_ranks": ", ".join(f"{a}#{int(b)}" for a, b in zip(labels["label"], labels["rank"]))})
-    return pd.DataFrame(out, columns=["probe", "property", "rank", "of", "score", "top_label", "top_weight",
-                                      "label_ranks"])
+    return pd.DataFrame(out, columns=list(NEURON_PROBE_COLUMNS))
 
 
 def ablation_curves(results: ProbingResults) -> list[AblationCurve]:

@@ -11,8 +11,6 @@ import pandas as pd
 
 from ..counts import as_int
 from ..errors import ConfigurationError
-from ..hooks import Trace
-from ..modes import enter_eval
 from ..features import with_stripped_marks
 from ..tables import covering_pieces
 
@@ -67,6 +65,7 @@ class LiveProfiler:
 
         from ..batching import build_batch
         from ..features import TokenVocabulary
+        from ..modes import enter_eval
         from ..sites import WinnerRecorder
 
         if not isinstance(text, str) or not text.strip():
@@ -132,6 +131,8 @@ class LiveProfiler:
 
 def _trace_hook(site: Any, neuron: int, positions: Any, out: list) -> Any:
     """A hook keeping one neuron's activation at the creditable positions (the site's captured tensor)."""
+    from ..hooks import Trace
+
     _check_neuron(site, neuron)
 
     def keep(slot: int, tensor: Any) -> None:

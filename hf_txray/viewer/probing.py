@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from ..errors import ConfigurationError
+from ..tables import NEURON_PROBE_COLUMNS
 from .data import ALL_LAYERS, ResultsView, chosen_layer, rounded
 
 if TYPE_CHECKING:
@@ -112,17 +113,11 @@ def probing_ablation(view: ResultsView, name: str | None = None) -> tuple["Figur
 def neuron_probes(view: ResultsView, layer: int, neuron: int) -> pd.DataFrame:
     """What each probe says about a neuron: its global rank (of how many), score, top label and weight, and the
     classes whose top neurons include it (``NOUN#3``). Empty without probing results."""
+    if not has_probing(view):  # hf_txray.probing (and torch) not imported: the app's headers come from here
+        return pd.DataFrame(columns=list(NEURON_PROBE_COLUMNS))
     from ..probing.results import neuron_probe_rows
 
-    if not has_probing(view):
-        return neuron_probe_rows(_empty_probing(), layer, neuron)
     return rounded(neuron_probe_rows(view.probing, layer, neuron))
-
-
-def _empty_probing() -> Any:
-    from ..probing.results import ProbingResults
-
-    return ProbingResults(None, None)
 
 
 def load_attribution_model(model: Any) -> tuple[Any, Any]:
