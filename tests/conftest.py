@@ -349,3 +349,30 @@ def _global_state_kept(request):
                 _restore(name, None)
         pytest.fail(f"{request.node.nodeid} left process-wide state changed:\n  " + "\n  ".join(changed),
                     pytrace=False)
+
+
+# ----- the garbage collector: what stays for the whole run is not scanned again -----------------------------------
+# A full collection walks every object of the process: ~0.3 s in a worker that has imported torch, transformers,
+# datasets, gradio and spaCy (~450k objects after collection, more later), and it ran often: Python's own full
+# collections, and accelerate's gc.collect() at every Trainer.train() (Accelerator.free_memory). gc.freeze() moves the
+# objects alive now out of the collector's sight (Python's documented use: before forking, or after start-up). Done
+# after collection, and at the end of each test module (after a collection, so that no garbage is kept): the
+# modules, models and caches that outlive it. Objects a test makes are collected as before. Helper 452: on three
+# trainer tests full collections took 4.1 s of 28.4 CPU-s before, 2.0 s after freezing at collection alone.
+def _freeze_survivors() -> None:
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_collection_finish(session):
+    _freeze_survivors()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    if nextitem is None or getattr(nextitem, "module", None) is not getattr(item, "module", None):  # its module's
+        # fixtures are torn down by now
+        _freeze_survivors()
