@@ -41,8 +41,10 @@ from hub_fixtures import hub, hub_server  # noqa: F401  (fixtures)
 from models import SAMPLE_TEXTS, bert_tokenizer, tiny_bert
 from space_helpers import BROWSER_ARGS, CHROMIUM, NO_CHROMIUM, browser_page, frame, opened_client, serve
 
-gradio = pytest.importorskip("gradio", reason="the Space needs gradio: pip install -e '.[space]'")
-from gradio_client import Client  # noqa: E402
+# gradio is imported by the tests and fixtures that use it, not at collection (~4 CPU-s): an xdist worker that runs no
+# test of this module does not pay it
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("gradio") is None,
+                                reason="the Space needs gradio: pip install -e '.[space]'")
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "spaces_app"
@@ -755,6 +757,8 @@ def _requirement_names(path: Path) -> set[str]:
 
 
 def test_space_folder_is_self_consistent():
+    import gradio
+
     header = _header(SPACE / "README.md")
     assert header["sdk"] == "gradio"
     assert header["sdk_version"] == gradio.__version__  # pinned to the version we test
@@ -1308,6 +1312,8 @@ def test_probing_tab_and_neuron_probe_rows(served, probing_results):
     from hf_txray.probing import results as pr
 
     folder, probe, curve, loaded = probing_results
+    from gradio_client import Client
+
     name = probe.meta.name
     c = Client(served, verbose=False)
     assert c.predict(str(folder), api_name="/open")[0].startswith("Opened")
@@ -1401,6 +1407,8 @@ def test_the_probing_tab_offers_the_layers_of_the_chosen_probe(app, two_probes):
     message, _, table, _ = app.show_probe(source, "layer-1-only", viewer.ALL_LABELS, 1)
     assert len(table) and set(table["layer"]) == {1}, message
     # the stale layer that the repeated probe change sends, read by the dropdown the update leaves
+    import gradio
+
     update = app.probe_layers(source, "layer-1-only", 0)
     demo = app.build_demo(source)
     box = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "probe-layer")
@@ -1789,6 +1797,8 @@ def test_every_table_has_real_headers_before_it_is_filled(app):
     """Helper 236: every table of a viewer opened without results, and the Search, Live text and attribution tables
     until first used, showed Gradio's placeholder table headed "1 2 3". Each starts with the headers its handler
     gives it."""
+    import gradio
+
     demo = app.build_demo("")
     tables = [b for b in demo.blocks.values() if isinstance(b, gradio.Dataframe)]
     assert len(tables) >= 18
