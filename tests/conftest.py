@@ -370,6 +370,13 @@ def pytest_collection_finish(session):
     _freeze_survivors()
 
 
+# A young-generation collection every 10000 net allocations, not 700, from before collection (the test modules' imports
+# of torch, transformers, datasets...): as much work in fewer passes, and half as many full collections (they follow
+# the count of younger ones). Helper 452, three trainer tests: full collections 20 -> 10, collector time 2.9 -> 1.9 s
+# of ~26 CPU-s, the same peak memory.
+__import__("gc").set_threshold(10_000)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item, nextitem):
     yield
