@@ -308,6 +308,9 @@ def parse_optional_text(value: str) -> str | None:
     return None if _says_none(value) else value
 
 
+NONE_TEXTS = ("none", "None", "null")  # the texts that give an option its default of None on a command line
+
+
 def _says_none(value: Any) -> bool:
     """Whether `value` is text saying none (``"none"``, ``"None"``, ``"null"``): an option's default of None."""
     return isinstance(value, str) and value.strip().lower() in ("none", "null")
@@ -797,6 +800,10 @@ def add_prefixed_options(prefix: str, names: Sequence[str], options_class: type 
                 metadata["help"] = (f"{metadata['help']} A list that starts with a negative index takes '=': "
                                     f"--{prefix}{name}=-2,-1.")
             metadata["help"] = argparse_help(metadata["help"])
+            if "choices" in metadata and source.default is None:  # "none" sets it back to its default, as the
+                # hf-txray flag takes it (--txray_stack None was refused by argparse); prefixed_values reads it
+                metadata["metavar"] = "{" + ",".join(flag_choices(source)) + "}"
+                metadata["choices"] = [*metadata["choices"], *NONE_TEXTS]
             # Optional[int] flags take text so that "None" can be given (parsed by prefixed_values)
             optional_int = hints[name] == (int | None)
             annotations[prefix + name] = source.metadata.get("arg_type", int | str | None if optional_int
@@ -883,9 +890,16 @@ def add_cli_arguments(parser: Any, options_class: type = AnalyzeOptions, exclude
             continue
         parse = flag_parser(f, hints[f.name])
         choices = f.metadata.get("choices")  # checked by the parser, which also takes "none" where that is the default
-        shown = [*map(str, choices), *(["none"] if f.default is None else [])] if choices else []
+        shown = flag_choices(f)
         parser.add_argument(*flags, type=argparse_type(parse), default=default, help=help_text,
                             metavar="{" + ",".join(shown) + "}" if choices else f.name.upper())
+
+
+def flag_choices(f: dataclasses.Field) -> list[str]:
+    """The values a flag of option `f` shows as its choices: its ``choices``, and ``none`` where None is its default
+    (the text that sets it back to that default, :func:`one_of`); empty for an option without choices."""
+    choices = f.metadata.get("choices")
+    return [*map(str, choices), *(["none"] if f.default is None else [])] if choices else []
 
 
 def flag_parser(f: dataclasses.Field, annotation: Any) -> Callable[[str], Any]:

@@ -1548,6 +1548,29 @@ def test_hf_argument_parser_takes_none_for_optional_ints_and_comma_separated_fea
     callback = TXRayCallback(TEXTS, steps=np.int64(5), max_samples=np.int64(3), layers=np.arange(2))
     assert callback.steps == 5 and type(callback.steps) is int and len(callback.corpus) == 3
 
+def test_hf_argument_parser_takes_none_for_the_optional_text_options(tmp_path, hf_argument_parser):
+    """Helper 454: the README says `None` gives an option whose default is none, yet `--txray_text_column None` kept
+    the text 'None' on the field: the callback read None, but the eval_dataset probe looked for a column named 'None'
+    ("TX-Ray needs probe text, and eval_dataset has none"); and `--txray_stack None` (or `none`, which `hf-txray
+    --stack` takes) was refused by argparse's choices."""
+    parser = hf_argument_parser(TXRayArguments)
+    (args,) = parser.parse_args_into_dataclasses([
+        "--output_dir", str(tmp_path), "--report_to", "none", "--use_cpu", "--txray_features", "token",
+        "--txray_text_column", "None", "--txray_stack", "None"])
+    assert args.txray_text_column is None and args.txray_stack is None
+    data = build_data()
+    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=data, eval_dataset=data,
+                           processing_class=bert_tokenizer())
+    assert trainer.txray_callback.text_column == "text"
+    for text in ("none", "null"):
+        (args,) = parser.parse_args_into_dataclasses(["--output_dir", str(tmp_path), "--txray_stack", text])
+        assert args.txray_stack is None
+    (args,) = parser.parse_args_into_dataclasses(["--output_dir", str(tmp_path), "--txray_stack", "decoder"])
+    assert args.txray_stack == "decoder"
+    with pytest.raises(SystemExit):  # still one of the stacks, or none
+        parser.parse_args_into_dataclasses(["--output_dir", str(tmp_path), "--txray_stack", "middle"])
+
+
 def test_hf_argument_parser_refuses_a_blank_feature_and_says_how_to_pass_negative_layers(tmp_path, hf_argument_parser):
     """Helper 171: `--txray_features token "" pos` (an unset shell variable) dropped the blank item, which
     `token,,pos` no longer does; and the help lost its advice for `--txray_layers=-2,-1`, which HfArgumentParser

@@ -181,15 +181,17 @@ class TXRayArguments(TrainingArguments):
         super().__post_init__()
 
     def _parse_text_values(self) -> None:
-        """Optional ints given as text on the command line (``--txray_max_length None``, ``--txray_stride 32``) and
-        comma-separated features (``--txray_features token,pos``) as the values they name, set back on the fields."""
+        """Optional ints given as text on the command line (``--txray_max_length None``, ``--txray_stride 32``),
+        optional text given as none (``--txray_text_column None``, ``--txray_stack none``) and comma-separated
+        features (``--txray_features token,pos``) as the values they name, set back on the fields (the field kept
+        "None" while the option read None: the eval_dataset probe looked for a column named 'None')."""
         try:
             self.txray_max_samples = parse_optional_int(self.txray_max_samples)
         except ConfigurationError as err:
             raise ConfigurationError(f"txray_max_samples: {err}") from None
         parsed = self.txray_options()
-        for name in ("features", "top_k", "max_length", "batch_size", "stride", "num_workers", "max_tokens_per_batch",
-                     "pad_to_multiple_of"):
+        for name in ("features", "top_k", "text_column", "max_length", "batch_size", "stack", "stride", "num_workers",
+                     "max_tokens_per_batch", "pad_to_multiple_of"):
             setattr(self, PREFIX + name, list(parsed[name]) if name == "features" else parsed[name])
         if not isinstance(self.txray_layers, str):  # an array or range as the list it names ("0-3" kept as written)
             try:
