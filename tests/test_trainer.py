@@ -1755,6 +1755,30 @@ def test_push_with_the_best_model_loaded_does_not_pin_the_last_snapshot_to_it(tm
             assert pinned["kind"] == "hub" and pinned["commit"] == hub.server.repo_commits(repo, repo_type="model")[0]
 
 
+def test_a_push_without_blocking_pins_the_pushed_snapshot_once_the_model_is_up(tmp_path, hub):
+    """Helper 454: `push_to_hub(blocking=False)` returns the model upload's future, which has no commit yet: the
+    snapshot of the pushed weights went to the results repo unpinned (an INFO line claimed that no snapshot was of
+    the pushed weights), and `reproduce` refused it. The results now go up once the model's commit exists, pinned
+    to it, and the future returned completes after both."""
+    import concurrent.futures
+
+    import hf_txray
+
+    repo = f"{hub.username}/later-cls"
+    args = build_args(tmp_path / "out", max_steps=2, txray_steps=2, push_to_hub=True, hub_model_id=repo,
+                      hub_strategy="end")
+    trainer = TXRayTrainer(model=build_classifier(), args=args, train_dataset=build_data(),
+                           processing_class=bert_tokenizer(), txray_dataset=TEXTS)
+    trainer.train()
+    future = trainer.push_to_hub(blocking=False)
+    assert isinstance(future, concurrent.futures.Future)
+    commit = future.result(timeout=120).oid
+    assert commit == hub.server.repo_commits(repo, repo_type="model")[0]
+    pinned = hf_txray.load(f"{repo}-txray").profiles["step-2"].meta.provenance["model"]
+    assert pinned["kind"] == "hub" and pinned["commit"] == commit
+    assert trainer.txray_profiles["step-2"].meta.provenance["model"]["commit"] == commit
+
+
 def test_results_follow_the_model_repos_visibility_and_branch(tmp_path, hub, caplog):
     """Helper 116: with a private model repo (created beforehand, hub_private_repo unset) the results dataset, which
     holds the probe texts' snippets, was created public; and a push to a branch put the results on main, over those

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
 import pandas as pd
@@ -174,20 +175,33 @@ class TXRayTrainer(Trainer):
         The results go to the model's branch (`revision`, else ``args.hub_revision``; the default branch when
         neither is set), and a results repo created here is private when the model repo is (a warning says so when
         `private`, else ``args.hub_private_repo``, asked for a public one), when `private` or ``args.hub_private_repo``
-        asks for it, and when neither says and the model's visibility cannot be read."""
+        asks for it, and when neither says and the model's visibility cannot be read. With ``blocking=False`` the
+        results are pushed once the model's upload is done (the snapshot of the pushed weights is pinned to its
+        commit, which only then exists), and the future returned completes after both."""
         with public_output_uploads(self.args.output_dir):
             result = super().push_to_hub(commit_message=commit_message, blocking=blocking, token=token,
                                          revision=revision, private=private, **kwargs)
         callback = self.txray_callback
-        if self.is_world_process_zero() and callback is not None and callback.profiles:
-            from ..hub import push_to_hub as push_results
+        if not (self.is_world_process_zero() and callback is not None and callback.profiles):
+            return result
+        token = token if token is not None else self.args.hub_token
+        # what goes up is decided now: the snapshots taken so far, and which one is of the weights just pushed
+        profiles, reports, pushed = dict(callback.profiles), list(callback.reports.values()), \
+            callback.stage_of_weights(self.model)
 
-            self._pin_pushed_snapshot(getattr(result, "oid", None), token if token is not None else self.args.hub_token)
-            token = token if token is not None else self.args.hub_token
-            push_results(self.txray_results_repo_id, profiles=list(callback.profiles.values()),
-                         reports=list(callback.reports.values()), private=self._results_private(private, token),
-                         token=token, commit_message=f"TX-Ray results: {commit_message or 'update'}",
-                         revision=revision if revision is not None else self.args.hub_revision)
+        def push_results(commit: str | None) -> None:
+            from ..hub import push_to_hub
+
+            self._pin_pushed_snapshot(commit, token, pushed, profiles)
+            push_to_hub(self.txray_results_repo_id, profiles=list(profiles.values()),
+                        reports=reports, private=self._results_private(private, token), token=token,
+                        commit_message=f"TX-Ray results: {commit_message or 'update'}",
+                        revision=revision if revision is not None else self.args.hub_revision)
+
+        if isinstance(result, Future):  # blocking=False: the commit to pin is known once the upload is done (the
+            # pin was skipped, "no snapshot is of the pushed model's weights", and reproduce refused the results)
+            return _then(result, lambda commit: push_results(getattr(commit, "oid", None)))
+        push_results(getattr(result, "oid", None))
         return result
 
     def _results_private(self, private: bool | None, token: Any) -> bool:
@@ -245,16 +259,16 @@ class TXRayTrainer(Trainer):
         finally:
             self.args = args
 
-    def _pin_pushed_snapshot(self, commit: str | None, token: Any) -> None:
-        """Record the pushed model commit in the snapshot of the weights just pushed (the latest one whose recorded
-        weights hash is theirs: the last step's, or with ``load_best_model_at_end`` the best checkpoint's step),
-        so that ``hf-txray reproduce`` can recompute it from the Hub."""
+    def _pin_pushed_snapshot(self, commit: str | None, token: Any, stage: str | None,
+                             profiles: dict[str, Profile]) -> None:
+        """Record the pushed model commit in `stage` of `profiles` (the snapshots pushed), the snapshot of the weights
+        pushed (the latest one whose recorded weights hash is theirs, :meth:`TXRayCallback.stage_of_weights`: the
+        last step's, or with ``load_best_model_at_end`` the best checkpoint's step), so that ``hf-txray reproduce``
+        can recompute it from the Hub; also in :attr:`txray_profiles` while it holds that same snapshot."""
         from ..reproduce import pin_model
 
-        profiles = self.txray_callback.profiles
         # The step alone does not say it: load_best_model_at_end loads the best checkpoint's weights after the last
         # step's snapshot, and the pin claimed those for it (reproduce then found 'different' credits: helper 198).
-        stage = self.txray_callback.stage_of_weights(self.model)
         if commit is None or stage is None:
             best = self.state.best_model_checkpoint if self.args.load_best_model_at_end else None
             logger.info("TX-Ray: no snapshot is of the pushed model's weights (%s): none pinned for reproduce. Pin "
@@ -263,7 +277,10 @@ class TXRayTrainer(Trainer):
                         "they changed after the last snapshot" if commit is not None else "no commit")
             return
         try:
-            profiles[stage] = pin_model(profiles[stage], self.hub_model_id, revision=commit, token=token)
+            taken, profiles[stage] = profiles[stage], pin_model(profiles[stage], self.hub_model_id, revision=commit,
+                                                                token=token)
+            if self.txray_callback.profiles.get(stage) is taken:  # not replaced meanwhile (blocking=False)
+                self.txray_callback.profiles[stage] = profiles[stage]
         except TXRayError as err:  # the results still go up, only without the pin
             logger.warning("TX-Ray: could not record the pushed model in snapshot %s (%s): `hf-txray reproduce` "
                            "will refuse it.", stage, err)
@@ -390,6 +407,24 @@ def _probe_corpus(txray_dataset: Any, eval_dataset: Any, text_column: str | None
         "TX-Ray needs probe text, and eval_dataset has none (" + " / ".join(problems) + "). Pass txray_dataset=..., "
         "keep a text column in eval_dataset, or set txray_text_column."
     )
+
+
+def _then(future: Future, step: Callable[[Any], None]) -> Future:
+    """A future of `future`'s result that completes once `step` has also run on that result (in the thread that
+    completes `future`); its ``result()`` raises the error of either."""
+    done: Future = Future()
+
+    def finish(first: Future) -> None:
+        try:
+            value = first.result()
+            step(value)
+        except BaseException as err:  # noqa: BLE001 - handed to whoever waits on `done`
+            done.set_exception(err)
+        else:
+            done.set_result(value)
+
+    future.add_done_callback(finish)
+    return done
 
 
 def _missing(value: Any) -> bool:
