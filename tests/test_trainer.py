@@ -511,6 +511,38 @@ def test_snapshots_that_miss_checkpoints_saved_at_a_ratio_of_the_steps_are_warne
     assert gap(steps=1, eval_steps=3, save_steps=3) is None
 
 
+def test_step_snapshots_that_fall_on_every_epoch_checkpoint_are_not_warned_about(tmp_path, caplog):
+    """Helper 454: txray_steps=3 beside epoch checkpoints of 6-step epochs profiles every checkpoint (steps 6 and 12),
+    yet a warning said the snapshots "are not taken at every checkpoint" and told the user to switch to
+    txray_strategy='epoch' (and epoch snapshots beside save_steps=6 likewise). The epoch's steps, from the training
+    dataloader, now decide it; txray_steps=4 is still warned about."""
+    from torch.utils.data import DataLoader
+
+    from hf_txray.trainer.arguments import best_checkpoint_gap, steps_per_epoch
+
+    options = dict(num_train_epochs=2, eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
+                   txray_steps=3)
+    with caplog.at_level(logging.WARNING, logger="hf_txray"):
+        trainer, _ = train(tmp_path, **options)
+    assert not [r for r in caplog.records if "not taken at every checkpoint" in r.getMessage()]
+    assert list(trainer.txray_profiles) == ["step-0", "step-3", "step-6", "step-9", "step-12"]
+    assert trainer.txray_callback.stage_of_weights(trainer.model) is not None
+
+    args = build_args(tmp_path, gradient_accumulation_steps=4, **options)
+    assert steps_per_epoch(args, DataLoader(range(24), batch_size=4)) == 2  # 6 batches: 4, then a last partial 2
+    assert steps_per_epoch(args, iter(range(3))) is None  # no length: not judged
+
+    def gap(strategy="steps", steps=3, epoch=6, **overrides):
+        return best_checkpoint_gap(build_args(tmp_path, **{**options, **overrides}), strategy, steps, "txray_",
+                                   steps_per_epoch=epoch)
+
+    assert gap() is None and gap(steps=6) is None
+    assert "are not taken at every checkpoint (save_strategy='epoch')" in gap(steps=4)
+    assert "are not taken at every checkpoint" in gap(epoch=None)  # an epoch of unknown length
+    assert gap("epoch", save_strategy="steps", save_steps=6, eval_strategy="steps", eval_steps=6) is None
+    assert "save_steps=4" in gap("epoch", save_strategy="steps", save_steps=4, eval_strategy="steps", eval_steps=4)
+
+
 def test_bf16_mixed_precision_training(tmp_path):
     trainer, recorder = train(tmp_path, bf16=True, max_steps=4, txray_steps=2)
     assert list(trainer.txray_profiles) == ["step-0", "step-2", "step-4"]

@@ -70,13 +70,16 @@ def check_trainer_options(strategy: str, steps: Any, max_samples: Any, site: str
 
 
 def best_checkpoint_gap(args: TrainingArguments, strategy: str, steps: int, prefix: str,
-                        state: TrainerState | None = None) -> str | None:
+                        state: TrainerState | None = None, steps_per_epoch: int | None = None) -> str | None:
     """Why a checkpoint that ``load_best_model_at_end`` may load at the end of training gets no TX-Ray snapshot of its
     weights (in words, options named with `prefix`), or None: snapshots at every step a checkpoint is saved (or
     ``load_best_model_at_end`` off, or TX-Ray off). Without one, the trained model matches no snapshot and its card
     can only say so, after training (helper 259: a card's first notice of ``txray_steps=3`` beside ``save_steps=2``).
     An interval given as a ratio of the training steps (``save_steps=0.5``) is read from `state` (the Trainer's, at
-    ``on_train_begin``: ``state.save_steps`` / ``state.eval_steps``, in steps); without `state` it is not judged."""
+    ``on_train_begin``: ``state.save_steps`` / ``state.eval_steps``, in steps); without `state` it is not judged.
+    `steps_per_epoch` (optimizer steps, :func:`steps_per_epoch`; None where the training data have no length) puts
+    epoch checkpoints beside step snapshots, and step checkpoints beside epoch snapshots, at the steps they fall on
+    (helper 454: txray_steps=6 beside epochs of 6 steps profiled every checkpoint, and was warned about)."""
     if not getattr(args, "load_best_model_at_end", False) or strategy == "no" or (strategy == "steps" and steps == 1):
         return None  # txray_steps=1: a snapshot at every step, so at every checkpoint
     save = str(getattr(args.save_strategy, "value", args.save_strategy))
@@ -89,6 +92,11 @@ def best_checkpoint_gap(args: TrainingArguments, strategy: str, steps: int, pref
         interval = getattr(state, f"{name}_steps")  # a ratio, in steps once training begins (TrainerState)
     if save == "epoch" and strategy == "epoch":
         return None
+    if steps_per_epoch and save == "epoch" and strategy == "steps" and steps_per_epoch % steps == 0:
+        return None  # every epoch's last step is a multiple of txray_steps
+    if steps_per_epoch and save == "steps" and strategy == "epoch" and is_int(interval) and \
+            interval % steps_per_epoch == 0:
+        return None  # every checkpoint falls at an epoch's last step
     if save == "steps" and (not is_int(interval) or (strategy == "steps" and interval % steps == 0)):
         return None  # not is_int: a ratio of the total steps without the Trainer's state, not known yet
     if save not in ("epoch", "steps"):
@@ -101,6 +109,17 @@ def best_checkpoint_gap(args: TrainingArguments, strategy: str, steps: int, pref
     return (f"load_best_model_at_end loads the best checkpoint's weights at the end of training, but TX-Ray snapshots "
             f"({taken}) are not taken at every checkpoint ({when}): the trained model may match no snapshot. Set "
             f"{fix} to profile every checkpoint.")
+
+
+def steps_per_epoch(args: TrainingArguments, dataloader: Any) -> int | None:
+    """Optimizer steps in one pass over `dataloader` (the Trainer's training dataloader), as the Trainer counts them
+    (a last, partial accumulation is a step); None where it has no length (an ``IterableDataset``)."""
+    try:
+        batches = len(dataloader)
+    except TypeError:
+        return None
+    accumulation = max(int(getattr(args, "gradient_accumulation_steps", 1) or 1), 1)
+    return max(-(-batches // accumulation), 1)
 
 
 # repr=False: TrainingArguments' own repr, which shows hub_token (every *_token) as <HUB_TOKEN>; a generated one

@@ -45,7 +45,7 @@ from ..rng import keeps_rng
 from ..options import parse_layers, parse_skip_first_positions
 from ..features import is_tag_feature
 from .arguments import (PREFIX, REFERENCES, TXRAY_DIR, TXRayArguments, best_checkpoint_gap, check_trainer_options,
-                        prefixed_option_names)
+                        prefixed_option_names, steps_per_epoch)
 from .plots import write_plots
 
 logger = get_logger(__name__)
@@ -277,7 +277,8 @@ class TXRayCallback(TrainerCallback, ExportableState):
                            "txray/timeline.csv, but not to the report_to integrations.")
         self._restore(args, state)
         self._check_resumed_options()
-        gap = best_checkpoint_gap(args, self.strategy, self.steps, self.option_prefix, state)
+        gap = best_checkpoint_gap(args, self.strategy, self.steps, self.option_prefix, state,
+                                  steps_per_epoch(args, kwargs.get("train_dataloader")))
         if gap and state.is_world_process_zero:
             logger.warning("TX-Ray: %s", gap)
         optimizer = kwargs.get("optimizer")
