@@ -356,9 +356,11 @@ def _global_state_kept(request):
 # datasets, gradio and spaCy (~450k objects after collection, more later), and it ran often: Python's own full
 # collections, and accelerate's gc.collect() at every Trainer.train() (Accelerator.free_memory). gc.freeze() moves the
 # objects alive now out of the collector's sight (Python's documented use: before forking, or after start-up). Done
-# after collection, and at the end of each test module (after a collection, so that no garbage is kept): the
-# modules, models and caches that outlive it. Objects a test makes are collected as before. Helper 452: on three
-# trainer tests full collections took 4.1 s of 28.4 CPU-s before, 2.0 s after freezing at collection alone.
+# once, after collection (after a collection, so that no garbage is kept): the imported modules and the test items,
+# which stay for the whole run. Helper 452: on three trainer tests full collections took 4.1 s of 28.4 CPU-s before,
+# 2.0 s after. Not at the end of each test module as well (helper 456): a frozen object is never collected once it
+# is garbage in a cycle, and bounded caches evict what a module left in them (hf_txray's spaCy pipelines, 4 kept:
+# 17 loads in three test modules on one worker, each evicted pipeline ~20-35 MB kept for the rest of the run).
 def _freeze_survivors() -> None:
     import gc
 
@@ -375,11 +377,3 @@ def pytest_collection_finish(session):
 # the count of younger ones). Helper 452, three trainer tests: full collections 20 -> 10, collector time 2.9 -> 1.9 s
 # of ~26 CPU-s, the same peak memory.
 __import__("gc").set_threshold(10_000)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_teardown(item, nextitem):
-    yield
-    if nextitem is None or getattr(nextitem, "module", None) is not getattr(item, "module", None):  # its module's
-        # fixtures are torn down by now
-        _freeze_survivors()
