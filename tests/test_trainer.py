@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -1809,6 +1810,32 @@ def test_a_push_without_blocking_pins_the_pushed_snapshot_once_the_model_is_up(t
     pinned = hf_txray.load(f"{repo}-txray").profiles["step-2"].meta.provenance["model"]
     assert pinned["kind"] == "hub" and pinned["commit"] == commit
     assert trainer.txray_profiles["step-2"].meta.provenance["model"]["commit"] == commit
+
+
+def test_a_results_push_pending_at_exit_is_finished_before_the_interpreter_shuts_down(tmp_path):
+    """Helper 457: with `push_to_hub(blocking=False)` the results are pushed in the model upload's worker once that
+    upload is done; a script that ended right after the call (the model's upload still finishes: the pool's worker
+    is joined at exit) lost the results without a word: the interpreter's shutdown had begun, and datasets'
+    thread pool, which the results push's load check uses, refused to start ("cannot schedule new futures after
+    interpreter shutdown"; the results repo was never created). Run in a fresh interpreter: a slow "upload" in a
+    thread pool, then a step that needs a new pool, as the results push does."""
+    script = tmp_path / "exit_script.py"
+    script.write_text(textwrap.dedent(f"""
+        import time
+        from concurrent.futures import ThreadPoolExecutor
+        from hf_txray.trainer.trainer import _then
+
+        def step(value):
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(lambda: 1).result()
+            open({str(tmp_path / "pushed")!r}, "w").write(value)
+
+        _then(ThreadPoolExecutor(1).submit(lambda: time.sleep(0.5) or "oid"), step)
+        """))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (tmp_path / "pushed").read_text() == "oid", done.stderr[-4000:]
 
 
 def test_results_follow_the_model_repos_visibility_and_branch(tmp_path, hub, caplog):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import warnings
 from concurrent.futures import Future
 from pathlib import Path
@@ -177,7 +178,8 @@ class TXRayTrainer(Trainer):
         `private`, else ``args.hub_private_repo``, asked for a public one), when `private` or ``args.hub_private_repo``
         asks for it, and when neither says and the model's visibility cannot be read. With ``blocking=False`` the
         results are pushed once the model's upload is done (the snapshot of the pushed weights is pinned to its
-        commit, which only then exists), and the future returned completes after both."""
+        commit, which only then exists), and the future returned completes after both (a failure is also logged;
+        a process that ends before waits for it at exit)."""
         with public_output_uploads(self.args.output_dir):
             result = super().push_to_hub(commit_message=commit_message, blocking=blocking, token=token,
                                          revision=revision, private=private, **kwargs)
@@ -409,9 +411,18 @@ def _probe_corpus(txray_dataset: Any, eval_dataset: Any, text_column: str | None
     )
 
 
+_PENDING: set[Future] = set()  # futures of :func:`_then` not done yet, waited for at interpreter exit
+_PENDING_LOCK = threading.Lock()
+_WAITS_AT_EXIT: list[bool] = []  # [True] once _finish_pending is registered
+
+
 def _then(future: Future, step: Callable[[Any], None]) -> Future:
     """A future of `future`'s result that completes once `step` has also run on that result (in the thread that
-    completes `future`); its ``result()`` raises the error of either."""
+    completes `future`); its ``result()`` raises the error of either, which is also logged (a results push in the
+    background fails unseen where nobody asks the future). A process that exits before it is done waits for it
+    (:func:`_finish_pending`): `step` ran in the upload's worker while the interpreter shut down, where datasets'
+    thread pool refused to start ("cannot schedule new futures after interpreter shutdown"), and the results were
+    lost without a word (helper 457)."""
     done: Future = Future()
 
     def finish(first: Future) -> None:
@@ -419,12 +430,35 @@ def _then(future: Future, step: Callable[[Any], None]) -> Future:
             value = first.result()
             step(value)
         except BaseException as err:  # noqa: BLE001 - handed to whoever waits on `done`
+            logger.warning("TX-Ray: the results were not pushed after the model's upload (push_to_hub(blocking="
+                           "False)): %s: %s", type(err).__name__, err)
             done.set_exception(err)
         else:
             done.set_result(value)
+        finally:
+            with _PENDING_LOCK:
+                _PENDING.discard(done)
 
+    with _PENDING_LOCK:
+        if not _WAITS_AT_EXIT:  # registered after concurrent.futures' own (`future` is of a thread pool), so run
+            # before it: threading runs these in reverse order, and its own then refuses new work to every pool
+            with contextlib.suppress(RuntimeError):  # already shutting down: nothing to run before
+                threading._register_atexit(_finish_pending)  # noqa: SLF001 - the hook concurrent.futures uses
+                _WAITS_AT_EXIT.append(True)
+        _PENDING.add(done)
     future.add_done_callback(finish)
     return done
+
+
+def _finish_pending() -> None:
+    """At interpreter exit, before concurrent.futures refuses new work: wait for the results pushes still pending."""
+    with _PENDING_LOCK:
+        pending = list(_PENDING)
+    if pending:
+        logger.info("TX-Ray: waiting for %d results push(es) of push_to_hub(blocking=False) to finish.", len(pending))
+    for future in pending:
+        with contextlib.suppress(BaseException):  # logged by _then
+            future.result()
 
 
 def _missing(value: Any) -> bool:
