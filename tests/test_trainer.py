@@ -1838,6 +1838,29 @@ def test_a_results_push_pending_at_exit_is_finished_before_the_interpreter_shuts
     assert (tmp_path / "pushed").read_text() == "oid", done.stderr[-4000:]
 
 
+def test_cancelling_a_push_without_blocking_cancels_the_model_upload_and_the_results_push():
+    """Helper 457: the future `push_to_hub(blocking=False)` returns follows the model upload's; its `cancel()` said
+    True while the upload still waited, yet the model went up, the results were pushed after it, and completing the
+    cancelled future logged an InvalidStateError. It now cancels the upload as that future's own `cancel()` does,
+    and says False once the upload runs."""
+    import threading
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from hf_txray.trainer.trainer import _then
+
+    gate, ran = threading.Event(), []
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            pool.submit(gate.wait, 10)
+            upload = pool.submit(lambda: "oid")
+            future = _then(upload, ran.append)
+            assert isinstance(future, Future) and future.cancel() and future.cancelled() and upload.cancelled()
+            later = _then(pool.submit(lambda: "oid"), ran.append)
+        finally:
+            gate.set()
+        assert later.result(timeout=10) == "oid" and not later.cancel() and ran == ["oid"]
+
+
 def test_results_follow_the_model_repos_visibility_and_branch(tmp_path, hub, caplog):
     """Helper 116: with a private model repo (created beforehand, hub_private_repo unset) the results dataset, which
     holds the probe texts' snippets, was created public; and a push to a branch put the results on main, over those

@@ -422,10 +422,17 @@ def _then(future: Future, step: Callable[[Any], None]) -> Future:
     background fails unseen where nobody asks the future). A process that exits before it is done waits for it
     (:func:`_finish_pending`): `step` ran in the upload's worker while the interpreter shut down, where datasets'
     thread pool refused to start ("cannot schedule new futures after interpreter shutdown"), and the results were
-    lost without a word (helper 457)."""
-    done: Future = Future()
+    lost without a word (helper 457). Cancelling it cancels `future` as ``Future.cancel`` does (only while it waits
+    to run; then `step` does not run): it said it was cancelled, yet the model and the results went up, and
+    completing it logged an ``InvalidStateError``."""
+    done = _Chained(future)
 
     def finish(first: Future) -> None:
+        if first.cancelled():
+            Future.cancel(done)
+            with _PENDING_LOCK:
+                _PENDING.discard(done)
+            return
         try:
             value = first.result()
             step(value)
@@ -448,6 +455,17 @@ def _then(future: Future, step: Callable[[Any], None]) -> Future:
         _PENDING.add(done)
     future.add_done_callback(finish)
     return done
+
+
+class _Chained(Future):
+    """The future :func:`_then` returns: cancelled with the future it follows, as that one can be."""
+
+    def __init__(self, first: Future):
+        super().__init__()
+        self._first = first
+
+    def cancel(self) -> bool:
+        return self._first.cancel() and self.cancelled()  # `first`'s callback cancels this one
 
 
 def _finish_pending() -> None:
