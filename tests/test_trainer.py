@@ -544,6 +544,27 @@ def test_step_snapshots_that_fall_on_every_epoch_checkpoint_are_not_warned_about
     assert "save_steps=4" in gap("epoch", save_strategy="steps", save_steps=4, eval_strategy="steps", eval_steps=4)
 
 
+def test_a_run_no_longer_than_one_checkpoint_interval_is_not_warned_about(tmp_path):
+    """Helper 457: with max_steps at most one epoch (or one save_steps), the only checkpoint is the last step's,
+    which always gets a snapshot, yet best_checkpoint_gap warned that snapshots are not taken at every checkpoint
+    (max_steps=4, 6-step epochs, txray_steps=4)."""
+    from transformers import TrainerState
+
+    from hf_txray.trainer.arguments import best_checkpoint_gap
+
+    options = dict(eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True)
+
+    def gap(max_steps, strategy="steps", steps=4, **overrides):
+        return best_checkpoint_gap(build_args(tmp_path, **{**options, **overrides}), strategy, steps, "txray_",
+                                   TrainerState(max_steps=max_steps), steps_per_epoch=6)
+
+    assert gap(4) is None and gap(6) is None
+    assert "are not taken at every checkpoint" in gap(7)  # the epoch checkpoint at step 6 has no snapshot
+    steps = dict(save_strategy="steps", save_steps=5, eval_strategy="steps", eval_steps=5)
+    assert gap(5, **steps) is None and gap(3, "epoch", **steps) is None
+    assert "save_steps=5" in gap(9, **steps)
+
+
 def test_bf16_mixed_precision_training(tmp_path):
     trainer, recorder = train(tmp_path, bf16=True, max_steps=4, txray_steps=2)
     assert list(trainer.txray_profiles) == ["step-0", "step-2", "step-4"]

@@ -79,7 +79,9 @@ def best_checkpoint_gap(args: TrainingArguments, strategy: str, steps: int, pref
     ``on_train_begin``: ``state.save_steps`` / ``state.eval_steps``, in steps); without `state` it is not judged.
     `steps_per_epoch` (optimizer steps, :func:`steps_per_epoch`; None where the training data have no length) puts
     epoch checkpoints beside step snapshots, and step checkpoints beside epoch snapshots, at the steps they fall on
-    (helper 454: txray_steps=6 beside epochs of 6 steps profiled every checkpoint, and was warned about)."""
+    (helper 454: txray_steps=6 beside epochs of 6 steps profiled every checkpoint, and was warned about). With
+    `state`, a run of ``state.max_steps`` optimizer steps no longer than that interval saves its only checkpoint at
+    its last step, which always gets a snapshot: no gap."""
     if not getattr(args, "load_best_model_at_end", False) or strategy == "no" or (strategy == "steps" and steps == 1):
         return None  # txray_steps=1: a snapshot at every step, so at every checkpoint
     save = str(getattr(args.save_strategy, "value", args.save_strategy))
@@ -92,6 +94,9 @@ def best_checkpoint_gap(args: TrainingArguments, strategy: str, steps: int, pref
         interval = getattr(state, f"{name}_steps")  # a ratio, in steps once training begins (TrainerState)
     if save == "epoch" and strategy == "epoch":
         return None
+    every = steps_per_epoch if save == "epoch" else interval if is_int(interval) else None
+    if every and state is not None and is_int(state.max_steps) and 0 < state.max_steps <= every:
+        return None  # the only checkpoint is the last step's, and the last step always gets a snapshot
     if steps_per_epoch and save == "epoch" and strategy == "steps" and steps_per_epoch % steps == 0:
         return None  # every epoch's last step is a multiple of txray_steps
     if steps_per_epoch and save == "steps" and strategy == "epoch" and is_int(interval) and \
