@@ -413,30 +413,16 @@ def test_a_profiled_stage_beside_a_report_only_stage_of_other_layers(layered, tm
         assert stats.loc["first", "count"] == want["count"] > 0 and not len(comparison)
 
 
-def test_a_report_only_stage_of_two_reports_of_other_layers_is_read_on_each(layered, tmp_path):
+def test_a_report_only_stage_of_two_reports_of_other_layers_is_read_on_each(late_known_from_two_reports):
     """Helper 451: stage 'late' known only from reports 'last->late' (layer 1) and 'first->late' (layer 0) was read
     with the first report's layers alone: the Neuron tab of a layer-0 neuron said "layer 0 was not profiled at stage
     'late' (its layers: [1])" (silent: the second report holds it) and showed no numbers for it. Each layer is read
     from a report that holds it now, checked against a brute-force count; the pair's own report comes first."""
-    import copy
-    import dataclasses
-
     from hf_txray import viewer
     from hf_txray.viewer import app
 
-    model, tokenizer, profiles, _ = layered
-
-    def late(profile):
-        renamed = copy.copy(profile)
-        renamed.meta = dataclasses.replace(profile.meta, stage="late")
-        return renamed
-
-    reports = [hf_txray.compare(profiles["last"], late(profiles["last"])),
-               hf_txray.compare(profiles["first"], late(profiles["first"]))]
-    source = str(hf_txray.save_to_disk(tmp_path / "results", [profiles["both"]], reports, plots=False))
-    skip = profiles["both"].meta.config["skip_first_positions"]  # 'auto' resolved: 1 for this decoder
-    ref = reference.reference_profile(model, tokenizer, SAMPLE_TEXTS, feature_types=("token",),
-                                      skip_first_positions=skip)
+    source, ref = late_known_from_two_reports
+    report_of = {0: "first->late", 1: "last->late"}  # the report holding each layer
     view = viewer.open_results(source)
     assert view.stage_layers("late") == [0, 1]
     assert [view.stage_report("late", layer).name for layer in (0, 1)] == ["first->late", "last->late"]
@@ -445,13 +431,13 @@ def test_a_report_only_stage_of_two_reports_of_other_layers_is_read_on_each(laye
         neuron = max((n for la, n in ref.neuron_count if la == layer), key=lambda n: ref.neuron_count[layer, n])
         for pair in (("both", "late"), ("late", "both")):
             title, stats, *_ = app.show_neuron(source, layer, neuron, *pair)
-            assert "not profiled" not in title and f"known only from report '{reports[1 - layer].name}'" in title
+            assert "not profiled" not in title and f"known only from report '{report_of[layer]}'" in title
             stats = stats.set_index("stage")
             assert stats.loc["late", "status"] == "credited"
             assert stats.loc["late", "count"] == stats.loc["both", "count"] == ref.neuron_count[layer, neuron] > 0
             summary = app.show_neuron_page(source, layer, neuron, *pair)[0]
             assert f"late: no summary, as stage 'late' has no profile in these results (it is known only from " \
-                   f"report '{reports[1 - layer].name}')." in summary.split("\n")
+                   f"report '{report_of[layer]}')." in summary.split("\n")
 
 
 @pytest.fixture(scope="module")

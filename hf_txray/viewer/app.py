@@ -33,7 +33,7 @@ from ..logging import get_logger
 from ..options import resolve_layer
 from ..redaction import redact
 from ..report import DEFAULT_MIN_COUNT, STATUSES
-from ..tables import too_few_credits_text
+from ..tables import NEURON_PROBE_COLUMNS, too_few_credits_text
 from . import data, figures, live, probing, tables
 from . import neuron as neuron_view  # `neuron` is the neuron number in the handlers
 
@@ -192,7 +192,6 @@ NEURON_LIST_COLUMNS = ("layer", "neuron")
 STAGE_COLUMNS = ("stage", "model", "site", "corpus", "texts", "positions", "features", "credited neurons", "neurons")
 REPORT_COLUMNS = ("report", "stage A", "stage B", *STATUSES)
 ATTRIBUTION_COLUMNS = ("example", "token", "score", "read here")
-NEURON_PROBE_COLUMNS = tuple(probing.neuron_probes(data.ResultsView("", {}, {}), 0, 0).columns)
 
 
 def _view(source: str | None) -> data.ResultsView:
