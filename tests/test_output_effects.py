@@ -739,12 +739,8 @@ def test_an_mlp_output_transformed_before_the_residual_sum_is_refused():
         check_output_effects(model, "mlp")
 
 
-def test_shared_experts_are_read_without_the_routed_experts_own_factor():
-    """Helper 277: Laguna (and Step 3.7, MiniMax-M3) multiply the routed experts' sum by ``routed_scaling_factor``
-    and add the shared experts' output after it; the gain measured on the routed experts' output (2.5) was applied to
-    the shared experts' units too, which read 2.5 times the model's own logit change, with no error. Against the
-    model's forward (+1 on a shared unit of the last block, the final norm replaced by its scale); the routed units
-    keep the factor (their router weight aside), and GraniteMoeShared's shared units keep its residual_multiplier."""
+def _laguna():
+    """A tiny Laguna causal LM (routed experts scaled by 2.5, shared experts added after), seeded."""
     from transformers import LagunaConfig, LagunaForCausalLM
 
     torch.manual_seed(20)
@@ -754,6 +750,16 @@ def test_shared_experts_are_read_without_the_routed_experts_own_factor():
                           num_experts=4, moe_routed_scaling_factor=2.5, mlp_layer_types=["sparse", "sparse"],
                           sliding_window=8, pad_token_id=0, bos_token_id=0, eos_token_id=0)
     model = LagunaForCausalLM(config).eval()
+    return model
+
+
+def test_shared_experts_are_read_without_the_routed_experts_own_factor():
+    """Helper 277: Laguna (and Step 3.7, MiniMax-M3) multiply the routed experts' sum by ``routed_scaling_factor``
+    and add the shared experts' output after it; the gain measured on the routed experts' output (2.5) was applied to
+    the shared experts' units too, which read 2.5 times the model's own logit change, with no error. Against the
+    model's forward (+1 on a shared unit of the last block, the final norm replaced by its scale); the routed units
+    keep the factor (their router weight aside), and GraniteMoeShared's shared units keep its residual_multiplier."""
+    model = _laguna()
     _randomize_norms(model)
     mlp, norm = model.model.layers[1].mlp, model.model.norm
     scale = norm.weight.detach()
@@ -783,16 +789,9 @@ def test_the_shared_experts_width_is_read_without_their_weight(monkeypatch):
     import importlib
 
     import pandas as pd
-    from transformers import LagunaConfig, LagunaForCausalLM
 
     output_effects = importlib.import_module("hf_txray.output_effects")  # the package's name is a function's
-    torch.manual_seed(20)
-    config = LagunaConfig(vocab_size=len(bpe_tokenizer()), hidden_size=32, intermediate_size=40, num_hidden_layers=2,
-                          num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=64,
-                          moe_intermediate_size=16, shared_expert_intermediate_size=32, num_experts_per_tok=2,
-                          num_experts=4, moe_routed_scaling_factor=2.5, mlp_layer_types=["sparse", "sparse"],
-                          sliding_window=8, pad_token_id=0, bos_token_id=0, eos_token_id=0)
-    model = LagunaForCausalLM(config).eval()
+    model = _laguna()
     shared = model.model.layers[1].mlp.shared_experts.down_proj
     expected = hf_txray.output_effects_table(model, [1], k=K, neurons=[64, 95])
     reads, original = [], output_effects.linear_weight
